@@ -1,0 +1,351 @@
+"""Kraken Futures REST API semantics: routing, authentication, cost budget, parameters and JSON shapes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs, unquote_plus
+
+from loguru import logger
+
+from simulator.auth import Authenticator
+from simulator.engine import Exchange
+from simulator.instruments import FEE_SCHEDULE_LINEAR, FEE_SCHEDULE_PGB, resolve_symbol
+from simulator.orders import iso, parse_decimal
+from simulator.prices import INTERVALS_MS, PRICE_KINDS, fmt
+from simulator.ratelimit import HISTORY_COSTS, RateLimiter, derivatives_cost
+
+DERIVATIVES_PREFIX = "/derivatives/api/v3/"
+CHARTS_PREFIX = "/api/charts/v1/"
+HISTORY_PREFIX = "/api/history/v2/"
+
+PUBLIC_GET = frozenset({"instruments", "tickers", "orderbook", "feeschedules"})
+PRIVATE_GET = frozenset({"accounts", "openpositions", "openorders", "fills", "orders/status", "feeschedules/volumes"})
+PRIVATE_POST = frozenset(
+    {"sendorder", "editorder", "cancelorder", "cancelallorders", "cancelallordersafter", "batchorder", "orders/status"}
+)
+HISTORY_GET = frozenset({"orders", "triggers"})
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request goes: its endpoint name (used for costs and faults) and API family."""
+
+    endpoint: str
+    family: str  # public | private | charts | history | unknown
+    allowed_methods: frozenset[str] = frozenset({"GET"})
+    args: tuple[str, ...] = ()
+
+
+@dataclass
+class ApiResponse:
+    """An HTTP status and a JSON body."""
+
+    status: int
+    body: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        """The body as compact UTF-8 JSON."""
+        return json.dumps(self.body, separators=(",", ":"), default=str).encode()
+
+
+def route(method: str, path: str) -> Route:
+    """Map an HTTP method and path (without query) to a route."""
+    if path.startswith(DERIVATIVES_PREFIX):
+        name = path[len(DERIVATIVES_PREFIX):].strip("/")
+        if name.startswith("tickers/") and name.count("/") == 1:
+            return Route("tickers/{symbol}", "public", args=(name.split("/", 1)[1],))
+        if name in PUBLIC_GET:
+            return Route(name, "public")
+        if name == "orders/status":
+            return Route(name, "private", frozenset({"GET", "POST"}))
+        if name in PRIVATE_GET:
+            return Route(name, "private")
+        if name in PRIVATE_POST:
+            return Route(name, "private", frozenset({"POST"}))
+    elif path.startswith(CHARTS_PREFIX):
+        parts = path[len(CHARTS_PREFIX):].strip("/").split("/")
+        if len(parts) == 3:
+            return Route("charts", "charts", args=tuple(parts))
+    elif path.startswith(HISTORY_PREFIX):
+        name = path[len(HISTORY_PREFIX):].strip("/")
+        if name in HISTORY_GET:
+            return Route(f"history/{name}", "history")
+    return Route("", "unknown", frozenset({"GET", "POST", "PUT", "DELETE"}))
+
+
+def parse_params(query: str, body: str, form_body: bool) -> dict[str, list[str]]:
+    """Query-string parameters merged with form-encoded body parameters."""
+    params = parse_qs(query, keep_blank_values=True)
+    if form_body and body:
+        for key, values in parse_qs(body, keep_blank_values=True).items():
+            params.setdefault(key, []).extend(values)
+    return params
+
+
+def parse_batch(body: str, query_params: Mapping[str, list[str]]) -> list[Any] | None:
+    """The `batchOrder` list from a batchorder body (`json=...`, raw or URL-encoded); None if malformed."""
+    raw: str | None = None
+    if body.startswith("json="):
+        raw = body[len("json="):]
+    elif "json" in query_params:
+        raw = query_params["json"][0]
+    if raw is None:
+        return None
+    for candidate in (raw, unquote_plus(raw)):
+        try:
+            data = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("batchOrder"), list):
+            return data["batchOrder"]
+        return None
+    return None
+
+
+def parse_iso_ms(value: str) -> int | None:
+    """Epoch ms of an ISO-8601 time such as `2024-02-06T22:24:34.849Z`; None if unparsable."""
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        return None
+    return int(dt.timestamp() * 1000)
+
+
+class KrakenApi:
+    """Turns one HTTP request into one Kraken Futures response; no sockets involved."""
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        authenticator: Authenticator,
+        limiter: RateLimiter,
+        status_window_ms: int = 5_000,
+    ) -> None:
+        self.exchange = exchange
+        self.auth = authenticator
+        self.limiter = limiter
+        self.status_window_ms = status_window_ms
+
+    # -- helpers -----------------------------------------------------------------
+    def _ok(self, **payload: Any) -> ApiResponse:
+        """A success response with Kraken's envelope."""
+        return ApiResponse(200, {"result": "success", **payload, "serverTime": iso(self.exchange.now())})
+
+    def error(self, error: str, status: int = 200) -> ApiResponse:
+        """An error response in Kraken's shape."""
+        return ApiResponse(status, {"result": "error", "serverTime": iso(self.exchange.now()), "error": error})
+
+    def handle(self, method: str, path: str, query: str, body: str, headers: Mapping[str, str]) -> ApiResponse:
+        """Serve one request; never raises."""
+        try:
+            return self._handle(method, path, query, body, headers)
+        except Exception:  # noqa: BLE001 - the server must keep serving whatever the input
+            logger.exception("simulator: unexpected error serving {} {}", method, path)
+            return self.error("unknownError", 500)
+
+    def _handle(self, method: str, path: str, query: str, body: str, headers: Mapping[str, str]) -> ApiResponse:
+        """Route, authenticate, charge and dispatch."""
+        r = route(method, path)
+        if r.family == "unknown":
+            return self.error("notFound", 404)
+        if method not in r.allowed_methods:
+            return self.error("methodNotAllowed", 405)
+        params = parse_params(query, body, form_body=r.endpoint != "batchorder")
+        if r.family in ("private", "history"):
+            failure = self.auth.check(headers, path, (query, body))
+            if failure is not None:
+                return self.error(failure, 401 if failure == "authenticationError" else 200)
+        if r.family == "public":
+            return self._public(r, params)
+        if r.family == "charts":
+            return self._charts(r, params)
+        if r.family == "history":
+            name = r.endpoint.split("/", 1)[1]
+            if not self.limiter.allow("history", HISTORY_COSTS.get(name, 1), self.exchange.now()):
+                return self.error("apiLimitExceeded")
+            return ApiResponse(200, self.exchange.history(name, _single(params)))
+        return self._private(r, params, body)
+
+    # -- public --------------------------------------------------------------------
+    def _public(self, r: Route, params: Mapping[str, list[str]]) -> ApiResponse:
+        """Instruments, tickers, order book and fee schedules."""
+        ex = self.exchange
+        if r.endpoint == "instruments":
+            return self._ok(instruments=[i.to_json() for i in ex.instruments.values()])
+        if r.endpoint == "tickers":
+            ex.sync()
+            return self._ok(tickers=[self._ticker(s) for s in ex.instruments])
+        if r.endpoint == "tickers/{symbol}":
+            symbol = resolve_symbol(r.args[0])
+            if symbol is None or symbol not in ex.instruments:
+                return self.error("contractNotFound", 404)
+            ex.sync()
+            return self._ok(ticker=self._ticker(symbol))
+        if r.endpoint == "orderbook":
+            symbol = resolve_symbol(_first(params, "symbol") or "")
+            if symbol is None or symbol not in ex.instruments:
+                return self.error("contractNotFound", 404)
+            ex.sync()
+            return self._ok(orderBook=self._orderbook(symbol))
+        schedules = [
+            {"uid": uid, "name": name, "tiers": [{"makerFee": 0.02, "takerFee": 0.05, "usdVolume": 0}]}
+            for uid, name in ((FEE_SCHEDULE_PGB, "PGB Fee Schedule"), (FEE_SCHEDULE_LINEAR, "MTF Linear Rebate Fees"))
+        ]
+        return self._ok(feeSchedules=schedules)
+
+    def _ticker(self, symbol: str) -> dict[str, object]:
+        """One market's ticker in Kraken's shape."""
+        ex = self.exchange
+        with ex.lock:
+            quote = ex.market.quote(symbol)
+            inst = ex.instruments[symbol]
+            o, h, l, vol = ex.market.stats_24h(symbol)
+        open24 = Decimal(repr(o))
+        depth = Decimal(inst.impact_mid_size) * 5
+        change = (quote.last - open24) / open24 * 100 if open24 else Decimal(0)
+        volume = Decimal(repr(vol)).quantize(inst.size_step) if vol else Decimal(0)
+        return {
+            "tag": "perpetual",
+            "pair": inst.pair,
+            "symbol": symbol,
+            "markPrice": fmt(quote.mark),
+            "bid": fmt(quote.bid),
+            "bidSize": fmt(depth),
+            "ask": fmt(quote.ask),
+            "askSize": fmt(depth),
+            "vol24h": fmt(volume),
+            "volumeQuote": fmt((volume * quote.last).quantize(Decimal("0.01"))),
+            "openInterest": fmt(depth * 1000),
+            "open24h": fmt(Decimal(repr(o))),
+            "high24h": fmt(Decimal(repr(h))),
+            "low24h": fmt(Decimal(repr(l))),
+            "last": fmt(quote.last),
+            "lastTime": iso(quote.time_ms),
+            "lastSize": fmt(inst.size_step if inst.size_step >= 1 else Decimal(inst.impact_mid_size)),
+            "fundingRate": "0",
+            "fundingRatePrediction": "0",
+            "suspended": symbol in ex.suspended,
+            "indexPrice": fmt(quote.index),
+            "postOnly": False,
+            "change24h": fmt(change.quantize(Decimal("0.01"))),
+        }
+
+    def _orderbook(self, symbol: str) -> dict[str, object]:
+        """A synthetic ten-level book around the current bid and ask."""
+        ex = self.exchange
+        with ex.lock:
+            quote = ex.market.quote(symbol)
+            inst = ex.instruments[symbol]
+        size = float(Decimal(inst.impact_mid_size) * 5)
+        tick = inst.tick_size
+        bids = [[float(quote.bid - tick * i), size * (1 + i)] for i in range(10) if quote.bid - tick * i > 0]
+        asks = [[float(quote.ask + tick * i), size * (1 + i)] for i in range(10)]
+        return {"bids": bids, "asks": asks}
+
+    def _charts(self, r: Route, params: Mapping[str, list[str]]) -> ApiResponse:
+        """OHLC candles for `trade`, `mark` or `spot` prices."""
+        kind, symbol_raw, interval = r.args
+        ex = self.exchange
+        symbol = resolve_symbol(symbol_raw)
+        if kind not in PRICE_KINDS:
+            return self.error("invalidArgument: tick_type", 400)
+        if symbol is None or symbol not in ex.instruments:
+            return self.error("invalidArgument: symbol", 400)
+        if interval not in INTERVALS_MS:
+            return self.error("invalidArgument: resolution", 400)
+        bounds: list[int | None] = []
+        for key in ("from", "to"):
+            value = _first(params, key)
+            if value is None or value == "":
+                bounds.append(None)
+                continue
+            seconds = parse_decimal(value)
+            if seconds is None or seconds < 0 or seconds > 10**11:
+                return self.error(f"invalidArgument: {key}", 400)
+            bounds.append(int(seconds * 1000))
+        with ex.lock:
+            ex.sync()
+            candles, more = ex.market.candles(symbol, kind, interval, bounds[0], bounds[1])
+        return ApiResponse(200, {"candles": candles, "more_candles": more})
+
+    # -- private --------------------------------------------------------------------
+    def _private(self, r: Route, params: Mapping[str, list[str]], body: str) -> ApiResponse:
+        """Account and order endpoints, charged against the /derivatives budget."""
+        ex = self.exchange
+        single = _single(params)
+        batch: list[Any] | None = None
+        if r.endpoint == "batchorder":
+            batch = parse_batch(body, params)
+        cost = derivatives_cost(r.endpoint, single, len(batch) if batch else 0)
+        if not self.limiter.allow("derivatives", cost, ex.now()):
+            return self.error("apiLimitExceeded")
+        e = r.endpoint
+        if e == "sendorder":
+            return self._ok(sendStatus=ex.send_order(single))
+        if e == "batchorder":
+            if batch is None:
+                return self.error("Json Parse Error", 400)
+            return self._ok(batchStatus=ex.batch(batch))
+        if e == "editorder":
+            if "orderId" not in single and "cliOrdId" not in single:
+                return self.error("requiredArgumentMissing", 400)
+            return self._ok(editStatus=ex.edit_order(single))
+        if e == "cancelorder":
+            if "order_id" not in single and "cliOrdId" not in single:
+                return self.error("requiredArgumentMissing", 400)
+            return self._ok(cancelStatus=ex.cancel_order(single))
+        if e == "cancelallorders":
+            symbol_raw = single.get("symbol")
+            symbol = None
+            if symbol_raw:
+                symbol = resolve_symbol(symbol_raw)
+                if symbol is None:
+                    return self.error("contractNotFound", 400)
+            return self._ok(cancelStatus=ex.cancel_all(symbol))
+        if e == "cancelallordersafter":
+            timeout = parse_decimal(single.get("timeout"))
+            if timeout is None or timeout < 0:
+                return self.error("requiredArgumentMissing", 400)
+            return self._ok(status=ex.cancel_all_after(int(timeout)))
+        if e == "openorders":
+            return self._ok(openOrders=[o.open_order_json() for o in ex.open_orders()])
+        if e == "orders/status":
+            order_ids = params.get("orderIds", [])
+            cli_ids = params.get("cliOrdIds", [])
+            found = ex.orders_status(order_ids, cli_ids, self.status_window_ms)
+            return self._ok(orders=[o.status_json() for o in found])
+        if e == "fills":
+            last = single.get("lastFillTime")
+            last_ms = None
+            if last:
+                last_ms = parse_iso_ms(last)
+                if last_ms is None:
+                    return self.error("invalidArgument: lastFillTime", 400)
+            return self._ok(fills=[f.to_json() for f in ex.recent_fills(last_ms)])
+        if e == "openpositions":
+            return self._ok(openPositions=ex.open_positions())
+        if e == "accounts":
+            return self._ok(accounts=ex.accounts())
+        if e == "feeschedules/volumes":
+            with ex.lock:
+                volume = sum((f.size * f.price for f in ex.fills), Decimal(0))
+            return self._ok(volumesByFeeSchedule={FEE_SCHEDULE_LINEAR: float(volume), FEE_SCHEDULE_PGB: float(volume)})
+        return self.error("notFound", 404)
+
+
+def _first(params: Mapping[str, list[str]], key: str) -> str | None:
+    """First value of a parameter."""
+    values = params.get(key)
+    return values[0] if values else None
+
+
+def _single(params: Mapping[str, list[str]]) -> dict[str, str]:
+    """Parameters with their first value only."""
+    return {k: v[0] for k, v in params.items() if v}

@@ -1,0 +1,87 @@
+"""Configuration of a simulator run and of its fault injection."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+FaultKind = Literal[
+    "latency",
+    "unavailable",
+    "http_500",
+    "http_429",
+    "api_limit",
+    "reset",
+    "accept_then_drop",
+    "accept_then_timeout",
+    "accept_then_unavailable",
+]
+ORDER_ENDPOINTS = ("sendorder", "batchorder", "editorder", "cancelorder", "cancelallorders")
+
+
+class FaultConfig(BaseModel):
+    """Faults applied to Kraken requests: added latency and per-request probabilities (0..1)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    latency_ms: float = Field(0.0, ge=0)
+    latency_jitter_ms: float = Field(0.0, ge=0)
+    unavailable: float = Field(0.0, ge=0, le=1)
+    http_500: float = Field(0.0, ge=0, le=1)
+    http_429: float = Field(0.0, ge=0, le=1)
+    api_limit: float = Field(0.0, ge=0, le=1)
+    reset: float = Field(0.0, ge=0, le=1)
+    accept_then_drop: float = Field(0.0, ge=0, le=1)
+    accept_then_timeout: float = Field(0.0, ge=0, le=1)
+    accept_then_unavailable: float = Field(0.0, ge=0, le=1)
+    hold_ms: float = Field(15_000.0, ge=0)
+    endpoints: list[str] | None = None
+    drop_endpoints: list[str] = Field(default_factory=lambda: ["sendorder", "batchorder"])
+    suspended: list[str] = Field(default_factory=list)
+
+
+class ScheduledFault(BaseModel):
+    """A deterministic fault for the next `count` requests to `endpoint` (`*` for any)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: FaultKind
+    endpoint: str = "sendorder"
+    count: int = Field(1, ge=1)
+    delay_ms: float = Field(0.0, ge=0)
+
+
+class SimulatorConfig(BaseModel):
+    """Everything a simulator run needs; defaults give a real-time paper exchange on a free port."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535)
+    seed: int = 0
+    speed: float = Field(1.0, gt=0)
+    clock: Literal["real", "stepped"] = "real"
+    start_time_ms: int | None = None
+    api_key: str | None = None
+    api_secret: str | None = None
+    initial_balance: float = Field(100_000.0, ge=0)
+    volatility: float = Field(0.03, ge=0)
+    spread: float = Field(0.0002, ge=0, lt=0.5)
+    tick_ms: int = Field(1000, ge=10)
+    history_days: float = Field(7.0, ge=0, le=365)
+    symbols: list[str] | None = None
+    rate_limit: bool = True
+    status_window_ms: int = Field(5_000, ge=0)
+    advance_interval_s: float = Field(0.25, gt=0)
+    faults: FaultConfig = Field(default_factory=FaultConfig)
+
+    @field_validator("api_secret")
+    @classmethod
+    def _secret_is_base64(cls, value: str | None) -> str | None:
+        """Reject a secret that Kraken's scheme could not use."""
+        if value is not None:
+            from simulator.auth import decode_secret
+
+            decode_secret(value)
+        return value

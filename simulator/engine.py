@@ -1,0 +1,817 @@
+"""The simulated Kraken Futures account: order entry, matching, positions, PnL, fees and margin."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from loguru import logger
+
+from simulator.clock import Clock
+from simulator.instruments import Instrument
+from simulator.orders import (
+    CANCELLED,
+    FILLED,
+    OPEN,
+    ORDER_TYPES,
+    REJECTED,
+    TRIGGER_SIGNALS,
+    UNTRIGGERED,
+    ZERO,
+    Fill,
+    Order,
+    Position,
+    iso,
+    parse_decimal,
+    text,
+)
+from simulator.prices import MarketData, Quote, fmt, stable_seed
+
+MAKER_FEE = Decimal("0.0002")
+TAKER_FEE = Decimal("0.0005")
+MAX_CLI_ORD_ID = 100
+STATUS_WINDOW_MS = 5_000
+MARKET_COLLAR = Decimal("0.01")
+
+Params = Mapping[str, Any]
+
+
+class HistoryEvent:
+    """One entry of the order or trigger history (`/history/v2/orders|triggers`)."""
+
+    __slots__ = ("uid", "time_ms", "name", "payload", "symbol")
+
+    def __init__(self, uid: str, time_ms: int, name: str, payload: dict[str, object], symbol: str | None) -> None:
+        self.uid = uid
+        self.time_ms = time_ms
+        self.name = name
+        self.payload = payload
+        self.symbol = symbol
+
+    def to_json(self) -> dict[str, object]:
+        """The element as Kraken's history endpoints return it."""
+        return {"uid": self.uid, "timestamp": str(self.time_ms), "event": {self.name: self.payload}}
+
+
+def _flag(value: object) -> bool:
+    """Kraken boolean parameter (`true`/`false`, JSON booleans)."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() == "true"
+
+
+class Exchange:
+    """One Kraken Futures flex (multi-collateral, USD) account trading against simulated markets."""
+
+    def __init__(
+        self,
+        market: MarketData,
+        clock: Clock,
+        instruments: Mapping[str, Instrument],
+        initial_balance: Decimal,
+        seed: int = 0,
+        maker_fee: Decimal = MAKER_FEE,
+        taker_fee: Decimal = TAKER_FEE,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.market = market
+        self.clock = clock
+        self.instruments = dict(instruments)
+        self.initial_balance = initial_balance
+        self.maker_fee = maker_fee
+        self.taker_fee = taker_fee
+        self._ids = random.Random(stable_seed(seed, "ids"))
+        self.account_uid = self._new_id()
+        self.account_id = str(100000 + self._ids.randrange(900000))
+        self.balance = initial_balance
+        self.fees_paid = ZERO
+        self.orders: dict[str, Order] = {}
+        self.cli_ids: dict[str, Order] = {}
+        self.working: dict[str, dict[str, Order]] = {s: {} for s in self.instruments}
+        self.fills: list[Fill] = []
+        self.positions: dict[str, Position] = {}
+        self.order_history: list[HistoryEvent] = []
+        self.trigger_history: list[HistoryEvent] = []
+        self.suspended: set[str] = set()
+        self.dead_man_ms: int | None = None
+        self.listeners: list[Callable[[Fill], None]] = []
+
+    # -- time ------------------------------------------------------------------
+    def now(self) -> int:
+        """Current simulated time (ms)."""
+        return self.clock.now_ms()
+
+    def sync(self) -> int:
+        """Advance the markets to the clock, matching working orders tick by tick; returns now."""
+        with self.lock:
+            now = self.clock.now_ms()
+            for tick_ms in self.market.advance_to(now):
+                self._on_step(tick_ms)
+            self._check_dead_man(now)
+            return now
+
+    def _on_step(self, time_ms: int) -> None:
+        """Match every market's working orders against the prices of one tick."""
+        self._check_dead_man(time_ms)
+        for symbol, book in self.working.items():
+            if book and symbol not in self.suspended:
+                self._match_book(symbol, self.market.quote(symbol), time_ms)
+
+    def _check_dead_man(self, time_ms: int) -> None:
+        """Fire the dead man's switch when its time has come."""
+        if self.dead_man_ms is not None and time_ms >= self.dead_man_ms:
+            self.dead_man_ms = None
+            logger.info("simulator: dead man's switch fired, cancelling all orders")
+            for order in [o for book in self.working.values() for o in book.values()]:
+                self._cancel(order, time_ms, "dead_man_switch")
+
+    # -- helpers -----------------------------------------------------------------
+    def _new_id(self) -> str:
+        """A reproducible UUID4 string."""
+        return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+
+    def position(self, symbol: str) -> Decimal:
+        """Signed position size in a market."""
+        pos = self.positions.get(symbol)
+        return pos.size if pos else ZERO
+
+    def _record(self, order: Order) -> None:
+        """Remember an order request (every one, including rejected ones)."""
+        self.orders[order.order_id] = order
+        if order.cli_ord_id is not None and order.cli_ord_id not in self.cli_ids:
+            self.cli_ids[order.cli_ord_id] = order
+
+    def _history(self, order: Order, time_ms: int, name: str, **extra: object) -> None:
+        """Append an order-history event with a snapshot of the order."""
+        if name == "OrderUpdated":
+            payload: dict[str, object] = {
+                "oldOrder": extra.pop("old"),
+                "newOrder": order.history_json(self.account_uid),
+            }
+        else:
+            payload = {"order": order.history_json(self.account_uid)}
+        payload.update(extra)
+        self.order_history.append(HistoryEvent(self._new_id(), time_ms, name, payload, order.symbol))
+
+    def _trigger_history(self, order: Order, time_ms: int, name: str, **extra: object) -> None:
+        """Append a trigger-history event with a snapshot of the trigger order."""
+        payload: dict[str, object] = {"order": order.history_trigger_json(self.account_uid, self.account_id)}
+        payload.update(extra)
+        self.trigger_history.append(HistoryEvent(self._new_id(), time_ms, name, payload, order.symbol))
+
+    # -- account -----------------------------------------------------------------
+    def unrealized(self) -> Decimal:
+        """Total unrealized PnL at mark prices."""
+        return sum(
+            (p.unrealized(self.market.quote(s).mark) for s, p in self.positions.items() if p.size),
+            ZERO,
+        )
+
+    def margin(self) -> tuple[Decimal, Decimal, Decimal]:
+        """Initial margin of positions, maintenance margin, and initial margin of working orders."""
+        im = mm = ZERO
+        for symbol, pos in self.positions.items():
+            if pos.size:
+                notional = abs(pos.size) * self.market.quote(symbol).mark
+                im_rate, mm_rate = self.instruments[symbol].margin_rates(notional)
+                im += notional * im_rate
+                mm += notional * mm_rate
+        orders_im = ZERO
+        for symbol, book in self.working.items():
+            for order in book.values():
+                if order.reduce_only:
+                    continue
+                price = order.limit_price or order.stop_price or self.market.quote(symbol).mark
+                notional = order.remaining * price
+                orders_im += notional * self.instruments[symbol].margin_rates(notional)[0]
+        return im, mm, orders_im
+
+    def available_margin(self) -> Decimal:
+        """Margin equity minus initial margin of positions and working orders."""
+        im, _, orders_im = self.margin()
+        return self.balance + self.unrealized() - im - orders_im
+
+    def _required_margin(self, symbol: str, side: str, qty: Decimal, price: Decimal) -> Decimal:
+        """Initial margin plus taker fee an order needs beyond what it closes."""
+        pos = self.position(symbol)
+        signed = qty if side == "buy" else -qty
+        increase = qty if pos == 0 or (pos > 0) == (signed > 0) else max(ZERO, qty - abs(pos))
+        notional = increase * price
+        im_rate = self.instruments[symbol].margin_rates(notional)[0]
+        return notional * im_rate + qty * price * self.taker_fee
+
+    # -- order entry ---------------------------------------------------------------
+    def send_order(self, params: Params, source: str = "sendorder") -> dict[str, object]:
+        """Place one order; returns Kraken's `sendStatus`."""
+        with self.lock:
+            now = self.sync()
+            return self._send(params, now, source)
+
+    def _send(self, params: Params, now: int, source: str) -> dict[str, object]:
+        """Validate, place and match one order at `now`."""
+        raw = {k: v for k, v in params.items()}
+        cli = params.get("cliOrdId")
+        cli_ord_id = None if cli is None else str(cli)
+        order_type = str(params.get("orderType", "")).strip().lower() or None
+        symbol_raw = params.get("symbol")
+        symbol = None if symbol_raw is None else str(symbol_raw).strip().upper()
+        side = None if params.get("side") is None else str(params.get("side")).strip().lower()
+        signal_raw = params.get("triggerSignal")
+        order = Order(
+            order_id=self._new_id(),
+            cli_ord_id=cli_ord_id,
+            symbol=symbol,
+            side=side,
+            order_type=order_type,
+            size=parse_decimal(params.get("size")),
+            limit_price=parse_decimal(params.get("limitPrice")),
+            stop_price=parse_decimal(params.get("stopPrice")),
+            trigger_signal=None,
+            reduce_only=_flag(params.get("reduceOnly", False)),
+            received_ms=now,
+            source=source,
+            last_update_ms=now,
+            order_tag=None if params.get("order_tag") is None else str(params.get("order_tag")),
+            raw=raw,
+        )
+        status = self._validate(order, params, signal_raw)
+        if status is not None:
+            return self._reject(order, status, now, events=False)
+        assert order.symbol is not None and order.size is not None and order.side is not None
+        if order.cli_ord_id is not None:
+            self.cli_ids[order.cli_ord_id] = order
+        quote = self.market.quote(order.symbol)
+        if order.is_trigger:
+            return self._place_trigger(order, quote, now)
+        return self._place_active(order, quote, now, events=True)
+
+    def _validate(self, order: Order, params: Params, signal_raw: object) -> str | None:
+        """Kraken's rejection status for an order request, or None if it may be placed."""
+        if order.order_type not in ORDER_TYPES:
+            return "invalidOrderType"
+        if order.side not in ("buy", "sell"):
+            return "invalidSide"
+        if order.cli_ord_id is not None:
+            if len(order.cli_ord_id) > MAX_CLI_ORD_ID:
+                return "clientOrderIdTooLong"
+            if order.cli_ord_id in self.cli_ids:
+                return "clientOrderIdAlreadyExist"
+        inst = self.instruments.get(order.symbol or "")
+        if inst is None:
+            return "invalidArgument"
+        if order.symbol in self.suspended:
+            return "marketSuspended"
+        if order.size is None or not inst.is_valid_size(order.size):
+            return "invalidSize"
+        needs_limit = order.order_type in ("lmt", "post", "ioc")
+        if needs_limit and order.limit_price is None:
+            return "invalidPrice"
+        if order.order_type == "mkt":
+            order.limit_price = None
+        if order.limit_price is not None and not inst.is_valid_price(order.limit_price):
+            return "invalidPrice"
+        if order.is_trigger:
+            if order.stop_price is None or not inst.is_valid_price(order.stop_price):
+                return "invalidPrice"
+            signal = TRIGGER_SIGNALS.get(str(signal_raw or "last").strip().lower())
+            if signal is None:
+                return "invalidArgument"
+            order.trigger_signal = signal
+        else:
+            order.stop_price = None
+        if abs(self.position(inst.symbol) + order.sign * order.size) > inst.max_position_size and not order.reduce_only:
+            return "maxPositionViolation"
+        return None
+
+    def _reject(self, order: Order, status: str, now: int, events: bool, reason: str | None = None) -> dict[str, object]:
+        """Record a rejected order and build its sendStatus."""
+        order.state = REJECTED
+        order.status = status
+        order.reason = reason or status
+        order.closed_ms = now
+        self._record(order)
+        if events:
+            self._history(order, now, "OrderRejected", reason=order.reason.lower(), algoId="", origin="Api")
+        logger.debug("simulator: order {} rejected: {}", order.order_id, status)
+        out: dict[str, object] = {"status": status, "receivedTime": iso(now), "orderEvents": []}
+        if events:
+            out["order_id"] = order.order_id
+            out["orderEvents"] = [
+                {"type": "REJECT", "uid": order.order_id, "order": order.event_json(), "reason": reason, "reducedQuantity": None}
+            ]
+        if order.cli_ord_id is not None:
+            out["cliOrdId"] = order.cli_ord_id
+        return out
+
+    def _clamp_reduce_only(self, order: Order) -> Decimal | None:
+        """For reduce-only orders, the quantity they may still trade (None if not reduce-only)."""
+        if not order.reduce_only or order.symbol is None:
+            return None
+        pos = self.position(order.symbol)
+        if pos == 0 or (pos > 0) == (order.sign > 0):
+            return ZERO
+        return min(order.remaining, abs(pos))
+
+    def _crosses(self, order: Order, quote: Quote) -> bool:
+        """True if a limit order would trade immediately at the current bid/ask."""
+        if order.limit_price is None:
+            return True
+        return order.limit_price >= quote.ask if order.side == "buy" else order.limit_price <= quote.bid
+
+    def _place_active(self, order: Order, quote: Quote, now: int, events: bool) -> dict[str, object]:
+        """Place a non-trigger order: fill it, rest it, or reject it."""
+        assert order.symbol is not None
+        kind = order.engine_type if order.is_trigger else order.order_type
+        reduced: Decimal | None = None
+        allowed = self._clamp_reduce_only(order)
+        if allowed is not None:
+            if allowed == 0:
+                return self._reject(order, "wouldNotReducePosition", now, events, "WOULD_NOT_REDUCE_POSITION")
+            if allowed < order.remaining:
+                reduced = order.remaining - allowed
+                order.size = order.filled + allowed
+        crosses = self._crosses(order, quote)
+        if kind == "post" and crosses:
+            return self._reject(order, "postWouldExecute", now, events, "POST_WOULD_EXECUTE")
+        if kind == "ioc" and not crosses and order.order_type != "mkt":
+            return self._reject(order, "iocWouldNotExecute", now, events, "IOC_WOULD_NOT_EXECUTE")
+        price = (quote.ask if order.side == "buy" else quote.bid) if crosses else (order.limit_price or quote.mark)
+        if not order.reduce_only:
+            needed = self._required_margin(order.symbol, order.side or "buy", order.remaining, price)
+            if needed > self.available_margin():
+                return self._reject(order, "insufficientAvailableFunds", now, events=False)
+        if order.order_type == "mkt":
+            collar = quote.mark * (1 + MARKET_COLLAR) if order.side == "buy" else quote.mark * (1 - MARKET_COLLAR)
+            tick = self.instruments[order.symbol].tick_size
+            order.collar_price = (collar / tick).to_integral_value() * tick
+        order.status = "placed"
+        self._record(order)
+        out: dict[str, object] = {"order_id": order.order_id, "status": "placed", "receivedTime": iso(now)}
+        if order.cli_ord_id is not None:
+            out["cliOrdId"] = order.cli_ord_id
+        if crosses:
+            prior = order.event_json()
+            fill = self._execute(order, order.remaining, price, "taker", now)
+            self._history(order, now, "OrderPlaced", reason="new_user_order", reducedQuantity=text(reduced) or "",
+                          algoId="", origin="Api")
+            out["orderEvents"] = [
+                {
+                    "type": "EXECUTION",
+                    "executionId": fill.fill_id,
+                    "price": float(fill.price),
+                    "amount": float(fill.size),
+                    "orderPriorEdit": None,
+                    "orderPriorExecution": prior,
+                    "takerReducedQuantity": None if reduced is None else float(reduced),
+                }
+            ]
+            return out
+        order.state = OPEN
+        self.working[order.symbol][order.order_id] = order
+        self._history(order, now, "OrderPlaced", reason="new_user_order", reducedQuantity=text(reduced) or "",
+                      algoId="", origin="Api")
+        out["orderEvents"] = [
+            {"type": "PLACE", "uid": order.order_id, "order": order.event_json(),
+             "reducedQuantity": None if reduced is None else float(reduced)}
+        ]
+        return out
+
+    def _place_trigger(self, order: Order, quote: Quote, now: int) -> dict[str, object]:
+        """Accept a stop or take-profit order and start watching its trigger price."""
+        assert order.symbol is not None
+        order.state = UNTRIGGERED
+        order.status = "placed"
+        self._record(order)
+        self.working[order.symbol][order.order_id] = order
+        self._trigger_history(order, now, "OrderTriggerPlaced", reason="new_user_order", algoId="", origin="Api")
+        out: dict[str, object] = {
+            "order_id": order.order_id,
+            "status": "placed",
+            "receivedTime": iso(now),
+            "orderEvents": [{"type": "PLACE", "orderTrigger": order.trigger_event_json()}],
+        }
+        if order.cli_ord_id is not None:
+            out["cliOrdId"] = order.cli_ord_id
+        if order.symbol not in self.suspended:
+            self._match_book(order.symbol, quote, now)
+        return out
+
+    # -- matching -------------------------------------------------------------------
+    def _match_book(self, symbol: str, quote: Quote, time_ms: int) -> None:
+        """Fire triggers and fill resting limit orders that the current prices reach."""
+        for order in list(self.working[symbol].values()):
+            if order.state == UNTRIGGERED:
+                price = quote.signal_price(order.trigger_signal or "last")
+                assert order.stop_price is not None
+                fired = price >= order.stop_price if order.trigger_side == "above" else price <= order.stop_price
+                if fired:
+                    self._fire_trigger(order, quote, time_ms)
+            elif order.state == OPEN:
+                assert order.limit_price is not None
+                reached = quote.ask <= order.limit_price if order.side == "buy" else quote.bid >= order.limit_price
+                if not reached:
+                    continue
+                allowed = self._clamp_reduce_only(order)
+                if allowed is not None and allowed == 0:
+                    self._cancel(order, time_ms, "would_not_reduce_position")
+                    continue
+                qty = order.remaining if allowed is None else allowed
+                old = order.history_json(self.account_uid)
+                self._execute(order, qty, order.limit_price, "maker", time_ms)
+                if order.remaining > 0:
+                    order.size = order.filled  # reduce-only leftover is cancelled by the engine
+                    order.state = FILLED
+                    order.closed_ms = time_ms
+                    self.working[symbol].pop(order.order_id, None)
+                self._history(order, time_ms, "OrderUpdated", old=old, reason="full_fill", reducedQuantity="",
+                              algoId="", origin="Api")
+
+    def _fire_trigger(self, order: Order, quote: Quote, time_ms: int) -> None:
+        """Turn a triggered stop / take-profit into a limit or market order."""
+        assert order.symbol is not None
+        self.working[order.symbol].pop(order.order_id, None)
+        order.triggered_ms = time_ms
+        order.last_update_ms = time_ms
+        self._trigger_history(order, time_ms, "OrderTriggerActivated")
+        result = self._place_active(order, quote, time_ms, events=True)
+        if order.state == REJECTED:
+            logger.debug("simulator: triggered order {} rejected: {}", order.order_id, result.get("status"))
+
+    def _execute(self, order: Order, qty: Decimal, price: Decimal, liquidity: str, time_ms: int) -> Fill:
+        """Fill `qty` of an order at `price`: position, PnL, fees and order state."""
+        assert order.symbol is not None and order.side is not None
+        signed = qty if order.side == "buy" else -qty
+        pos = self.positions.setdefault(order.symbol, Position(order.symbol))
+        realized = pos.apply(signed, price, time_ms)
+        fee = qty * price * (self.maker_fee if liquidity == "maker" else self.taker_fee)
+        self.balance += realized - fee
+        self.fees_paid += fee
+        order.filled += qty
+        order.last_update_ms = time_ms
+        if order.remaining <= 0:
+            order.state = FILLED
+            order.closed_ms = time_ms
+            self.working[order.symbol].pop(order.order_id, None)
+        fill = Fill(
+            fill_id=self._new_id(),
+            order_id=order.order_id,
+            cli_ord_id=order.cli_ord_id,
+            symbol=order.symbol,
+            side=order.side,
+            size=qty,
+            price=price,
+            time_ms=time_ms,
+            fill_type=liquidity,
+            fee=fee,
+            realized_pnl=realized,
+        )
+        self.fills.append(fill)
+        logger.debug("simulator: fill {} {} {} @ {} ({})", order.symbol, order.side, fmt(qty), fmt(price), liquidity)
+        for listener in self.listeners:
+            listener(fill)
+        return fill
+
+    # -- cancel / edit -------------------------------------------------------------------
+    def _find(self, params: Params, id_key: str) -> Order | None:
+        """The order named by `order_id`/`orderId` or `cliOrdId` in a request."""
+        order_id = params.get(id_key)
+        if order_id is not None:
+            return self.orders.get(str(order_id))
+        cli = params.get("cliOrdId")
+        if cli is not None:
+            return self.cli_ids.get(str(cli))
+        return None
+
+    def _cancel(self, order: Order, time_ms: int, reason: str) -> None:
+        """Take a working order off the book."""
+        assert order.symbol is not None
+        self.working[order.symbol].pop(order.order_id, None)
+        was_trigger = order.state == UNTRIGGERED
+        order.state = CANCELLED
+        order.reason = reason
+        order.closed_ms = time_ms
+        order.last_update_ms = time_ms
+        if was_trigger:
+            self._trigger_history(order, time_ms, "OrderTriggerCancelled", reason=reason, algoId="", origin="Api")
+        else:
+            self._history(order, time_ms, "OrderCancelled", reason=reason, algoId="", origin="Api")
+
+    def _cancel_event(self, order: Order, was_trigger: bool) -> dict[str, object]:
+        """The CANCEL order event for a cancelled order."""
+        if was_trigger:
+            return {"uid": order.order_id, "orderTrigger": order.trigger_event_json(), "type": "CANCEL"}
+        return {"uid": order.order_id, "order": order.event_json(), "type": "CANCEL"}
+
+    def cancel_order(self, params: Params) -> dict[str, object]:
+        """Cancel one order by `order_id` or `cliOrdId`; returns Kraken's `cancelStatus`."""
+        with self.lock:
+            now = self.sync()
+            return self._cancel_one(params, now, "order_id")
+
+    def _cancel_one(self, params: Params, now: int, id_key: str) -> dict[str, object]:
+        """Cancel one order at `now`."""
+        order = self._find(params, id_key)
+        out: dict[str, object] = {"receivedTime": iso(now)}
+        if order is None or order.state == REJECTED:
+            out.update(status="notFound", orderEvents=[])
+            return out
+        out["order_id"] = order.order_id
+        if order.cli_ord_id is not None:
+            out["cliOrdId"] = order.cli_ord_id
+        if order.state == FILLED:
+            out.update(status="filled", orderEvents=[])
+            return out
+        if order.state == CANCELLED:
+            out.update(status="notFound", orderEvents=[])
+            return out
+        was_trigger = order.state == UNTRIGGERED
+        self._cancel(order, now, "cancelled_by_user")
+        out.update(status="cancelled", orderEvents=[self._cancel_event(order, was_trigger)])
+        return out
+
+    def cancel_all(self, symbol: str | None) -> dict[str, object]:
+        """Cancel every working order (of one market if given); returns Kraken's `cancelStatus`."""
+        with self.lock:
+            now = self.sync()
+            books = [self.working.get(symbol, {})] if symbol else list(self.working.values())
+            victims = [o for book in books for o in list(book.values())]
+            events = []
+            cancelled = []
+            for order in victims:
+                was_trigger = order.state == UNTRIGGERED
+                self._cancel(order, now, "cancelled_by_user")
+                events.append(self._cancel_event(order, was_trigger))
+                entry: dict[str, object] = {"order_id": order.order_id}
+                if order.cli_ord_id is not None:
+                    entry["cliOrdId"] = order.cli_ord_id
+                cancelled.append(entry)
+            return {
+                "receivedTime": iso(now),
+                "cancelOnly": symbol or "all",
+                "status": "cancelled" if victims else "noOrdersToCancel",
+                "cancelledOrders": cancelled,
+                "orderEvents": events,
+            }
+
+    def cancel_all_after(self, timeout_s: int) -> dict[str, object]:
+        """Arm (or with 0, disarm) the dead man's switch; returns Kraken's `status`."""
+        with self.lock:
+            now = self.sync()
+            self.dead_man_ms = now + timeout_s * 1000 if timeout_s > 0 else None
+            return {"currentTime": iso(now), "triggerTime": iso(self.dead_man_ms) if self.dead_man_ms else "0"}
+
+    def edit_order(self, params: Params) -> dict[str, object]:
+        """Change size / limit price / stop price of a working order; returns Kraken's `editStatus`."""
+        with self.lock:
+            now = self.sync()
+            return self._edit(params, now, "orderId")
+
+    def _edit(self, params: Params, now: int, id_key: str) -> dict[str, object]:
+        """Edit one order at `now`."""
+        order = self._find(params, id_key)
+        out: dict[str, object] = {"receivedTime": iso(now)}
+        if order is None or not order.working:
+            out.update(status="orderForEditNotFound", orderEvents=[])
+            return out
+        assert order.symbol is not None
+        out["orderId"] = order.order_id
+        inst = self.instruments[order.symbol]
+        size = parse_decimal(params.get("size")) if params.get("size") is not None else order.size
+        limit = parse_decimal(params.get("limitPrice")) if params.get("limitPrice") is not None else order.limit_price
+        stop = parse_decimal(params.get("stopPrice")) if params.get("stopPrice") is not None else order.stop_price
+        if size is None or not inst.is_valid_size(size) or size <= order.filled:
+            out.update(status="invalidSize", orderEvents=[])
+            return out
+        if params.get("stopPrice") is not None and order.state != UNTRIGGERED:
+            out.update(status="orderForEditNotAStop", orderEvents=[])
+            return out
+        for price in (limit, stop):
+            if params.get("limitPrice") is not None and limit is None:
+                out.update(status="invalidPrice", orderEvents=[])
+                return out
+            if price is not None and not inst.is_valid_price(price):
+                out.update(status="invalidPrice", orderEvents=[])
+                return out
+        was_trigger = order.state == UNTRIGGERED
+        old = order.trigger_event_json() if was_trigger else order.event_json()
+        old_hist = order.history_json(self.account_uid)
+        order.size, order.limit_price, order.stop_price = size, limit, stop
+        order.last_update_ms = now
+        new = order.trigger_event_json() if was_trigger else order.event_json()
+        events: list[dict[str, object]] = [{"type": "EDIT", "old": old, "new": new, "reducedQuantity": None}]
+        if not was_trigger:
+            self._history(order, now, "OrderUpdated", old=old_hist, reason="edited_by_user", reducedQuantity="",
+                          algoId="", origin="Api")
+        quote = self.market.quote(order.symbol)
+        if order.symbol not in self.suspended:
+            if not was_trigger and self._crosses(order, quote) and order.order_type != "post":
+                price = quote.ask if order.side == "buy" else quote.bid
+                prior = order.event_json()
+                old_hist = order.history_json(self.account_uid)
+                fill = self._execute(order, order.remaining, price, "takerAfterEdit", now)
+                self._history(order, now, "OrderUpdated", old=old_hist, reason="full_fill", reducedQuantity="",
+                              algoId="", origin="Api")
+                events.append({"type": "EXECUTION", "executionId": fill.fill_id, "price": float(price),
+                               "amount": float(fill.size), "orderPriorEdit": None, "orderPriorExecution": prior,
+                               "takerReducedQuantity": None})
+            else:
+                self._match_book(order.symbol, quote, now)
+        out.update(status="edited", orderEvents=events)
+        return out
+
+    def batch(self, instructions: Iterable[Params]) -> list[dict[str, object]]:
+        """Run batchorder instructions (send / edit / cancel) in order; returns `batchStatus`."""
+        with self.lock:
+            now = self.sync()
+            results: list[dict[str, object]] = []
+            for item in instructions:
+                if not isinstance(item, Mapping):
+                    results.append({"status": "invalidArgument", "orderEvents": []})
+                    continue
+                kind = str(item.get("order", "")).lower()
+                if kind == "send":
+                    status = self._send(item, now, "batchorder")
+                    entry: dict[str, object] = {"status": status["status"], "order_tag": item.get("order_tag"),
+                                                "dateTimeReceived": status["receivedTime"],
+                                                "orderEvents": status.get("orderEvents", [])}
+                    if "order_id" in status:
+                        entry["order_id"] = status["order_id"]
+                    if "cliOrdId" in status:
+                        entry["cliOrdId"] = status["cliOrdId"]
+                    results.append(entry)
+                elif kind == "cancel":
+                    status = self._cancel_one(item, now, "order_id")
+                    status.pop("receivedTime", None)
+                    results.append(status)
+                elif kind == "edit":
+                    status = self._edit(item, now, "order_id")
+                    status.pop("receivedTime", None)
+                    if "orderId" in status:
+                        status["order_id"] = status.pop("orderId")
+                    results.append(status)
+                else:
+                    results.append({"status": "invalidArgument", "orderEvents": []})
+            return results
+
+    # -- queries -------------------------------------------------------------------
+    def open_orders(self) -> list[Order]:
+        """Working orders (resting and untriggered), oldest first."""
+        with self.lock:
+            self.sync()
+            return sorted((o for book in self.working.values() for o in book.values()), key=lambda o: o.received_ms)
+
+    def orders_status(self, order_ids: list[str], cli_ord_ids: list[str], window_ms: int = 5_000) -> list[Order]:
+        """Orders that are working or closed within `window_ms` (Kraken's 5 s), optionally filtered by ids."""
+        with self.lock:
+            now = self.sync()
+            if order_ids or cli_ord_ids:
+                wanted = [self.orders.get(i) for i in order_ids] + [self.cli_ids.get(c) for c in cli_ord_ids]
+                candidates = [o for o in dict.fromkeys(wanted) if o is not None]
+            else:
+                candidates = list(self.orders.values())
+            return [
+                o
+                for o in candidates
+                if o.working or (o.closed_ms is not None and now - o.closed_ms <= window_ms)
+            ]
+
+    def recent_fills(self, last_fill_time_ms: int | None, limit: int = 100) -> list[Fill]:
+        """Newest fills first, at most `limit`, before `last_fill_time_ms` if given."""
+        with self.lock:
+            self.sync()
+            fills = self.fills if last_fill_time_ms is None else [f for f in self.fills if f.time_ms < last_fill_time_ms]
+            return list(reversed(fills))[:limit]
+
+    def open_positions(self) -> list[dict[str, object]]:
+        """Non-zero positions in Kraken's `openPositions` shape."""
+        with self.lock:
+            self.sync()
+            return [p.to_json(self.market.quote(s).mark) for s, p in sorted(self.positions.items()) if p.size]
+
+    def accounts(self) -> dict[str, object]:
+        """The `accounts` map: the flex (multi-collateral) account and an empty cash account."""
+        with self.lock:
+            self.sync()
+            unrealized = self.unrealized()
+            im, mm, orders_im = self.margin()
+            equity = self.balance + unrealized
+            available = equity - im - orders_im
+            free = max(ZERO, min(self.balance, available))
+            q = Decimal("1e-8")
+            balance_text = fmt(self.balance.quantize(q))
+            flex = {
+                "currencies": {
+                    "USD": {
+                        "quantity": balance_text,
+                        "value": balance_text,
+                        "collateral": balance_text,
+                        "available": fmt(free.quantize(q)),
+                    }
+                },
+                "initialMargin": fmt(im.quantize(q)),
+                "initialMarginWithOrders": fmt((im + orders_im).quantize(q)),
+                "maintenanceMargin": fmt(mm.quantize(q)),
+                "balanceValue": balance_text,
+                "portfolioValue": fmt(equity.quantize(q)),
+                "collateralValue": balance_text,
+                "pnl": fmt(unrealized.quantize(q)),
+                "unrealizedFunding": "0",
+                "totalUnrealized": fmt(unrealized.quantize(q)),
+                "totalUnrealizedAsMargin": fmt(unrealized.quantize(q)),
+                "availableMargin": fmt(available.quantize(q)),
+                "marginEquity": fmt(equity.quantize(q)),
+                "type": "multiCollateralMarginAccount",
+            }
+            cash = {"balances": {"usd": "0", "xbt": "0", "eth": "0", "usdt": "0"}, "type": "cashAccount"}
+            return {"flex": flex, "cash": cash}
+
+    def history(self, which: str, params: Params) -> dict[str, object]:
+        """`/history/v2/orders` or `/triggers`: newest first unless `sort=asc`, with since/before/count."""
+        with self.lock:
+            self.sync()
+            events = self.order_history if which == "orders" else self.trigger_history
+            since = parse_decimal(params.get("since"))
+            before = parse_decimal(params.get("before"))
+            tradeable = params.get("tradeable")
+            selected = [
+                e
+                for e in events
+                if (since is None or e.time_ms >= since)
+                and (before is None or e.time_ms < before)
+                and (tradeable is None or e.symbol == str(tradeable).upper())
+            ]
+            if str(params.get("sort", "desc")).lower() != "asc":
+                selected.reverse()
+            token = parse_decimal(params.get("continuation_token") or params.get("continuationToken"))
+            offset = int(token) if token is not None and token >= 0 else 0
+            count_raw = parse_decimal(params.get("count"))
+            count = int(count_raw) if count_raw is not None and count_raw > 0 else 500
+            page = selected[offset : offset + count]
+            out: dict[str, object] = {
+                "accountUid": self.account_uid,
+                "len": str(len(selected)),
+                "elements": [e.to_json() for e in page],
+            }
+            if offset + count < len(selected):
+                out["continuationToken"] = str(offset + count)
+            return out
+
+    # -- admin -----------------------------------------------------------------------
+    def set_suspended(self, symbol: str, suspended: bool) -> None:
+        """Suspend or resume a market."""
+        with self.lock:
+            self.sync()
+            if suspended:
+                self.suspended.add(symbol)
+            else:
+                self.suspended.discard(symbol)
+
+    def set_price(self, symbol: str, price: float, mark_premium: float | None = None) -> Quote:
+        """Move a market's fair price (and optionally the mark premium) now, then match."""
+        with self.lock:
+            now = self.sync()
+            path = self.market.paths[symbol]
+            path.set_fair(price, now)
+            if mark_premium is not None:
+                path.set_mark_premium(mark_premium, now)
+            quote = self.market.quote(symbol)
+            if symbol not in self.suspended and self.working[symbol]:
+                self._match_book(symbol, quote, now)
+            return quote
+
+    def dump(self) -> dict[str, object]:
+        """Every order ever received, fills, positions and balances."""
+        with self.lock:
+            now = self.sync()
+            im, mm, orders_im = self.margin()
+            unrealized = self.unrealized()
+            return {
+                "now": now,
+                "orders": [o.dump() for o in self.orders.values()],
+                "fills": [f.dump() for f in self.fills],
+                "positions": [
+                    {
+                        "symbol": s,
+                        "size": fmt(p.size),
+                        "avgPrice": fmt(p.avg_price),
+                        "realizedPnl": fmt(p.realized_pnl),
+                        "unrealizedPnl": fmt(p.unrealized(self.market.quote(s).mark)),
+                    }
+                    for s, p in sorted(self.positions.items())
+                    if p.size or p.realized_pnl
+                ],
+                "balances": {
+                    "USD": fmt(self.balance),
+                    "fees": fmt(self.fees_paid),
+                    "unrealizedPnl": fmt(unrealized),
+                    "initialMargin": fmt(im),
+                    "maintenanceMargin": fmt(mm),
+                    "ordersMargin": fmt(orders_im),
+                    "availableMargin": fmt(self.balance + unrealized - im - orders_im),
+                },
+                "suspended": sorted(self.suspended),
+            }

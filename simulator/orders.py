@@ -1,0 +1,372 @@
+"""Order, fill and position records of the simulated account, and their Kraken JSON shapes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+
+from simulator.prices import fmt
+
+ZERO = Decimal(0)
+
+# Order states kept by the engine (Kraken's own status strings live in `Order.status`).
+OPEN = "open"  # resting in the book
+UNTRIGGERED = "untriggered"  # a stop / take-profit waiting for its trigger
+FILLED = "filled"
+CANCELLED = "cancelled"
+REJECTED = "rejected"
+WORKING_STATES = (OPEN, UNTRIGGERED)
+
+ORDER_TYPES = ("lmt", "post", "mkt", "ioc", "stp", "take_profit")
+TRIGGER_TYPES = ("stp", "take_profit")
+TRIGGER_SIGNALS = {"last": "last", "mark": "mark", "index": "index", "spot": "index"}
+
+
+def iso(ms: int) -> str:
+    """Epoch milliseconds as Kraken's ISO-8601 UTC string with milliseconds."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_decimal(value: object) -> Decimal | None:
+    """A finite Decimal from a request value, or None if it is not a number."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        d = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return d if d.is_finite() else None
+
+
+def num(value: Decimal | None) -> float | None:
+    """A Decimal as a JSON number (Kraken sends numbers in order events)."""
+    return None if value is None else float(value)
+
+
+def text(value: Decimal | None) -> str | None:
+    """A Decimal as a plain string (Kraken sends strings in listings)."""
+    return None if value is None else fmt(value)
+
+
+@dataclass(eq=False)
+class Order:
+    """One order request the account ever sent, whatever became of it."""
+
+    order_id: str
+    cli_ord_id: str | None
+    symbol: str | None
+    side: str | None
+    order_type: str | None
+    size: Decimal | None
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    trigger_signal: str | None
+    reduce_only: bool
+    received_ms: int
+    source: str
+    state: str = REJECTED
+    status: str = "placed"
+    filled: Decimal = ZERO
+    last_update_ms: int = 0
+    closed_ms: int | None = None
+    triggered_ms: int | None = None
+    reason: str | None = None
+    order_tag: str | None = None
+    collar_price: Decimal | None = None
+    raw: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def remaining(self) -> Decimal:
+        """Unfilled quantity (zero for a closed order's leftover after cancel too)."""
+        return (self.size or ZERO) - self.filled
+
+    @property
+    def is_trigger(self) -> bool:
+        """True for stop and take-profit orders."""
+        return self.order_type in TRIGGER_TYPES
+
+    @property
+    def working(self) -> bool:
+        """True while the order rests in the book or waits for its trigger."""
+        return self.state in WORKING_STATES
+
+    @property
+    def sign(self) -> int:
+        """+1 for buys, -1 for sells."""
+        return 1 if self.side == "buy" else -1
+
+    @property
+    def trigger_side(self) -> str:
+        """`above` or `below`: where the watched price must go to fire the trigger."""
+        if self.order_type == "stp":
+            return "above" if self.side == "buy" else "below"
+        return "below" if self.side == "buy" else "above"
+
+    @property
+    def engine_type(self) -> str:
+        """Kraken's type in order events: `lmt`, `post`, `ioc` (market orders run as IoC), ..."""
+        if self.order_type == "mkt":
+            return "ioc"
+        if self.is_trigger and self.triggered_ms is not None:
+            return "lmt" if self.limit_price is not None else "ioc"
+        return self.order_type or ""
+
+    # -- Kraken shapes ----------------------------------------------------------
+    def event_json(self) -> dict[str, object]:
+        """The order as it appears inside sendorder/editorder/cancel `orderEvents`."""
+        return {
+            "orderId": self.order_id,
+            "cliOrdId": self.cli_ord_id,
+            "type": self.engine_type,
+            "symbol": self.symbol,
+            "side": self.side,
+            "quantity": num(self.remaining),
+            "filled": num(self.filled),
+            "limitPrice": num(self.limit_price if self.order_type != "mkt" else self.collar_price),
+            "stopPrice": num(self.stop_price),
+            "reduceOnly": self.reduce_only,
+            "timestamp": iso(self.received_ms),
+            "lastUpdateTimestamp": iso(self.last_update_ms or self.received_ms),
+        }
+
+    def trigger_event_json(self) -> dict[str, object]:
+        """The untriggered order as `orderTrigger` inside order events."""
+        return {
+            "uid": self.order_id,
+            "clientId": self.cli_ord_id,
+            "type": "lmt" if self.limit_price is not None else "ioc",
+            "symbol": self.symbol,
+            "side": self.side,
+            "quantity": num(self.remaining),
+            "limitPrice": num(self.limit_price),
+            "triggerPrice": num(self.stop_price),
+            "triggerSide": f"trigger_{self.trigger_side}",
+            "triggerSignal": f"{self.trigger_signal}_price",
+            "reduceOnly": self.reduce_only,
+            "timestamp": iso(self.received_ms),
+            "lastUpdateTimestamp": iso(self.last_update_ms or self.received_ms),
+        }
+
+    def open_order_json(self) -> dict[str, object]:
+        """The order as `/openorders` lists it."""
+        if self.is_trigger and self.state == UNTRIGGERED:
+            order_type = "stop" if self.order_type == "stp" else "take_profit"
+        else:
+            order_type = "lmt"
+        out: dict[str, object] = {
+            "order_id": self.order_id,
+            "symbol": self.symbol,
+            "side": self.side,
+            "orderType": order_type,
+            "limitPrice": text(self.limit_price),
+            "unfilledSize": text(self.remaining),
+            "receivedTime": iso(self.received_ms),
+            "status": "untouched" if self.filled == 0 else "partiallyFilled",
+            "filledSize": text(self.filled),
+            "reduceOnly": self.reduce_only,
+            "lastUpdateTime": iso(self.last_update_ms or self.received_ms),
+        }
+        if self.cli_ord_id is not None:
+            out["cliOrdId"] = self.cli_ord_id
+        if self.state == UNTRIGGERED:
+            out["stopPrice"] = text(self.stop_price)
+            out["triggerSignal"] = f"{self.trigger_signal}_price"
+            if self.limit_price is None:
+                out.pop("limitPrice")
+        return out
+
+    def status_json(self) -> dict[str, object]:
+        """The order as `/orders/status` reports it."""
+        order: dict[str, object] = {
+            "type": "TRIGGER_ORDER" if self.state == UNTRIGGERED else "ORDER",
+            "orderId": self.order_id,
+            "cliOrdId": self.cli_ord_id,
+            "symbol": self.symbol,
+            "side": self.side,
+            "quantity": num(self.remaining),
+            "filled": num(self.filled),
+            "limitPrice": num(self.limit_price if self.order_type != "mkt" else self.collar_price),
+            "reduceOnly": self.reduce_only,
+            "timestamp": iso(self.received_ms),
+            "lastUpdateTimestamp": iso(self.last_update_ms or self.received_ms),
+        }
+        if self.is_trigger:
+            order["priceTriggerOptions"] = {
+                "triggerPrice": num(self.stop_price),
+                "triggerSide": f"TRIGGER_{self.trigger_side.upper()}",
+                "triggerSignal": f"{(self.trigger_signal or 'last').upper()}_PRICE",
+            }
+            order["triggerTime"] = iso(self.triggered_ms) if self.triggered_ms is not None else None
+        if self.state == OPEN:
+            status = "ENTERED_BOOK"
+        elif self.state == UNTRIGGERED:
+            status = "TRIGGER_PLACED"
+        elif self.state == FILLED:
+            status = "FULLY_EXECUTED"
+        elif self.state == CANCELLED:
+            status = "CANCELLED"
+        else:
+            status = "REJECTED"
+        return {
+            "order": order,
+            "status": status,
+            "updateReason": self.reason.upper() if self.reason and self.state != REJECTED else None,
+            "error": self.reason.upper() if self.reason and self.state == REJECTED else None,
+        }
+
+    def history_json(self, account_uid: str) -> dict[str, object]:
+        """The order as `/history/v2/orders` events carry it."""
+        types = {"lmt": "Limit", "post": "Post", "ioc": "IoC", "mkt": "IoC"}
+        limit = self.collar_price if self.order_type == "mkt" else self.limit_price
+        return {
+            "uid": self.order_id,
+            "accountUid": account_uid,
+            "tradeable": self.symbol,
+            "direction": "Buy" if self.side == "buy" else "Sell",
+            "quantity": text(self.remaining),
+            "filled": text(self.filled),
+            "timestamp": str(self.received_ms),
+            "limitPrice": text(limit) or "",
+            "orderType": types.get(self.engine_type, "Limit"),
+            "clientId": self.cli_ord_id or "",
+            "reduceOnly": self.reduce_only,
+            "lastUpdateTimestamp": str(self.last_update_ms or self.received_ms),
+        }
+
+    def history_trigger_json(self, account_uid: str, account_id: str) -> dict[str, object]:
+        """The trigger order as `/history/v2/triggers` events carry it."""
+        signals = {"last": "LastPrice", "mark": "MarkPrice", "index": "SpotPrice"}
+        return {
+            "uid": self.order_id,
+            "accountId": account_id,
+            "accountUid": account_uid,
+            "tradeable": self.symbol,
+            "direction": "Buy" if self.side == "buy" else "Sell",
+            "quantity": text(self.remaining),
+            "timestamp": str(self.received_ms),
+            "limitPrice": text(self.limit_price) or "",
+            "orderType": "Limit" if self.limit_price is not None else "IoC",
+            "clientId": self.cli_ord_id or "",
+            "reduceOnly": self.reduce_only,
+            "triggerOptions": {
+                "triggerPrice": text(self.stop_price),
+                "triggerSignal": signals.get(self.trigger_signal or "last", "LastPrice"),
+                "triggerSide": self.trigger_side.capitalize(),
+            },
+            "lastUpdateTimestamp": str(self.last_update_ms or self.received_ms),
+        }
+
+    def dump(self) -> dict[str, object]:
+        """Everything about the order, for the admin state dump."""
+        return {
+            "order_id": self.order_id,
+            "cliOrdId": self.cli_ord_id,
+            "status": self.status,
+            "state": self.state,
+            "reason": self.reason,
+            "symbol": self.symbol,
+            "side": self.side,
+            "orderType": self.order_type,
+            "size": text(self.size),
+            "filled": text(self.filled),
+            "limitPrice": text(self.limit_price),
+            "stopPrice": text(self.stop_price),
+            "triggerSignal": self.trigger_signal,
+            "reduceOnly": self.reduce_only,
+            "time": self.received_ms,
+            "lastUpdateTime": self.last_update_ms or self.received_ms,
+            "closedTime": self.closed_ms,
+            "triggeredTime": self.triggered_ms,
+            "source": self.source,
+            "order_tag": self.order_tag,
+            "raw": self.raw,
+        }
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One execution of one of the account's orders."""
+
+    fill_id: str
+    order_id: str
+    cli_ord_id: str | None
+    symbol: str
+    side: str
+    size: Decimal
+    price: Decimal
+    time_ms: int
+    fill_type: str
+    fee: Decimal
+    realized_pnl: Decimal
+
+    def to_json(self) -> dict[str, object]:
+        """The fill as `/fills` lists it."""
+        out: dict[str, object] = {
+            "fill_id": self.fill_id,
+            "symbol": self.symbol,
+            "side": self.side,
+            "order_id": self.order_id,
+            "size": fmt(self.size),
+            "price": fmt(self.price),
+            "fillTime": iso(self.time_ms),
+            "fillType": self.fill_type,
+        }
+        if self.cli_ord_id is not None:
+            out["cliOrdId"] = self.cli_ord_id
+        return out
+
+    def dump(self) -> dict[str, object]:
+        """Everything about the fill, for the admin state dump."""
+        return {**self.to_json(), "time": self.time_ms, "fee": fmt(self.fee), "realizedPnl": fmt(self.realized_pnl)}
+
+
+@dataclass
+class Position:
+    """A netted position in one market."""
+
+    symbol: str
+    size: Decimal = ZERO
+    avg_price: Decimal = ZERO
+    opened_ms: int = 0
+    realized_pnl: Decimal = ZERO
+
+    def apply(self, signed_qty: Decimal, price: Decimal, time_ms: int) -> Decimal:
+        """Net a fill into the position; returns the PnL it realized."""
+        realized = ZERO
+        if self.size == 0 or (self.size > 0) == (signed_qty > 0):
+            total = abs(self.size) + abs(signed_qty)
+            self.avg_price = (abs(self.size) * self.avg_price + abs(signed_qty) * price) / total
+            if self.size == 0:
+                self.opened_ms = time_ms
+            self.size += signed_qty
+        else:
+            closing = min(abs(self.size), abs(signed_qty))
+            direction = 1 if self.size > 0 else -1
+            realized = closing * (price - self.avg_price) * direction
+            self.size += signed_qty
+            if self.size == 0:
+                self.avg_price = ZERO
+            elif (self.size > 0) != (direction > 0):
+                self.avg_price = price
+                self.opened_ms = time_ms
+        self.realized_pnl += realized
+        return realized
+
+    def unrealized(self, mark: Decimal) -> Decimal:
+        """Unrealized PnL at the given mark price."""
+        return self.size * (mark - self.avg_price) if self.size else ZERO
+
+    def to_json(self, mark: Decimal) -> dict[str, object]:
+        """The position as `/openpositions` lists it."""
+        return {
+            "side": "long" if self.size > 0 else "short",
+            "symbol": self.symbol,
+            "price": fmt(self.avg_price.quantize(Decimal("1e-12")) if self.avg_price else self.avg_price),
+            "fillTime": iso(self.opened_ms),
+            "size": fmt(abs(self.size)),
+            "unrealizedFunding": "0",
+            "pnlCurrency": "USD",
+            "unrealizedPnl": fmt(self.unrealized(mark).quantize(Decimal("1e-8"))),
+        }
