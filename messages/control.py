@@ -1,0 +1,105 @@
+"""Control messages from outside (pause, resume, status) and the status reports they return."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import Field
+
+from messages._base import Message, now_ms
+from messages.orders import OrderState, Side
+from messages.positions import Position
+
+
+class Pause(Message):
+    """Stop new orders for one symbol, or for all when `symbol` is None; orders and positions stay."""
+
+    symbol: str | None = None
+    source: str = "operator"
+
+
+class Resume(Message):
+    """Undo a Pause for one symbol, or for all when `symbol` is None."""
+
+    symbol: str | None = None
+    source: str = "operator"
+
+
+class Halt(Message):
+    """Exits only: no new entries for one symbol, or for all when `symbol` is None."""
+
+    symbol: str | None = None
+    reason: str = ""
+    source: str = "operator"
+
+
+class Unhalt(Message):
+    """Lift a Halt for one symbol, or for all when `symbol` is None."""
+
+    symbol: str | None = None
+    source: str = "operator"
+
+
+class GetStatus(Message):
+    """Ask an actor for its status report."""
+
+
+class ControlReply(Message):
+    """The answer to a control message: what was done, or why nothing was."""
+
+    ok: bool
+    detail: str = ""
+    symbols: tuple[str, ...] = ()
+
+
+class SymbolState(StrEnum):
+    """What a symbol actor is doing, as status shows it."""
+
+    SYNCING = "SYNCING"  # waiting for its first position sync since start
+    TRADING = "TRADING"
+    PAUSED = "PAUSED"
+    BLOCKED = "BLOCKED"  # an order with unknown outcome blocks new entries
+    HALTED = "HALTED"  # stopped after too many crashes (or by an operator)
+    RESTARTING = "RESTARTING"
+
+
+class PendingOrderView(Message):
+    """An order of ours that is not final, as status shows it."""
+
+    client_order_id: str
+    side: Side
+    state: OrderState
+    reduce_only: bool
+    amount: Decimal
+    filled: Decimal = Decimal(0)
+    exchange_order_id: str | None = None
+
+
+class SymbolStatus(Message):
+    """One symbol actor's status."""
+
+    symbol: str
+    state: SymbolState
+    paused: bool = False
+    halted: bool = False
+    halt_reason: str = ""
+    position: Position | None = None
+    pending_orders: tuple[PendingOrderView, ...] = ()
+    last_candle_time: int | None = None
+    last_signal: str | None = None
+    last_outcome: str | None = None
+    rejections: dict[str, int] = Field(default_factory=dict)
+    restarts: int = 0
+
+
+class PortfolioStatus(Message):
+    """The portfolio's view: symbol states, risk use and restarts."""
+
+    symbols: tuple[SymbolStatus, ...]
+    open_positions: int
+    reserved_slots: int
+    max_open_positions: int
+    total_notional: Decimal
+    max_total_notional: Decimal
+    as_of: int = Field(default_factory=now_ms)

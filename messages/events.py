@@ -1,0 +1,58 @@
+"""Events: every decision and rejection, with a typed reason, for the event log."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from messages._base import Message, now_ms
+
+
+class Reason(StrEnum):
+    """Why a signal was not traded or an order did not go as planned."""
+
+    DUPLICATE_INTENT = "DUPLICATE_INTENT"  # L1: the same signal was seen before
+    POSITION_OPEN = "POSITION_OPEN"  # L3: a position is open and pyramiding is off
+    NO_POSITION = "NO_POSITION"  # an exit with nothing to exit
+    ORDER_PENDING = "ORDER_PENDING"  # L5: our own order for this symbol is still in flight
+    ORDER_UNRESOLVED = "ORDER_UNRESOLVED"  # an order with unknown outcome blocks this side
+    EXCHANGE_ORDER_OPEN = "EXCHANGE_ORDER_OPEN"  # L4: an order rests on the exchange for symbol+side
+    RISK_LIMIT = "RISK_LIMIT"  # portfolio-wide limits
+    RISK_UNAVAILABLE = "RISK_UNAVAILABLE"  # the portfolio did not answer in time
+    PAUSED = "PAUSED"
+    HALTED = "HALTED"
+    NOT_READY = "NOT_READY"  # no position sync (reconciliation) yet since start
+    SIZE_TOO_SMALL = "SIZE_TOO_SMALL"
+    PERSISTENCE_UNAVAILABLE = "PERSISTENCE_UNAVAILABLE"  # the intent could not be claimed durably
+    EXCHANGE_UNAVAILABLE = "EXCHANGE_UNAVAILABLE"  # the exchange could not be reached for a check
+    EXCHANGE_REJECTED = "EXCHANGE_REJECTED"  # the exchange refused the order
+    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"  # time-out, dropped connection, 5xx around a send
+    STRATEGY_ERROR = "STRATEGY_ERROR"
+
+
+class EventKind(StrEnum):
+    """What happened."""
+
+    SIGNAL = "SIGNAL"
+    SIGNAL_REJECTED = "SIGNAL_REJECTED"
+    INTENT_CLAIMED = "INTENT_CLAIMED"
+    ORDER_SUBMITTED = "ORDER_SUBMITTED"
+    ORDER_UPDATE = "ORDER_UPDATE"
+    POSITION_SYNC_FAILED = "POSITION_SYNC_FAILED"
+    CONTROL = "CONTROL"
+    ACTOR_DIED = "ACTOR_DIED"
+    ACTOR_RESTARTED = "ACTOR_RESTARTED"
+    SYMBOL_HALTED = "SYMBOL_HALTED"
+    SYSTEM = "SYSTEM"
+
+
+class Event(Message):
+    """One entry of the append-only event log."""
+
+    kind: EventKind
+    symbol: str | None = None
+    reason: Reason | None = None
+    intent_hash: str | None = None
+    detail: str = ""
+    time: int = Field(default_factory=now_ms)

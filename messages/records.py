@@ -1,0 +1,123 @@
+"""What persistence stores and hands back: intent and control records, claims, bootstraps."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from messages._base import Message
+from messages.events import Event
+from messages.orders import OrderIntent, OrderState, Side
+from messages.signals import SignalKind
+
+
+class IntentRecord(Message):
+    """A stored intent and the state of its order."""
+
+    intent_hash: str
+    client_order_id: str
+    symbol: str
+    kind: SignalKind
+    side: Side
+    candle_time: int
+    reduce_only: bool
+    amount: Decimal
+    price: Decimal
+    notional: Decimal
+    order_type: str
+    state: OrderState
+    filled: Decimal = Decimal(0)
+    exchange_order_id: str | None = None
+    reason: str | None = None
+    created_at: int
+    updated_at: int
+
+    def to_intent(self) -> OrderIntent:
+        """The intent as it was claimed (to resolve or re-send it with the same client order id)."""
+        return OrderIntent(
+            intent_hash=self.intent_hash,
+            client_order_id=self.client_order_id,
+            symbol=self.symbol,
+            kind=self.kind,
+            side=self.side,
+            candle_time=self.candle_time,
+            notional=self.notional,
+            amount=self.amount,
+            price=self.price,
+            reduce_only=self.reduce_only,
+            order_type=self.order_type,
+            created_at=self.created_at,
+        )
+
+
+class ControlRecord(Message):
+    """A symbol's durable control state."""
+
+    symbol: str
+    paused: bool = False
+    halted: bool = False
+    reason: str = ""
+    source: str = ""
+    updated_at: int = 0
+
+
+class ClaimIntent(Message):
+    """Persistence command: claim this intent durably, or say it was claimed before."""
+
+    intent: OrderIntent
+    event: Event | None = None
+
+
+class ClaimResult(Message):
+    """The answer to ClaimIntent."""
+
+    claimed: bool
+    existing_state: OrderState | None = None
+
+
+class SetControl(Message):
+    """Persistence command: store a symbol's control state (None leaves a flag as it is)."""
+
+    symbol: str
+    paused: bool | None = None
+    halted: bool | None = None
+    reason: str = ""
+    source: str = ""
+
+
+class LoadSymbol(Message):
+    """Persistence query: what a (re)starting symbol actor needs to know."""
+
+    symbol: str
+    since: int  # epoch ms: intents created after this are remembered (the retention window)
+
+
+class SymbolBootstrap(Message):
+    """A symbol actor's durable state: remembered intent hashes, unfinished intents, control state."""
+
+    symbol: str
+    recent_hashes: frozenset[str]
+    open_intents: tuple[IntentRecord, ...]
+    control: ControlRecord
+
+
+class LoadOpenIntents(Message):
+    """Persistence query: every intent whose order is not final (for risk reservations)."""
+
+
+class PurgeIntents(Message):
+    """Persistence command: delete final intents created before `before` (epoch ms)."""
+
+    before: int
+
+
+class QueryEvents(Message):
+    """Persistence query: the newest events, optionally for one symbol, kind or reason."""
+
+    symbol: str | None = None
+    kind: str | None = None
+    reason: str | None = None
+    limit: int = 1000
+
+
+class Flush(Message):
+    """An actor's own reminder to write (or send) what it has gathered."""
