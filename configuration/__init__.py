@@ -1,0 +1,44 @@
+"""Configuration: the schema, loading `config.toml`, and explaining its errors."""
+
+from configuration.loading import (
+    ConfigError,
+    LoadedConfig,
+    describe_errors,
+    load_config,
+    mask_url,
+    render_config,
+    validate_config,
+)
+from configuration.logs import InterceptHandler, register_secret, scrub, setup_logging
+from configuration.model import (
+    AppConfig,
+    DatabaseConfig,
+    ExchangeConfig,
+    LoggingConfig,
+    RiskConfig,
+    StrategyConfig,
+    SupervisionConfig,
+    TradingConfig,
+)
+
+__all__ = [
+    "AppConfig",
+    "ConfigError",
+    "DatabaseConfig",
+    "ExchangeConfig",
+    "LoadedConfig",
+    "LoggingConfig",
+    "RiskConfig",
+    "StrategyConfig",
+    "SupervisionConfig",
+    "TradingConfig",
+    "describe_errors",
+    "load_config",
+    "mask_url",
+    "render_config",
+    "validate_config",
+    "InterceptHandler",
+    "register_secret",
+    "scrub",
+    "setup_logging",
+]

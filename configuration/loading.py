@@ -1,0 +1,245 @@
+"""Read `config.toml` into the validated model, and explain every error by its key path."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from configuration.model import AppConfig
+from strategies.base import StrategyParams
+from strategies.registry import UnknownStrategyError, strategy_class
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `errors` holds one line per problem, each naming its key."""
+
+    def __init__(self, path: Path, errors: list[str]) -> None:
+        self.path = path
+        self.errors = errors
+        super().__init__(f"{path}: " + "; ".join(errors))
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration, the file it came from, and its strategy parameters."""
+
+    config: AppConfig
+    path: Path
+    strategy_params: StrategyParams
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the configuration are resolved against."""
+        return self.path.parent
+
+    def resolve(self, relative: str) -> Path:
+        """Resolve a path from the configuration against the configuration file's folder."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    @property
+    def storage_dir(self) -> Path:
+        """The storage folder (lock file, control token, logs)."""
+        return self.resolve(self.config.storage_dir)
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path made absolute."""
+        url = self.config.database.url
+        match = re.match(r"^sqlite:///(.*)$", url)
+        if match and match.group(1) and not match.group(1).startswith("/") and match.group(1) != ":memory:":
+            return f"sqlite:///{self.resolve(match.group(1))}"
+        return url
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Load and validate a configuration file; raise ConfigError listing every problem."""
+    path = Path(path).expanduser().resolve()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(path, [f"file not found: {path} (pass --config PATH, or copy config.toml)"]) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [f"cannot read {path}: {exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+    return validate_config(raw, path)
+
+
+def validate_config(raw: dict[str, Any], path: Path) -> LoadedConfig:
+    """Validate a parsed configuration mapping; raise ConfigError listing every problem."""
+    errors: list[str] = []
+    config: AppConfig | None = None
+    try:
+        config = AppConfig.model_validate(raw)
+    except ValidationError as exc:
+        errors.extend(describe_errors(exc, AppConfig))
+    params = _validate_strategy(raw, errors)
+    if config is not None:
+        errors.extend(_cross_checks(config))
+    if errors or config is None or params is None:
+        raise ConfigError(path, errors or ["invalid configuration"])
+    return LoadedConfig(config=config, path=path, strategy_params=params)
+
+
+def _cross_checks(config: AppConfig) -> list[str]:
+    problems = []
+    if config.trading.order_notional > config.risk.max_notional_per_order:
+        problems.append(
+            f"trading.order_notional: {config.trading.order_notional} exceeds risk.max_notional_per_order "
+            f"({config.risk.max_notional_per_order}), so every entry would be refused"
+        )
+    if config.risk.max_total_notional < config.trading.order_notional:
+        problems.append(
+            f"risk.max_total_notional: {config.risk.max_total_notional} is below trading.order_notional "
+            f"({config.trading.order_notional}), so every entry would be refused"
+        )
+    return problems
+
+
+def _validate_strategy(raw: dict[str, Any], errors: list[str]) -> StrategyParams | None:
+    section = raw.get("strategy", {})
+    if not isinstance(section, dict):
+        return None  # already reported by the model
+    name = section.get("name", AppConfig().strategy.name)
+    params = section.get("params", {})
+    if not isinstance(name, str) or not isinstance(params, dict):
+        return None
+    try:
+        cls = strategy_class(name)
+    except UnknownStrategyError as exc:
+        errors.append(f"strategy.name: {exc}")
+        return None
+    try:
+        return cls.Params.model_validate(params)
+    except ValidationError as exc:
+        errors.extend(describe_errors(exc, cls.Params, prefix=("strategy", "params")))
+        return None
+
+
+def describe_errors(exc: ValidationError, model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[str]:
+    """Turn pydantic errors into lines like `risk.max_open_positions: must be >= 1, got -3`."""
+    lines = []
+    for error in exc.errors():
+        loc = prefix + tuple(str(part) for part in error["loc"])
+        key = _key_path(loc) or "(top level)"
+        lines.append(f"{key}: {_describe(error, model, loc[len(prefix):])}")
+    return lines
+
+
+def _key_path(loc: tuple[str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if part.isdigit() else (f".{part}" if path else part)
+    return path
+
+
+_TYPE_WORDS = {
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "decimal_parsing": "a number",
+    "decimal_type": "a number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "tuple_type": "a list",
+    "list_type": "a list",
+}
+
+_BOUNDS = {
+    "greater_than": ("gt", ">"),
+    "greater_than_equal": ("ge", ">="),
+    "less_than": ("lt", "<"),
+    "less_than_equal": ("le", "<="),
+}
+
+
+def _describe(error: Any, model: type[BaseModel], loc: tuple[str, ...]) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind in _BOUNDS:
+        key, symbol = _BOUNDS[kind]
+        return f"must be {symbol} {ctx.get(key)}, got {value!r}"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, loc[:-1])
+        hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+        return f"unknown key{hint}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}, got {value!r}"
+    if kind in ("too_short", "string_too_short"):
+        return f"must not be empty, got {value!r}"
+    if kind in _TYPE_WORDS:
+        return f"must be {_TYPE_WORDS[kind]}, got {value!r}"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {value!r}"
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = field.annotation
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a database URL."""
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+
+
+def render_config(loaded: LoadedConfig, environ: os._Environ[str] | dict[str, str] | None = None) -> str:
+    """Render the effective configuration as TOML, with secrets masked and key variables checked."""
+    env = os.environ if environ is None else environ
+    data = loaded.config.model_dump(mode="json")
+    data["strategy"]["params"] = loaded.strategy_params.model_dump(mode="json")
+    data["database"]["url"] = mask_url(data["database"]["url"])
+    lines = [f"# effective configuration from {loaded.path}", f"# database: {mask_url(loaded.database_url)}"]
+    ex = loaded.config.exchange
+    for label, var in (("API key", ex.api_key_env), ("API secret", ex.api_secret_env)):
+        state = "set (value hidden)" if env.get(var) else "not set"
+        lines.append(f"# {label}: environment variable {var} is {state}")
+    lines.append("")
+    lines.extend(_toml_lines(data, ()))
+    return "\n".join(lines)
+
+
+def _toml_lines(data: dict[str, Any], path: tuple[str, ...]) -> list[str]:
+    import json
+
+    scalars = [(k, v) for k, v in data.items() if not isinstance(v, dict)]
+    tables = [(k, v) for k, v in data.items() if isinstance(v, dict)]
+    lines = [f"{k} = {json.dumps(v)}" for k, v in scalars]
+    for key, value in tables:
+        lines.append("")
+        lines.append(f"[{'.'.join(path + (key,))}]")
+        lines.extend(_toml_lines(value, path + (key,)))
+    return lines
+
+
+__all__ = [
+    "ConfigError",
+    "LoadedConfig",
+    "describe_errors",
+    "load_config",
+    "mask_url",
+    "render_config",
+    "validate_config",
+]
