@@ -1,0 +1,16 @@
+"""Persistence: peewee models, opening the database from a URL, and the store's queries."""
+
+from persistence.database import DatabaseUrlError, describe_database, open_database
+from persistence.models import SCHEMA_VERSION, Models, build_models
+from persistence.store import SchemaVersionError, Store
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DatabaseUrlError",
+    "Models",
+    "SchemaVersionError",
+    "Store",
+    "build_models",
+    "describe_database",
+    "open_database",
+]

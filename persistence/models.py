@@ -1,0 +1,118 @@
+"""The tables: intents, orders, fills, the event log, control state and the schema version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import peewee
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Models:
+    """The model classes bound to one database."""
+
+    SchemaInfo: type[peewee.Model]
+    Intent: type[peewee.Model]
+    Order: type[peewee.Model]
+    Fill: type[peewee.Model]
+    Event: type[peewee.Model]
+    ControlState: type[peewee.Model]
+
+    @property
+    def all(self) -> list[type[peewee.Model]]:
+        """Every model, in creation order."""
+        return [self.SchemaInfo, self.Intent, self.Order, self.Fill, self.Event, self.ControlState]
+
+
+def build_models(database: peewee.Database) -> Models:
+    """Define the models bound to `database` (each store gets its own, so stores never share state)."""
+
+    bound_database = database
+
+    class Base(peewee.Model):
+        class Meta:
+            database = bound_database
+            legacy_table_names = False
+
+    class SchemaInfo(Base):
+        """One row per setting; `version` holds the schema version."""
+
+        key = peewee.CharField(primary_key=True, max_length=64)
+        value = peewee.TextField()
+
+    class Intent(Base):
+        """A claimed order intent: unique by hash and by client order id, durable before the send."""
+
+        intent_hash = peewee.CharField(unique=True, max_length=64)
+        client_order_id = peewee.CharField(unique=True, max_length=100)
+        symbol = peewee.CharField(max_length=64, index=True)
+        kind = peewee.CharField(max_length=16)
+        side = peewee.CharField(max_length=4)
+        candle_time = peewee.BigIntegerField()
+        notional = peewee.TextField()
+        amount = peewee.TextField()
+        price = peewee.TextField()
+        reduce_only = peewee.BooleanField(default=False)
+        order_type = peewee.CharField(max_length=16, default="market")
+        status = peewee.CharField(max_length=20, index=True)
+        reason = peewee.CharField(max_length=40, null=True)
+        exchange_order_id = peewee.CharField(max_length=100, null=True)
+        filled = peewee.TextField(default="0")
+        created_at = peewee.BigIntegerField(index=True)
+        updated_at = peewee.BigIntegerField()
+
+    class Order(Base):
+        """An order on the exchange: ours (with its intent) or EXTERNAL (placed outside the system)."""
+
+        client_order_id = peewee.CharField(max_length=100, null=True, index=True)
+        exchange_order_id = peewee.CharField(max_length=100, null=True, unique=True)
+        intent_hash = peewee.CharField(max_length=64, null=True, index=True)
+        origin = peewee.CharField(max_length=16, default="OURS")
+        symbol = peewee.CharField(max_length=64, index=True)
+        side = peewee.CharField(max_length=4)
+        reduce_only = peewee.BooleanField(default=False)
+        amount = peewee.TextField(null=True)
+        filled = peewee.TextField(default="0")
+        average_price = peewee.TextField(null=True)
+        state = peewee.CharField(max_length=20, index=True)
+        reason = peewee.CharField(max_length=40, null=True)
+        detail = peewee.TextField(default="")
+        created_at = peewee.BigIntegerField()
+        updated_at = peewee.BigIntegerField()
+
+    class Fill(Base):
+        """One execution; unique by the exchange's fill id."""
+
+        fill_id = peewee.CharField(unique=True, max_length=100)
+        symbol = peewee.CharField(max_length=64, index=True)
+        side = peewee.CharField(max_length=4)
+        amount = peewee.TextField()
+        price = peewee.TextField()
+        fee = peewee.TextField(default="0")
+        exchange_order_id = peewee.CharField(max_length=100, null=True, index=True)
+        client_order_id = peewee.CharField(max_length=100, null=True, index=True)
+        time = peewee.BigIntegerField()
+
+    class Event(Base):
+        """The append-only event log: every decision and rejection, with its reason."""
+
+        time = peewee.BigIntegerField(index=True)
+        kind = peewee.CharField(max_length=32)
+        symbol = peewee.CharField(max_length=64, null=True, index=True)
+        reason = peewee.CharField(max_length=40, null=True, index=True)
+        intent_hash = peewee.CharField(max_length=64, null=True, index=True)
+        detail = peewee.TextField(default="")
+
+    class ControlState(Base):
+        """Per-symbol control state that survives restarts."""
+
+        symbol = peewee.CharField(primary_key=True, max_length=64)
+        paused = peewee.BooleanField(default=False)
+        halted = peewee.BooleanField(default=False)
+        reason = peewee.TextField(default="")
+        source = peewee.CharField(max_length=64, default="")
+        updated_at = peewee.BigIntegerField()
+
+    return Models(SchemaInfo, Intent, Order, Fill, Event, ControlState)

@@ -1,0 +1,390 @@
+"""The store: every query and write the system makes, on one peewee database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+
+import peewee
+
+from messages import (
+    ClaimResult,
+    ControlRecord,
+    Event,
+    EventKind,
+    IntentRecord,
+    OrderIntent,
+    OrderState,
+    OrderUpdate,
+    Reason,
+    SymbolBootstrap,
+    is_advance,
+    now_ms,
+)
+from messages.orders import FINAL_STATES
+from persistence.models import SCHEMA_VERSION, Models, build_models
+
+
+def _order_event(update: OrderUpdate) -> Event:
+    parts = [update.state.value, update.side.value, f"cliOrdId={update.client_order_id}"]
+    if update.exchange_order_id:
+        parts.append(f"orderId={update.exchange_order_id}")
+    if update.filled:
+        parts.append(f"filled={update.filled}")
+    if update.detail:
+        parts.append(update.detail)
+    return Event(
+        kind=EventKind.ORDER_UPDATE,
+        symbol=update.symbol,
+        reason=Reason(update.reason) if update.reason in Reason.__members__ else None,
+        intent_hash=update.intent_hash,
+        detail=" ".join(parts),
+        time=update.time,
+    )
+
+
+class SchemaVersionError(RuntimeError):
+    """The database was written by a newer version of this program."""
+
+
+class Store:
+    """Reads and writes intents, orders, fills, events and control state (use from one thread)."""
+
+    def __init__(self, database: peewee.Database) -> None:
+        self.database = database
+        self.models: Models = build_models(database)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect and create the schema on first use; refuse a schema newer than this code."""
+        self.database.connect(reuse_if_open=True)
+        with self.database.atomic():
+            self.database.create_tables(self.models.all, safe=True)
+            info = self.models.SchemaInfo
+            row = info.get_or_none(info.key == "version")
+            if row is None:
+                info.create(key="version", value=str(SCHEMA_VERSION))
+            elif int(row.value) > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"the database has schema version {row.value}, newer than this program's "
+                    f"{SCHEMA_VERSION}: upgrade the program or point database.url elsewhere"
+                )
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        if not self.database.is_closed():
+            self.database.close()
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the database."""
+        return int(self.models.SchemaInfo.get(self.models.SchemaInfo.key == "version").value)
+
+    # --- intents ---------------------------------------------------------------------------
+
+    def claim_intent(self, intent: OrderIntent, event: Event | None = None) -> ClaimResult:
+        """Insert the intent (unique hash and client order id), durably; say so if it existed."""
+        now = now_ms()
+        Intent = self.models.Intent
+        try:
+            with self.database.atomic():
+                Intent.insert(
+                    intent_hash=intent.intent_hash,
+                    client_order_id=intent.client_order_id,
+                    symbol=intent.symbol,
+                    kind=intent.kind.value,
+                    side=intent.side.value,
+                    candle_time=intent.candle_time,
+                    notional=str(intent.notional),
+                    amount=str(intent.amount),
+                    price=str(intent.price),
+                    reduce_only=intent.reduce_only,
+                    order_type=intent.order_type,
+                    status=OrderState.INITIALIZED.value,
+                    created_at=intent.created_at,
+                    updated_at=now,
+                ).execute()
+                if event is not None:
+                    self._insert_events([event])
+        except peewee.IntegrityError:
+            existing = Intent.get_or_none(
+                (Intent.intent_hash == intent.intent_hash) | (Intent.client_order_id == intent.client_order_id)
+            )
+            return ClaimResult(claimed=False, existing_state=OrderState(existing.status) if existing else None)
+        return ClaimResult(claimed=True)
+
+    def intent(self, intent_hash: str) -> IntentRecord | None:
+        """The stored intent with this hash, if any."""
+        row = self.models.Intent.get_or_none(self.models.Intent.intent_hash == intent_hash)
+        return self._intent_record(row) if row else None
+
+    def intent_by_client_order_id(self, client_order_id: str) -> IntentRecord | None:
+        """The stored intent with this client order id, if any."""
+        Intent = self.models.Intent
+        row = Intent.get_or_none(Intent.client_order_id == client_order_id)
+        return self._intent_record(row) if row else None
+
+    def open_intents(self, symbol: str | None = None) -> list[IntentRecord]:
+        """Intents whose order is not final, oldest first."""
+        Intent = self.models.Intent
+        query = Intent.select().where(Intent.status.not_in([s.value for s in FINAL_STATES]))
+        if symbol is not None:
+            query = query.where(Intent.symbol == symbol)
+        return [self._intent_record(row) for row in query.order_by(Intent.created_at, Intent.id)]
+
+    def intents(self, symbol: str | None = None) -> list[IntentRecord]:
+        """Every stored intent, oldest first."""
+        Intent = self.models.Intent
+        query = Intent.select()
+        if symbol is not None:
+            query = query.where(Intent.symbol == symbol)
+        return [self._intent_record(row) for row in query.order_by(Intent.created_at, Intent.id)]
+
+    def recent_hashes(self, symbol: str, since: int) -> frozenset[str]:
+        """Hashes of intents for `symbol` created at or after `since` (epoch ms)."""
+        Intent = self.models.Intent
+        query = Intent.select(Intent.intent_hash).where((Intent.symbol == symbol) & (Intent.created_at >= since))
+        return frozenset(row.intent_hash for row in query)
+
+    def purge_intents(self, before: int) -> int:
+        """Delete final intents created before `before`; unfinished ones are kept whatever their age."""
+        Intent = self.models.Intent
+        return (
+            Intent.delete()
+            .where((Intent.created_at < before) & (Intent.status.in_([s.value for s in FINAL_STATES])))
+            .execute()
+        )
+
+    # --- batched writes --------------------------------------------------------------------
+
+    def apply_writes(self, items: Sequence[Event | OrderUpdate]) -> None:
+        """Write events and order updates in one transaction."""
+        if not items:
+            return
+        with self.database.atomic():
+            events = []
+            for item in items:
+                if isinstance(item, OrderUpdate):
+                    self._apply_order_update(item)
+                    events.append(_order_event(item))
+                else:
+                    events.append(item)
+            self._insert_events(events)
+
+    def _insert_events(self, events: Iterable[Event]) -> None:
+        rows = [
+            {
+                "time": e.time,
+                "kind": e.kind.value,
+                "symbol": e.symbol,
+                "reason": e.reason.value if e.reason else None,
+                "intent_hash": e.intent_hash,
+                "detail": e.detail,
+            }
+            for e in events
+        ]
+        for start in range(0, len(rows), 500):
+            self.models.Event.insert_many(rows[start : start + 500]).execute()
+
+    def _apply_order_update(self, update: OrderUpdate) -> None:
+        m = self.models
+        now = now_ms()
+        if update.intent_hash is not None:
+            row = m.Intent.get_or_none(m.Intent.intent_hash == update.intent_hash)
+            if row is not None and is_advance(OrderState(row.status), update.state):
+                m.Intent.update(
+                    status=update.state.value,
+                    reason=update.reason,
+                    exchange_order_id=update.exchange_order_id or row.exchange_order_id,
+                    filled=str(update.filled),
+                    updated_at=now,
+                ).where(m.Intent.id == row.id).execute()
+        self._upsert_order(update, now)
+        if update.fills:
+            m.Fill.insert_many(
+                [
+                    {
+                        "fill_id": f.fill_id,
+                        "symbol": f.symbol,
+                        "side": f.side.value,
+                        "amount": str(f.amount),
+                        "price": str(f.price),
+                        "fee": str(f.fee),
+                        "exchange_order_id": f.exchange_order_id or update.exchange_order_id,
+                        "client_order_id": f.client_order_id or update.client_order_id,
+                        "time": f.time,
+                    }
+                    for f in update.fills
+                ]
+            ).on_conflict_ignore().execute()
+
+    def _upsert_order(self, update: OrderUpdate, now: int) -> None:
+        Order = self.models.Order
+        row = None
+        if update.client_order_id:
+            row = Order.get_or_none(Order.client_order_id == update.client_order_id)
+        if row is None and update.exchange_order_id:
+            row = Order.get_or_none(Order.exchange_order_id == update.exchange_order_id)
+        fields = {
+            "state": update.state.value,
+            "reason": update.reason,
+            "detail": update.detail,
+            "filled": str(update.filled),
+            "updated_at": now,
+        }
+        if update.average_price is not None:
+            fields["average_price"] = str(update.average_price)
+        if update.amount is not None:
+            fields["amount"] = str(update.amount)
+        if update.exchange_order_id:
+            fields["exchange_order_id"] = update.exchange_order_id
+        if row is None:
+            Order.insert(
+                client_order_id=update.client_order_id,
+                intent_hash=update.intent_hash,
+                origin="OURS" if update.intent_hash else "EXTERNAL",
+                symbol=update.symbol,
+                side=update.side.value,
+                reduce_only=update.reduce_only,
+                created_at=now,
+                **fields,
+            ).execute()
+        elif is_advance(OrderState(row.state), update.state):
+            Order.update(**fields).where(Order.id == row.id).execute()
+
+    # --- control state ---------------------------------------------------------------------
+
+    def set_control(
+        self,
+        symbol: str,
+        *,
+        paused: bool | None = None,
+        halted: bool | None = None,
+        reason: str = "",
+        source: str = "",
+    ) -> ControlRecord:
+        """Store a symbol's control flags (None keeps a flag) and an event saying who changed what."""
+        ControlState = self.models.ControlState
+        now = now_ms()
+        with self.database.atomic():
+            row = ControlState.get_or_none(ControlState.symbol == symbol)
+            if row is None:
+                row = ControlState(symbol=symbol, updated_at=now)
+                created = True
+            else:
+                created = False
+            if paused is not None:
+                row.paused = paused
+            if halted is not None:
+                row.halted = halted
+            row.reason, row.source, row.updated_at = reason, source, now
+            row.save(force_insert=created)
+            self._insert_events(
+                [
+                    Event(
+                        kind=EventKind.CONTROL,
+                        symbol=symbol,
+                        reason=Reason.PAUSED if paused else (Reason.HALTED if halted else None),
+                        detail=f"paused={row.paused} halted={row.halted} by {source or 'unknown'}: {reason}".strip(),
+                        time=now,
+                    )
+                ]
+            )
+        return self._control_record(row)
+
+    def control(self, symbol: str) -> ControlRecord:
+        """A symbol's control state (all flags off when never set)."""
+        ControlState = self.models.ControlState
+        row = ControlState.get_or_none(ControlState.symbol == symbol)
+        return self._control_record(row) if row else ControlRecord(symbol=symbol)
+
+    def load_symbol(self, symbol: str, since: int) -> SymbolBootstrap:
+        """What a (re)starting symbol actor needs: recent hashes, unfinished intents, control state."""
+        return SymbolBootstrap(
+            symbol=symbol,
+            recent_hashes=self.recent_hashes(symbol, since),
+            open_intents=tuple(self.open_intents(symbol)),
+            control=self.control(symbol),
+        )
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def events(
+        self,
+        symbol: str | None = None,
+        kind: str | None = None,
+        reason: str | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        """The newest events (oldest first within the result), filtered as asked."""
+        E = self.models.Event
+        query = E.select()
+        if symbol is not None:
+            query = query.where(E.symbol == symbol)
+        if kind is not None:
+            query = query.where(E.kind == kind)
+        if reason is not None:
+            query = query.where(E.reason == reason)
+        rows = list(query.order_by(E.id.desc()).limit(limit))
+        return [
+            Event(
+                kind=EventKind(r.kind),
+                symbol=r.symbol,
+                reason=Reason(r.reason) if r.reason else None,
+                intent_hash=r.intent_hash,
+                detail=r.detail,
+                time=r.time,
+            )
+            for r in reversed(rows)
+        ]
+
+    def orders(self, symbol: str | None = None) -> list[dict[str, object]]:
+        """Every stored order as a plain mapping, oldest first."""
+        Order = self.models.Order
+        query = Order.select().order_by(Order.id)
+        if symbol is not None:
+            query = query.where(Order.symbol == symbol)
+        return list(query.dicts())
+
+    def fills(self, symbol: str | None = None) -> list[dict[str, object]]:
+        """Every stored fill as a plain mapping, oldest first."""
+        Fill = self.models.Fill
+        query = Fill.select().order_by(Fill.id)
+        if symbol is not None:
+            query = query.where(Fill.symbol == symbol)
+        return list(query.dicts())
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _intent_record(row: peewee.Model) -> IntentRecord:
+        return IntentRecord(
+            intent_hash=row.intent_hash,
+            client_order_id=row.client_order_id,
+            symbol=row.symbol,
+            kind=row.kind,
+            side=row.side,
+            candle_time=row.candle_time,
+            reduce_only=row.reduce_only,
+            amount=Decimal(row.amount),
+            price=Decimal(row.price),
+            notional=Decimal(row.notional),
+            order_type=row.order_type,
+            state=OrderState(row.status),
+            filled=Decimal(row.filled or "0"),
+            exchange_order_id=row.exchange_order_id,
+            reason=row.reason,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    @staticmethod
+    def _control_record(row: peewee.Model) -> ControlRecord:
+        return ControlRecord(
+            symbol=row.symbol,
+            paused=bool(row.paused),
+            halted=bool(row.halted),
+            reason=row.reason or "",
+            source=row.source or "",
+            updated_at=row.updated_at,
+        )
