@@ -1,0 +1,130 @@
+"""The persistence actor: the only writer of the database.
+
+Asks that need durability (claim an intent, set control state) are written at once, in their own
+transaction, before the answer goes back. Tells (events, order updates) are gathered: every write
+that arrives before the actor gets to them is committed in one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+import pykka
+from loguru import logger
+
+from messages import (
+    ClaimIntent,
+    ClaimResult,
+    Event,
+    Flush,
+    LoadOpenIntents,
+    LoadSymbol,
+    OrderUpdate,
+    Ping,
+    PurgeIntents,
+    QueryEvents,
+    SetControl,
+)
+from persistence import Store, describe_database
+
+MAX_PENDING_WRITES = 100_000  # beyond this, the oldest unwritten events are dropped (and said so)
+
+
+class PersistenceActor(pykka.ThreadingActor):
+    """Owns the database connection; answers queries and writes in batches."""
+
+    def __init__(self, database: peewee.Database) -> None:
+        super().__init__()
+        self.database = database
+        self.store = Store(database)
+        self._pending: list[Event | OrderUpdate] = []
+        self._flush_scheduled = False
+
+    def on_start(self) -> None:
+        self.store.open()
+        logger.info("persistence: {} (schema version {})", describe_database(self.database), self.store.schema_version())
+
+    def on_stop(self) -> None:
+        self._flush()
+        if self._pending:
+            logger.error("persistence: {} writes could not be stored at shutdown", len(self._pending))
+        self.store.close()
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        logger.opt(exception=(exception_type, exception_value, traceback)).critical("persistence actor died")
+        self.store.close()
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Event() | OrderUpdate():
+                self._pending.append(message)
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self.actor_ref.tell(Flush())
+                return None
+            case Ping():
+                return True
+            case Flush():
+                self._flush_scheduled = False
+                self._flush()
+                return None
+        # Everything below is an ask: write what is pending first, so answers see every earlier tell.
+        self._flush()
+        match message:
+            case ClaimIntent():
+                return self._claim(message)
+            case SetControl():
+                return self.store.set_control(
+                    message.symbol,
+                    paused=message.paused,
+                    halted=message.halted,
+                    reason=message.reason,
+                    source=message.source,
+                )
+            case LoadSymbol():
+                return self.store.load_symbol(message.symbol, message.since)
+            case LoadOpenIntents():
+                return self.store.open_intents()
+            case PurgeIntents():
+                removed = self.store.purge_intents(message.before)
+                if removed:
+                    logger.info("persistence: purged {} finished intents past retention", removed)
+                return removed
+            case QueryEvents():
+                return self.store.events(message.symbol, message.kind, message.reason, message.limit)
+            case _:
+                raise TypeError(f"persistence: unexpected message {type(message).__name__}")
+
+    def _claim(self, message: ClaimIntent) -> ClaimResult:
+        try:
+            return self.store.claim_intent(message.intent, message.event)
+        except peewee.PeeweeException as exc:
+            logger.error(
+                "persistence: cannot claim intent {} ({}): {}; the order is not sent",
+                message.intent.client_order_id,
+                message.intent.symbol,
+                exc,
+            )
+            raise
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch = self._pending
+        try:
+            self.store.apply_writes(batch)
+        except peewee.PeeweeException as exc:
+            logger.error(
+                "persistence: writing {} records failed ({}); kept in memory to retry. "
+                "Check the disk and the database at {}",
+                len(batch),
+                exc,
+                describe_database(self.database),
+            )
+            if len(batch) > MAX_PENDING_WRITES:
+                dropped = len(batch) - MAX_PENDING_WRITES
+                self._pending = batch[dropped:]
+                logger.error("persistence: dropped the {} oldest unwritten records", dropped)
+            return
+        self._pending = []

@@ -1,0 +1,320 @@
+"""The portfolio actor: supervises symbol actors, routes messages to them, serializes portfolio-wide risk.
+
+It never waits on the exchange: position fetches are requested from the gateway by tell and come
+back as PositionsSnapshot messages, which it pushes to every symbol actor as PositionSync.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+from loguru import logger
+
+from actors.market_data import SendHistory
+from actors.risk import RiskBook
+from actors.supervision import RestartPolicy
+from actors.symbol import ActorPorts, SymbolActor, SymbolTrader
+from actors.timers import ActorTimers
+from messages import (
+    Candles,
+    ControlReply,
+    Event,
+    EventKind,
+    GetStatus,
+    Halt,
+    LoadOpenIntents,
+    LoadSymbol,
+    MarketSpec,
+    OrderState,
+    OrderUpdate,
+    Pause,
+    Ping,
+    PortfolioStatus,
+    Position,
+    PositionsSnapshot,
+    PositionsUnavailable,
+    PositionSync,
+    PurgeIntents,
+    Reason,
+    RestartSymbol,
+    Resume,
+    RiskRelease,
+    RiskRequest,
+    SetControl,
+    SymbolBootstrap,
+    SymbolDied,
+    SymbolState,
+    SymbolStatus,
+    SyncPositions,
+    Tick,
+    Unhalt,
+    now_ms,
+)
+from messages._base import Message
+
+# Builds the trader for a symbol from its durable state: (market, bootstrap, ports, restarts) -> trader.
+TraderFactory = Callable[[MarketSpec, SymbolBootstrap, ActorPorts, int, int], SymbolTrader]
+
+
+class GetSymbolActors(Message):
+    """Ask the portfolio for the current symbol actor of each symbol (None while restarting or halted)."""
+
+
+class ConnectMarketData(Message):
+    """Wiring: the market-data actor, asked for history when a symbol actor restarts."""
+
+    market_data: Any
+
+
+@dataclass
+class PortfolioSettings:
+    """Timers and time-outs of the portfolio."""
+
+    position_sync_interval_s: float = 10.0
+    purge_interval_s: float = 3600.0
+    retention_ms: int = 24 * 3_600_000
+    ask_timeout_s: float = 5.0
+
+
+class PortfolioActor(pykka.ThreadingActor):
+    """Starts one symbol actor per market, restarts the dead, and answers risk and control requests."""
+
+    def __init__(
+        self,
+        *,
+        markets: dict[str, MarketSpec],
+        trader_factory: TraderFactory,
+        risk: RiskBook,
+        restart_policy: RestartPolicy,
+        settings: PortfolioSettings,
+        persistence: pykka.ActorRef[Any],
+        gateway: pykka.ActorRef[Any],
+    ) -> None:
+        super().__init__()
+        self.markets = markets
+        self.trader_factory = trader_factory
+        self.risk = risk
+        self.restart_policy = restart_policy
+        self.settings = settings
+        self.persistence = persistence
+        self.gateway = gateway
+        self.market_data: pykka.ActorRef[Any] | None = None
+        self.actors: dict[str, pykka.ActorRef[Any] | None] = {}
+        self.supervisor_state: dict[str, SymbolState] = {}
+        self.halt_reasons: dict[str, str] = {}
+        self.last_seq = 0  # the newest gateway report seen: a fresh actor trusts only newer positions
+        self.timers: ActorTimers | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        records = self.persistence.ask(LoadOpenIntents(), timeout=self.settings.ask_timeout_s)
+        self.risk.load_open_intents(records)
+        for symbol in self.markets:
+            self._start_symbol(symbol, restarts=0)
+        self.timers = ActorTimers("portfolio")
+        self.timers.every(self.settings.position_sync_interval_s, self.actor_ref, Tick(name="sync"))
+        self.timers.every(self.settings.purge_interval_s, self.actor_ref, Tick(name="purge"), first_in=60.0)
+        self.gateway.tell(SyncPositions(reason="start"))
+        logger.info("portfolio started {} symbol actors", len(self.markets))
+
+    def on_stop(self) -> None:
+        if self.timers:
+            self.timers.stop()
+        for symbol, ref in self.actors.items():
+            if ref is not None:
+                try:
+                    ref.stop(timeout=self.settings.ask_timeout_s)
+                except pykka.Timeout:
+                    logger.error("{} symbol actor did not stop in time", symbol)
+
+    def _start_symbol(self, symbol: str, restarts: int) -> pykka.ActorRef[Any] | None:
+        since = now_ms() - self.settings.retention_ms
+        bootstrap = self.persistence.ask(LoadSymbol(symbol=symbol, since=since), timeout=self.settings.ask_timeout_s)
+        ports = ActorPorts(self.actor_ref, self.persistence, self.gateway, self.settings.ask_timeout_s)
+        trader = self.trader_factory(self.markets[symbol], bootstrap, ports, restarts, self.last_seq)
+        ref = SymbolActor.start(trader, supervisor=self.actor_ref)
+        self.actors[symbol] = ref
+        self.supervisor_state[symbol] = SymbolState.TRADING
+        return ref
+
+    # --- messages --------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case RiskRequest():
+                return self.risk.reserve(message)
+            case RiskRelease():
+                self.risk.release(message.intent_hash)
+            case OrderUpdate():
+                self._on_order_update(message)
+            case PositionsSnapshot():
+                self._on_snapshot(message)
+            case PositionsUnavailable():
+                self.last_seq = max(self.last_seq, message.seq)
+                self._record(Event(kind=EventKind.POSITION_SYNC_FAILED, reason=Reason(message.reason),
+                                   detail=message.detail))
+            case Candles():
+                self._forward(message.symbol, message)
+            case SymbolDied():
+                self._on_death(message)
+            case RestartSymbol():
+                self._restart(message.symbol)
+            case Pause() | Resume() | Halt() | Unhalt():
+                return self._control(message)
+            case GetStatus():
+                return self._status()
+            case Ping():
+                return True
+            case GetSymbolActors():
+                return dict(self.actors)
+            case Tick(name="sync"):
+                self.gateway.tell(SyncPositions(reason="timer"))
+            case Tick(name="purge"):
+                self.persistence.tell(PurgeIntents(before=now_ms() - self.settings.retention_ms))
+                for symbol in self.actors:
+                    self._forward(symbol, Tick(name="purge"))
+            case ConnectMarketData():
+                self.market_data = message.market_data
+            case _:
+                logger.error("portfolio: unexpected message {}", type(message).__name__)
+        return None
+
+    def _on_order_update(self, update: OrderUpdate) -> None:
+        self.last_seq = max(self.last_seq, update.seq)
+        self.risk.on_order_update(update)
+        self._forward(update.symbol, update)
+        if update.filled > 0 and update.state in (OrderState.PARTIALLY_FILLED, OrderState.FILLED):
+            self.gateway.tell(SyncPositions(reason="fill"))
+
+    def _on_snapshot(self, snapshot: PositionsSnapshot) -> None:
+        self.last_seq = max(self.last_seq, snapshot.seq)
+        self.risk.on_snapshot(snapshot)
+        by_symbol = {p.symbol: p for p in snapshot.positions}
+        for symbol in self.markets:
+            position = by_symbol.get(symbol) or Position.flat(symbol)
+            self._forward(symbol, PositionSync(position=position, seq=snapshot.seq, as_of=snapshot.as_of))
+        foreign = sorted(set(by_symbol) - set(self.markets))
+        if foreign:
+            logger.debug("positions in symbols not traded here: {}", ", ".join(foreign))
+
+    def _forward(self, symbol: str, message: Any) -> None:
+        ref = self.actors.get(symbol)
+        if ref is None:
+            return
+        try:
+            ref.tell(message)
+        except pykka.ActorDeadError:
+            pass  # its SymbolDied is on the way; the restarted actor reloads from the database
+
+    # --- supervision -----------------------------------------------------------------------
+
+    def _on_death(self, message: SymbolDied) -> None:
+        current = self.actors.get(message.symbol)
+        if current is None or current.actor_urn != message.actor_urn:
+            return  # an older actor's death, already handled
+        self.actors[message.symbol] = None
+        delay = self.restart_policy.on_death(message.symbol)
+        self._record(Event(kind=EventKind.ACTOR_DIED, symbol=message.symbol, detail=message.error))
+        if delay is None:
+            deaths = self.restart_policy.deaths_in_window(message.symbol)
+            reason = f"halted after {deaths} crashes within {self.restart_policy.window_s:.0f}s; last: {message.error}"
+            self.supervisor_state[message.symbol] = SymbolState.HALTED
+            self.halt_reasons[message.symbol] = reason
+            logger.error("{}: {}", message.symbol, reason)
+            self._record(Event(kind=EventKind.SYMBOL_HALTED, symbol=message.symbol, reason=Reason.HALTED,
+                               detail=reason))
+            try:
+                self.persistence.ask(
+                    SetControl(symbol=message.symbol, halted=True, reason=reason, source="supervisor"),
+                    timeout=self.settings.ask_timeout_s,
+                )
+            except Exception as exc:
+                logger.error("{}: could not store the halt: {!r}", message.symbol, exc)
+            return
+        self.supervisor_state[message.symbol] = SymbolState.RESTARTING
+        logger.warning("{} symbol actor restarts in {:.2f}s", message.symbol, delay)
+        if self.timers:
+            self.timers.after(delay, self.actor_ref, RestartSymbol(symbol=message.symbol))
+
+    def _restart(self, symbol: str) -> None:
+        if self.actors.get(symbol) is not None or self.supervisor_state.get(symbol) is not SymbolState.RESTARTING:
+            return
+        restarts = self.restart_policy.restarts(symbol)
+        try:
+            self._start_symbol(symbol, restarts=restarts)
+        except Exception as exc:
+            logger.error("{}: restart failed: {!r}", symbol, exc)
+            self.actors[symbol] = None
+            self._on_death(SymbolDied(symbol=symbol, actor_urn="", error=repr(exc)))
+            return
+        self._record(Event(kind=EventKind.ACTOR_RESTARTED, symbol=symbol, detail=f"restart #{restarts}"))
+        if self.market_data is not None:
+            self.market_data.tell(SendHistory(symbol=symbol))
+        self.gateway.tell(SyncPositions(reason="restart"))
+
+    # --- control ---------------------------------------------------------------------------
+
+    def _control(self, message: Pause | Resume | Halt | Unhalt) -> ControlReply:
+        if message.symbol is not None and message.symbol not in self.markets:
+            return ControlReply(
+                ok=False,
+                detail=f"unknown symbol {message.symbol!r}; this system trades {', '.join(sorted(self.markets))}",
+            )
+        symbols = [message.symbol] if message.symbol else sorted(self.markets)
+        name = type(message).__name__.lower()
+        flags: dict[str, Any] = {}
+        match message:
+            case Pause():
+                flags = {"paused": True}
+            case Resume():
+                flags = {"paused": False}
+            case Halt():
+                flags = {"halted": True}
+            case Unhalt():
+                flags = {"halted": False}
+        reason = getattr(message, "reason", "") or name
+        for symbol in symbols:  # durable before anything changes in memory
+            self.persistence.ask(
+                SetControl(symbol=symbol, reason=reason, source=message.source, **flags),
+                timeout=self.settings.ask_timeout_s,
+            )
+        for symbol in symbols:
+            if isinstance(message, Unhalt) and self.supervisor_state.get(symbol) is SymbolState.HALTED:
+                self.supervisor_state[symbol] = SymbolState.RESTARTING
+                self.halt_reasons.pop(symbol, None)
+                self._restart(symbol)
+                continue
+            self._forward(symbol, message.model_copy(update={"symbol": symbol}))
+        logger.info("{} {} by {}", name, ", ".join(symbols), message.source)
+        return ControlReply(ok=True, detail=f"{name} applied", symbols=tuple(symbols))
+
+    def _status(self) -> PortfolioStatus:
+        symbols = []
+        for symbol in sorted(self.markets):
+            state = self.supervisor_state.get(symbol, SymbolState.RESTARTING)
+            symbols.append(
+                SymbolStatus(
+                    symbol=symbol,
+                    state=state if self.actors.get(symbol) is None else SymbolState.TRADING,
+                    halted=state is SymbolState.HALTED,
+                    halt_reason=self.halt_reasons.get(symbol, ""),
+                    position=self.risk.positions.get(symbol),
+                    restarts=self.restart_policy.restarts(symbol),
+                )
+            )
+        limits = self.risk.limits
+        return PortfolioStatus(
+            symbols=tuple(symbols),
+            open_positions=sum(1 for p in self.risk.positions.values() if p.is_open),
+            reserved_slots=len(self.risk.open_symbols()),
+            max_open_positions=limits.max_open_positions,
+            total_notional=self.risk.total_notional(),
+            max_total_notional=limits.max_total_notional,
+        )
+
+    def _record(self, event: Event) -> None:
+        self.persistence.tell(event)

@@ -1,0 +1,517 @@
+"""The symbol actor: one per market; runs the strategy and the guard chain. Its mailbox is the lock.
+
+A signal's way through `SymbolTrader.on_signal` (the guard chain):
+    paused? -> L1 intent hash seen? -> ready (position known)? -> halted (entries)? -> L3 position open?
+    -> L5 our order pending / unresolved? -> size -> portfolio risk reservation
+    -> durable intent claim -> tell the gateway PlaceOrder (L4 happens there, right before the send)
+Every refusal is an event with a Reason. The gateway answers by `tell`, so the mailbox never waits
+on the exchange and Pause or Status are handled while an order is in flight.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+import pykka
+from loguru import logger
+
+from messages import (
+    UNRESOLVED_STATES,
+    Candles,
+    ClaimIntent,
+    ClaimResult,
+    Event,
+    EventKind,
+    GetStatus,
+    Halt,
+    MarketSpec,
+    OrderIntent,
+    OrderState,
+    OrderUpdate,
+    Pause,
+    PendingOrderView,
+    Ping,
+    PlaceOrder,
+    Position,
+    PositionSide,
+    PositionSync,
+    Reason,
+    Resume,
+    RiskDecision,
+    RiskRelease,
+    RiskRequest,
+    Side,
+    Signal,
+    SignalKind,
+    SymbolBootstrap,
+    SymbolDied,
+    SymbolState,
+    SymbolStatus,
+    Tick,
+    Unhalt,
+    client_order_id_for,
+    intent_hash,
+    is_advance,
+    now_ms,
+)
+from strategies.base import Strategy
+
+
+@dataclass(frozen=True)
+class SymbolSettings:
+    """The per-symbol trading settings taken from the configuration."""
+
+    pyramiding: bool = False
+    order_notional: Decimal = Decimal(100)
+    order_type: str = "market"
+    limit_offset_bps: Decimal = Decimal(0)
+    retention_ms: int = 24 * 3_600_000
+    window: int = 500  # candles kept; at least the strategy's warm-up
+
+
+class SymbolPorts(Protocol):
+    """What the trader needs from the actors around it (fakes in tests, actor refs when running)."""
+
+    def reserve_risk(self, request: RiskRequest) -> RiskDecision:
+        """Ask the portfolio for room for an entry."""
+
+    def release_risk(self, release: RiskRelease) -> None:
+        """Give a reservation back."""
+
+    def claim_intent(self, claim: ClaimIntent) -> ClaimResult:
+        """Claim the intent durably (persist before send)."""
+
+    def place_order(self, command: PlaceOrder) -> None:
+        """Hand the order to the gateway (tell: never waits on the exchange)."""
+
+    def record(self, event: Event) -> None:
+        """Append an event to the log."""
+
+
+@dataclass
+class TrackedOrder:
+    """One of our orders that is not final yet."""
+
+    intent_hash: str
+    client_order_id: str
+    side: Side
+    reduce_only: bool
+    amount: Decimal
+    state: OrderState
+    filled: Decimal = Decimal(0)
+    exchange_order_id: str | None = None
+    recovered: bool = False  # loaded at start: INITIALIZED/SUBMITTED then means "maybe sent"
+
+    @property
+    def unresolved(self) -> bool:
+        """True when nobody knows whether this order is on the exchange: it blocks until resolved."""
+        return self.state is OrderState.UNKNOWN or (self.recovered and self.state in UNRESOLVED_STATES)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What became of one signal: the intent sent, or the reason it was refused."""
+
+    signal: Signal
+    intent: OrderIntent | None = None
+    reason: Reason | None = None
+    detail: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        """True when an order was handed to the gateway."""
+        return self.intent is not None
+
+
+@dataclass
+class SymbolTrader:
+    """The logic of one market: candles, strategy, guard chain, pending orders, position. No threads."""
+
+    market: MarketSpec
+    strategy: Strategy
+    settings: SymbolSettings
+    ports: SymbolPorts
+    bootstrap: SymbolBootstrap
+    clock: Callable[[], int] = now_ms
+    restarts: int = 0
+    min_position_seq: int = 0  # position syncs older than this may miss fills an earlier actor saw
+
+    paused: bool = field(init=False, default=False)
+    halted: bool = field(init=False, default=False)
+    halt_reason: str = field(init=False, default="")
+    position: Position | None = field(init=False, default=None)
+    position_seq: int = field(init=False, default=-1)
+    orders: dict[str, TrackedOrder] = field(init=False, default_factory=dict)
+    seen: dict[str, int] = field(init=False, default_factory=dict)
+    unsynced_fills: list[tuple[int, Decimal]] = field(init=False, default_factory=list)
+    candles: deque[Any] = field(init=False)
+    rejections: Counter[str] = field(init=False, default_factory=Counter)
+    last_signal: str | None = field(init=False, default=None)
+    last_outcome: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.candles = deque(maxlen=max(self.settings.window, self.strategy.warmup + 1))
+        created = self.clock()
+        for h in self.bootstrap.recent_hashes:
+            self.seen[h] = created
+        for record in self.bootstrap.open_intents:
+            self.seen[record.intent_hash] = record.created_at
+            self.orders[record.client_order_id] = TrackedOrder(
+                intent_hash=record.intent_hash,
+                client_order_id=record.client_order_id,
+                side=record.side,
+                reduce_only=record.reduce_only,
+                amount=record.amount,
+                state=record.state,
+                filled=record.filled,
+                exchange_order_id=record.exchange_order_id,
+                recovered=True,
+            )
+        control = self.bootstrap.control
+        self.paused, self.halted, self.halt_reason = control.paused, control.halted, control.reason
+
+    @property
+    def symbol(self) -> str:
+        """The market this trader trades."""
+        return self.market.symbol
+
+    # --- inputs --------------------------------------------------------------------------
+
+    def on_candles(self, message: Candles) -> Decision | None:
+        """Take newly closed candles; on live ones, ask the strategy and run its signal through the guards."""
+        newest = self.candles[-1].open_time if self.candles else None
+        fresh = [c for c in message.candles if newest is None or c.open_time > newest]
+        if not fresh:
+            return None
+        self.candles.extend(fresh)
+        if not message.live:
+            return None
+        kind = self.strategy.decide(list(self.candles), self.effective_side())
+        if kind is None:
+            return None
+        last = fresh[-1]
+        signal = Signal(
+            symbol=self.symbol, kind=kind, candle_time=last.open_time, price=last.close, strategy=self.strategy.name
+        )
+        return self.on_signal(signal)
+
+    def on_signal(self, signal: Signal) -> Decision:
+        """Run one signal through the guard chain; at most one order comes out of it, ever."""
+        self.last_signal = f"{signal.kind.value} @ {signal.candle_time}"
+        notional = self.settings.order_notional if signal.kind.is_entry else Decimal(0)
+        hash_hex = intent_hash(signal.symbol, signal.candle_time, signal.kind, notional)
+        if self.paused:
+            return self._reject(signal, hash_hex, Reason.PAUSED, "symbol is paused")
+        if hash_hex in self.seen:  # L1, in memory; the durable claim below is L1's second half
+            return self._reject(signal, hash_hex, Reason.DUPLICATE_INTENT, "this signal was seen before", remember=False)
+        self.seen[hash_hex] = self.clock()
+        if self.position is None:
+            return self._reject(signal, hash_hex, Reason.NOT_READY, "no position sync since start: reconciling")
+        if signal.kind.is_entry:
+            return self._enter(signal, hash_hex, notional)
+        return self._exit(signal, hash_hex)
+
+    def _enter(self, signal: Signal, hash_hex: str, notional: Decimal) -> Decision:
+        side = Side.BUY if signal.kind is SignalKind.ENTER_LONG else Side.SELL
+        if self.halted:
+            return self._reject(signal, hash_hex, Reason.HALTED, self.halt_reason or "symbol is halted: exits only")
+        contracts = self.effective_contracts()
+        if contracts != 0:  # L3, on the real position (plus our fills since the last sync)
+            same_direction = (contracts > 0) == (side is Side.BUY)
+            if not self.settings.pyramiding or not same_direction:
+                return self._reject(signal, hash_hex, Reason.POSITION_OPEN, f"position {contracts} is open")
+        for order in self.orders.values():  # L5: our own order still in flight
+            if order.unresolved:
+                return self._reject(
+                    signal, hash_hex, Reason.ORDER_UNRESOLVED, f"order {order.client_order_id} outcome unknown"
+                )
+            if not order.reduce_only:
+                return self._reject(signal, hash_hex, Reason.ORDER_PENDING, f"order {order.client_order_id} pending")
+        amount = self.market.contracts_for_notional(notional, signal.price)
+        if amount <= 0 or amount < self.market.min_amount:
+            return self._reject(
+                signal,
+                hash_hex,
+                Reason.SIZE_TOO_SMALL,
+                f"{notional} at {signal.price} is {amount} contracts; minimum {self.market.min_amount}",
+            )
+        order_notional = self.market.notional_of(amount, signal.price)
+        try:
+            decision = self.ports.reserve_risk(
+                RiskRequest(symbol=self.symbol, intent_hash=hash_hex, notional=order_notional)
+            )
+        except Exception as exc:
+            return self._reject(signal, hash_hex, Reason.RISK_UNAVAILABLE, f"portfolio did not answer: {exc!r}")
+        if not decision.granted:
+            return self._reject(signal, hash_hex, Reason.RISK_LIMIT, decision.detail)
+        intent = self._intent(signal, hash_hex, side, notional, amount, reduce_only=False)
+        return self._claim_and_send(signal, intent, release_risk=True)
+
+    def _exit(self, signal: Signal, hash_hex: str) -> Decision:
+        contracts = self.effective_contracts()
+        if contracts == 0:
+            return self._reject(signal, hash_hex, Reason.NO_POSITION, "nothing to exit")
+        side = Side.SELL if contracts > 0 else Side.BUY
+        for order in self.orders.values():  # L5 for exits: only another exit on the same side blocks
+            if order.reduce_only and order.side is side:
+                reason = Reason.ORDER_UNRESOLVED if order.unresolved else Reason.ORDER_PENDING
+                return self._reject(signal, hash_hex, reason, f"exit {order.client_order_id} in flight")
+        intent = self._intent(signal, hash_hex, side, Decimal(0), abs(contracts), reduce_only=True)
+        return self._claim_and_send(signal, intent, release_risk=False)
+
+    def _intent(
+        self, signal: Signal, hash_hex: str, side: Side, notional: Decimal, amount: Decimal, *, reduce_only: bool
+    ) -> OrderIntent:
+        limit_price = None
+        if self.settings.order_type == "limit":
+            offset = signal.price * self.settings.limit_offset_bps / Decimal(10_000)
+            raw = signal.price - offset if side is Side.BUY else signal.price + offset
+            limit_price = (raw / self.market.price_tick).to_integral_value() * self.market.price_tick
+        return OrderIntent(
+            intent_hash=hash_hex,
+            client_order_id=client_order_id_for(hash_hex),
+            symbol=self.symbol,
+            kind=signal.kind,
+            side=side,
+            candle_time=signal.candle_time,
+            notional=notional,
+            amount=amount,
+            price=signal.price,
+            reduce_only=reduce_only,
+            order_type=self.settings.order_type,
+            limit_price=limit_price,
+            created_at=self.clock(),
+        )
+
+    def _claim_and_send(self, signal: Signal, intent: OrderIntent, *, release_risk: bool) -> Decision:
+        event = Event(
+            kind=EventKind.INTENT_CLAIMED,
+            symbol=self.symbol,
+            intent_hash=intent.intent_hash,
+            detail=f"{signal.kind.value} {intent.side.value} {intent.amount} cliOrdId={intent.client_order_id}",
+        )
+        try:
+            result = self.ports.claim_intent(ClaimIntent(intent=intent, event=event))
+        except Exception as exc:
+            if release_risk:
+                self.ports.release_risk(RiskRelease(symbol=self.symbol, intent_hash=intent.intent_hash))
+            return self._reject(
+                signal, intent.intent_hash, Reason.PERSISTENCE_UNAVAILABLE, f"intent not stored, not sent: {exc}"
+            )
+        if not result.claimed:
+            if release_risk:
+                self.ports.release_risk(RiskRelease(symbol=self.symbol, intent_hash=intent.intent_hash))
+            state = result.existing_state.value if result.existing_state else "unknown"
+            return self._reject(signal, intent.intent_hash, Reason.DUPLICATE_INTENT, f"claimed before ({state})")
+        self.orders[intent.client_order_id] = TrackedOrder(
+            intent_hash=intent.intent_hash,
+            client_order_id=intent.client_order_id,
+            side=intent.side,
+            reduce_only=intent.reduce_only,
+            amount=intent.amount,
+            state=OrderState.INITIALIZED,
+        )
+        self.ports.place_order(PlaceOrder(intent=intent))
+        self.last_outcome = f"SENT {intent.side.value} {intent.amount}"
+        logger.info(
+            "{} {} -> {} {} contracts (cliOrdId {})",
+            self.symbol,
+            signal.kind.value,
+            intent.side.value,
+            intent.amount,
+            intent.client_order_id,
+        )
+        return Decision(signal=signal, intent=intent)
+
+    def _reject(
+        self, signal: Signal, hash_hex: str, reason: Reason, detail: str, *, remember: bool = True
+    ) -> Decision:
+        if remember:
+            self.seen.setdefault(hash_hex, self.clock())
+        self.rejections[reason.value] += 1
+        self.last_outcome = f"{reason.value}: {detail}" if detail else reason.value
+        self.ports.record(
+            Event(
+                kind=EventKind.SIGNAL_REJECTED,
+                symbol=self.symbol,
+                reason=reason,
+                intent_hash=hash_hex,
+                detail=f"{signal.kind.value} candle {signal.candle_time}: {detail}",
+            )
+        )
+        logger.info("{} {} not traded: {} ({})", self.symbol, signal.kind.value, reason.value, detail)
+        return Decision(signal=signal, reason=reason, detail=detail)
+
+    def on_order_update(self, update: OrderUpdate) -> None:
+        """Apply the gateway's report on one of our orders (stale or repeated reports change nothing)."""
+        if update.client_order_id is None or update.intent_hash is None:
+            return
+        order = self.orders.get(update.client_order_id)
+        if order is None:
+            return  # finished already, or not ours
+        if not is_advance(order.state, update.state):
+            return
+        if update.filled > order.filled:
+            delta = update.filled - order.filled
+            self.unsynced_fills.append((update.seq, delta if order.side is Side.BUY else -delta))
+            order.filled = update.filled
+        order.state = update.state
+        order.exchange_order_id = update.exchange_order_id or order.exchange_order_id
+        if update.state.is_final:
+            del self.orders[update.client_order_id]
+        self.last_outcome = f"{update.state.value} {update.client_order_id}" + (
+            f" ({update.reason})" if update.reason else ""
+        )
+
+    def on_position_sync(self, sync: PositionSync) -> None:
+        """Take the portfolio's position push; fills reported after it still count on top of it."""
+        if sync.seq < self.position_seq or sync.seq < self.min_position_seq:
+            return
+        self.position = sync.position
+        self.position_seq = sync.seq
+        self.unsynced_fills = [(seq, amount) for seq, amount in self.unsynced_fills if seq > sync.seq]
+
+    def effective_contracts(self) -> Decimal:
+        """Signed contracts: the last synced position plus our fills reported after it."""
+        base = self.position.signed_contracts if self.position else Decimal(0)
+        return base + sum((amount for _, amount in self.unsynced_fills), Decimal(0))
+
+    def effective_side(self) -> PositionSide:
+        """The side of the effective position."""
+        contracts = self.effective_contracts()
+        if contracts > 0:
+            return PositionSide.LONG
+        return PositionSide.SHORT if contracts < 0 else PositionSide.FLAT
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause (no new orders) or resume."""
+        self.paused = paused
+
+    def set_halted(self, halted: bool, reason: str = "") -> None:
+        """Halt (exits only) or lift the halt."""
+        self.halted, self.halt_reason = halted, reason if halted else ""
+
+    def purge_seen(self) -> None:
+        """Forget in-memory hashes older than the retention window (the database keeps its own)."""
+        cutoff = self.clock() - self.settings.retention_ms
+        self.seen = {h: t for h, t in self.seen.items() if t >= cutoff}
+
+    def status(self) -> SymbolStatus:
+        """This symbol's status report."""
+        if self.paused:
+            state = SymbolState.PAUSED
+        elif self.halted:
+            state = SymbolState.HALTED
+        elif self.position is None:
+            state = SymbolState.SYNCING
+        elif any(o.unresolved for o in self.orders.values()):
+            state = SymbolState.BLOCKED
+        else:
+            state = SymbolState.TRADING
+        return SymbolStatus(
+            symbol=self.symbol,
+            state=state,
+            paused=self.paused,
+            halted=self.halted,
+            halt_reason=self.halt_reason,
+            position=self.position,
+            pending_orders=tuple(
+                PendingOrderView(
+                    client_order_id=o.client_order_id,
+                    side=o.side,
+                    state=o.state,
+                    reduce_only=o.reduce_only,
+                    amount=o.amount,
+                    filled=o.filled,
+                    exchange_order_id=o.exchange_order_id,
+                )
+                for o in self.orders.values()
+            ),
+            last_candle_time=self.candles[-1].open_time if self.candles else None,
+            last_signal=self.last_signal,
+            last_outcome=self.last_outcome,
+            rejections=dict(self.rejections),
+            restarts=self.restarts,
+        )
+
+
+class ActorPorts:
+    """SymbolPorts over actor references: asks (with time-outs) go down, the order goes by tell."""
+
+    def __init__(
+        self,
+        portfolio: pykka.ActorRef[Any],
+        persistence: pykka.ActorRef[Any],
+        gateway: pykka.ActorRef[Any],
+        ask_timeout: float,
+    ) -> None:
+        self._portfolio, self._persistence, self._gateway = portfolio, persistence, gateway
+        self._timeout = ask_timeout
+
+    def reserve_risk(self, request: RiskRequest) -> RiskDecision:
+        return self._portfolio.ask(request, timeout=self._timeout)
+
+    def release_risk(self, release: RiskRelease) -> None:
+        self._portfolio.tell(release)
+
+    def claim_intent(self, claim: ClaimIntent) -> ClaimResult:
+        return self._persistence.ask(claim, timeout=self._timeout)
+
+    def place_order(self, command: PlaceOrder) -> None:
+        self._gateway.tell(command)
+
+    def record(self, event: Event) -> None:
+        self._persistence.tell(event)
+
+
+class SymbolActor(pykka.ThreadingActor):
+    """The actor shell around a SymbolTrader: one thread, one mailbox, no locks."""
+
+    def __init__(self, trader: SymbolTrader, supervisor: pykka.ActorRef[Any] | None = None) -> None:
+        super().__init__()
+        self.trader = trader
+        self.supervisor = supervisor
+
+    def on_receive(self, message: Any) -> Any:
+        trader = self.trader
+        match message:
+            case Candles():
+                return trader.on_candles(message)
+            case Signal():
+                return trader.on_signal(message)
+            case OrderUpdate():
+                return trader.on_order_update(message)
+            case PositionSync():
+                return trader.on_position_sync(message)
+            case Pause():
+                return trader.set_paused(True)
+            case Resume():
+                return trader.set_paused(False)
+            case Halt():
+                return trader.set_halted(True, message.reason)
+            case Unhalt():
+                return trader.set_halted(False)
+            case Tick(name="purge"):
+                return trader.purge_seen()
+            case GetStatus():
+                return trader.status()
+            case Ping():
+                return True
+            case _:
+                raise TypeError(f"{trader.symbol}: unexpected message {type(message).__name__}")
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        logger.opt(exception=(exception_type, exception_value, traceback)).error(
+            "{} symbol actor died: {!r}", self.trader.symbol, exception_value
+        )
+        if self.supervisor is not None:
+            try:
+                self.supervisor.tell(
+                    SymbolDied(symbol=self.trader.symbol, actor_urn=self.actor_urn, error=repr(exception_value))
+                )
+            except pykka.ActorDeadError:
+                pass
