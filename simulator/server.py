@@ -48,6 +48,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "KrakenFuturesSimulator/1.0"
     sys_version = ""
     timeout = IDLE_CONNECTION_TIMEOUT_S
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -119,8 +120,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self._headers_buffer.append(b"\r\n" + body)  # headers and body leave in one segment
+        self.flush_headers()
 
     def _reset_connection(self) -> None:
         """Abort the TCP connection with a RST, as a broken network path would."""
