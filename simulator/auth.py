@@ -52,13 +52,14 @@ class Authenticator:
 
     def check(self, headers: Mapping[str, str], url_path: str, post_data_candidates: Iterable[str]) -> str | None:
         """None if the request is authentic, else Kraken's error string."""
-        key = headers.get("APIKey") or headers.get("apikey")
-        authent = headers.get("Authent") or headers.get("authent")
+        lower = {k.lower(): v for k, v in headers.items()}
+        key = lower.get("apikey")
+        authent = lower.get("authent")
         if not key or not authent:
             return AUTH_ERROR
         if not hmac.compare_digest(key.encode(), self.api_key.encode()):
             return AUTH_ERROR
-        nonce = headers.get("Nonce") or headers.get("nonce") or ""
+        nonce = lower.get("nonce") or ""
         path = endpoint_path(url_path)
         for post_data in dict.fromkeys(post_data_candidates):
             expected = sign(self._secret, path, post_data, nonce)

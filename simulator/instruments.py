@@ -90,11 +90,17 @@ class Instrument:
 
     def is_valid_size(self, size: Decimal) -> bool:
         """True if the size is positive, a multiple of the size step and within the position limit."""
-        return size > 0 and size % self.size_step == 0
+        try:
+            return size > 0 and size % self.size_step == 0
+        except ArithmeticError:
+            return False
 
     def is_valid_price(self, price: Decimal) -> bool:
         """True if the price is positive and a multiple of the tick size."""
-        return price > 0 and price % self.tick_size == 0
+        try:
+            return price > 0 and price % self.tick_size == 0
+        except ArithmeticError:
+            return False
 
     def to_json(self) -> dict[str, object]:
         """The instrument as Kraken's `/instruments` endpoint returns it."""

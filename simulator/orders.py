@@ -37,7 +37,9 @@ def parse_decimal(value: object) -> Decimal | None:
         d = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
         return None
-    return d if d.is_finite() else None
+    if not d.is_finite() or (d != 0 and not -20 <= d.adjusted() <= 15):
+        return None
+    return d
 
 
 def num(value: Decimal | None) -> float | None:
