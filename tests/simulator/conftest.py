@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import ccxt
 import pytest
 
 from simulator import SimulatorHandle, start_simulator
-
-FIXED_START_MS = 1_780_000_000_000  # 2026-05-28T20:26:40Z, a fixed start for reproducible runs
-
-
-def peers_dir() -> Path:
-    """Folder of ccxt's recorded Kraken Futures fixtures (overridable by KRAKEN_PEERS_DIR)."""
-    override = os.environ.get("KRAKEN_PEERS_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "peers" / "ccxt-krakenfutures"
 
 
 @pytest.fixture
