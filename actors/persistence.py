@@ -26,7 +26,7 @@ from messages import (
     QueryEvents,
     SetControl,
 )
-from persistence import Store, describe_database
+from persistence import StorageError, Store, describe_database
 
 MAX_PENDING_WRITES = 100_000  # beyond this, the oldest unwritten events are dropped (and said so)
 
@@ -99,7 +99,7 @@ class PersistenceActor(pykka.ThreadingActor):
     def _claim(self, message: ClaimIntent) -> ClaimResult:
         try:
             return self.store.claim_intent(message.intent, message.event)
-        except peewee.PeeweeException as exc:
+        except (StorageError, peewee.PeeweeException) as exc:
             logger.error(
                 "persistence: cannot claim intent {} ({}): {}; the order is not sent",
                 message.intent.client_order_id,
@@ -114,7 +114,7 @@ class PersistenceActor(pykka.ThreadingActor):
         batch = self._pending
         try:
             self.store.apply_writes(batch)
-        except peewee.PeeweeException as exc:
+        except (StorageError, peewee.PeeweeException) as exc:
             logger.error(
                 "persistence: writing {} records failed ({}); kept in memory to retry. "
                 "Check the disk and the database at {}",

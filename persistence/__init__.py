@@ -2,13 +2,14 @@
 
 from persistence.database import DatabaseUrlError, describe_database, open_database
 from persistence.models import SCHEMA_VERSION, Models, build_models
-from persistence.store import SchemaVersionError, Store
+from persistence.store import SchemaVersionError, StorageError, Store
 
 __all__ = [
     "SCHEMA_VERSION",
     "DatabaseUrlError",
     "Models",
     "SchemaVersionError",
+    "StorageError",
     "Store",
     "build_models",
     "describe_database",

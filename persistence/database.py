@@ -58,7 +58,7 @@ def _open_postgres(url: str) -> peewee.PostgresqlDatabase:
     if not database:
         raise DatabaseUrlError(f"no database name in {url!r}; write postgresql://user@host:5432/dbname")
     params.setdefault("connect_timeout", 5)
-    return peewee.PostgresqlDatabase(database, autorollback=True, **params)
+    return peewee.PostgresqlDatabase(database, **params)
 
 
 def describe_database(database: peewee.Database) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 
 import peewee
@@ -47,6 +48,34 @@ class SchemaVersionError(RuntimeError):
     """The database was written by a newer version of this program."""
 
 
+class StorageError(RuntimeError):
+    """A write did not reach the database (full disk, lost connection, locked file); nothing was stored."""
+
+
+@contextmanager
+def _writing(database: peewee.Database, what: str) -> Iterator[None]:
+    """Run a write transaction; turn any database failure into a StorageError naming its real cause."""
+    try:
+        with database.atomic():
+            yield
+    except peewee.IntegrityError:
+        raise
+    except peewee.PeeweeException as exc:
+        raise StorageError(f"could not store {what}: {_root_cause(exc)}") from exc
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """SQLite rolls back by itself on some errors (disk full); the failed rollback then hides the cause."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if "no transaction is active" not in str(seen):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
+
+
+
+
 class Store:
     """Reads and writes intents, orders, fills, events and control state (use from one thread)."""
 
@@ -87,7 +116,7 @@ class Store:
         now = now_ms()
         Intent = self.models.Intent
         try:
-            with self.database.atomic():
+            with _writing(self.database, f"intent {intent.client_order_id}"):
                 Intent.insert(
                     intent_hash=intent.intent_hash,
                     client_order_id=intent.client_order_id,
@@ -161,7 +190,7 @@ class Store:
         """Write events and order updates in one transaction."""
         if not items:
             return
-        with self.database.atomic():
+        with _writing(self.database, f"{len(items)} records"):
             events = []
             for item in items:
                 if isinstance(item, OrderUpdate):
@@ -266,7 +295,7 @@ class Store:
         """Store a symbol's control flags (None keeps a flag) and an event saying who changed what."""
         ControlState = self.models.ControlState
         now = now_ms()
-        with self.database.atomic():
+        with _writing(self.database, f"control state of {symbol}"):
             row = ControlState.get_or_none(ControlState.symbol == symbol)
             if row is None:
                 row = ControlState(symbol=symbol, updated_at=now)
