@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -208,8 +210,8 @@ def mask_url(url: str) -> str:
 def render_config(loaded: LoadedConfig, environ: os._Environ[str] | dict[str, str] | None = None) -> str:
     """Render the effective configuration as TOML, with secrets masked and key variables checked."""
     env = os.environ if environ is None else environ
-    data = loaded.config.model_dump(mode="json")
-    data["strategy"]["params"] = loaded.strategy_params.model_dump(mode="json")
+    data = loaded.config.model_dump()
+    data["strategy"]["params"] = loaded.strategy_params.model_dump()
     data["database"]["url"] = mask_url(data["database"]["url"])
     lines = [f"# effective configuration from {loaded.path}", f"# database: {mask_url(loaded.database_url)}"]
     ex = loaded.config.exchange
@@ -221,12 +223,20 @@ def render_config(loaded: LoadedConfig, environ: os._Environ[str] | dict[str, st
     return "\n".join(lines)
 
 
-def _toml_lines(data: dict[str, Any], path: tuple[str, ...]) -> list[str]:
-    import json
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, Decimal)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
 
+
+def _toml_lines(data: dict[str, Any], path: tuple[str, ...]) -> list[str]:
     scalars = [(k, v) for k, v in data.items() if not isinstance(v, dict)]
     tables = [(k, v) for k, v in data.items() if isinstance(v, dict)]
-    lines = [f"{k} = {json.dumps(v)}" for k, v in scalars]
+    lines = [f"{k} = {_toml_value(v)}" for k, v in scalars]
     for key, value in tables:
         lines.append("")
         lines.append(f"[{'.'.join(path + (key,))}]")

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""The command line of the trading system: run, check-config, simulator.
+
+`python run.py` is `python run.py run --config config.toml`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = "config.toml"
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Print the effective configuration (secrets masked), or every error with its key; exit 2 on errors."""
+    from configuration import ConfigError, load_config, render_config
+
+    path = args.path or args.config
+    try:
+        loaded = load_config(path)
+    except ConfigError as exc:
+        print(f"{exc.path}: configuration is not valid:", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  - {line}", file=sys.stderr)
+        return 2
+    print(render_config(loaded))
+    print(f"\n# {loaded.path}: OK")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Start the trading system (not available before the simulator and live path land)."""
+    from configuration import ConfigError, load_config
+
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{exc.path}: configuration is not valid:", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  - {line}", file=sys.stderr)
+        return 2
+    print(
+        f"run: mode {loaded.config.mode!r} cannot start yet: this version has the actor core only.\n"
+        "Paper trading arrives with the Kraken Futures simulator and the live path (gateway on ccxt,\n"
+        "unknown-outcome resolution, reconciliation); live and demo trading are refused until\n"
+        "reconciliation exists, so that no order is ever sent on a guess.\n"
+        "What works now: `python run.py check-config` and the test suite (`pytest`).",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def cmd_simulator(args: argparse.Namespace, rest: list[str]) -> int:
+    """Run the standalone Kraken Futures simulator."""
+    from simulator.cli import main
+
+    return main(rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="run.py",
+        description="Actor-model Kraken Futures trading system: one signal, at most one order.",
+    )
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="configuration file (default: config.toml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="start trading (the default command)")
+    run.add_argument("--config", default=argparse.SUPPRESS, help="configuration file")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a configuration and print it with secrets masked")
+    check.add_argument("path", nargs="?", help="configuration file (default: --config)")
+    check.add_argument("--config", default=argparse.SUPPRESS, help="configuration file")
+    check.set_defaults(func=cmd_check_config)
+
+    sim = sub.add_parser(
+        "simulator",
+        help="run the Kraken Futures simulator standalone (see `run.py simulator --help`)",
+        add_help=False,
+    )
+    sim.set_defaults(func=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the chosen command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and argv[0] == "simulator":
+        return cmd_simulator(argparse.Namespace(), argv[1:])
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args.func = cmd_run
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())
