@@ -1,0 +1,150 @@
+"""The portfolio actor alone: fake persistence and gateway actors, real symbol actors with fake strategies."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pykka
+import pytest
+
+from actors.portfolio import GetSymbolActors, PortfolioActor, PortfolioSettings
+from actors.risk import RiskBook, RiskLimits
+from actors.supervision import RestartPolicy
+from actors.system import make_trader_factory
+from messages import (
+    Candles,
+    ClaimIntent,
+    ClaimResult,
+    ControlRecord,
+    Event,
+    EventKind,
+    GetStatus,
+    LoadOpenIntents,
+    LoadSymbol,
+    MarketSpec,
+    OrderState,
+    OrderUpdate,
+    Pause,
+    Ping,
+    Position,
+    PositionSide,
+    PositionsSnapshot,
+    PositionsUnavailable,
+    RiskRequest,
+    SetControl,
+    Side,
+    SymbolBootstrap,
+    SymbolState,
+    SyncPositions,
+)
+from tests.conftest import make_config
+from tests.helpers import start_recorder, wait_until
+
+BTC, ETH = "BTC/USD:USD", "ETH/USD:USD"
+MARKETS = {
+    s: MarketSpec(symbol=s, exchange_id=s, amount_step=Decimal("0.001"), price_tick=Decimal("0.1"))
+    for s in (BTC, ETH)
+}
+
+
+def persistence_reply(message: Any) -> Any:
+    match message:
+        case LoadOpenIntents():
+            return []
+        case LoadSymbol():
+            return SymbolBootstrap(symbol=message.symbol, recent_hashes=frozenset(), open_intents=(),
+                                   control=ControlRecord(symbol=message.symbol))
+        case ClaimIntent():
+            return ClaimResult(claimed=True)
+        case SetControl():
+            return ControlRecord(symbol=message.symbol, paused=bool(message.paused))
+    return None
+
+
+@pytest.fixture
+def parts():
+    persistence, persistence_inbox = start_recorder(persistence_reply)
+    gateway, gateway_inbox = start_recorder()
+    config = make_config(trading={"symbols": [BTC, ETH]}, risk={"max_open_positions": 1},
+                         supervision={"max_restarts": 1})
+    portfolio = PortfolioActor.start(
+        markets=MARKETS,
+        trader_factory=make_trader_factory(config),
+        risk=RiskBook(limits=RiskLimits(1, Decimal(1000), Decimal(5000)), markets=MARKETS),
+        restart_policy=RestartPolicy(max_restarts=1, window_s=60, backoff_initial_s=0.01, backoff_max_s=0.01),
+        settings=PortfolioSettings(position_sync_interval_s=3600),
+        persistence=persistence,
+        gateway=gateway,
+    )
+    portfolio.ask(Ping(), timeout=5)
+    return portfolio, persistence_inbox, gateway_inbox
+
+
+def test_portfolio_starts_one_actor_per_symbol_and_requests_a_position_sync(parts) -> None:
+    portfolio, _, gateway = parts
+    actors = portfolio.ask(GetSymbolActors(), timeout=5)
+    assert set(actors) == {BTC, ETH} and all(ref.is_alive() for ref in actors.values())
+    assert gateway.wait_for(SyncPositions)[0].reason == "start"
+
+
+def test_portfolio_serializes_risk_so_only_one_symbol_takes_the_last_slot(parts) -> None:
+    portfolio, _, _ = parts
+    first = portfolio.ask(RiskRequest(symbol=BTC, intent_hash="a" * 64, notional=Decimal(100)), timeout=5)
+    second = portfolio.ask(RiskRequest(symbol=ETH, intent_hash="b" * 64, notional=Decimal(100)), timeout=5)
+    assert first.granted and not second.granted and "max_open_positions 1" in second.detail
+
+
+def test_portfolio_pushes_snapshots_to_symbols_and_syncs_after_a_fill(parts) -> None:
+    portfolio, _, gateway = parts
+    long = Position(symbol=BTC, side=PositionSide.LONG, contracts=Decimal(1), entry_price=Decimal(50_000))
+    portfolio.tell(PositionsSnapshot(positions=(long,), seq=3))
+    actors = portfolio.ask(GetSymbolActors(), timeout=5)
+    wait_until(lambda: actors[BTC].ask(GetStatus(), timeout=5).position == long)
+    eth = actors[ETH].ask(GetStatus(), timeout=5)
+    assert eth.position is not None and not eth.position.is_open and eth.state is SymbolState.TRADING
+    portfolio.tell(OrderUpdate(intent_hash="c" * 64, client_order_id="x", symbol=ETH, side=Side.BUY,
+                               state=OrderState.FILLED, filled=Decimal(1), seq=4))
+    reasons = [m.reason for m in gateway.wait_for(SyncPositions, 2)]
+    assert reasons == ["start", "fill"]
+
+
+def test_failed_position_fetch_is_an_event_not_a_flat_position(parts) -> None:
+    portfolio, persistence, _ = parts
+    portfolio.tell(PositionsUnavailable(reason="EXCHANGE_UNAVAILABLE", detail="timed out", seq=1))
+    events = persistence.wait_for(Event)
+    assert events[-1].kind is EventKind.POSITION_SYNC_FAILED and "timed out" in events[-1].detail
+    actors = portfolio.ask(GetSymbolActors(), timeout=5)
+    assert actors[BTC].ask(GetStatus(), timeout=5).state is SymbolState.SYNCING
+
+
+def test_portfolio_routes_candles_and_control_and_rejects_unknown_symbols(parts) -> None:
+    portfolio, persistence, _ = parts
+    reply = portfolio.ask(Pause(symbol=BTC, source="test"), timeout=5)
+    assert reply.ok and persistence.wait_for(SetControl)[0].paused is True
+    actors = portfolio.ask(GetSymbolActors(), timeout=5)
+    assert actors[BTC].ask(GetStatus(), timeout=5).state is SymbolState.PAUSED
+    assert not portfolio.ask(Pause(symbol="X/USD:USD"), timeout=5).ok
+    portfolio.tell(Candles(symbol=ETH, candles=(), live=False))  # routed, harmless
+
+
+def test_portfolio_restarts_a_dead_symbol_actor_then_halts_it(parts) -> None:
+    portfolio, persistence, _ = parts
+    first = portfolio.ask(GetSymbolActors(), timeout=5)[BTC]
+    first.tell("boom")  # dies
+    second = wait_until(lambda: (r := portfolio.ask(GetSymbolActors(), timeout=5)[BTC]) not in (None, first) and r)
+    second.tell("boom")
+    wait_until(lambda: portfolio.ask(GetStatus(), timeout=5).symbols[0].state is SymbolState.HALTED)
+    halts = [m for m in persistence.received(SetControl) if m.halted]
+    assert halts and halts[0].symbol == BTC and halts[0].source == "supervisor"
+    assert portfolio.ask(GetSymbolActors(), timeout=5)[BTC] is None
+    assert portfolio.ask(GetSymbolActors(), timeout=5)[ETH].is_alive()
+
+
+def test_portfolio_stops_its_symbol_actors(parts) -> None:
+    portfolio, _, _ = parts
+    actors = portfolio.ask(GetSymbolActors(), timeout=5)
+    portfolio.stop()
+    assert not any(ref.is_alive() for ref in actors.values())
+    with pytest.raises(pykka.ActorDeadError):
+        portfolio.ask(Ping(), timeout=1)

@@ -1,0 +1,98 @@
+"""`run.py check-config`: the effective configuration with secrets masked, or every error by key path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from configuration import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "check-config", str(path)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}, cwd=REPO,
+    )
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_shipped_config_is_valid_paper_mode_on_sqlite() -> None:
+    loaded = load_config(REPO / "config.toml")
+    assert loaded.config.mode == "paper"
+    assert loaded.database_url == f"sqlite:///{REPO / 'storage' / 'trading.db'}"
+    result = check_config(REPO / "config.toml")
+    assert result.returncode == 0 and 'mode = "paper"' in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mode = \"paper\"\n[risk\nmax_open_positions = 3\n", "not valid TOML"),
+        ("[risk]\nmax_open_positionz = 3\n", "risk.max_open_positionz: unknown key; allowed keys here: "
+                                              "max_notional_per_order, max_open_positions, max_total_notional"),
+        ("[trading]\npyramiding = \"yes\"\n", "trading.pyramiding: must be true or false, got 'yes'"),
+        ("[risk]\nmax_open_positions = \"three\"\n", "risk.max_open_positions: must be an integer, got 'three'"),
+        ("[risk]\nmax_open_positions = -3\n", "risk.max_open_positions: must be >= 1, got -3"),
+        ("[trading]\norder_notional = -50\n", "trading.order_notional: must be > 0, got -50"),
+        ("[strategy]\nname = \"moonshot\"\n", "strategy.name: unknown strategy 'moonshot'; available: ma_crossover, "
+                                               "scripted"),
+        ("[strategy]\nname = \"ma_crossover\"\n[strategy.params]\nfast = 0\n",
+         "strategy.params.fast: must be >= 1, got 0"),
+        ("[trading]\nsymbols = [\"BTCUSD\"]\n", "trading.symbols: 'BTCUSD' is not a ccxt unified swap symbol"),
+        ("mode = \"real\"\n", "mode: must be one of 'paper', 'demo' or 'live', got 'real'"),
+        ("bogus = 1\n", "bogus: unknown key"),
+    ],
+)
+def test_bad_configs_exit_2_naming_the_key_without_a_traceback(tmp_path: Path, text: str, expected: str) -> None:
+    result = check_config(write(tmp_path, text))
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_every_error_is_listed_at_once(tmp_path: Path) -> None:
+    result = check_config(write(tmp_path, "[risk]\nmax_open_positions = -3\n[trading]\norder_notional = -1\n"
+                                          "[strategy]\nname = \"nope\"\n"))
+    assert result.returncode == 2
+    for key in ("risk.max_open_positions", "trading.order_notional", "strategy.name"):
+        assert key in result.stderr
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = check_config(tmp_path / "absent.toml")
+    assert result.returncode == 2 and "file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_secrets_are_masked(tmp_path: Path) -> None:
+    path = write(tmp_path, "[database]\nurl = \"postgresql://bot:hunter2secret@db.example:5432/trading\"\n")
+    result = check_config(path, env={"KRAKEN_FUTURES_API_KEY": "key-abcdef123456",
+                                     "KRAKEN_FUTURES_API_SECRET": "c2VjcmV0LXNlY3JldA=="})
+    assert result.returncode == 0
+    assert "hunter2secret" not in result.stdout and "bot:***@db.example" in result.stdout
+    assert "key-abcdef123456" not in result.stdout and "c2VjcmV0LXNlY3JldA==" not in result.stdout
+    assert "KRAKEN_FUTURES_API_KEY is set (value hidden)" in result.stdout
+
+
+def test_order_larger_than_the_per_order_limit_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "[trading]\norder_notional = 5000\n[risk]\nmax_notional_per_order = 1000\n"))
+    assert info.value.errors == [
+        "trading.order_notional: 5000 exceeds risk.max_notional_per_order (1000), so every entry would be refused"
+    ]
+
+
+def test_run_says_clearly_what_it_cannot_do_yet(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(REPO / "run.py"), "--config", str(REPO / "config.toml")],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2 and "cannot start yet" in result.stderr and "Traceback" not in result.stderr

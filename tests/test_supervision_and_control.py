@@ -1,0 +1,262 @@
+"""Restarts of dead symbol actors, halting after too many deaths, pause/resume, and a crash before the send."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+
+import pykka
+
+from messages import (
+    Candle,
+    Candles,
+    EventKind,
+    GetStatus,
+    Pause,
+    PositionSide,
+    QueryEvents,
+    Reason,
+    Resume,
+    Signal,
+    SignalKind,
+    SymbolState,
+)
+from strategies import Strategy, StrategyParams
+from tests.conftest import StartSystem, make_config, settle
+from tests.fakes import FakeExchange
+from tests.helpers import wait_until
+
+BTC = "BTC/USD:USD"
+ETH = "ETH/USD:USD"
+T0 = 1_800_000_000_000
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ExplodingStrategy(Strategy):
+    """Raises on a candle whose close is 666 (a bug in a strategy); otherwise never signals."""
+
+    name = "exploding"
+    Params = StrategyParams
+
+    @property
+    def warmup(self) -> int:
+        return 1
+
+    def decide(self, candles: Sequence[Candle], position: PositionSide) -> SignalKind | None:
+        if candles[-1].close == 666:
+            raise RuntimeError("strategy bug on candle 666")
+        return None
+
+
+def exploding(symbol: str) -> Strategy:
+    return ExplodingStrategy(StrategyParams())
+
+
+def crash_candle(symbol: str, t: int) -> Candles:
+    c = Decimal(666)
+    return Candles(symbol=symbol, candles=(Candle(symbol=symbol, timeframe="1m", open_time=t, open=c, high=c,
+                                                 low=c, close=c),))
+
+
+def signal(candle_time: int = T0, kind: SignalKind = SignalKind.ENTER_LONG, symbol: str = BTC) -> Signal:
+    return Signal(symbol=symbol, kind=kind, candle_time=candle_time, price=Decimal(50_000))
+
+
+def current_ref(system, symbol: str = BTC):
+    return system.symbol_actors()[symbol]
+
+
+def status_of(system, symbol: str = BTC):
+    return next(row for row in system.status().symbols if row.symbol == symbol)
+
+
+def events(system, **filters):
+    return system.persistence.ask(QueryEvents(**filters), timeout=5)
+
+
+def test_dead_symbol_actor_is_restarted_reloads_state_and_still_rejects_its_last_signal(
+    start_system: StartSystem,
+) -> None:
+    exchange = FakeExchange()
+    system = start_system(exchange, strategy_factory=exploding)
+    settle(system)
+    first = current_ref(system)
+    first.tell(signal())
+    settle(system)
+    assert len(exchange.create_calls) == 1
+
+    first.tell(crash_candle(BTC, T0 + 60_000))
+    second = wait_until(lambda: (r := current_ref(system)) is not None and r != first and r, message="restart")
+    wait_until(lambda: status_of(system).state is not SymbolState.SYNCING, message="first sync after restart")
+    assert not first.is_alive()
+    second.tell(signal())  # the same signal as before the crash
+    settle(system)
+    assert len(exchange.create_calls) == 1
+    duplicates = events(system, reason=Reason.DUPLICATE_INTENT.value)
+    assert len(duplicates) == 1
+    row = status_of(system)
+    assert row.restarts == 1 and row.state is SymbolState.TRADING
+    assert [e.kind for e in events(system, kind=EventKind.ACTOR_RESTARTED.value)] == [EventKind.ACTOR_RESTARTED]
+
+
+def test_symbol_is_halted_after_too_many_deaths_and_says_so(start_system: StartSystem) -> None:
+    exchange = FakeExchange()
+    config = make_config(trading={"symbols": [BTC, ETH]}, supervision={"max_restarts": 2})
+    system = start_system(exchange, config=config, strategy_factory=exploding)
+    settle(system)
+    for i in range(3):
+        ref = wait_until(lambda: current_ref(system), message=f"actor #{i}")
+        ref.tell(crash_candle(BTC, T0 + i * 60_000))
+        wait_until(lambda: current_ref(system) != ref, message=f"death #{i}")
+    wait_until(lambda: status_of(system).state is SymbolState.HALTED, message="halt")
+    row = status_of(system)
+    assert row.halted and "halted after 3 crashes" in row.halt_reason and "strategy bug" in row.halt_reason
+    assert current_ref(system) is None
+    assert events(system, kind=EventKind.SYMBOL_HALTED.value)
+    # the other symbol keeps trading
+    current_ref(system, ETH).tell(Signal(symbol=ETH, kind=SignalKind.ENTER_LONG, candle_time=T0,
+                                         price=Decimal(3000)))
+    settle(system)
+    assert [c["symbol"] for c in exchange.create_calls] == [ETH]
+
+
+def test_halt_after_crashes_survives_a_restart_as_exits_only(start_system: StartSystem, sqlite_url: str) -> None:
+    exchange = FakeExchange()
+    config = make_config(supervision={"max_restarts": 0})
+    system = start_system(exchange, config=config, strategy_factory=exploding)
+    settle(system)
+    current_ref(system).tell(crash_candle(BTC, T0))
+    wait_until(lambda: status_of(system).state is SymbolState.HALTED, message="halt")
+    system.stop()
+    again = start_system(exchange, config=config, database_url=sqlite_url)
+    settle(again)
+    row = status_of(again)
+    assert row.state is SymbolState.HALTED and "crashes" in row.halt_reason
+    current_ref(again).tell(signal(T0 + 60_000))
+    settle(again)
+    assert exchange.create_calls == []
+    assert events(again, reason=Reason.HALTED.value, kind=EventKind.SIGNAL_REJECTED.value)
+
+
+def test_pause_records_signals_as_paused_survives_restart_and_resume_restores(
+    start_system: StartSystem, sqlite_url: str
+) -> None:
+    exchange = FakeExchange()
+    config = make_config(trading={"symbols": [BTC, ETH]})
+    system = start_system(exchange, config=config)
+    settle(system)
+    reply = system.control(Pause(symbol=BTC, source="test"))
+    assert reply.ok and reply.symbols == (BTC,)
+    current_ref(system).tell(signal(T0))
+    current_ref(system, ETH).tell(Signal(symbol=ETH, kind=SignalKind.ENTER_LONG, candle_time=T0,
+                                         price=Decimal(3000)))
+    settle(system)
+    assert [c["symbol"] for c in exchange.create_calls] == [ETH]  # the other symbol keeps trading
+    assert len(events(system, reason=Reason.PAUSED.value, kind=EventKind.SIGNAL_REJECTED.value)) == 1
+    system.stop()
+
+    again = start_system(exchange, config=config, database_url=sqlite_url)
+    settle(again)
+    assert status_of(again).state is SymbolState.PAUSED
+    current_ref(again).tell(signal(T0 + 60_000))
+    settle(again)
+    assert [c["symbol"] for c in exchange.create_calls] == [ETH]
+
+    assert again.control(Resume(symbol=BTC, source="test")).ok
+    current_ref(again).tell(signal(T0 + 120_000))
+    settle(again)
+    assert [c["symbol"] for c in exchange.create_calls] == [ETH, BTC]
+    control_events = events(again, kind=EventKind.CONTROL.value, symbol=BTC)
+    assert ["paused=True" in e.detail for e in control_events] == [True, False]
+    assert all("by test" in e.detail for e in control_events)
+
+
+def test_pause_is_applied_at_once_while_an_order_is_in_flight(start_system: StartSystem) -> None:
+    exchange = FakeExchange()
+    release = threading.Event()
+    exchange.before_create = lambda call: release.wait(10)
+    system = start_system(exchange)
+    settle(system)
+    current_ref(system).tell(signal(T0))
+    assert exchange.wait_for_create_calls(1)  # the send is hanging on the exchange
+    started = time.monotonic()
+    reply = system.control(Pause(symbol=BTC))
+    row = current_ref(system).ask(GetStatus(), timeout=1)
+    elapsed = time.monotonic() - started
+    assert reply.ok and row.state is SymbolState.PAUSED and elapsed < 1.0
+    assert [o.state.value for o in row.pending_orders] in (["INITIALIZED"], ["SUBMITTED"])
+    assert not release.is_set()  # the exchange has still not answered
+    release.set()
+
+
+def test_control_for_an_unknown_symbol_changes_nothing(start_system: StartSystem) -> None:
+    system = start_system()
+    settle(system)
+    reply = system.control(Pause(symbol="NOPE/USD:USD"))
+    assert not reply.ok and "unknown symbol 'NOPE/USD:USD'" in reply.detail and BTC in reply.detail
+    assert status_of(system).state is not SymbolState.PAUSED
+    assert events(system, kind=EventKind.CONTROL.value) == []
+
+
+CRASH_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    from decimal import Decimal
+    sys.path.insert(0, {repo!r})
+    from actors import TradingSystem
+    from exchange import load_market_specs
+    from messages import GetStatus, Signal, SignalKind
+    from tests.conftest import make_config, settle
+    from tests.fakes import FakeExchange
+
+    exchange = FakeExchange()
+    # the process dies (like SIGKILL) the moment the gateway starts on the order: after the claim, before the send
+    exchange.fetch_open_orders = lambda *a, **k: os._exit(9)
+    config = make_config()
+    system = TradingSystem(config=config, database_url={url!r}, private_exchange=exchange, public_exchange=None,
+                           markets=load_market_specs(exchange, config.trading.symbols)).start()
+    settle(system)
+    system.symbol_actors()["BTC/USD:USD"].tell(
+        Signal(symbol="BTC/USD:USD", kind=SignalKind.ENTER_LONG, candle_time={t0}, price=Decimal(50000)))
+    import threading; threading.Event().wait(30)
+    os._exit(3)  # not reached
+    """
+)
+
+
+def test_crash_between_claim_and_send_leaves_a_known_intent_that_is_not_resent(
+    start_system: StartSystem, sqlite_url: str
+) -> None:
+    script = CRASH_SCRIPT.format(repo=str(REPO), url=sqlite_url, t0=T0)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 9, result.stderr[-2000:]
+
+    exchange = FakeExchange()
+    system = start_system(exchange, database_url=sqlite_url)
+    settle(system)
+    row = status_of(system)
+    assert row.state is SymbolState.BLOCKED
+    assert [o.state.value for o in row.pending_orders] in (["INITIALIZED"], ["SUBMITTED"])
+    current_ref(system).tell(signal(T0))  # the same signal again
+    current_ref(system).tell(signal(T0 + 60_000))  # a new entry while the old outcome is unknown
+    settle(system)
+    assert exchange.create_calls == []
+    assert len(events(system, reason=Reason.DUPLICATE_INTENT.value)) == 1
+    assert len(events(system, reason=Reason.ORDER_UNRESOLVED.value)) == 1
+
+
+def test_system_stops_every_actor(start_system: StartSystem) -> None:
+    system = start_system(config=make_config(trading={"symbols": [BTC, ETH]}))
+    settle(system)
+    refs = [system.persistence, system.gateway, system.portfolio, *system.symbol_actors().values()]
+    system.stop()
+    assert not any(ref.is_alive() for ref in refs)
+    assert pykka.ActorRegistry.get_all() == []
