@@ -270,7 +270,14 @@ class SimulatorHandle:
             return
         self._stopped = True
         self.simulator.stop_event.set()
-        self._server.shutdown()
+        stopper = threading.Thread(target=self._server.shutdown, name="kraken-simulator-stop", daemon=True)
+        stopper.start()
+        while stopper.is_alive():  # wake the accept loop so shutdown need not wait for its poll interval
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
+            except OSError:
+                pass
+            stopper.join(timeout=0.01)
         self._server.server_close()
         self._thread.join(timeout=5)
         if self._advancer is not None:

@@ -194,3 +194,53 @@ def test_cli_rejects_half_a_key_pair() -> None:
 
     assert main(["--api-key", "only-the-key"]) == 2
     assert main(["--api-key", "k", "--api-secret", "not base64!"]) == 2
+
+
+def test_fills_paging_with_last_fill_time(sim: SimulatorHandle) -> None:
+    for i in range(3):
+        call(sim, "POST", "/derivatives/api/v3/sendorder",
+             f"orderType=mkt&symbol=PF_XBTUSD&side=buy&size=0.001&cliOrdId=f-{i}")
+        sim.admin.step(seconds=1)
+    _, body = call(sim, "GET", "/derivatives/api/v3/fills")
+    assert [f["cliOrdId"] for f in body["fills"]] == ["f-2", "f-1", "f-0"]  # newest first
+    _, older = call(sim, "GET", "/derivatives/api/v3/fills", f"lastFillTime={body['fills'][0]['fillTime']}")
+    assert [f["cliOrdId"] for f in older["fills"]] == ["f-1", "f-0"]
+
+
+def _candles(seed: int) -> list[Any]:
+    """Hourly and minute candles of a fresh stepped simulator with a fixed start."""
+    from simulator import start_simulator
+
+    with start_simulator(clock="stepped", seed=seed, start_time_ms=1_780_000_000_000, history_days=1) as s:
+        s.admin.step(seconds=600)
+        out = []
+        for kind in ("trade", "mark", "spot"):
+            for interval, since in (("1m", 1_779_999_000), ("1h", 1_779_950_000)):
+                _, body = call(s, "GET", f"/api/charts/v1/{kind}/PF_SOLUSD/{interval}", f"from={since}",
+                               signed=False)
+                out.append(body["candles"])
+        _, ticker = call(s, "GET", "/derivatives/api/v3/tickers/PF_SOLUSD", signed=False)
+        out.append({k: ticker["ticker"][k] for k in ("bid", "ask", "last", "markPrice")})
+        return out
+
+
+def test_same_seed_same_candles_over_http() -> None:
+    first, again, other = _candles(11), _candles(11), _candles(12)
+    assert first == again
+    assert first != other
+    assert len(first[0]) > 20 and len(first[1]) >= 13
+
+
+def test_real_clock_runs_accelerated_without_requests() -> None:
+    import time
+
+    from simulator import start_simulator
+
+    with start_simulator(speed=100, seed=1, advance_interval_s=0.02) as s:
+        start = s.simulator.market.now_ms
+        deadline = time.monotonic() + 5
+        while s.simulator.market.now_ms - start < 10_000 and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling a real clock: nothing to wait on
+        assert s.simulator.market.now_ms - start >= 10_000
+        with pytest.raises(Exception, match="not stepped"):
+            s.admin.step(seconds=1)
