@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -319,6 +320,8 @@ class KrakenApi:
         if e == "orders/status":
             order_ids = params.get("orderIds", [])
             cli_ids = params.get("cliOrdIds", [])
+            if not all(_is_uuid(i) for i in order_ids):
+                return self.error("invalidArgument: orderIds", 400)
             found = ex.orders_status(order_ids, cli_ids, self.status_window_ms)
             return self._ok(orders=[o.status_json() for o in found])
         if e == "fills":
@@ -338,6 +341,14 @@ class KrakenApi:
                 volume = sum((f.size * f.price for f in ex.fills), Decimal(0))
             return self._ok(volumesByFeeSchedule={FEE_SCHEDULE_LINEAR: float(volume), FEE_SCHEDULE_PGB: float(volume)})
         return self.error("notFound", 404)
+
+
+def _is_uuid(value: str) -> bool:
+    """True for a canonical UUID string (Kraken's order ids)."""
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
 
 
 def _first(params: Mapping[str, list[str]], key: str) -> str | None:

@@ -246,6 +246,10 @@ def test_fetch_order_by_id_and_by_client_order_id(sim: SimulatorHandle, client: 
     several = client.fetch_orders(params={"orderIds": [], "cliOrdIds": ["rest-1", "done-1"]})
     assert {o["id"]: o["status"] for o in several} == {resting["id"]: "open", done["id"]: "closed"}
     assert client.fetch_order(done["id"])["filled"] == 0.01
+    # Pitfalls: ccxt sends a bare list as its Python repr, and fetch_order(None) sends orderIds=None.
+    assert client.fetch_orders(params={"cliOrdIds": ["rest-1", "done-1"]}) == []
+    with pytest.raises(ccxt.BadRequest):
+        client.fetch_order(None, None, {"cliOrdIds": "rest-1"})
     sim.admin.step(seconds=6)  # Kraken keeps closed orders in orders/status for 5 seconds only
     with pytest.raises(ccxt.OrderNotFound):
         client.fetch_order(done["id"])
