@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import ccxt
 
 MAX_BODY_BYTES = 1_000_000
-IDLE_CONNECTION_TIMEOUT_S = 30.0
+IDLE_CONNECTION_TIMEOUT_S = 120.0
 
 
 class _Server(ThreadingHTTPServer):
@@ -38,7 +38,19 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], simulator: Simulator) -> None:
         self.sim = simulator
         self.admin = SimulatorAdmin(simulator)
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def close_connections(self) -> None:
+        """Shut down every open keep-alive connection so no handler keeps serving after stop."""
+        with self.connections_lock:
+            for conn in list(self.connections):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.connections.clear()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -50,6 +62,21 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = IDLE_CONNECTION_TIMEOUT_S
     disable_nagle_algorithm = True
     server: _Server
+
+    def setup(self) -> None:
+        """Register the connection so `stop()` can close it."""
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        """Unregister the connection."""
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Route http.server's own logging to loguru at trace level."""
@@ -134,6 +161,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         """Split target, read body, hand to admin or Kraken handling."""
+        if self.server.sim.stop_event.is_set():
+            self._reset_connection()
+            return
         path, _, query = self.path.partition("?")
         body = self._read_body()
         if body is None:
@@ -279,6 +309,7 @@ class SimulatorHandle:
                 pass
             stopper.join(timeout=0.01)
         self._server.server_close()
+        self._server.close_connections()
         self._thread.join(timeout=5)
         if self._advancer is not None:
             self._advancer.join(timeout=5)

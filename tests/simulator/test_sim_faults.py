@@ -180,3 +180,38 @@ def test_admin_client_over_http(sim: SimulatorHandle, client: ccxt.krakenfutures
         admin.set_price("NOPE/USD:USD", 1)
     with pytest.raises(Exception, match="400"):
         admin.schedule_fault("meteor")
+
+
+def test_stopped_simulator_stops_serving_open_connections() -> None:
+    from simulator import start_simulator
+
+    sim = start_simulator(clock="stepped", rate_limit=False)
+    client = sim.client(timeout_ms=2_000)
+    client.load_markets()
+    client.fetch_balance()  # the keep-alive connection is open now
+    sim.stop()
+    with pytest.raises(ccxt.NetworkError):
+        client.fetch_balance()
+
+
+def test_faults_given_at_start_apply() -> None:
+    from simulator import FaultConfig, start_simulator
+
+    with start_simulator(clock="stepped", rate_limit=False,
+                         faults=FaultConfig(suspended=["PF_ETHUSD"], unavailable=1.0, endpoints=["accounts"])) as sim:
+        client = sim.client()
+        client.load_markets()
+        with pytest.raises(ccxt.ExchangeNotAvailable):
+            client.fetch_balance()
+        with pytest.raises(ccxt.ExchangeNotAvailable):
+            client.create_order("ETH/USD:USD", "market", "buy", 0.1)
+        assert client.create_order(BTC, "market", "buy", 0.001)["status"] == "closed"
+
+
+def test_dead_man_switch_through_ccxt(sim: SimulatorHandle, client: ccxt.krakenfutures) -> None:
+    client.create_order(BTC, "limit", "buy", 0.01, far_limit(sim))
+    client.cancel_all_orders_after(10_000)
+    sim.admin.step(seconds=9)
+    assert len(client.fetch_open_orders()) == 1
+    sim.admin.step(seconds=2)
+    assert client.fetch_open_orders() == []
