@@ -108,7 +108,7 @@ class SimulatorAdmin:
                        delay_ms: float = 0.0) -> dict[str, object]:
         """Make the next `count` requests to `endpoint` (`*` = any) fail with `kind`."""
         try:
-            fault = ScheduledFault(kind=kind, endpoint=endpoint, count=count, delay_ms=delay_ms)  # type: ignore[arg-type]
+            fault = ScheduledFault(kind=kind, endpoint=endpoint, count=count, delay_ms=delay_ms)
         except ValueError as exc:
             raise AdminError(str(exc)) from exc
         self.sim.faults.schedule(fault)

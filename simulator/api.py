@@ -103,7 +103,8 @@ def parse_batch(body: str, query_params: Mapping[str, list[str]]) -> list[Any] |
         except ValueError:
             continue
         if isinstance(data, dict) and isinstance(data.get("batchOrder"), list):
-            return data["batchOrder"]
+            batch: list[Any] = data["batchOrder"]
+            return batch
         return None
     return None
 

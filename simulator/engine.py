@@ -287,7 +287,9 @@ class Exchange:
             return "maxPositionViolation"
         return None
 
-    def _reject(self, order: Order, status: str, now: int, events: bool, reason: str | None = None) -> dict[str, object]:
+    def _reject(
+        self, order: Order, status: str, now: int, events: bool, reason: str | None = None
+    ) -> dict[str, object]:
         """Record a rejected order and build its sendStatus."""
         order.state = REJECTED
         order.status = status
@@ -301,7 +303,8 @@ class Exchange:
         if events:
             out["order_id"] = order.order_id
             out["orderEvents"] = [
-                {"type": "REJECT", "uid": order.order_id, "order": order.event_json(), "reason": reason, "reducedQuantity": None}
+                {"type": "REJECT", "uid": order.order_id, "order": order.event_json(), "reason": reason,
+                 "reducedQuantity": None}
             ]
         if order.cli_ord_id is not None:
             out["cliOrdId"] = order.cli_ord_id
@@ -683,7 +686,9 @@ class Exchange:
         """Newest fills first, at most `limit`, before `last_fill_time_ms` if given."""
         with self.lock:
             self.sync()
-            fills = self.fills if last_fill_time_ms is None else [f for f in self.fills if f.time_ms < last_fill_time_ms]
+            fills = self.fills
+            if last_fill_time_ms is not None:
+                fills = [f for f in fills if f.time_ms < last_fill_time_ms]
             return list(reversed(fills))[:limit]
 
     def open_positions(self) -> list[dict[str, object]]:

@@ -76,7 +76,7 @@ class Instrument:
 
     @property
     def unified_symbol(self) -> str:
-        """ccxt's unified symbol, e.g. `BTC/USD:USD`."""
+        """The ccxt unified symbol, e.g. `BTC/USD:USD`."""
         base = "BTC" if self.base == "XBT" else self.base
         return f"{base}/USD:USD"
 

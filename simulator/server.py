@@ -147,7 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        self._headers_buffer.append(b"\r\n" + body)  # headers and body leave in one segment
+        self._headers_buffer.append(b"\r\n" + body)  # type: ignore[attr-defined]  # headers and body leave in one segment
         self.flush_headers()
 
     def _reset_connection(self) -> None:
@@ -178,7 +178,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Run one admin operation; JSON in, JSON out."""
         method_name = ADMIN_ROUTES.get(name)
         if method_name is None:
-            self._send(404, json.dumps({"error": f"unknown admin route {name!r}", "routes": sorted(ADMIN_ROUTES)}).encode())
+            answer = {"error": f"unknown admin route {name!r}", "routes": sorted(ADMIN_ROUTES)}
+            self._send(404, json.dumps(answer).encode())
             return
         try:
             if self.command == "POST" and body.strip():

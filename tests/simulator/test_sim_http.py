@@ -128,7 +128,7 @@ def raw_exchange(sim: SimulatorHandle, payload: bytes, read: bool = True) -> byt
         while True:
             try:
                 chunk = conn.recv(65536)
-            except (ConnectionResetError, socket.timeout):
+            except (ConnectionResetError, TimeoutError):
                 break
             if not chunk:
                 break
