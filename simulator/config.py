@@ -73,6 +73,7 @@ class SimulatorConfig(BaseModel):
     symbols: list[str] | None = None
     rate_limit: bool = True
     status_window_ms: int = Field(5_000, ge=0)
+    cli_ord_id_scope: Literal["history", "open"] = "history"
     advance_interval_s: float = Field(0.25, gt=0)
     faults: FaultConfig = Field(default_factory=FaultConfig)
 

@@ -76,6 +76,7 @@ class Exchange:
         seed: int = 0,
         maker_fee: Decimal = MAKER_FEE,
         taker_fee: Decimal = TAKER_FEE,
+        cli_ord_id_scope: str = "history",
     ) -> None:
         self.lock = threading.RLock()
         self.market = market
@@ -84,6 +85,7 @@ class Exchange:
         self.initial_balance = initial_balance
         self.maker_fee = maker_fee
         self.taker_fee = taker_fee
+        self.cli_ord_id_scope = cli_ord_id_scope
         self._ids = random.Random(stable_seed(seed, "ids"))
         self.account_uid = self._new_id()
         self.account_id = str(100000 + self._ids.randrange(900000))
@@ -258,7 +260,8 @@ class Exchange:
         if order.cli_ord_id is not None:
             if len(order.cli_ord_id) > MAX_CLI_ORD_ID:
                 return "clientOrderIdTooLong"
-            if order.cli_ord_id in self.cli_ids:
+            existing = self.cli_ids.get(order.cli_ord_id)
+            if existing is not None and (self.cli_ord_id_scope == "history" or existing.working):
                 return "clientOrderIdAlreadyExist"
         inst = self.instruments.get(order.symbol or "")
         if inst is None:

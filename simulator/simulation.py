@@ -63,7 +63,8 @@ class Simulator:
             history_days=cfg.history_days,
         )
         self.exchange = Exchange(
-            self.market, self.clock, self.instruments, Decimal(repr(cfg.initial_balance)), seed=cfg.seed
+            self.market, self.clock, self.instruments, Decimal(repr(cfg.initial_balance)), seed=cfg.seed,
+            cli_ord_id_scope=cfg.cli_ord_id_scope,
         )
         for name in cfg.faults.suspended:
             symbol = resolve_symbol(name)

@@ -303,3 +303,14 @@ def test_available_margin_counts_positions_and_orders() -> None:
     flex = ex.accounts()["flex"]
     assert Decimal(flex["initialMarginWithOrders"]) > 0  # type: ignore[index]
     assert Decimal(flex["availableMargin"]) < Decimal(1000)  # type: ignore[index]
+
+
+def test_client_order_id_scope_open_only_blocks_working_orders() -> None:
+    clock = SteppedClock(START)
+    ex = Exchange(MarketData(INSTRUMENTS, 1, START), clock, INSTRUMENTS, Decimal(100000), cli_ord_id_scope="open")
+    q = ex.market.quote("PF_XBTUSD")
+    assert _order(ex, cliOrdId="r", orderType="lmt", limitPrice=str(q.bid - 100))["status"] == "placed"
+    assert _order(ex, cliOrdId="r")["status"] == "clientOrderIdAlreadyExist"
+    assert _order(ex, cliOrdId="m")["status"] == "placed"  # filled at once, so no longer open
+    assert _order(ex, cliOrdId="m")["status"] == "placed"
+    assert [o.cli_ord_id for o in ex.orders_status([], ["m"])] == ["m"]
