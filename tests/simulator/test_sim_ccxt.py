@@ -334,3 +334,16 @@ def test_state_dump_records_every_order(sim: SimulatorHandle, client: ccxt.krake
     assert len(state["fills"]) == 1 and state["positions"][0]["size"] == "0.01"
     assert float(state["balances"]["USD"]) < 100_000
     assert [r["endpoint"] for r in state["requests"] if r["endpoint"] == "sendorder"] == ["sendorder"] * 2
+
+
+def test_cancel_by_client_order_id(sim: SimulatorHandle, client: ccxt.krakenfutures) -> None:
+    bid = quote(sim, BTC)["bid"]
+    for cid in ("c-1", "c-2", "c-3"):
+        client.create_order(BTC, "limit", "buy", 0.01, bid - 100, {"clientOrderId": cid})
+    # Pitfall: cancel_order(None, ...) sends order_id=None, which names no order.
+    with pytest.raises(ccxt.OrderNotFound):
+        client.cancel_order(None, BTC, {"cliOrdId": "c-1"})
+    assert client.privatePostCancelorder({"cliOrdId": "c-1"})["cancelStatus"]["status"] == "cancelled"
+    cancelled = client.cancel_orders([], BTC, {"clientOrderIds": ["c-2", "c-3"]})
+    assert [o["status"] for o in cancelled] == ["canceled", "canceled"]
+    assert client.fetch_open_orders() == []
