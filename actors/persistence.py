@@ -57,6 +57,12 @@ class PersistenceActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
+            case ClaimIntent(reply=reply) if reply is not None:
+                self._pending.append(message)
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self.actor_ref.tell(Flush())
+                return None
             case Event() | OrderUpdate():
                 self._pending.append(message)
                 if not self._flush_scheduled:
@@ -113,18 +119,26 @@ class PersistenceActor(pykka.ThreadingActor):
             return
         batch = self._pending
         try:
-            self.store.apply_writes(batch)
+            results = self.store.apply_batch(batch)
         except (StorageError, peewee.PeeweeException) as exc:
             logger.error(
-                "persistence: writing {} records failed ({}); kept in memory to retry. "
-                "Check the disk and the database at {}",
+                "persistence: writing {} records failed ({}); claims refused (no order is sent), other records "
+                "kept in memory to retry. Check the disk and the database at {}",
                 len(batch),
                 exc,
                 describe_database(self.database),
             )
-            if len(batch) > MAX_PENDING_WRITES:
-                dropped = len(batch) - MAX_PENDING_WRITES
-                self._pending = batch[dropped:]
+            for item in batch:  # a claim that could not be stored is refused now, never retried later
+                if isinstance(item, ClaimIntent) and item.reply is not None:
+                    item.reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
+            kept = [item for item in batch if not isinstance(item, ClaimIntent)]
+            if len(kept) > MAX_PENDING_WRITES:
+                dropped = len(kept) - MAX_PENDING_WRITES
+                kept = kept[dropped:]
                 logger.error("persistence: dropped the {} oldest unwritten records", dropped)
+            self._pending = kept
             return
         self._pending = []
+        for item, result in zip(batch, results):
+            if isinstance(item, ClaimIntent) and item.reply is not None:
+                item.reply.set(result)

@@ -459,7 +459,9 @@ class ActorPorts:
         self._portfolio.tell(release)
 
     def claim_intent(self, claim: ClaimIntent) -> ClaimResult:
-        return self._persistence.ask(claim, timeout=self._timeout)
+        reply: pykka.Future[ClaimResult] = pykka.ThreadingFuture()
+        self._persistence.tell(claim.model_copy(update={"reply": reply}))  # claims arriving together share a commit
+        return reply.get(timeout=self._timeout)
 
     def place_order(self, command: PlaceOrder) -> None:
         self._gateway.tell(command)

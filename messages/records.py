@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from messages._base import Message
 from messages.events import Event
@@ -61,10 +62,15 @@ class ControlRecord(Message):
 
 
 class ClaimIntent(Message):
-    """Persistence command: claim this intent durably, or say it was claimed before."""
+    """Persistence command: claim this intent durably, or say it was claimed before.
+
+    Sent by tell with `reply` (a pykka future the sender waits on), so that claims arriving
+    together share one commit; the reply is set only after that commit.
+    """
 
     intent: OrderIntent
     event: Event | None = None
+    reply: Any = None
 
 
 class ClaimResult(Message):

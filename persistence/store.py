@@ -9,6 +9,7 @@ from decimal import Decimal
 import peewee
 
 from messages import (
+    ClaimIntent,
     ClaimResult,
     ControlRecord,
     Event,
@@ -113,10 +114,15 @@ class Store:
 
     def claim_intent(self, intent: OrderIntent, event: Event | None = None) -> ClaimResult:
         """Insert the intent (unique hash and client order id), durably; say so if it existed."""
-        now = now_ms()
+        result = self.apply_batch([ClaimIntent(intent=intent, event=event)])[0]
+        assert result is not None
+        return result
+
+    def _claim(self, claim: ClaimIntent) -> ClaimResult:
+        intent = claim.intent
         Intent = self.models.Intent
         try:
-            with _writing(self.database, f"intent {intent.client_order_id}"):
+            with self.database.atomic():  # a savepoint: a duplicate undoes only itself
                 Intent.insert(
                     intent_hash=intent.intent_hash,
                     client_order_id=intent.client_order_id,
@@ -131,10 +137,8 @@ class Store:
                     order_type=intent.order_type,
                     status=OrderState.INITIALIZED.value,
                     created_at=intent.created_at,
-                    updated_at=now,
+                    updated_at=now_ms(),
                 ).execute()
-                if event is not None:
-                    self._insert_events([event])
         except peewee.IntegrityError:
             existing = Intent.get_or_none(
                 (Intent.intent_hash == intent.intent_hash) | (Intent.client_order_id == intent.client_order_id)
@@ -188,17 +192,34 @@ class Store:
 
     def apply_writes(self, items: Sequence[Event | OrderUpdate]) -> None:
         """Write events and order updates in one transaction."""
+        self.apply_batch(items)
+
+    def apply_batch(self, items: Sequence[Event | OrderUpdate | ClaimIntent]) -> list[ClaimResult | None]:
+        """Write claims, order updates and events in one transaction (one commit, one fsync), in order.
+
+        Returns, for each item, its ClaimResult (claims) or None. Raises StorageError if the
+        transaction fails: then nothing of the batch was stored and no claim succeeded.
+        """
+        results: list[ClaimResult | None] = []
         if not items:
-            return
+            return results
         with _writing(self.database, f"{len(items)} records"):
             events = []
             for item in items:
+                if isinstance(item, ClaimIntent):
+                    result = self._claim(item)
+                    results.append(result)
+                    if result.claimed and item.event is not None:
+                        events.append(item.event)
+                    continue
+                results.append(None)
                 if isinstance(item, OrderUpdate):
                     self._apply_order_update(item)
                     events.append(_order_event(item))
                 else:
                     events.append(item)
             self._insert_events(events)
+        return results
 
     def _insert_events(self, events: Iterable[Event]) -> None:
         rows = [
