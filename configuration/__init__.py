@@ -12,9 +12,11 @@ from configuration.loading import (
 from configuration.logs import InterceptHandler, register_secret, scrub, setup_logging
 from configuration.model import (
     AppConfig,
+    ControlConfig,
     DatabaseConfig,
     ExchangeConfig,
     LoggingConfig,
+    PaperConfig,
     RiskConfig,
     StrategyConfig,
     SupervisionConfig,
@@ -24,6 +26,8 @@ from configuration.model import (
 __all__ = [
     "AppConfig",
     "ConfigError",
+    "ControlConfig",
+    "PaperConfig",
     "DatabaseConfig",
     "ExchangeConfig",
     "LoadedConfig",

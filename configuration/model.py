@@ -6,7 +6,7 @@ import re
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from messages.market import TIMEFRAME_MS
 
@@ -121,6 +121,33 @@ class LoggingConfig(Section):
     retention: str = "14 days"
 
 
+class ControlConfig(Section):
+    """The local control endpoint of the running process (JSON over HTTP)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=1, le=65535)
+    token_env: str = Field(default="KRAKEN_BOT_CONTROL_TOKEN", min_length=1)  # else storage/control.token
+    allow_remote: StrictBool = False  # binding anything but loopback needs this set
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> ControlConfig:
+        if not self.allow_remote and self.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(
+                f"control.host {self.host!r} is not loopback; set control.allow_remote = true to expose it"
+            )
+        return self
+
+
+class PaperConfig(Section):
+    """The built-in simulator that paper mode trades on."""
+
+    seed: int = 42
+    speed: float = Field(default=60.0, gt=0, le=3600)  # simulated seconds per real second
+    initial_balance: Decimal = Field(default=Decimal(100_000), gt=0)
+    volatility: float = Field(default=0.03, gt=0, le=5)  # daily
+    state_file: str = "storage/paper-exchange.json"  # the paper account survives restarts; "" keeps it in memory
+
+
 class AppConfig(Section):
     """The whole configuration."""
 
@@ -133,3 +160,5 @@ class AppConfig(Section):
     strategy: StrategyConfig = StrategyConfig()
     supervision: SupervisionConfig = SupervisionConfig()
     logging: LoggingConfig = LoggingConfig()
+    control: ControlConfig = ControlConfig()
+    paper: PaperConfig = PaperConfig()

@@ -2,6 +2,9 @@
 
 from messages._base import Message, now_ms
 from messages.control import (
+    CancelOrders,
+    Flatten,
+    Shutdown,
     ControlReply,
     GetStatus,
     Halt,
@@ -55,6 +58,9 @@ from messages.risk import RiskDecision, RiskRelease, RiskRequest
 from messages.signals import Signal, SignalKind
 
 __all__ = [
+    "CancelOrders",
+    "Flatten",
+    "Shutdown",
     "Ping",
     "Halt",
     "Unhalt",

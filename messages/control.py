@@ -41,6 +41,26 @@ class Unhalt(Message):
     source: str = "operator"
 
 
+class CancelOrders(Message):
+    """Cancel our open orders (and only ours) for one symbol, or for all when `symbol` is None."""
+
+    symbol: str | None = None
+    source: str = "operator"
+
+
+class Flatten(Message):
+    """Close positions with reduce-only market orders, for one symbol or all when `symbol` is None."""
+
+    symbol: str | None = None
+    source: str = "operator"
+
+
+class Shutdown(Message):
+    """Stop the running system cleanly (as Ctrl-C does)."""
+
+    source: str = "operator"
+
+
 class GetStatus(Message):
     """Ask an actor for its status report."""
 
