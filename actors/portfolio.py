@@ -23,11 +23,14 @@ from messages import (
     ControlReply,
     Event,
     EventKind,
+    ExchangeOrder,
     GetStatus,
     Halt,
     LoadOpenIntents,
     LoadSymbol,
     MarketSpec,
+    NotReady,
+    OpenOrdersSync,
     OrderState,
     OrderUpdate,
     Pause,
@@ -39,6 +42,8 @@ from messages import (
     PositionSync,
     PurgeIntents,
     Reason,
+    Reconcile,
+    ReconciliationReport,
     RestartSymbol,
     Resume,
     RiskRelease,
@@ -74,6 +79,8 @@ class PortfolioSettings:
     """Timers and time-outs of the portfolio."""
 
     position_sync_interval_s: float = 10.0
+    reconcile_interval_s: float = 60.0
+    reconcile_retry_s: float = 5.0
     purge_interval_s: float = 3600.0
     retention_ms: int = 24 * 3_600_000
     ask_timeout_s: float = 5.0
@@ -106,6 +113,8 @@ class PortfolioActor(pykka.ThreadingActor):
         self.supervisor_state: dict[str, SymbolState] = {}
         self.halt_reasons: dict[str, str] = {}
         self.last_seq = 0  # the newest gateway report seen: a fresh actor trusts only newer positions
+        self.reconciled = False  # no symbol trades before the first successful reconciliation
+        self.exchange_orders: dict[str, tuple[ExchangeOrder, ...]] = {}
         self.timers: ActorTimers | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -118,8 +127,9 @@ class PortfolioActor(pykka.ThreadingActor):
         self.timers = ActorTimers("portfolio")
         self.timers.every(self.settings.position_sync_interval_s, self.actor_ref, Tick(name="sync"))
         self.timers.every(self.settings.purge_interval_s, self.actor_ref, Tick(name="purge"), first_in=60.0)
-        self.gateway.tell(SyncPositions(reason="start"))
-        logger.info("portfolio started {} symbol actors", len(self.markets))
+        self.timers.every(self.settings.reconcile_interval_s, self.actor_ref, Tick(name="reconcile"))
+        self.gateway.tell(Reconcile(intents=tuple(records), reason="start"))
+        logger.info("portfolio started {} symbol actors; reconciling with the exchange", len(self.markets))
 
     def on_stop(self) -> None:
         if self.timers:
@@ -153,6 +163,8 @@ class PortfolioActor(pykka.ThreadingActor):
                 self._on_order_update(message)
             case PositionsSnapshot():
                 self._on_snapshot(message)
+            case ReconciliationReport():
+                self._on_reconciliation(message)
             case PositionsUnavailable():
                 self.last_seq = max(self.last_seq, message.seq)
                 self._record(Event(kind=EventKind.POSITION_SYNC_FAILED, reason=Reason(message.reason),
@@ -173,6 +185,12 @@ class PortfolioActor(pykka.ThreadingActor):
                 return dict(self.actors)
             case Tick(name="sync"):
                 self.gateway.tell(SyncPositions(reason="timer"))
+            case Tick(name="reconcile"):
+                if self.reconciled:
+                    self.gateway.tell(Reconcile(reason="timer"))
+            case Tick(name="reconcile-retry"):
+                records = self.persistence.ask(LoadOpenIntents(), timeout=self.settings.ask_timeout_s)
+                self.gateway.tell(Reconcile(intents=tuple(records), reason="retry"))
             case Tick(name="purge"):
                 self.persistence.tell(PurgeIntents(before=now_ms() - self.settings.retention_ms))
                 for symbol in self.actors:
@@ -190,9 +208,51 @@ class PortfolioActor(pykka.ThreadingActor):
         if update.filled > 0 and update.state in (OrderState.PARTIALLY_FILLED, OrderState.FILLED):
             self.gateway.tell(SyncPositions(reason="fill"))
 
+    def _on_reconciliation(self, report: ReconciliationReport) -> None:
+        if not report.ok:
+            logger.error("reconciliation ({}) failed: {}; {}", report.reason, report.detail,
+                         "no symbol trades until it succeeds" if not self.reconciled else "trading goes on")
+            self._record(Event(kind=EventKind.RECONCILE_FAILED, reason=Reason.EXCHANGE_UNAVAILABLE,
+                               detail=f"{report.reason}: {report.detail}"))
+            if not self.reconciled:
+                for symbol in self.markets:
+                    self._forward(symbol, NotReady(detail=f"reconciliation failed: {report.detail}"))
+                if self.timers:
+                    self.timers.after(self.settings.reconcile_retry_s, self.actor_ref, Tick(name="reconcile-retry"))
+            return
+        first = not self.reconciled
+        self.reconciled = True
+        for order in report.adopted:
+            self._record(Event(kind=EventKind.RECONCILE_MISMATCH, symbol=order.symbol, reason=Reason.EXTERNAL_ORDER,
+                               detail=f"open {order.side.value} {order.amount} order {order.exchange_order_id} "
+                                      f"(cliOrdId {order.client_order_id}) placed outside this system: adopted"))
+        grouped: dict[str, list[ExchangeOrder]] = {symbol: [] for symbol in self.markets}
+        for order in report.open_orders:
+            if order.symbol in grouped:
+                grouped[order.symbol].append(order)
+        for symbol, orders in grouped.items():
+            self.exchange_orders[symbol] = tuple(orders)
+            self._forward(symbol, OpenOrdersSync(symbol=symbol, orders=tuple(orders)))
+        if report.snapshot is not None:
+            if first:
+                for position in report.snapshot.positions:
+                    if position.symbol in self.markets:
+                        self._record(Event(kind=EventKind.RECONCILED, symbol=position.symbol,
+                                           detail=f"position on the exchange at start: {position.side.value} "
+                                                  f"{position.contracts} @ {position.entry_price}"))
+            self._on_snapshot(report.snapshot)
+        if first:
+            detail = (f"{len(report.snapshot.positions) if report.snapshot else 0} positions, "
+                      f"{len(report.open_orders)} open orders ({len(report.adopted)} external), "
+                      f"{report.unresolved} orders still being resolved")
+            logger.info("reconciled with the exchange: {}", detail)
+            self._record(Event(kind=EventKind.RECONCILED, detail=detail))
+
     def _on_snapshot(self, snapshot: PositionsSnapshot) -> None:
         self.last_seq = max(self.last_seq, snapshot.seq)
         self.risk.on_snapshot(snapshot)
+        if not self.reconciled:
+            return  # positions reach symbols only once reconciliation has finished
         by_symbol = {p.symbol: p for p in snapshot.positions}
         for symbol in self.markets:
             position = by_symbol.get(symbol) or Position.flat(symbol)
@@ -254,6 +314,8 @@ class PortfolioActor(pykka.ThreadingActor):
         self._record(Event(kind=EventKind.ACTOR_RESTARTED, symbol=symbol, detail=f"restart #{restarts}"))
         if self.market_data is not None:
             self.market_data.tell(SendHistory(symbol=symbol))
+        if symbol in self.exchange_orders:
+            self._forward(symbol, OpenOrdersSync(symbol=symbol, orders=self.exchange_orders[symbol]))
         self.gateway.tell(SyncPositions(reason="restart"))
 
     # --- control ---------------------------------------------------------------------------

@@ -26,9 +26,12 @@ from messages import (
     ClaimResult,
     Event,
     EventKind,
+    ExchangeOrder,
     GetStatus,
     Halt,
     MarketSpec,
+    NotReady,
+    OpenOrdersSync,
     OrderIntent,
     OrderState,
     OrderUpdate,
@@ -152,6 +155,8 @@ class SymbolTrader:
     rejections: Counter[str] = field(init=False, default_factory=Counter)
     last_signal: str | None = field(init=False, default=None)
     last_outcome: str | None = field(init=False, default=None)
+    exchange_orders: tuple[ExchangeOrder, ...] = field(init=False, default=())
+    not_ready: str = field(init=False, default="waiting for reconciliation with the exchange")
 
     def __post_init__(self) -> None:
         self.candles = deque(maxlen=max(self.settings.window, self.strategy.warmup + 1))
@@ -210,7 +215,7 @@ class SymbolTrader:
             return self._reject(signal, hash_hex, Reason.DUPLICATE_INTENT, "this signal was seen before", remember=False)
         self.seen[hash_hex] = self.clock()
         if self.position is None:
-            return self._reject(signal, hash_hex, Reason.NOT_READY, "no position sync since start: reconciling")
+            return self._reject(signal, hash_hex, Reason.NOT_READY, self.not_ready)
         if signal.kind.is_entry:
             return self._enter(signal, hash_hex, notional)
         return self._exit(signal, hash_hex)
@@ -224,6 +229,11 @@ class SymbolTrader:
             same_direction = (contracts > 0) == (side is Side.BUY)
             if not self.settings.pyramiding or not same_direction:
                 return self._reject(signal, hash_hex, Reason.POSITION_OPEN, f"position {contracts} is open")
+        foreign = [o for o in self.exchange_orders if not o.ours and o.side is side]
+        if foreign:  # L4 as last seen at reconciliation; the gateway checks again right before the send
+            return self._reject(signal, hash_hex, Reason.EXCHANGE_ORDER_OPEN,
+                                f"{side.value} order {foreign[0].client_order_id or foreign[0].exchange_order_id} "
+                                "placed outside this system rests on the exchange")
         for order in self.orders.values():  # L5: our own order still in flight
             if order.unresolved:
                 return self._reject(
@@ -375,6 +385,14 @@ class SymbolTrader:
         self.position_seq = sync.seq
         self.unsynced_fills = [(seq, amount) for seq, amount in self.unsynced_fills if seq > sync.seq]
 
+    def on_open_orders(self, sync: OpenOrdersSync) -> None:
+        """Take the orders resting on the exchange for this symbol, as reconciliation found them."""
+        self.exchange_orders = sync.orders
+
+    def on_not_ready(self, message: NotReady) -> None:
+        """Remember why this symbol may not trade yet."""
+        self.not_ready = message.detail
+
     def effective_contracts(self) -> Decimal:
         """Signed contracts: the last synced position plus our fills reported after it."""
         base = self.position.signed_contracts if self.position else Decimal(0)
@@ -489,6 +507,10 @@ class SymbolActor(pykka.ThreadingActor):
                 return trader.on_order_update(message)
             case PositionSync():
                 return trader.on_position_sync(message)
+            case OpenOrdersSync():
+                return trader.on_open_orders(message)
+            case NotReady():
+                return trader.on_not_ready(message)
             case Pause():
                 return trader.set_paused(True)
             case Resume():

@@ -41,6 +41,14 @@ from messages.positions import (
     PositionsUnavailable,
     SyncPositions,
 )
+from messages.reconciliation import (
+    ExchangeOrder,
+    GetInFlight,
+    NotReady,
+    OpenOrdersSync,
+    Reconcile,
+    ReconciliationReport,
+)
 from messages.records import (
     ClaimIntent,
     ClaimResult,
@@ -58,6 +66,12 @@ from messages.risk import RiskDecision, RiskRelease, RiskRequest
 from messages.signals import Signal, SignalKind
 
 __all__ = [
+    "ExchangeOrder",
+    "GetInFlight",
+    "NotReady",
+    "OpenOrdersSync",
+    "Reconcile",
+    "ReconciliationReport",
     "CancelOrders",
     "Flatten",
     "Shutdown",

@@ -29,6 +29,9 @@ class Reason(StrEnum):
     EXCHANGE_REJECTED = "EXCHANGE_REJECTED"  # the exchange refused the order
     OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"  # time-out, dropped connection, 5xx around a send
     STRATEGY_ERROR = "STRATEGY_ERROR"
+    NOT_PLACED = "NOT_PLACED"  # an unknown outcome proven absent and not re-sent (too old, too many sends)
+    EXTERNAL_ORDER = "EXTERNAL_ORDER"  # an order placed outside this system, adopted at reconciliation
+    CANCELED_BY_TIMEOUT = "CANCELED_BY_TIMEOUT"  # an unfilled limit order past its time-out
 
 
 class EventKind(StrEnum):
@@ -45,6 +48,9 @@ class EventKind(StrEnum):
     ACTOR_RESTARTED = "ACTOR_RESTARTED"
     SYMBOL_HALTED = "SYMBOL_HALTED"
     SYSTEM = "SYSTEM"
+    RECONCILED = "RECONCILED"
+    RECONCILE_FAILED = "RECONCILE_FAILED"
+    RECONCILE_MISMATCH = "RECONCILE_MISMATCH"
 
 
 class Event(Message):

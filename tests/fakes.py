@@ -147,16 +147,49 @@ class FakeExchange:
                 reduce_only=reduce_only,
             )
             self.orders[order.id] = order
+            trades = []
             if type == "market":
                 if reduce_only:
                     signed = max(-abs(current), min(abs(current), signed))
                     order.amount = order.filled = abs(signed)
                 self._fill(order, abs(signed), self.prices[symbol])
+                trades = [dict(self.trades[-1])]
             self._changed.notify_all()
             response = order.as_ccxt()
+            response["trades"] = trades
         if self.create_response is not None:
             return self.create_response(response)
         return response
+
+    def create_orders(self, orders: list[dict[str, Any]], params: dict | None = None) -> list[dict[str, Any]]:
+        results = []
+        for index, order in enumerate(orders):
+            try:
+                response = self.create_order(order["symbol"], order["type"], order["side"], order["amount"],
+                                             order.get("price"), order.get("params"))
+            except ccxt.BaseError as exc:
+                status = str(exc).rsplit("due to ", 1)[-1] if "due to" in str(exc) else "invalidArgument"
+                response = {"id": None, "status": "rejected",
+                            "info": {"status": status, "cliOrdId": (order.get("params") or {}).get("clientOrderId")}}
+            response = dict(response)
+            response["info"] = {**response.get("info", {}), "order_tag": index}
+            results.append(response)
+        return results
+
+    def fetch_orders(self, symbol: str | None = None, since: Any = None, limit: Any = None, params: dict | None = None) -> list[dict[str, Any]]:
+        """orders/status by client order ids (every order, open or closed, is visible here)."""
+        wanted = (params or {}).get("cliOrdIds") or []
+        wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+        with self._lock:
+            return [o.as_ccxt() for o in self.orders.values() if o.client_order_id in wanted]
+
+    def fetch_my_trades(self, symbol: str | None = None, since: Any = None, limit: Any = None, params: Any = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(t) for t in self.trades]
+
+    def fetch_closed_orders(self, symbol: str | None = None, since: Any = None, limit: Any = None, params: Any = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [o.as_ccxt() for o in self.orders.values() if o.status != "open"]
 
     def fetch_open_orders(self, symbol: str | None = None, since: Any = None, limit: Any = None, params: Any = None) -> list[dict[str, Any]]:
         if self.fail_open_orders is not None:
@@ -215,7 +248,14 @@ class FakeExchange:
         order.filled = amount
         order.average = price
         order.status = "closed"
-        self.trades.append({"id": f"t-{order.id}", "order": order.id, "symbol": order.symbol, "amount": amount, "price": price})
+        self.trades.append({"id": f"t-{order.id}", "order": order.id, "symbol": order.symbol, "side": order.side,
+                            "amount": amount, "price": price, "info": {"cliOrdId": order.client_order_id}})
+
+    def fill_resting(self, order_id: str, price: float | None = None) -> None:
+        """Fill a resting limit order now (as if the market reached it)."""
+        with self._lock:
+            order = self.orders[order_id]
+            self._fill(order, order.amount, price if price is not None else order.price or self.prices[order.symbol])
 
     def place_external(self, symbol: str, side: str, amount: float, price: float) -> FakeOrder:
         """An order placed outside the system (e.g. by hand in the web UI): a resting limit order."""

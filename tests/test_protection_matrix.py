@@ -107,14 +107,26 @@ def test_position_from_our_own_fill_blocks_the_next_entry_before_any_sync(start_
 
 def test_external_order_resting_on_the_exchange_blocks_entry(start_system: StartSystem) -> None:
     exchange = FakeExchange()
-    exchange.place_external(BTC, "buy", 0.001, 40_000)  # placed by hand, outside the system
+    external = exchange.place_external(BTC, "buy", 0.001, 40_000)  # placed by hand, outside the system
     system = start_system(exchange)
     wait_ready(system)
     send(system, signal(SignalKind.ENTER_LONG))
     settle(system)
     assert exchange.create_calls == []
     events = system.persistence.ask(QueryEvents(reason=Reason.EXCHANGE_ORDER_OPEN.value), timeout=5)
-    assert events and "open buy order" in events[-1].detail
+    assert events and external.id in events[-1].detail
+
+
+def test_external_order_placed_after_reconciliation_is_caught_right_before_the_send(start_system: StartSystem) -> None:
+    exchange = FakeExchange()
+    system = start_system(exchange)
+    wait_ready(system)
+    exchange.place_external(BTC, "buy", 0.001, 40_000)  # the symbol actor has not seen this one
+    send(system, signal(SignalKind.ENTER_LONG))
+    settle(system)
+    assert exchange.create_calls == []
+    events = system.persistence.ask(QueryEvents(reason=Reason.EXCHANGE_ORDER_OPEN.value), timeout=5)
+    assert events and "open buy order on the exchange" in events[-1].detail
 
 
 def test_our_own_resting_order_blocks_entry_even_when_local_state_forgot_it(
@@ -171,9 +183,9 @@ def test_fifty_concurrent_signals_for_one_symbol_give_one_order(start_system: St
 
 def test_open_order_check_failure_fails_closed_with_a_reason(start_system: StartSystem) -> None:
     exchange = FakeExchange()
-    exchange.fail_open_orders = ccxt.RequestTimeout("krakenfutures GET openorders timed out")
     system = start_system(exchange)
     wait_ready(system)
+    exchange.fail_open_orders = ccxt.RequestTimeout("krakenfutures GET openorders timed out")
     send(system, signal())
     settle(system)
     assert exchange.create_calls == []
@@ -185,11 +197,11 @@ def test_open_order_check_failure_fails_closed_with_a_reason(start_system: Start
 
 def test_fail_open_sends_only_when_layers_one_and_five_pass(start_system: StartSystem) -> None:
     exchange = FakeExchange()
-    exchange.fail_open_orders = ccxt.ExchangeNotAvailable("krakenfutures 503")
     hold = threading.Event()
     exchange.before_create = lambda call: hold.wait(5)
     system = start_system(exchange, config=make_config(exchange={"open_order_check": "fail-open"}))
     wait_ready(system)
+    exchange.fail_open_orders = ccxt.ExchangeNotAvailable("krakenfutures 503")
     send(system, signal(candle_time=T0))  # goes out despite the failed check
     assert exchange.wait_for_create_calls(1)
     send(system, signal(candle_time=T0))  # L1: same signal
@@ -227,7 +239,7 @@ def test_ten_symbols_at_once_with_three_slots_give_three_orders(start_system: St
     assert len(rejections(system, Reason.RISK_LIMIT)) == 7
 
 
-def test_no_entry_before_the_first_position_sync(start_system: StartSystem) -> None:
+def test_no_entry_before_reconciliation_has_succeeded(start_system: StartSystem) -> None:
     exchange = FakeExchange()
     exchange.fail_positions = ccxt.RequestTimeout("openpositions timed out")
     system = start_system(exchange)
@@ -235,8 +247,9 @@ def test_no_entry_before_the_first_position_sync(start_system: StartSystem) -> N
     send(system, signal())
     settle(system)
     assert exchange.create_calls == []
-    assert len(rejections(system, Reason.NOT_READY)) == 1
-    failed = system.persistence.ask(QueryEvents(kind=EventKind.POSITION_SYNC_FAILED.value), timeout=5)
+    refused = rejections(system, Reason.NOT_READY)
+    assert len(refused) == 1 and "reconciliation failed: positions unreadable" in refused[0].detail
+    failed = system.persistence.ask(QueryEvents(kind=EventKind.RECONCILE_FAILED.value), timeout=5)
     assert failed and "timed out" in failed[-1].detail
 
 

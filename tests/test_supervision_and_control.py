@@ -19,6 +19,7 @@ from messages import (
     Candles,
     EventKind,
     GetStatus,
+    LoadOpenIntents,
     Pause,
     PositionSide,
     QueryEvents,
@@ -27,6 +28,8 @@ from messages import (
     Signal,
     SignalKind,
     SymbolState,
+    client_order_id_for,
+    intent_hash,
 )
 from strategies import Strategy, StrategyParams
 from tests.conftest import StartSystem, make_config, settle
@@ -217,8 +220,8 @@ CRASH_SCRIPT = textwrap.dedent(
     from tests.fakes import FakeExchange
 
     exchange = FakeExchange()
-    # the process dies (like SIGKILL) the moment the gateway starts on the order: after the claim, before the send
-    exchange.fetch_open_orders = lambda *a, **k: os._exit(9)
+    # the process dies (like SIGKILL) right before the order goes out: after the claim, before the send
+    exchange.before_create = lambda call: os._exit(9)
     config = make_config()
     system = TradingSystem(config=config, database_url={url!r}, private_exchange=exchange, public_exchange=None,
                            markets=load_market_specs(exchange, config.trading.symbols)).start()
@@ -231,26 +234,48 @@ CRASH_SCRIPT = textwrap.dedent(
 )
 
 
-def test_crash_between_claim_and_send_leaves_a_known_intent_that_is_not_resent(
-    start_system: StartSystem, sqlite_url: str
-) -> None:
+def crash_between_claim_and_send(sqlite_url: str) -> None:
     script = CRASH_SCRIPT.format(repo=str(REPO), url=sqlite_url, t0=T0)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 9, result.stderr[-2000:]
 
+
+def test_crash_between_claim_and_send_the_intent_is_looked_up_then_sent_once_with_its_own_id(
+    start_system: StartSystem, sqlite_url: str
+) -> None:
+    crash_between_claim_and_send(sqlite_url)
     exchange = FakeExchange()
+    lookups: list[list[str]] = []
+    original = exchange.fetch_orders
+    exchange.fetch_orders = lambda *a, **k: lookups.append(list(k["params"]["cliOrdIds"])) or original(*a, **k)
     system = start_system(exchange, database_url=sqlite_url)
     settle(system)
-    row = status_of(system)
-    assert row.state is SymbolState.BLOCKED
-    assert [o.state.value for o in row.pending_orders] in (["INITIALIZED"], ["SUBMITTED"])
     current_ref(system).tell(signal(T0))  # the same signal again
-    current_ref(system).tell(signal(T0 + 60_000))  # a new entry while the old outcome is unknown
+    settle(system)
+    cid = client_order_id_for(intent_hash(BTC, T0, SignalKind.ENTER_LONG, Decimal(100)))
+    assert lookups and lookups[0] == [cid]  # looked up by its client order id before anything was sent
+    assert [c["params"]["clientOrderId"] for c in exchange.create_calls] == [cid]  # proven absent: sent once
+    assert len(events(system, reason=Reason.DUPLICATE_INTENT.value)) == 1
+    assert system.persistence.ask(LoadOpenIntents(), timeout=5) == []  # filled, final
+
+
+def test_crash_after_the_exchange_took_the_order_is_resolved_without_a_second_order(
+    start_system: StartSystem, sqlite_url: str
+) -> None:
+    crash_between_claim_and_send(sqlite_url)
+    cid = client_order_id_for(intent_hash(BTC, T0, SignalKind.ENTER_LONG, Decimal(100)))
+    exchange = FakeExchange()
+    exchange.create_order(BTC, "market", "buy", 0.002, None, {"clientOrderId": cid})  # it did arrive after all
+    exchange.create_calls.clear()
+    system = start_system(exchange, database_url=sqlite_url)
+    settle(system)
+    current_ref(system).tell(signal(T0 + 60_000))  # a new entry: the adopted fill is a position now
     settle(system)
     assert exchange.create_calls == []
-    assert len(events(system, reason=Reason.DUPLICATE_INTENT.value)) == 1
-    assert len(events(system, reason=Reason.ORDER_UNRESOLVED.value)) == 1
+    stored = [o for o in system.persistence.ask(LoadOpenIntents(), timeout=5)]
+    assert stored == []
+    assert events(system, reason=Reason.POSITION_OPEN.value)
 
 
 def test_system_stops_every_actor(start_system: StartSystem) -> None:

@@ -19,6 +19,7 @@ from messages import (
     ControlRecord,
     Event,
     EventKind,
+    ExchangeOrder,
     GetStatus,
     LoadOpenIntents,
     LoadSymbol,
@@ -31,10 +32,14 @@ from messages import (
     PositionSide,
     PositionsSnapshot,
     PositionsUnavailable,
+    Reconcile,
+    ReconciliationReport,
     RiskRequest,
     SetControl,
     Side,
     SymbolBootstrap,
+    Signal,
+    SignalKind,
     SymbolState,
     SyncPositions,
 )
@@ -73,7 +78,7 @@ def parts():
         trader_factory=make_trader_factory(config),
         risk=RiskBook(limits=RiskLimits(1, Decimal(1000), Decimal(5000)), markets=MARKETS),
         restart_policy=RestartPolicy(max_restarts=1, window_s=60, backoff_initial_s=0.01, backoff_max_s=0.01),
-        settings=PortfolioSettings(position_sync_interval_s=3600),
+        settings=PortfolioSettings(position_sync_interval_s=3600, reconcile_retry_s=0.05),
         persistence=persistence,
         gateway=gateway,
     )
@@ -81,11 +86,42 @@ def parts():
     return portfolio, persistence_inbox, gateway_inbox
 
 
-def test_portfolio_starts_one_actor_per_symbol_and_requests_a_position_sync(parts) -> None:
+def reconciled(portfolio, positions=(), open_orders=()) -> None:
+    portfolio.tell(ReconciliationReport(ok=True, reason="start", snapshot=PositionsSnapshot(positions=positions, seq=1),
+                                        open_orders=open_orders))
+
+
+def test_portfolio_starts_one_actor_per_symbol_and_reconciles_first(parts) -> None:
     portfolio, _, gateway = parts
     actors = portfolio.ask(GetSymbolActors(), timeout=5)
     assert set(actors) == {BTC, ETH} and all(ref.is_alive() for ref in actors.values())
-    assert gateway.wait_for(SyncPositions)[0].reason == "start"
+    assert gateway.wait_for(Reconcile)[0].reason == "start"
+    portfolio.tell(PositionsSnapshot(positions=(), seq=1))  # not reconciled yet: not passed on
+    portfolio.ask(Ping(), timeout=5)
+    assert actors[BTC].ask(GetStatus(), timeout=5).state is SymbolState.SYNCING
+
+
+def test_failed_reconciliation_keeps_symbols_from_trading_and_is_retried(parts) -> None:
+    portfolio, persistence, gateway = parts
+    portfolio.tell(ReconciliationReport(ok=False, reason="start", detail="open orders unreadable: timed out"))
+    failed = persistence.wait_for(Event)[-1]
+    assert failed.kind is EventKind.RECONCILE_FAILED and "timed out" in failed.detail
+    actors = portfolio.ask(GetSymbolActors(), timeout=5)
+    actors[BTC].tell(Signal(symbol=BTC, kind=SignalKind.ENTER_LONG, candle_time=1, price=Decimal(50_000)))
+    row = actors[BTC].ask(GetStatus(), timeout=5)
+    assert row.state is SymbolState.SYNCING and "reconciliation failed: open orders unreadable" in row.last_outcome
+    assert [m.reason for m in gateway.wait_for(Reconcile, 2)][-1] == "retry"
+
+
+def test_reconciliation_pushes_positions_and_external_orders_to_symbols(parts) -> None:
+    portfolio, persistence, _ = parts
+    external = ExchangeOrder(symbol=ETH, side=Side.BUY, exchange_order_id="ext-1", amount=Decimal(1))
+    reconciled(portfolio, open_orders=(external,))
+    actors = portfolio.ask(GetSymbolActors(), timeout=5)
+    eth = actors[ETH]
+    wait_until(lambda: eth.ask(GetStatus(), timeout=5).state is SymbolState.TRADING)
+    eth.tell(Signal(symbol=ETH, kind=SignalKind.ENTER_LONG, candle_time=1, price=Decimal(3000)))
+    assert eth.ask(GetStatus(), timeout=5).rejections == {"EXCHANGE_ORDER_OPEN": 1}
 
 
 def test_portfolio_serializes_risk_so_only_one_symbol_takes_the_last_slot(parts) -> None:
@@ -98,6 +134,7 @@ def test_portfolio_serializes_risk_so_only_one_symbol_takes_the_last_slot(parts)
 def test_portfolio_pushes_snapshots_to_symbols_and_syncs_after_a_fill(parts) -> None:
     portfolio, _, gateway = parts
     long = Position(symbol=BTC, side=PositionSide.LONG, contracts=Decimal(1), entry_price=Decimal(50_000))
+    reconciled(portfolio)
     portfolio.tell(PositionsSnapshot(positions=(long,), seq=3))
     actors = portfolio.ask(GetSymbolActors(), timeout=5)
     wait_until(lambda: actors[BTC].ask(GetStatus(), timeout=5).position == long)
@@ -105,8 +142,8 @@ def test_portfolio_pushes_snapshots_to_symbols_and_syncs_after_a_fill(parts) -> 
     assert eth.position is not None and not eth.position.is_open and eth.state is SymbolState.TRADING
     portfolio.tell(OrderUpdate(intent_hash="c" * 64, client_order_id="x", symbol=ETH, side=Side.BUY,
                                state=OrderState.FILLED, filled=Decimal(1), seq=4))
-    reasons = [m.reason for m in gateway.wait_for(SyncPositions, 2)]
-    assert reasons == ["start", "fill"]
+    reasons = [m.reason for m in gateway.wait_for(SyncPositions, 1)]
+    assert reasons == ["fill"]
 
 
 def test_failed_position_fetch_is_an_event_not_a_flat_position(parts) -> None:
@@ -116,6 +153,10 @@ def test_failed_position_fetch_is_an_event_not_a_flat_position(parts) -> None:
     assert events[-1].kind is EventKind.POSITION_SYNC_FAILED and "timed out" in events[-1].detail
     actors = portfolio.ask(GetSymbolActors(), timeout=5)
     assert actors[BTC].ask(GetStatus(), timeout=5).state is SymbolState.SYNCING
+    reconciled(portfolio)
+    portfolio.tell(PositionsUnavailable(reason="EXCHANGE_UNAVAILABLE", detail="timed out again", seq=2))
+    portfolio.ask(Ping(), timeout=5)
+    assert actors[BTC].ask(GetStatus(), timeout=5).position == Position.flat(BTC)  # the last good one stays
 
 
 def test_portfolio_routes_candles_and_control_and_rejects_unknown_symbols(parts) -> None:
