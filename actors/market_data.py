@@ -43,6 +43,12 @@ class CandleFeed:
         self.history_length = history
         self.last_closed: dict[str, int] = {}
 
+    def refresh_clock(self) -> None:
+        """Read the exchange's time once per round of polls (when the clock can)."""
+        refresh = getattr(self.clock, "refresh", None)
+        if refresh is not None:
+            refresh()
+
     def history(self, symbol: str) -> Candles:
         """The last `history` closed candles (for warm-up; never traded on)."""
         since = self.clock() - (self.history_length + 1) * self.tf_ms
@@ -63,7 +69,7 @@ class CandleFeed:
         return Candles(symbol=symbol, candles=tuple(candles), live=True)
 
     def _closed(self, symbol: str, since: int) -> list[Candle]:
-        to_s = self.clock() // 1000 + 1
+        to_s = (self.clock() + self.tf_ms) // 1000  # a little ahead: the exchange answers up to its own now
         rows = self.exchange.fetch_ohlcv(symbol, self.timeframe, since, None, {"to": to_s})
         if not isinstance(rows, list):
             raise ValueError(f"unreadable OHLCV for {symbol}: {str(rows)[:200]}")
@@ -108,6 +114,12 @@ class MarketDataActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         match message:
             case Tick():
+                try:
+                    self.feed.refresh_clock()
+                except Exception as exc:
+                    self._warn_once("clock", f"exchange time unavailable: {type(exc).__name__}: {exc}")
+                    return None
+                self._failing.discard("clock")
                 for symbol in self.feed.symbols:
                     self._deliver(symbol, self.feed.poll)
             case Ping():
@@ -118,13 +130,16 @@ class MarketDataActor(pykka.ThreadingActor):
                 logger.error("market data: unexpected message {}", type(message).__name__)
         return None
 
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self._failing:
+            logger.warning("market data: {}", text)
+            self._failing.add(key)
+
     def _deliver(self, symbol: str, fetch: Any) -> None:
         try:
             candles = fetch(symbol)
         except Exception as exc:
-            if symbol not in self._failing:
-                logger.warning("market data: candles for {} unavailable: {}: {}", symbol, type(exc).__name__, exc)
-                self._failing.add(symbol)
+            self._warn_once(symbol, f"candles for {symbol} unavailable: {type(exc).__name__}: {exc}")
             return
         if symbol in self._failing:
             self._failing.discard(symbol)

@@ -24,6 +24,7 @@ from messages import (
     Ping,
     PurgeIntents,
     QueryEvents,
+    QueryPnl,
     SetControl,
 )
 from persistence import StorageError, Store, describe_database
@@ -97,6 +98,8 @@ class PersistenceActor(pykka.ThreadingActor):
                 if removed:
                     logger.info("persistence: purged {} finished intents past retention", removed)
                 return removed
+            case QueryPnl():
+                return self.store.realized_pnl()
             case QueryEvents():
                 return self.store.events(message.symbol, message.kind, message.reason, message.limit)
             case _:

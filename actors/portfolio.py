@@ -376,6 +376,7 @@ class PortfolioActor(pykka.ThreadingActor):
             max_open_positions=limits.max_open_positions,
             total_notional=self.risk.total_notional(),
             max_total_notional=limits.max_total_notional,
+            reconciled=self.reconciled,
         )
 
     def _record(self, event: Event) -> None:

@@ -454,7 +454,23 @@ class SymbolTrader:
             last_outcome=self.last_outcome,
             rejections=dict(self.rejections),
             restarts=self.restarts,
+            last_price=self.candles[-1].close if self.candles else None,
+            unrealized_pnl=self.unrealized_pnl(),
+            exchange_orders=self.exchange_orders,
+            not_ready=self.not_ready if self.position is None else "",
         )
+
+    def unrealized_pnl(self) -> Decimal | None:
+        """The exchange's figure if it gives one, else from the last close and the entry price."""
+        position = self.position
+        if position is None or not position.is_open:
+            return None if position is None else Decimal(0)
+        if position.unrealized_pnl is not None:
+            return position.unrealized_pnl
+        if not self.candles or position.entry_price is None:
+            return None
+        move = self.candles[-1].close - position.entry_price
+        return (move * position.signed_contracts * self.market.contract_size).quantize(Decimal("0.01"))
 
 
 class ActorPorts:

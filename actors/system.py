@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pykka
 from loguru import logger
 
-from actors.gateway import ConnectGateway, ExchangeGatewayActor
+from actors.gateway import ConnectGateway, ExchangeGatewayActor, GatewaySettings
 from actors.market_data import CandleFeed, MarketDataActor
 from actors.persistence import PersistenceActor
 from actors.portfolio import ConnectMarketData, GetSymbolActors, PortfolioActor, PortfolioSettings
@@ -16,14 +19,17 @@ from actors.risk import RiskBook, RiskLimits
 from actors.supervision import RestartPolicy
 from actors.symbol import ActorPorts, SymbolActor, SymbolSettings, SymbolTrader
 from configuration import AppConfig
+from exchange.budget import CostBudget
 from messages import (
     ControlReply,
+    GetInFlight,
     GetStatus,
     Halt,
     MarketSpec,
     Pause,
     Ping,
     PortfolioStatus,
+    QueryPnl,
     Resume,
     SymbolBootstrap,
     SymbolState,
@@ -75,6 +81,9 @@ class TradingSystem:
     strategy_factory: Any = None  # symbol -> Strategy; default: the configured strategy
     candle_clock: Any = now_ms
     ask_timeout_s: float = 5.0
+    budget: CostBudget | None = None  # Kraken's cost budget; None: unpaced (fakes in tests)
+    market_data_interval_s: float | None = None  # default: trading.tick_interval_s
+    poll_interval_s: float = 1.0
     persistence: pykka.ActorRef[Any] | None = field(default=None, init=False)
     gateway: pykka.ActorRef[Any] | None = field(default=None, init=False)
     portfolio: pykka.ActorRef[Any] | None = field(default=None, init=False)
@@ -95,7 +104,14 @@ class TradingSystem:
         self.persistence = PersistenceActor.start(database)
         self._ensure_running(self.persistence, "persistence")
         self.gateway = ExchangeGatewayActor.start(
-            self.private_exchange, fail_open=cfg.exchange.open_order_check == "fail-open"
+            self.private_exchange,
+            settings=GatewaySettings(
+                fail_open=cfg.exchange.open_order_check == "fail-open",
+                poll_interval_s=self.poll_interval_s,
+                limit_timeout_s=cfg.trading.limit_timeout_s,
+                resend_max_age_s=cfg.exchange.resend_max_age_s,
+            ),
+            budget=self.budget,
         )
         self._ensure_running(self.gateway, "exchange gateway")
         restart = cfg.supervision
@@ -118,6 +134,7 @@ class TradingSystem:
             ),
             settings=PortfolioSettings(
                 position_sync_interval_s=cfg.trading.position_sync_interval_s,
+                reconcile_interval_s=cfg.exchange.reconcile_interval_s,
                 retention_ms=int(cfg.trading.intent_retention_hours * 3_600_000),
                 ask_timeout_s=self.ask_timeout_s,
             ),
@@ -137,7 +154,8 @@ class TradingSystem:
                 history=warmup + 1,
                 clock=self.candle_clock,
             )
-            self.market_data = MarketDataActor.start(feed, self.portfolio, cfg.trading.tick_interval_s)
+            interval = self.market_data_interval_s or cfg.trading.tick_interval_s
+            self.market_data = MarketDataActor.start(feed, self.portfolio, interval)
             self.portfolio.tell(ConnectMarketData(market_data=self.market_data))
         logger.info("trading system started: {} symbols", len(self.markets))
 
@@ -177,21 +195,49 @@ class TradingSystem:
 
     def status(self) -> PortfolioStatus:
         """Portfolio totals and one row per symbol, asked of each running symbol actor."""
-        assert self.portfolio is not None, "not started"
+        assert self.portfolio is not None and self.persistence is not None, "not started"
         portfolio: PortfolioStatus = self.portfolio.ask(GetStatus(), timeout=self.ask_timeout_s)
+        realized: dict[str, Decimal] = self.persistence.ask(QueryPnl(), timeout=self.ask_timeout_s)
         actors = self.symbol_actors()
         rows = []
         for row in portfolio.symbols:
             ref = actors.get(row.symbol)
-            if ref is None:
-                rows.append(row)
-                continue
+            if ref is not None:
+                try:
+                    live = ref.ask(GetStatus(), timeout=self.ask_timeout_s)
+                    row = live.model_copy(update={"restarts": row.restarts})
+                except (pykka.ActorDeadError, pykka.Timeout):
+                    row = row.model_copy(update={"state": SymbolState.RESTARTING})
+            rows.append(row.model_copy(update={"realized_pnl": realized.get(row.symbol, Decimal(0))}))
+        unrealized = [r.unrealized_pnl for r in rows if r.unrealized_pnl is not None]
+        return portfolio.model_copy(update={
+            "symbols": tuple(rows),
+            "realized_pnl": sum(realized.values(), Decimal(0)),
+            "unrealized_pnl": sum(unrealized, Decimal(0)) if unrealized else None,
+        })
+
+    def stop_feeds(self) -> None:
+        """Stop the market-data actor: no new candles, so no new signals."""
+        if self.market_data is not None:
             try:
-                live = ref.ask(GetStatus(), timeout=self.ask_timeout_s)
-                rows.append(live.model_copy(update={"restarts": row.restarts}))
+                self.market_data.stop(timeout=10)
             except (pykka.ActorDeadError, pykka.Timeout):
-                rows.append(row.model_copy(update={"state": SymbolState.RESTARTING}))
-        return portfolio.model_copy(update={"symbols": tuple(rows)})
+                pass
+            self.market_data = None
+
+    def wait_in_flight(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for orders being sent or resolved; return how many are left."""
+        assert self.gateway is not None, "not started"
+        deadline = time.monotonic() + timeout
+        pause = threading.Event()
+        while True:
+            try:
+                left = self.gateway.ask(GetInFlight(), timeout=max(0.1, deadline - time.monotonic()))
+            except pykka.Timeout:
+                return -1
+            if left == 0 or time.monotonic() >= deadline:
+                return int(left)
+            pause.wait(0.2)
 
     def control(self, message: Pause | Resume | Halt | Unhalt) -> ControlReply:
         """Send a control message through the portfolio and return its reply."""

@@ -28,6 +28,8 @@ class ExchangeConfig(Section):
     api_secret_env: str = Field(default="KRAKEN_FUTURES_API_SECRET", min_length=1)
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     open_order_check: Literal["fail-closed", "fail-open"] = "fail-closed"
+    reconcile_interval_s: float = Field(default=60.0, gt=0, le=3600)
+    resend_max_age_s: float = Field(default=120.0, ge=0)  # an unknown order proven absent is re-sent only this young
 
     @field_validator("url")
     @classmethod
@@ -64,6 +66,7 @@ class TradingConfig(Section):
     order_notional: Decimal = Field(default=Decimal(100), gt=0)
     order_type: Literal["market", "limit"] = "market"
     limit_offset_bps: Decimal = Field(default=Decimal(0), ge=0, le=1000)
+    limit_timeout_s: float = Field(default=120.0, gt=0)  # unfilled limit orders are cancelled after this
     intent_retention_hours: float = Field(default=24.0, gt=0)
     position_sync_interval_s: float = Field(default=10.0, gt=0, le=3600)
 

@@ -59,6 +59,7 @@ from messages.records import (
     LoadSymbol,
     PurgeIntents,
     QueryEvents,
+    QueryPnl,
     SetControl,
     SymbolBootstrap,
 )
@@ -66,6 +67,7 @@ from messages.risk import RiskDecision, RiskRelease, RiskRequest
 from messages.signals import Signal, SignalKind
 
 __all__ = [
+    "QueryPnl",
     "ExchangeOrder",
     "GetInFlight",
     "NotReady",

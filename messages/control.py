@@ -10,6 +10,7 @@ from pydantic import Field
 from messages._base import Message, now_ms
 from messages.orders import OrderState, Side
 from messages.positions import Position
+from messages.reconciliation import ExchangeOrder
 
 
 class Pause(Message):
@@ -111,6 +112,11 @@ class SymbolStatus(Message):
     last_outcome: str | None = None
     rejections: dict[str, int] = Field(default_factory=dict)
     restarts: int = 0
+    last_price: Decimal | None = None  # close of the last candle
+    unrealized_pnl: Decimal | None = None
+    realized_pnl: Decimal | None = None  # from this system's fills, fees included
+    exchange_orders: tuple[ExchangeOrder, ...] = ()  # resting on the exchange at the last reconciliation
+    not_ready: str = ""  # why the symbol may not trade yet (SYNCING)
 
 
 class PortfolioStatus(Message):
@@ -122,4 +128,7 @@ class PortfolioStatus(Message):
     max_open_positions: int
     total_notional: Decimal
     max_total_notional: Decimal
+    reconciled: bool = False
+    realized_pnl: Decimal | None = None
+    unrealized_pnl: Decimal | None = None
     as_of: int = Field(default_factory=now_ms)

@@ -125,5 +125,9 @@ class QueryEvents(Message):
     limit: int = 1000
 
 
+class QueryPnl(Message):
+    """Persistence query: realized PnL per symbol from this system's fills."""
+
+
 class Flush(Message):
     """An actor's own reminder to write (or send) what it has gathered."""

@@ -404,6 +404,30 @@ class Store:
             query = query.where(Fill.symbol == symbol)
         return list(query.dicts())
 
+    def realized_pnl(self) -> dict[str, Decimal]:
+        """Realized PnL per symbol from this system's fills (average cost, fees subtracted)."""
+        Fill = self.models.Fill
+        result: dict[str, Decimal] = {}
+        books: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> signed contracts, average entry
+        for row in Fill.select().order_by(Fill.time, Fill.id):
+            amount, price = Decimal(row.amount), Decimal(row.price)
+            signed = amount if row.side == "buy" else -amount
+            position, entry = books.get(row.symbol, (Decimal(0), Decimal(0)))
+            pnl = result.get(row.symbol, Decimal(0)) - Decimal(row.fee or "0")
+            if position == 0 or (position > 0) == (signed > 0):
+                total = abs(position) + amount
+                entry = (entry * abs(position) + price * amount) / total
+                position += signed
+            else:
+                closing = min(abs(position), amount)
+                pnl += closing * (price - entry) * (1 if position > 0 else -1)
+                position += signed
+                if position != 0 and (position > 0) == (signed > 0):
+                    entry = price  # reversed through zero: the rest opens at this price
+            books[row.symbol] = (position, entry if position != 0 else Decimal(0))
+            result[row.symbol] = pnl
+        return result
+
     # --- helpers ---------------------------------------------------------------------------
 
     @staticmethod

@@ -1,0 +1,112 @@
+"""One running instance per storage folder and per database: a second one refuses and names the first."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+
+_ADVISORY_APP = 0x4B52414B  # "KRAK": the first key of our advisory locks
+
+
+class AlreadyRunningError(RuntimeError):
+    """Another instance holds the lock."""
+
+
+class InstanceLock:
+    """Exclusive locks on the storage folder, the SQLite file's folder, or the PostgreSQL database.
+
+    File locks (flock) are released by the kernel when the process dies, even by SIGKILL; the
+    PostgreSQL lock is a session advisory lock, released when the connection drops.
+    """
+
+    def __init__(self, storage_dir: Path, database_url: str) -> None:
+        self.storage_dir = storage_dir
+        self.database_url = database_url
+        self._files: list[Any] = []
+        self._pg: Any = None
+
+    def acquire(self) -> None:
+        """Take every lock or none; raise AlreadyRunningError naming the holder."""
+        try:
+            self._lock_file(self.storage_dir / "instance.lock")
+            parsed = urlparse(self.database_url)
+            if parsed.scheme == "sqlite":
+                db_path = Path(self.database_url[len("sqlite:///"):])
+                self._lock_file(db_path.with_name(db_path.name + ".lock"))
+            elif parsed.scheme in ("postgres", "postgresql"):
+                self._lock_postgres()
+        except BaseException:
+            self.release()
+            raise
+
+    def _lock_file(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # noqa: SIM115 - held open for the life of the process
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise AlreadyRunningError(
+                f"another instance is running (pid {holder}) with the lock {path}; stop it first "
+                f"(python run.py stop) or use another storage folder and database"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._files.append(handle)
+
+    def _lock_postgres(self) -> None:
+        import psycopg2
+
+        app, key = _ADVISORY_APP, int.from_bytes(hashlib.sha256(self.database_url.encode()).digest()[:4], "big") >> 1
+        conn = psycopg2.connect(self.database_url, application_name=f"kraken-actors pid={os.getpid()}",
+                                connect_timeout=5)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (app, key))
+            if cur.fetchone()[0]:
+                self._pg = conn
+                return
+            cur.execute(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 2",
+                (app, key),
+            )
+            row = cur.fetchone()
+        conn.close()
+        holder = row[0] if row else "another process"
+        raise AlreadyRunningError(
+            f"another instance is running on this PostgreSQL database ({holder}); stop it first "
+            f"(python run.py stop) or point database.url elsewhere"
+        )
+
+    def release(self) -> None:
+        """Give every lock back."""
+        for handle in self._files:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                handle.close()
+            except OSError:
+                pass
+        self._files = []
+        if self._pg is not None:
+            try:
+                self._pg.close()
+            except Exception:
+                pass
+            self._pg = None
+
+    def __enter__(self) -> InstanceLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
