@@ -1,0 +1,50 @@
+"""Control a running system from outside: the local HTTP endpoint, its client, the CLI and the status view."""
+
+from control.client import ControlClient, default_source
+from control.commands import COMMANDS, CommandRequest, RequestError, parse_command, reply_status, to_message
+from control.errors import (
+    CommandRefused,
+    ControlError,
+    ControlServerError,
+    NotRunningError,
+    ServerError,
+    TokenError,
+    UnauthorizedError,
+)
+from control.server import ControlServer, is_loopback, url_for
+from control.service import MAX_BODY_BYTES, ROUTES, ControlService, Response
+from control.target import ControlMessage, ControlTarget
+from control.token import ControlToken, describe_token_source, ensure_token, find_token, token_file, tokens_equal
+
+__all__ = [
+    "COMMANDS",
+    "MAX_BODY_BYTES",
+    "ROUTES",
+    "CommandRefused",
+    "CommandRequest",
+    "ControlClient",
+    "ControlError",
+    "ControlMessage",
+    "ControlServer",
+    "ControlServerError",
+    "ControlService",
+    "ControlTarget",
+    "ControlToken",
+    "NotRunningError",
+    "RequestError",
+    "Response",
+    "ServerError",
+    "TokenError",
+    "UnauthorizedError",
+    "default_source",
+    "describe_token_source",
+    "ensure_token",
+    "find_token",
+    "is_loopback",
+    "parse_command",
+    "reply_status",
+    "to_message",
+    "token_file",
+    "tokens_equal",
+    "url_for",
+]

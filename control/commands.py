@@ -1,0 +1,147 @@
+"""The body of `POST /v1/control`: strict validation, and the control message each command becomes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError, field_validator, model_validator
+
+from control.target import ControlMessage
+from messages.control import (
+    CancelOrders,
+    ControlReply,
+    Flatten,
+    Halt,
+    Pause,
+    Resume,
+    Shutdown,
+    Unhalt,
+)
+
+COMMANDS: tuple[str, ...] = ("pause", "resume", "halt", "unhalt", "cancel", "flatten", "stop")
+SYMBOL_COMMANDS: frozenset[str] = frozenset({"pause", "resume", "cancel", "flatten"})  # need a symbol or all=true
+MAX_SOURCE_LENGTH = 200
+MAX_SYMBOL_LENGTH = 64
+
+
+class RequestError(ValueError):
+    """A request body that cannot be accepted; the message says what is wrong."""
+
+
+class CommandRequest(BaseModel):
+    """One control command as a client sends it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: StrictStr
+    symbol: StrictStr | None = None
+    all: StrictBool = False
+    source: StrictStr = "api"
+    reason: StrictStr = ""  # halt only: why, recorded with the halt
+
+    @field_validator("command")
+    @classmethod
+    def _known_command(cls, value: str) -> str:
+        command = value.strip().lower()
+        if command not in COMMANDS:
+            raise ValueError(f"unknown command {value!r}; allowed commands: {', '.join(COMMANDS)}")
+        return command
+
+    @field_validator("symbol")
+    @classmethod
+    def _plausible_symbol(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        symbol = value.strip().upper()
+        if not symbol or len(symbol) > MAX_SYMBOL_LENGTH or not all(33 <= ord(ch) <= 126 for ch in symbol):
+            raise ValueError(f"symbol must be a market symbol such as 'BTC/USD:USD', got {value[:80]!r}")
+        return symbol
+
+    @field_validator("source", "reason")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        text = value.strip()
+        if len(text) > MAX_SOURCE_LENGTH or not text.isprintable():
+            raise ValueError(f"must be printable text of at most {MAX_SOURCE_LENGTH} characters")
+        return text
+
+    @model_validator(mode="after")
+    def _target_is_clear(self) -> CommandRequest:
+        if not self.source:
+            raise ValueError("source must not be empty: say who sends the command")
+        if self.reason and self.command != "halt":
+            raise ValueError("reason is only accepted with the halt command")
+        if self.command == "stop":
+            if self.symbol is not None or self.all:
+                raise ValueError("stop stops the whole system: it takes no symbol and no all")
+        elif self.symbol is not None and self.all:
+            raise ValueError(f"{self.command}: give either a symbol or all=true, not both")
+        elif self.command in SYMBOL_COMMANDS and self.symbol is None and not self.all:
+            raise ValueError(f"{self.command} needs a symbol (e.g. \"BTC/USD:USD\") or all=true")
+        return self
+
+    @property
+    def target(self) -> str:
+        """The symbol the command applies to, or "all"."""
+        return self.symbol if self.symbol is not None else "all"
+
+
+def parse_command(body: bytes) -> CommandRequest:
+    """Parse and validate a request body; raise RequestError saying what is wrong."""
+    if not body.strip():
+        raise RequestError("malformed JSON: the body is empty; send {\"command\": ..., \"symbol\": ...}")
+    try:
+        data: Any = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RequestError("malformed JSON: the body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise RequestError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise RequestError(f"the body must be a JSON object, got {type(data).__name__}")
+    try:
+        return CommandRequest.model_validate(data)
+    except ValidationError as exc:
+        raise RequestError("; ".join(_describe(error) for error in exc.errors())) from None
+
+
+def to_message(request: CommandRequest) -> ControlMessage | Shutdown:
+    """The control message a validated command becomes (symbol None means all)."""
+    symbol = None if request.all else request.symbol
+    source = request.source
+    match request.command:
+        case "pause":
+            return Pause(symbol=symbol, source=source)
+        case "resume":
+            return Resume(symbol=symbol, source=source)
+        case "halt":
+            return Halt(symbol=symbol, source=source, reason=request.reason)
+        case "unhalt":
+            return Unhalt(symbol=symbol, source=source)
+        case "cancel":
+            return CancelOrders(symbol=symbol, source=source)
+        case "flatten":
+            return Flatten(symbol=symbol, source=source)
+        case "stop":
+            return Shutdown(source=source)
+    raise AssertionError(f"unhandled command {request.command!r}")  # pragma: no cover
+
+
+def reply_status(reply: ControlReply) -> int:
+    """The HTTP status of a control reply: 200 done, 404 unknown symbol, 409 refused for another reason."""
+    if reply.ok:
+        return 200
+    return 404 if reply.detail.lower().startswith("unknown symbol") else 409
+
+
+def _describe(error: Any) -> str:
+    loc = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown field {loc!r}; allowed fields: {', '.join(CommandRequest.model_fields)}"
+    if kind == "missing":
+        return f"{loc} is required (one of: {', '.join(COMMANDS)})" if loc == "command" else f"{loc} is required"
+    if kind == "value_error":
+        message = str((error.get("ctx") or {}).get("error", error["msg"]))
+        return message if loc in ("", "command") or message.startswith(loc) else f"{loc}: {message}"
+    return f"{loc}: {error['msg'][0].lower()}{error['msg'][1:]}"

@@ -1,0 +1,224 @@
+"""The control endpoint: JSON over HTTP on loopback, every request authenticated with a bearer token.
+
+Routes (every request needs the header `Authorization: Bearer <token>`, else 401 and nothing changes):
+
+`GET /v1/status`
+    200 with `PortfolioStatus.model_dump(mode="json")`: see `control.status_view` for every field.
+
+`POST /v1/control` with a JSON object body (at most 64 KiB, `Content-Length` required):
+    `{"command": "pause"|"resume"|"halt"|"unhalt"|"cancel"|"flatten"|"stop",
+      "symbol": "BTC/USD:USD" | null, "all": false, "source": "who sends it", "reason": "halt only"}`
+    - pause, resume, cancel, flatten need exactly one of `symbol` or `"all": true`;
+    - halt and unhalt apply to every symbol, or to `symbol` when one is given;
+    - stop takes neither; it asks the system to shut down cleanly.
+    Unknown fields are errors. Answers:
+    - 200 `{"ok": true, "detail": "...", "symbols": [...]}` (the system's ControlReply);
+    - 400 `{"error": ...}` malformed JSON, unknown command (the message lists the allowed ones),
+      a missing or doubled symbol/all, a wrong type;
+    - 404 `{"error": detail, "ok": false, "detail": ..., "symbols": []}` unknown symbol;
+    - 409 the same shape: the system refused for another reason;
+    - 411 no Content-Length; 413 body over 64 KiB;
+    - 500 `{"error": ...}` the system raised: the command may or may not have taken effect.
+
+Any other path: 404 `{"error": ..., "routes": [...]}`; a known path with another method: 405 with `Allow`.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import socketserver
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from loguru import logger
+
+from configuration import ControlConfig, register_secret
+from control.errors import ControlServerError
+from control.service import ControlService, Response, error
+from control.target import ControlTarget
+
+REQUEST_TIMEOUT_S = 10.0  # a client that sends its request slower than this is dropped
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` is a loopback name or address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_for(host: str, port: int) -> str:
+    """The http URL of a host and port (IPv6 addresses in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that carries the service and binds without a reverse DNS lookup."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], family: socket.AddressFamily, service: ControlService) -> None:
+        self.address_family = family
+        self.service = service
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        """Bind, and name the server by its address (HTTPServer would look up the FQDN)."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """The HTTP shell around ControlService: read the request, write the answer."""
+
+    server: _HTTPServer
+    server_version = "trading-system-control/1"
+    sys_version = ""
+    protocol_version = "HTTP/1.0"
+    timeout = REQUEST_TIMEOUT_S
+
+    def version_string(self) -> str:
+        """The Server header: our name only."""
+        return self.server_version
+
+    def _dispatch(self) -> None:
+        response = self.server.service.handle(
+            self.command,
+            self.path,
+            self.headers.get("Authorization"),
+            self.headers.get("Content-Length"),
+            self.rfile.read,
+            client=self._client(),
+        )
+        self._send(response)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _dispatch
+
+    def _client(self) -> str:
+        host, port = self.client_address[:2]
+        return f"{host}:{port}"
+
+    def _send(self, response: Response) -> None:
+        body = response.encode()
+        self.send_response(response.status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer a request that could not even be parsed, in JSON like every other answer."""
+        self.close_connection = True
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "error"
+        self.log_error("code %d, message %s", code, message or phrase)
+        self._send(error(code, message or phrase))
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        """Send the stdlib's access and error lines to loguru at DEBUG."""
+        logger.debug("control: {} {}", self._client(), format % args)
+
+
+class ControlServer:
+    """The control endpoint of a running system: `start()`, `stop()`, or use it as a context manager."""
+
+    def __init__(self, target: ControlTarget, config: ControlConfig, token: str, *, port: int | None = None) -> None:
+        register_secret(token)
+        self.config = config
+        self.service = ControlService(target, token)
+        self._requested = (config.host, config.port if port is None else port)
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        """True between start() and stop()."""
+        return self._httpd is not None
+
+    @property
+    def host(self) -> str:
+        """The address it listens on."""
+        return str(self._bound()[0])
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the real one when the configured port was 0)."""
+        return int(self._bound()[1])
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use, e.g. http://127.0.0.1:8765."""
+        return url_for(self.host, self.port)
+
+    def _bound(self) -> tuple[Any, ...]:
+        if self._httpd is None:
+            raise RuntimeError("the control server is not started")
+        return tuple(self._httpd.server_address)
+
+    def start(self) -> ControlServer:
+        """Bind and serve in a daemon thread; raise ControlServerError when the address cannot be used."""
+        if self._httpd is not None:
+            return self
+        host, port = self._requested
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            self._httpd = _HTTPServer((host, port), family, self.service)
+        except OSError as exc:
+            hint = (
+                "; is a trading system with this configuration already running? (control.port sets the port)"
+                if getattr(exc, "errno", None) == errno.EADDRINUSE
+                else ""
+            )
+            reason = exc.strerror or str(exc)
+            raise ControlServerError(f"the control endpoint cannot listen on {host}:{port}: {reason}{hint}") from None
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="control-server", daemon=True
+        )
+        self._thread.start()
+        if is_loopback(host):
+            logger.info("control: listening on {}", self.url)
+        else:
+            logger.warning(
+                "control: listening on {} which is NOT loopback (control.allow_remote = true): anyone who can reach "
+                "it and holds the token can pause, flatten or stop this system, and plain HTTP carries the token "
+                "unencrypted",
+                self.url,
+            )
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving and close the socket; requests in progress finish on their own threads."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        self._httpd = self._thread = None
+        httpd.shutdown()
+        httpd.server_close()
+        if thread is not None:
+            thread.join(timeout)
+        logger.info("control: stopped")
+
+    def __enter__(self) -> ControlServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

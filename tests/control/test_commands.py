@@ -1,0 +1,92 @@
+"""Request validation and the control message each command becomes, without HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from control import COMMANDS, RequestError, parse_command, reply_status, to_message
+from messages.control import CancelOrders, ControlReply, Flatten, Halt, Pause, Resume, Shutdown, Unhalt
+
+pytestmark = pytest.mark.timeout(10)
+
+
+def body(**fields: object) -> bytes:
+    """A JSON request body."""
+    return json.dumps(fields).encode()
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"command": "pause", "symbol": "BTC/USD:USD", "source": "ops"}, Pause(symbol="BTC/USD:USD", source="ops")),
+        ({"command": "pause", "all": True, "source": "ops"}, Pause(symbol=None, source="ops")),
+        ({"command": "resume", "symbol": "ETH/USD:USD", "source": "ops"}, Resume(symbol="ETH/USD:USD", source="ops")),
+        ({"command": "resume", "all": True, "source": "ops"}, Resume(symbol=None, source="ops")),
+        ({"command": "halt", "source": "ops"}, Halt(symbol=None, source="ops")),
+        ({"command": "halt", "all": True, "reason": "news", "source": "ops"}, Halt(symbol=None, reason="news", source="ops")),
+        ({"command": "halt", "symbol": "BTC/USD:USD", "source": "ops"}, Halt(symbol="BTC/USD:USD", source="ops")),
+        ({"command": "unhalt", "source": "ops"}, Unhalt(symbol=None, source="ops")),
+        ({"command": "cancel", "symbol": "BTC/USD:USD", "source": "ops"}, CancelOrders(symbol="BTC/USD:USD", source="ops")),
+        ({"command": "cancel", "all": True, "source": "ops"}, CancelOrders(symbol=None, source="ops")),
+        ({"command": "flatten", "symbol": "BTC/USD:USD", "source": "ops"}, Flatten(symbol="BTC/USD:USD", source="ops")),
+        ({"command": "flatten", "all": True, "source": "ops"}, Flatten(symbol=None, source="ops")),
+        ({"command": "stop", "source": "ops"}, Shutdown(source="ops")),
+        ({"command": " PAUSE ", "symbol": " btc/usd:usd ", "source": "ops"}, Pause(symbol="BTC/USD:USD", source="ops")),
+        ({"command": "pause", "symbol": "BTC/USD:USD", "all": False}, Pause(symbol="BTC/USD:USD", source="api")),
+    ],
+)
+def test_each_command_becomes_its_control_message(fields: dict[str, object], expected: object) -> None:
+    message = to_message(parse_command(body(**fields)))
+    assert message == expected
+    assert type(message) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (b"", "malformed JSON: the body is empty"),
+        (b"   ", "malformed JSON: the body is empty"),
+        (b"{", "malformed JSON"),
+        (b"{'command': 'pause'}", "malformed JSON"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"[1, 2]", "must be a JSON object, got list"),
+        (b'"pause"', "must be a JSON object, got str"),
+        (body(command="explode", all=True), "unknown command 'explode'; allowed commands: " + ", ".join(COMMANDS)),
+        (body(symbol="BTC/USD:USD"), "command is required"),
+        (body(command=3), "command: input should be a valid string"),
+        (body(command="pause"), "pause needs a symbol"),
+        (body(command="flatten", all=False), "flatten needs a symbol"),
+        (body(command="cancel", symbol="BTC/USD:USD", all=True), "either a symbol or all=true, not both"),
+        (body(command="halt", symbol="BTC/USD:USD", all=True), "either a symbol or all=true, not both"),
+        (body(command="stop", all=True), "stop stops the whole system: it takes no symbol"),
+        (body(command="pause", all="yes"), "all: input should be a valid boolean"),
+        (body(command="pause", all=True, force=True), "unknown field 'force'; allowed fields: command, symbol, all"),
+        (body(command="pause", symbol=""), "symbol must be a market symbol"),
+        (body(command="pause", symbol="BTC USD"), "symbol must be a market symbol"),
+        (body(command="pause", symbol=["BTC/USD:USD"]), "symbol: input should be a valid string"),
+        (body(command="pause", all=True, source=""), "source must not be empty"),
+        (body(command="pause", all=True, source="a\nb"), "source: must be printable"),
+        (body(command="pause", all=True, source="x" * 201), "source: must be printable text of at most 200"),
+        (body(command="pause", all=True, reason="news"), "reason is only accepted with the halt command"),
+    ],
+)
+def test_bad_bodies_are_refused_with_what_is_wrong(raw: bytes, words: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        parse_command(raw)
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        (ControlReply(ok=True, detail="pause applied", symbols=("BTC/USD:USD",)), 200),
+        (ControlReply(ok=False, detail="unknown symbol 'X/Y:Z'; this system trades BTC/USD:USD"), 404),
+        (ControlReply(ok=False, detail="Unknown symbol 'X/Y:Z'"), 404),
+        (ControlReply(ok=False, detail="SOL/USD:USD is restarting; try again"), 409),
+        (ControlReply(ok=False), 409),
+    ],
+)
+def test_replies_map_to_http_statuses(reply: ControlReply, status: int) -> None:
+    assert reply_status(reply) == status
