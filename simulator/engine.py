@@ -25,6 +25,7 @@ from simulator.orders import (
     Fill,
     Order,
     Position,
+    dec_load_req,
     iso,
     parse_decimal,
     text,
@@ -56,6 +57,19 @@ class HistoryEvent:
         """The element as Kraken's history endpoints return it."""
         return {"uid": self.uid, "timestamp": str(self.time_ms), "event": {self.name: self.payload}}
 
+    def to_state(self) -> dict[str, object]:
+        """Every field, JSON-able, for the state file."""
+        return {"uid": self.uid, "time_ms": self.time_ms, "name": self.name, "payload": self.payload,
+                "symbol": self.symbol}
+
+    @classmethod
+    def from_state(cls, data: Mapping[str, Any]) -> HistoryEvent:
+        """An event back from `to_state`; KeyError/ValueError on a malformed entry."""
+        payload = data["payload"]
+        if not isinstance(payload, dict):
+            raise TypeError("history payload must be an object")
+        return cls(str(data["uid"]), int(data["time_ms"]), str(data["name"]), payload, data["symbol"])
+
 
 def _flag(value: object) -> bool:
     """Kraken boolean parameter (`true`/`false`, JSON booleans)."""
@@ -86,6 +100,9 @@ class Exchange:
         self.maker_fee = maker_fee
         self.taker_fee = taker_fee
         self.cli_ord_id_scope = cli_ord_id_scope
+        self.seed = seed
+        self.ids_drawn = 0
+        self.revision = 0  # bumped by every change a state file must capture (besides the clock)
         self._ids = random.Random(stable_seed(seed, "ids"))
         self.account_uid = self._new_id()
         self.account_id = str(100000 + self._ids.randrange(900000))
@@ -127,13 +144,16 @@ class Exchange:
         """Fire the dead man's switch when its time has come."""
         if self.dead_man_ms is not None and time_ms >= self.dead_man_ms:
             self.dead_man_ms = None
+            self.revision += 1
             logger.info("simulator: dead man's switch fired, cancelling all orders")
             for order in [o for book in self.working.values() for o in book.values()]:
                 self._cancel(order, time_ms, "dead_man_switch")
 
     # -- helpers -----------------------------------------------------------------
     def _new_id(self) -> str:
-        """A reproducible UUID4 string."""
+        """A reproducible UUID4 string (every new order, fill and history event draws one)."""
+        self.ids_drawn += 1
+        self.revision += 1
         return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
 
     def position(self, symbol: str) -> Decimal:
@@ -568,6 +588,7 @@ class Exchange:
         with self.lock:
             now = self.sync()
             self.dead_man_ms = now + timeout_s * 1000 if timeout_s > 0 else None
+            self.revision += 1
             return {"currentTime": iso(now), "triggerTime": iso(self.dead_man_ms) if self.dead_man_ms else "0"}
 
     def edit_order(self, params: Params) -> dict[str, object]:
@@ -607,6 +628,7 @@ class Exchange:
         old_hist = order.history_json(self.account_uid)
         order.size, order.limit_price, order.stop_price = size, limit, stop
         order.last_update_ms = now
+        self.revision += 1
         new = order.trigger_event_json() if was_trigger else order.event_json()
         events: list[dict[str, object]] = [{"type": "EDIT", "old": old, "new": new, "reducedQuantity": None}]
         if not was_trigger:
@@ -782,6 +804,7 @@ class Exchange:
         """Move a market's fair price (and optionally the mark premium) now, then match."""
         with self.lock:
             now = self.sync()
+            self.revision += 1
             path = self.market.paths[symbol]
             path.set_fair(price, now)
             if mark_premium is not None:
@@ -790,6 +813,67 @@ class Exchange:
             if symbol not in self.suspended and self.working[symbol]:
                 self._match_book(symbol, quote, now)
             return quote
+
+    # -- state file ------------------------------------------------------------------
+    def account_state(self) -> dict[str, object]:
+        """The account's scalar state, id counters, client-id index and book order, for the state file."""
+        return {
+            "account_uid": self.account_uid,
+            "account_id": self.account_id,
+            "initial_balance": str(self.initial_balance),
+            "balance": str(self.balance),
+            "fees_paid": str(self.fees_paid),
+            "ids_drawn": self.ids_drawn,
+            "dead_man_ms": self.dead_man_ms,
+            "cli_ids": {cli: order.order_id for cli, order in self.cli_ids.items()},
+            "working": {symbol: list(book) for symbol, book in self.working.items() if book},
+            "positions": [p.to_state() for _, p in sorted(self.positions.items())],
+        }
+
+    def restore_state(
+        self,
+        account: Mapping[str, Any],
+        orders: list[Order],
+        fills: list[Fill],
+        order_history: list[HistoryEvent],
+        trigger_history: list[HistoryEvent],
+    ) -> None:
+        """Carry on from a saved account; ValueError if it does not fit the configured markets."""
+        by_id = {o.order_id: o for o in orders}
+        if len(by_id) != len(orders):
+            raise ValueError("duplicate order ids")
+        positions = [Position.from_state(p) for p in account["positions"]]
+        missing = sorted({p.symbol for p in positions if p.size and p.symbol not in self.instruments})
+        working: dict[str, dict[str, Order]] = {s: {} for s in self.instruments}
+        for symbol, ids in dict(account["working"]).items():
+            if symbol not in self.instruments:
+                missing.append(symbol)
+                continue
+            for order_id in ids:
+                order = by_id[str(order_id)]
+                if not order.working or order.symbol != symbol:
+                    raise ValueError(f"order {order_id} is listed as working but is {order.state}")
+                working[symbol][order.order_id] = order
+        if missing:
+            raise ValueError(f"positions or working orders in markets not configured: {', '.join(sorted(missing))}")
+        cli_ids = {str(cli): by_id[str(order_id)] for cli, order_id in dict(account["cli_ids"]).items()}
+        ids_drawn = int(account["ids_drawn"])
+        dead_man = account["dead_man_ms"]
+        self.account_uid = str(account["account_uid"])
+        self.account_id = str(account["account_id"])
+        initial, balance, fees = (dec_load_req(account[k]) for k in ("initial_balance", "balance", "fees_paid"))
+        self.initial_balance, self.balance, self.fees_paid = initial, balance, fees
+        self.orders = by_id
+        self.cli_ids = cli_ids
+        self.working = working
+        self.fills = fills
+        self.positions = {p.symbol: p for p in positions}
+        self.order_history = order_history
+        self.trigger_history = trigger_history
+        self.dead_man_ms = None if dead_man is None else int(dead_man)
+        self.ids_drawn = ids_drawn
+        self._ids = random.Random(stable_seed(self.seed, "ids", "resume", ids_drawn))
+        self.revision += 1
 
     def dump(self) -> dict[str, object]:
         """Every order ever received, fills, positions and balances."""

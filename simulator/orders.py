@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from simulator.prices import fmt
 
@@ -39,6 +41,34 @@ def parse_decimal(value: object) -> Decimal | None:
         return None
     if not d.is_finite() or (d != 0 and not -20 <= d.adjusted() <= 15):
         return None
+    return d
+
+
+def dec_state(value: Decimal | None) -> str | None:
+    """A Decimal as an exact string for the state file (round-trips, unlike `fmt`)."""
+    return None if value is None else str(value)
+
+
+def dec_load(value: object) -> Decimal | None:
+    """A Decimal back from the state file; ValueError if it is not a finite number."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected a decimal string, got {value!r}")
+    try:
+        d = Decimal(value)
+    except InvalidOperation as exc:
+        raise ValueError(f"bad decimal {value!r}") from exc
+    if not d.is_finite():
+        raise ValueError(f"bad decimal {value!r}")
+    return d
+
+
+def dec_load_req(value: object) -> Decimal:
+    """A required Decimal back from the state file."""
+    d = dec_load(value)
+    if d is None:
+        raise ValueError("missing decimal")
     return d
 
 
@@ -260,6 +290,64 @@ class Order:
             "lastUpdateTimestamp": str(self.last_update_ms or self.received_ms),
         }
 
+    def to_state(self) -> dict[str, object]:
+        """Every field, JSON-able and exact, for the state file."""
+        return {
+            "order_id": self.order_id,
+            "cli_ord_id": self.cli_ord_id,
+            "symbol": self.symbol,
+            "side": self.side,
+            "order_type": self.order_type,
+            "size": dec_state(self.size),
+            "limit_price": dec_state(self.limit_price),
+            "stop_price": dec_state(self.stop_price),
+            "trigger_signal": self.trigger_signal,
+            "reduce_only": self.reduce_only,
+            "received_ms": self.received_ms,
+            "source": self.source,
+            "state": self.state,
+            "status": self.status,
+            "filled": dec_state(self.filled),
+            "last_update_ms": self.last_update_ms,
+            "closed_ms": self.closed_ms,
+            "triggered_ms": self.triggered_ms,
+            "reason": self.reason,
+            "order_tag": self.order_tag,
+            "collar_price": dec_state(self.collar_price),
+            "raw": self.raw,
+        }
+
+    @classmethod
+    def from_state(cls, data: Mapping[str, Any]) -> Order:
+        """An order back from `to_state`; KeyError/ValueError on a malformed entry."""
+        raw = data["raw"]
+        if not isinstance(raw, dict):
+            raise TypeError("order raw parameters must be an object")
+        return cls(
+            order_id=str(data["order_id"]),
+            cli_ord_id=data["cli_ord_id"],
+            symbol=data["symbol"],
+            side=data["side"],
+            order_type=data["order_type"],
+            size=dec_load(data["size"]),
+            limit_price=dec_load(data["limit_price"]),
+            stop_price=dec_load(data["stop_price"]),
+            trigger_signal=data["trigger_signal"],
+            reduce_only=bool(data["reduce_only"]),
+            received_ms=int(data["received_ms"]),
+            source=str(data["source"]),
+            state=str(data["state"]),
+            status=str(data["status"]),
+            filled=dec_load_req(data["filled"]),
+            last_update_ms=int(data["last_update_ms"]),
+            closed_ms=None if data["closed_ms"] is None else int(data["closed_ms"]),
+            triggered_ms=None if data["triggered_ms"] is None else int(data["triggered_ms"]),
+            reason=data["reason"],
+            order_tag=data["order_tag"],
+            collar_price=dec_load(data["collar_price"]),
+            raw=raw,
+        )
+
     def dump(self) -> dict[str, object]:
         """Everything about the order, for the admin state dump."""
         return {
@@ -323,6 +411,39 @@ class Fill:
         """Everything about the fill, for the admin state dump."""
         return {**self.to_json(), "time": self.time_ms, "fee": fmt(self.fee), "realizedPnl": fmt(self.realized_pnl)}
 
+    def to_state(self) -> dict[str, object]:
+        """Every field, JSON-able and exact, for the state file."""
+        return {
+            "fill_id": self.fill_id,
+            "order_id": self.order_id,
+            "cli_ord_id": self.cli_ord_id,
+            "symbol": self.symbol,
+            "side": self.side,
+            "size": str(self.size),
+            "price": str(self.price),
+            "time_ms": self.time_ms,
+            "fill_type": self.fill_type,
+            "fee": str(self.fee),
+            "realized_pnl": str(self.realized_pnl),
+        }
+
+    @classmethod
+    def from_state(cls, data: Mapping[str, Any]) -> Fill:
+        """A fill back from `to_state`; KeyError/ValueError on a malformed entry."""
+        return cls(
+            fill_id=str(data["fill_id"]),
+            order_id=str(data["order_id"]),
+            cli_ord_id=data["cli_ord_id"],
+            symbol=str(data["symbol"]),
+            side=str(data["side"]),
+            size=dec_load_req(data["size"]),
+            price=dec_load_req(data["price"]),
+            time_ms=int(data["time_ms"]),
+            fill_type=str(data["fill_type"]),
+            fee=dec_load_req(data["fee"]),
+            realized_pnl=dec_load_req(data["realized_pnl"]),
+        )
+
 
 @dataclass
 class Position:
@@ -355,6 +476,27 @@ class Position:
                 self.opened_ms = time_ms
         self.realized_pnl += realized
         return realized
+
+    def to_state(self) -> dict[str, object]:
+        """Every field, JSON-able and exact, for the state file."""
+        return {
+            "symbol": self.symbol,
+            "size": str(self.size),
+            "avg_price": str(self.avg_price),
+            "opened_ms": self.opened_ms,
+            "realized_pnl": str(self.realized_pnl),
+        }
+
+    @classmethod
+    def from_state(cls, data: Mapping[str, Any]) -> Position:
+        """A position back from `to_state`; KeyError/ValueError on a malformed entry."""
+        return cls(
+            symbol=str(data["symbol"]),
+            size=dec_load_req(data["size"]),
+            avg_price=dec_load_req(data["avg_price"]),
+            opened_ms=int(data["opened_ms"]),
+            realized_pnl=dec_load_req(data["realized_pnl"]),
+        )
 
     def unrealized(self, mark: Decimal) -> Decimal:
         """Unrealized PnL at the given mark price."""

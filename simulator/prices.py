@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 from simulator.instruments import Instrument
 
@@ -128,6 +129,24 @@ class Bar:
             self.sl = spot
         self.vol += volume
 
+    def to_state(self) -> list[float]:
+        """The bar as a flat list: time, trade OHLC, mark OHLC, spot OHLC, volume."""
+        return [self.t, self.o, self.h, self.l, self.c, self.mo, self.mh, self.ml, self.mc,
+                self.so, self.sh, self.sl, self.sc, self.vol]
+
+    @classmethod
+    def from_state(cls, row: Sequence[Any]) -> Bar:
+        """A bar back from `to_state`; ValueError on a malformed row."""
+        if len(row) != 14:
+            raise ValueError(f"a bar has 14 numbers, got {len(row)}")
+        values = [float(v) for v in row[1:]]
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError("a bar holds a non-finite number")
+        bar = cls(int(row[0]), values[0], values[4], values[8])
+        (bar.o, bar.h, bar.l, bar.c, bar.mo, bar.mh, bar.ml, bar.mc,
+         bar.so, bar.sh, bar.sl, bar.sc, bar.vol) = values
+        return bar
+
     def ohlc(self, kind: str) -> tuple[float, float, float, float]:
         """Open, high, low, close for `trade`, `mark` or `spot`."""
         if kind == "mark":
@@ -168,8 +187,10 @@ class PricePath:
         self.premium = 0.0
         self.last_tick_ms = genesis_ms
         self.bars: dict[int, Bar] = {}
+        self._seed = seed
         self._hist_oldest_ms = genesis_ms
         self._hist_oldest_open = start
+        self.newest_minute = genesis_ms - genesis_ms % MINUTE_MS
         self._apply(genesis_ms, 0.0)
 
     # -- live path -------------------------------------------------------------
@@ -188,6 +209,7 @@ class PricePath:
             bar = Bar(minute, trade, mark, self.fair)
             bar.vol = volume
             self.bars[minute] = bar
+            self.newest_minute = max(self.newest_minute, minute)
         else:
             bar.update(trade, mark, self.fair, volume)
         return Tick(self.instrument.symbol, time_ms, self.fair, mark)
@@ -230,6 +252,52 @@ class PricePath:
             last = tick
         mark = to_decimal(self.fair * (1.0 + self.premium))
         return Quote(self.instrument.symbol, self.last_tick_ms, bid, ask, last, mark, fair)
+
+    # -- state file ---------------------------------------------------------------
+    def state_header(self) -> dict[str, object]:
+        """The walk's scalar state (everything but the bars) for the state file."""
+        return {
+            "fair": self.fair,
+            "premium": self.premium,
+            "last_tick_ms": self.last_tick_ms,
+            "genesis_ms": self.genesis_ms,
+            "history_start_ms": self.history_start_ms,
+        }
+
+    def state_minutes(self, keep_minutes: int) -> range:
+        """Minute starts of the bars a state file keeps: the newest one and `keep_minutes` before it."""
+        first = max(self.newest_minute - keep_minutes * MINUTE_MS, self._hist_oldest_ms)
+        return range(first, self.newest_minute + MINUTE_MS, MINUTE_MS)
+
+    @property
+    def final_before_ms(self) -> int:
+        """Bars of minutes before this one can no longer change."""
+        return self.last_tick_ms - self.last_tick_ms % MINUTE_MS
+
+    def restore_state(self, header: Mapping[str, Any], bars: Sequence[Sequence[Any]]) -> None:
+        """Continue from a saved walk: prices, tick time and the kept bars; older bars are regenerated.
+
+        The random streams restart from seeds derived from the saved tick time, so a given seed and
+        state file always lead to the same future path.
+        """
+        fair, premium = float(header["fair"]), float(header["premium"])
+        if not (math.isfinite(fair) and fair > 0 and math.isfinite(premium)):
+            raise ValueError(f"bad saved price for {self.instrument.symbol}")
+        restored = {bar.t: bar for bar in (Bar.from_state(row) for row in bars)}
+        if not restored:
+            raise ValueError(f"no saved bars for {self.instrument.symbol}")
+        self.fair, self.premium = fair, premium
+        self.last_tick_ms = int(header["last_tick_ms"])
+        self.genesis_ms = int(header["genesis_ms"])
+        self.history_start_ms = int(header["history_start_ms"])
+        self.bars = restored
+        oldest = min(restored)
+        self._hist_oldest_ms = oldest
+        self._hist_oldest_open = restored[oldest].so
+        self.newest_minute = max(restored)
+        symbol = self.instrument.symbol
+        self._rng = random.Random(stable_seed(self._seed, symbol, "live", "resume", self.last_tick_ms))
+        self._hist_rng = random.Random(stable_seed(self._seed, symbol, "history", "resume", oldest))
 
     # -- history before genesis -----------------------------------------------
     def ensure_history(self, from_ms: int) -> None:
@@ -349,13 +417,41 @@ class MarketData:
             raise ValueError("tick_ms must be positive")
         self.tick_ms = tick_ms
         self.genesis_ms = start_ms - start_ms % MINUTE_MS
-        history_minutes = int(history_days * 1440)
+        self._seed = seed
+        self._volatility = volatility
+        self._spread = spread
+        self._history_minutes = int(history_days * 1440)
         self.paths: dict[str, PricePath] = {
-            symbol: PricePath(inst, seed, self.genesis_ms, tick_ms, volatility, spread, history_minutes)
-            for symbol, inst in instruments.items()
+            symbol: self._new_path(inst, self.genesis_ms) for symbol, inst in instruments.items()
         }
         self.now_ms = self.genesis_ms
         self._stats_cache: dict[str, tuple[int, tuple[float, float, float, float]]] = {}
+
+    def _new_path(self, instrument: Instrument, genesis_ms: int) -> PricePath:
+        """A fresh walk for one market starting at `genesis_ms`."""
+        return PricePath(instrument, self._seed, genesis_ms, self.tick_ms, self._volatility, self._spread,
+                         self._history_minutes)
+
+    @property
+    def last_tick_ms(self) -> int:
+        """Time of the newest tick (every market shares the tick grid)."""
+        first = next(iter(self.paths.values()), None)
+        return self.now_ms if first is None else first.last_tick_ms
+
+    def restore_state(self, now_ms: int, last_tick_ms: int, paths: Mapping[str, Any]) -> None:
+        """Continue saved walks; a configured market missing from the save starts fresh at the saved tick."""
+        for symbol, path in list(self.paths.items()):
+            saved = paths.get(symbol)
+            if saved is None:
+                fresh = self._new_path(path.instrument, last_tick_ms - last_tick_ms % MINUTE_MS)
+                fresh.last_tick_ms = last_tick_ms
+                self.paths[symbol] = fresh
+                continue
+            path.restore_state(saved["walk"], saved["bars"])
+            if path.last_tick_ms != last_tick_ms:
+                raise ValueError(f"{symbol} is off the saved tick grid")
+        self.now_ms = max(now_ms, last_tick_ms)
+        self._stats_cache.clear()
 
     def advance_to(self, time_ms: int) -> Iterator[int]:
         """Step every market up to `time_ms`, yielding each tick time after all markets moved to it."""
