@@ -11,10 +11,12 @@ from simulator.instruments import INSTRUMENTS, Instrument, resolve_symbol
 from simulator.prices import MarketData
 from simulator.server import SimulatorHandle, start_simulator
 from simulator.simulation import Simulator
+from simulator.state import STATE_VERSION, StateFileError, StateStore
 
 __all__ = [
     "ADMIN_ROUTES",
     "INSTRUMENTS",
+    "STATE_VERSION",
     "AdminClient",
     "AdminError",
     "Clock",
@@ -30,6 +32,8 @@ __all__ = [
     "SimulatorAdmin",
     "SimulatorConfig",
     "SimulatorHandle",
+    "StateFileError",
+    "StateStore",
     "SteppedClock",
     "generate_credentials",
     "resolve_symbol",

@@ -155,7 +155,7 @@ class SimulatorAdmin:
             return {"now": self.sim.exchange.sync()}
 
     def reset(self) -> dict[str, int]:
-        """Fresh account, markets, budgets and faults; same seed and keys."""
+        """Fresh account, markets, budgets and faults; same seed and keys; a state file is overwritten at once."""
         self.sim.reset()
         return {"now": self.sim.clock.now_ms()}
 

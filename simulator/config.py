@@ -76,6 +76,17 @@ class SimulatorConfig(BaseModel):
     cli_ord_id_scope: Literal["history", "open"] = "history"
     advance_interval_s: float = Field(0.25, gt=0)
     faults: FaultConfig = Field(default_factory=FaultConfig)
+    # The paper account survives restarts: loaded on start if the file exists, saved atomically (see state.py).
+    state_file: str | None = None
+    state_save_interval_s: float = Field(2.0, gt=0)  # periodic save while anything changed
+    state_save_gap_s: float = Field(0.5, ge=0)  # order requests save before answering unless one did this recently
+    state_bar_minutes: int = Field(1440, ge=0)  # minute bars kept in the file; older candles are regenerated
+
+    @field_validator("state_file")
+    @classmethod
+    def _empty_path_is_none(cls, value: str | None) -> str | None:
+        """An empty path means no state file (keep the account in memory)."""
+        return value or None
 
     @field_validator("api_secret")
     @classmethod

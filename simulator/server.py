@@ -228,6 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         headers = {k: v for k, v in self.headers.items()}
         response: ApiResponse = sim.api.handle(self.command, path, query, body, headers)
+        sim.after_request(r.endpoint)  # order changes reach the state file before the answer leaves
         entry["status"] = response.status
         entry["result"] = response.body.get("result")
         if response.body.get("error"):
@@ -314,6 +315,7 @@ class SimulatorHandle:
         self._thread.join(timeout=5)
         if self._advancer is not None:
             self._advancer.join(timeout=5)
+        self.simulator.close()
         logger.info("simulator: stopped {}", self.base_url)
 
     def __enter__(self) -> SimulatorHandle:
@@ -341,7 +343,11 @@ def start_simulator(config: SimulatorConfig | None = None, **overrides: Any) -> 
     if overrides:
         cfg = SimulatorConfig.model_validate({**cfg.model_dump(), **overrides})
     simulator = Simulator(cfg)
-    server = _Server((cfg.host, cfg.port), simulator)
+    try:
+        server = _Server((cfg.host, cfg.port), simulator)
+    except BaseException:
+        simulator.close()
+        raise
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                               name="kraken-simulator", daemon=True)
     thread.start()
@@ -351,6 +357,6 @@ def start_simulator(config: SimulatorConfig | None = None, **overrides: Any) -> 
                                     name="kraken-simulator-clock", daemon=True)
         advancer.start()
     handle = SimulatorHandle(simulator, server, thread, advancer)
-    logger.info("simulator: serving Kraken Futures on {} (seed {}, clock {}, speed {})",
-                handle.base_url, cfg.seed, cfg.clock, cfg.speed)
+    logger.info("simulator: serving Kraken Futures on {} (seed {}, clock {}, speed {}, state file {})",
+                handle.base_url, cfg.seed, cfg.clock, cfg.speed, cfg.state_file or "none")
     return handle

@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 from collections import deque
 from decimal import Decimal
+from typing import Any
+
+from loguru import logger
 
 from simulator.api import KrakenApi
 from simulator.auth import Authenticator, generate_credentials
@@ -13,8 +16,15 @@ from simulator.config import SimulatorConfig
 from simulator.engine import Exchange
 from simulator.faults import FaultInjector
 from simulator.instruments import INSTRUMENTS, Instrument, resolve_symbol
+from simulator.orders import iso
 from simulator.prices import MarketData
 from simulator.ratelimit import RateLimiter
+from simulator.state import (
+    STATE_CHANGING_ENDPOINTS,
+    StateFileError,
+    StateStore,
+    apply_state,
+)
 
 REQUEST_LOG_SIZE = 10_000
 
@@ -46,12 +56,47 @@ class Simulator:
         self.instruments = select_instruments(config.symbols)
         self.stop_event = threading.Event()
         self.requests: deque[dict[str, object]] = deque(maxlen=REQUEST_LOG_SIZE)
-        self._build(config.start_time_ms)
+        self.state_store: StateStore | None = None
+        saved: dict[str, Any] | None = None
+        if config.state_file:
+            self.state_store = StateStore(
+                config.state_file,
+                lambda: self.exchange,
+                self._state_config(),
+                interval_s=config.state_save_interval_s,
+                gap_s=config.state_save_gap_s,
+                keep_minutes=config.state_bar_minutes,
+            )
+            saved = self.state_store.load()
+        self._build(config.start_time_ms, saved)
+        if self.state_store is not None:
+            self.state_store.save(force=True)  # fails now, not later, if the file cannot be written
+            self.state_store.start()
 
-    def _build(self, start_ms: int | None) -> None:
-        """Create clock, markets, account, budgets, faults and API from the configuration."""
+    def _state_config(self) -> dict[str, object]:
+        """The settings recorded in the state file (no keys)."""
+        cfg = self.config
+        return {
+            "seed": cfg.seed,
+            "clock": cfg.clock,
+            "speed": cfg.speed,
+            "tick_ms": cfg.tick_ms,
+            "volatility": cfg.volatility,
+            "spread": cfg.spread,
+            "symbols": list(self.instruments),
+            "cli_ord_id_scope": cfg.cli_ord_id_scope,
+        }
+
+    def _build(self, start_ms: int | None, saved: dict[str, Any] | None = None) -> None:
+        """Create clock, markets, account, budgets, faults and API from the configuration (and a saved state)."""
         cfg = self.config
         start = wall_ms() if start_ms is None else start_ms
+        if saved is not None:
+            assert self.state_store is not None
+            try:
+                start = int(saved["clock"]["now"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise StateFileError(f"simulator state file {self.state_store.path} has no clock time") from exc
         self.clock: Clock = SteppedClock(start) if cfg.clock == "stepped" else RealClock(start, cfg.speed)
         self.market = MarketData(
             self.instruments,
@@ -66,6 +111,10 @@ class Simulator:
             self.market, self.clock, self.instruments, Decimal(repr(cfg.initial_balance)), seed=cfg.seed,
             cli_ord_id_scope=cfg.cli_ord_id_scope,
         )
+        if saved is not None:
+            assert self.state_store is not None
+            apply_state(self.state_store.path, saved, self.exchange)
+            self._log_resume(saved)
         for name in cfg.faults.suspended:
             symbol = resolve_symbol(name)
             if symbol in self.instruments:
@@ -76,10 +125,48 @@ class Simulator:
                              cfg.status_window_ms)
         self.exchange.sync()
 
+    def _log_resume(self, saved: dict[str, Any]) -> None:
+        """Say what was resumed, and which settings differ from the saved ones."""
+        ex = self.exchange
+        logger.info(
+            "simulator: resumed the paper account from {}: {} orders ({} working), {} fills, {} positions, "
+            "balance {} USD, clock at {}",
+            self.state_store.path if self.state_store else "?", len(ex.orders),
+            sum(len(b) for b in ex.working.values()), len(ex.fills), sum(1 for p in ex.positions.values() if p.size),
+            ex.balance, iso(self.clock.now_ms()),
+        )
+        before = saved.get("config")
+        if isinstance(before, dict):
+            now = self._state_config()
+            changed = {k: (before.get(k), v) for k, v in now.items() if k in before and before[k] != v}
+            if changed:
+                logger.info("simulator: settings changed since the state was saved (the new ones apply): {}",
+                            ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+
     def reset(self) -> None:
-        """Start over: fresh account, markets, budgets and faults (same seed, same keys)."""
+        """Start over: fresh account, markets, budgets and faults (same seed, same keys).
+
+        With a state file, the fresh state overwrites the saved one at once, so a restart after a reset
+        starts from the reset state too.
+        """
         self.requests.clear()
-        self._build(self.config.start_time_ms)
+        if self.state_store is None:
+            self._build(self.config.start_time_ms)
+            return
+        with self.state_store.lock:
+            self._build(self.config.start_time_ms)
+            self.state_store.save(force=True)
+        logger.info("simulator: reset; {} now holds the fresh account", self.state_store.path)
+
+    def after_request(self, endpoint: str) -> None:
+        """Hook after a Kraken request was served (before it is answered): persist order changes."""
+        if self.state_store is not None and endpoint in STATE_CHANGING_ENDPOINTS:
+            self.state_store.after_change()
+
+    def close(self) -> None:
+        """Save the state a last time and stop saving (after the server stopped)."""
+        if self.state_store is not None:
+            self.state_store.close()
 
     def log_request(self, entry: dict[str, object]) -> None:
         """Remember one served Kraken request (no headers, so no secrets)."""
