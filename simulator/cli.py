@@ -12,6 +12,7 @@ from loguru import logger
 
 from simulator.config import SimulatorConfig
 from simulator.server import start_simulator
+from simulator.state import StateFileError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--volatility", type=float, default=0.03, help="daily volatility of the random walk")
     parser.add_argument("--spread", type=float, default=0.0002, help="relative bid/ask spread")
     parser.add_argument("--no-rate-limit", action="store_true", help="disable Kraken's cost budgets")
+    parser.add_argument("--state-file", default=None, metavar="PATH",
+                        help="keep the account in this JSON file: resumed on start, saved while running and on exit")
     return parser
 
 
@@ -48,6 +51,7 @@ def main(argv: list[str]) -> int:
             volatility=args.volatility,
             spread=args.spread,
             rate_limit=not args.no_rate_limit,
+            state_file=args.state_file,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -61,6 +65,9 @@ def main(argv: list[str]) -> int:
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         handle = start_simulator(config)
+    except StateFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
@@ -69,6 +76,8 @@ def main(argv: list[str]) -> int:
         print(f"api key:    {handle.api_key}", flush=True)
         print(f"api secret: {handle.api_secret}", flush=True)
         print(f"admin:      {handle.base_url}/sim/state", flush=True)
+        if config.state_file:
+            print(f"state file: {config.state_file}", flush=True)
         while not stop.wait(0.5):
             pass
         logger.info("simulator: shutting down")
