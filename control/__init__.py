@@ -13,6 +13,7 @@ from control.errors import (
 )
 from control.server import ControlServer, is_loopback, url_for
 from control.service import MAX_BODY_BYTES, ROUTES, ControlService, Response
+from control.status_view import render_status
 from control.target import ControlMessage, ControlTarget
 from control.token import ControlToken, describe_token_source, ensure_token, find_token, token_file, tokens_equal
 
@@ -42,6 +43,7 @@ __all__ = [
     "find_token",
     "is_loopback",
     "parse_command",
+    "render_status",
     "reply_status",
     "to_message",
     "token_file",

@@ -27,16 +27,22 @@ from messages.control import (
 )
 from messages.orders import OrderState, Side
 from messages.positions import Position, PositionSide
+from messages.reconciliation import ExchangeOrder
 
 TOKEN = "test-control-token-0123456789abcdef"
-SYMBOLS = ("BTC/USD:USD", "ETH/USD:USD", "SOL/USD:USD")
+SYMBOLS = ("ADA/USD:USD", "BTC/USD:USD", "ETH/USD:USD", "SOL/USD:USD", "XRP/USD:USD")
 AS_OF = 1_714_564_983_000  # 2024-05-01 12:03:03 UTC
 
 
 def sample_status() -> PortfolioStatus:
-    """Three symbols: one trading with a long position and an order, one paused, one halted after crashes."""
+    """Five symbols: syncing, trading (long, with orders), paused, halted after crashes, blocked by an unknown order."""
     return PortfolioStatus(
         symbols=(
+            SymbolStatus(
+                symbol="ADA/USD:USD",
+                state=SymbolState.SYNCING,
+                not_ready="waiting for reconciliation",
+            ),
             SymbolStatus(
                 symbol="BTC/USD:USD",
                 state=SymbolState.TRADING,
@@ -60,6 +66,22 @@ def sample_status() -> PortfolioStatus:
                 last_signal="ENTER_LONG @ 1714564800000",
                 last_outcome="FILLED 7d1c1a7e-0000-4000-8000-000000000000",
                 rejections={"POSITION_OPEN": 3, "RISK_LIMIT": 1},
+                last_price=Decimal("60748.5"),
+                unrealized_pnl=Decimal("1.25"),
+                realized_pnl=Decimal("-0.40"),
+                exchange_orders=(
+                    ExchangeOrder(
+                        symbol="BTC/USD:USD",
+                        side=Side.SELL,
+                        exchange_order_id="e-1",
+                        client_order_id="7d1c1a7e-0000-4000-8000-000000000001",
+                        amount=Decimal("0.002"),
+                        price=Decimal("65000"),
+                        reduce_only=True,
+                        ours=True,
+                    ),
+                    ExchangeOrder(symbol="BTC/USD:USD", side=Side.BUY, exchange_order_id="e-2", amount=Decimal("1")),
+                ),
             ),
             SymbolStatus(
                 symbol="ETH/USD:USD",
@@ -75,12 +97,31 @@ def sample_status() -> PortfolioStatus:
                 halt_reason="3 restarts in 600 s",
                 restarts=3,
             ),
+            SymbolStatus(
+                symbol="XRP/USD:USD",
+                state=SymbolState.BLOCKED,
+                position=Position.flat("XRP/USD:USD"),
+                pending_orders=(
+                    PendingOrderView(
+                        client_order_id="7d1c1a7e-0000-4000-8000-000000000002",
+                        side=Side.BUY,
+                        state=OrderState.UNKNOWN,
+                        reduce_only=False,
+                        amount=Decimal("150"),
+                    ),
+                ),
+                last_outcome="OUTCOME_UNKNOWN: read timed out",
+                rejections={"ORDER_UNRESOLVED": 2},
+            ),
         ),
         open_positions=1,
         reserved_slots=2,
         max_open_positions=3,
         total_notional=Decimal("120.247"),
         max_total_notional=Decimal("3000"),
+        reconciled=True,
+        realized_pnl=Decimal("-0.40"),
+        unrealized_pnl=Decimal("1.25"),
         as_of=AS_OF,
     )
 

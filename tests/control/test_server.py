@@ -12,7 +12,7 @@ import pytest
 from configuration import ControlConfig
 from control import MAX_BODY_BYTES, ControlServer, ControlServerError, ControlService
 from messages.control import CancelOrders, Flatten, Halt, Pause, PortfolioStatus, Resume, Shutdown, Unhalt
-from tests.control.conftest import TOKEN, FakeTarget, raw_request, sample_status
+from tests.control.conftest import SYMBOLS, TOKEN, FakeTarget, raw_request, sample_status
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -73,7 +73,7 @@ def test_status_is_the_portfolio_status_as_json(server: ControlServer) -> None:
     assert answer.headers["Content-Type"].startswith("application/json")
     assert answer.body == sample_status().model_dump(mode="json")
     assert PortfolioStatus.model_validate(answer.body) == sample_status()
-    btc = answer.body["symbols"][0]
+    btc = answer.body["symbols"][1]
     assert btc["position"]["entry_price"] == "60123.50"
     assert Decimal(answer.body["total_notional"]) == Decimal("120.247")
 
@@ -124,13 +124,13 @@ def test_stop_asks_the_target_to_shut_down(server: ControlServer, target: FakeTa
 
 def test_the_reply_is_passed_back(server: ControlServer) -> None:
     answer = raw_request(server, "POST", "/v1/control", {"command": "pause", "all": True})
-    assert answer.body == {"ok": True, "detail": "pause applied", "symbols": ["BTC/USD:USD", "ETH/USD:USD", "SOL/USD:USD"]}
+    assert answer.body == {"ok": True, "detail": "pause applied", "symbols": list(SYMBOLS)}
 
 
 def test_an_unknown_symbol_is_404_with_the_systems_message(server: ControlServer, target: FakeTarget) -> None:
     answer = raw_request(server, "POST", "/v1/control", {"command": "pause", "symbol": "DOGE/USD:USD"})
     assert answer.status == 404
-    assert answer.body["error"].startswith("unknown symbol 'DOGE/USD:USD'; this system trades BTC/USD:USD")
+    assert answer.body["error"].startswith("unknown symbol 'DOGE/USD:USD'; this system trades ADA/USD:USD")
     assert answer.body["ok"] is False
 
 

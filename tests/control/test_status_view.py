@@ -1,0 +1,158 @@
+"""The status table: every symbol with its state and position, totals, and no surprises from odd input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from control import render_status
+from tests.control.conftest import SYMBOLS, sample_status
+
+pytestmark = pytest.mark.timeout(10)
+
+
+def status_json() -> dict[str, Any]:
+    """The sample status as the endpoint sends it."""
+    return sample_status().model_dump(mode="json")
+
+
+def row_of(text: str, symbol: str) -> str:
+    """The table line of one symbol."""
+    [line] = [line for line in text.splitlines() if line.startswith(symbol + " ")]
+    return line
+
+
+@pytest.mark.parametrize(
+    ("symbol", "state", "position"),
+    [
+        ("ADA/USD:USD", "syncing (waiting for reconciliation)", " - "),
+        ("BTC/USD:USD", "trading", "long 0.002  60,123.5"),
+        ("ETH/USD:USD", "paused", "flat"),
+        ("SOL/USD:USD", "halted (3 restarts in 600 s)", " - "),
+        ("XRP/USD:USD", "blocked: unknown order", "flat"),
+    ],
+)
+def test_every_symbol_has_a_row_with_its_state_and_position(symbol: str, state: str, position: str) -> None:
+    line = row_of(render_status(status_json()), symbol)
+    assert f"  {state}  " in line
+    assert position in line
+
+
+def test_the_btc_row_has_orders_candle_signal_outcome_rejections_and_pnl() -> None:
+    text = render_status(status_json())
+    line = row_of(text, "BTC/USD:USD")
+    assert "sell reduce ACCEPTED; exch 2 (1 not ours)" in line
+    assert "  12:02  " in line  # the last candle, in UTC, on the report's day
+    assert "ENTER_LONG @ 12:00" in line  # the signal's candle time, readable
+    assert "FILLED 7d1c1a7e  " in line  # client order ids shortened
+    assert "POSITION_OPEN×3 RISK_LIMIT×1" in line
+    assert "60,748.5" in line and "+1.25" in line and "-0.40" in line
+    assert line.rstrip().endswith(" 0")  # restarts
+    assert row_of(text, "SOL/USD:USD").rstrip().endswith(" 3")
+    assert "buy UNKNOWN" in row_of(text, "XRP/USD:USD")
+
+
+def test_headline_and_totals() -> None:
+    lines = render_status(status_json()).splitlines()
+    assert lines[0] == (
+        "Trading system as of 2024-05-01 12:03:03 UTC: 5 symbols "
+        "(1 syncing, 1 trading, 1 paused, 1 halted, 1 blocked)"
+    )
+    tail = "\n".join(lines[-4:])
+    assert "Exposure    120.25 of 3,000.00 max notional (4%)" in tail
+    assert "Positions   1 open; risk slots 2 of 3 used" in tail
+    assert "Reconciled  yes" in tail
+    assert "PnL         realized -0.40  unrealized +1.25" in tail
+
+
+def test_columns_line_up() -> None:
+    lines = render_status(status_json()).splitlines()
+    header = next(line for line in lines if line.startswith("SYMBOL"))
+    rows = [line for line in lines if line.split(" ")[0] in SYMBOLS]
+    assert len(rows) == len(SYMBOLS)
+    for title in ("STATE", "POSITION", "ORDERS", "CANDLE UTC", "REJECTIONS"):
+        column = header.index(title)
+        for line in rows:
+            assert line[column - 2 : column] == "  ", (title, line)  # the cell to the left ends before it
+            assert line[column] != " ", (title, line)  # left-aligned cells start under their title
+
+
+def test_ascii_output_has_no_other_characters() -> None:
+    text = render_status(status_json(), unicode=False)
+    assert text.isascii()
+    assert "POSITION_OPENx3 RISK_LIMITx1" in text
+
+
+def test_a_candle_from_another_day_shows_its_date() -> None:
+    data = status_json()
+    data["symbols"][1]["last_candle_time"] = 1_714_478_400_000  # 2024-04-30 12:00 UTC
+    assert "2024-04-30 12:00" in row_of(render_status(data), "BTC/USD:USD")
+
+
+def test_a_paused_flag_on_a_trading_row_and_a_halt_reason_show() -> None:
+    data = {
+        "symbols": [
+            {"symbol": "BTC/USD:USD", "state": "TRADING", "paused": True, "halted": True, "halt_reason": "operator"}
+        ]
+    }
+    assert "trading, paused, halted (operator)" in row_of(render_status(data), "BTC/USD:USD")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"symbols": None, "as_of": None},
+        {"symbols": [{}]},
+        {"symbols": [{"symbol": "BTC/USD:USD"}]},
+        {"symbols": [{"symbol": "BTC/USD:USD", "state": None, "position": None, "pending_orders": None}]},
+        {
+            "symbols": [
+                {
+                    "symbol": "BTC/USD:USD",
+                    "state": "SOMETHING_NEW",
+                    "position": {"side": "long", "contracts": "n/a", "entry_price": "NaN"},
+                    "pending_orders": ["odd"],
+                    "last_candle_time": "soon",
+                    "rejections": {"X": "many"},
+                    "restarts": None,
+                }
+            ],
+            "total_notional": "lots",
+            "max_total_notional": "0",
+            "as_of": "later",
+        },
+        {"symbols": "BTC", "open_positions": "2"},
+    ],
+)
+def test_missing_or_odd_fields_render_without_error(data: dict[str, Any]) -> None:
+    text = render_status(data)
+    assert text.startswith("Trading system")
+
+
+def test_an_empty_status_says_so() -> None:
+    assert "(no symbols)" in render_status({})
+
+
+def test_fields_added_later_are_shown() -> None:
+    data = status_json()
+    btc = data["symbols"][1]
+    btc["notional"] = "121.5"
+    btc["funding_pnl"] = "-0.03"
+    btc["exchange_open_order_count"] = 1
+    btc["leverage"] = "2"
+    data["symbols"][4]["unknown_orders"] = ["7d1c1a7e-0000-4000-8000-000000000002"]
+    data["gross_exposure"] = "240.5"
+    data["daily_pnl"] = "3.5"
+    data["mode"] = "paper"
+    text = render_status(data)
+    header = next(line for line in text.splitlines() if line.startswith("SYMBOL"))
+    assert "NOTIONAL" in header and "FUNDING PNL" in header
+    line = row_of(text, "BTC/USD:USD")
+    assert "121.50" in line and "-0.03" in line and "exch 3 (1 not ours)" in line
+    assert "blocked: 1 unknown order" in row_of(text, "XRP/USD:USD")
+    assert "BTC/USD:USD: leverage=2" in text
+    assert "Gross exposure  240.50" in text
+    assert "daily +3.50" in text
+    assert "Mode            paper" in text
