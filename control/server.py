@@ -29,6 +29,7 @@ import errno
 import ipaddress
 import socket
 import socketserver
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,10 +38,11 @@ from typing import Any
 
 from loguru import logger
 
-from configuration import ControlConfig, register_secret
+from configuration import ControlConfig, LoadedConfig, register_secret
 from control.errors import ControlServerError
 from control.service import ControlService, Response, error
 from control.target import ControlTarget
+from control.token import ensure_token
 
 REQUEST_TIMEOUT_S = 10.0  # a client that sends its request slower than this is dropped
 
@@ -70,6 +72,15 @@ class _HTTPServer(ThreadingHTTPServer):
         self.address_family = family
         self.service = service
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log a request that failed outside the service (a client that went away) instead of printing it."""
+        exc = sys.exc_info()[1]
+        client = f"{client_address[0]}:{client_address[1]}"
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            logger.debug("control: {} went away before its answer was written: {!r}", client, exc)
+        else:
+            logger.opt(exception=exc).error("control: a request from {} failed", client)
 
     def server_bind(self) -> None:
         """Bind, and name the server by its address (HTTPServer would look up the FQDN)."""
@@ -222,3 +233,11 @@ class ControlServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def start_control_endpoint(target: ControlTarget, loaded: LoadedConfig) -> ControlServer:
+    """Load (or generate) the token and start the control endpoint the configuration describes."""
+    token = ensure_token(loaded.config.control, loaded.storage_dir)
+    server = ControlServer(target, loaded.config.control, token.value).start()
+    logger.info("control: commands need the token from the {}", token.source)
+    return server

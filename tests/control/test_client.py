@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from loguru import logger
 
 from control import CommandRefused, ControlClient, ControlServer, NotRunningError, ServerError, UnauthorizedError
 from messages.control import Flatten, Pause
@@ -134,3 +135,25 @@ def test_proxies_in_the_environment_are_not_used(client: ControlClient, monkeypa
 def test_a_bad_base_url_is_rejected(url: str) -> None:
     with pytest.raises(ValueError, match="must look like http://127.0.0.1:8765"):
         ControlClient(url, TOKEN)
+
+
+def test_a_client_that_gave_up_is_logged_not_printed(
+    server: ControlServer, target: FakeTarget, capfd: pytest.CaptureFixture[str]
+) -> None:
+    answered = threading.Event()
+
+    def sink(message: object) -> None:
+        text = str(message)
+        if '"POST /v1/control HTTP/1.1"' in text or "went away" in text:
+            answered.set()
+
+    handler = logger.add(sink, format="{message}", level="DEBUG")
+    try:
+        target.hold = threading.Event()
+        with pytest.raises(ServerError):
+            ControlClient(server.url, TOKEN, timeout=0.2).command("pause", all=True)
+        target.hold.set()
+        assert answered.wait(5)  # the late answer was written (or failed) and logged
+    finally:
+        logger.remove(handler)
+    assert "Traceback" not in capfd.readouterr().err
