@@ -64,25 +64,27 @@ def main(argv: list[str]) -> int:
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        handle = start_simulator(config)
-    except StateFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    try:
-        print(f"Kraken Futures simulator listening on {handle.base_url}", flush=True)
-        print(f"api key:    {handle.api_key}", flush=True)
-        print(f"api secret: {handle.api_secret}", flush=True)
-        print(f"admin:      {handle.base_url}/sim/state", flush=True)
-        if config.state_file:
-            print(f"state file: {config.state_file}", flush=True)
-        while not stop.wait(0.5):
-            pass
-        logger.info("simulator: shutting down")
+        try:
+            handle = start_simulator(config)
+        except StateFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 1
+        try:
+            print(f"Kraken Futures simulator listening on {handle.base_url}", flush=True)
+            print(f"api key:    {handle.api_key}", flush=True)
+            print(f"api secret: {handle.api_secret}", flush=True)
+            print(f"admin:      {handle.base_url}/sim/state", flush=True)
+            if config.state_file:
+                print(f"state file: {config.state_file}", flush=True)
+            while not stop.wait(0.5):
+                pass
+            logger.info("simulator: shutting down")
+        finally:
+            handle.stop()
     finally:
-        handle.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
