@@ -67,10 +67,15 @@ class Simulator:
                 gap_s=config.state_save_gap_s,
                 keep_minutes=config.state_bar_minutes,
             )
-            saved = self.state_store.load()
-        self._build(config.start_time_ms, saved)
+            saved = self.state_store.open()
+        try:
+            self._build(config.start_time_ms, saved)
+            if self.state_store is not None:
+                self.state_store.save(force=True)  # fails now, not later, if the file cannot be written
+        except BaseException:
+            self.close(save=False)
+            raise
         if self.state_store is not None:
-            self.state_store.save(force=True)  # fails now, not later, if the file cannot be written
             self.state_store.start()
 
     def _state_config(self) -> dict[str, object]:
@@ -163,10 +168,10 @@ class Simulator:
         if self.state_store is not None and endpoint in STATE_CHANGING_ENDPOINTS:
             self.state_store.after_change()
 
-    def close(self) -> None:
-        """Save the state a last time and stop saving (after the server stopped)."""
+    def close(self, save: bool = True) -> None:
+        """Save the state a last time (unless `save` is False) and stop saving; after the server stopped."""
         if self.state_store is not None:
-            self.state_store.close()
+            self.state_store.close(save)
 
     def log_request(self, entry: dict[str, object]) -> None:
         """Remember one served Kraken request (no headers, so no secrets)."""

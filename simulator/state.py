@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -45,8 +46,8 @@ class StateFileError(RuntimeError):
 
 
 def _dumps(value: object) -> str:
-    """Compact JSON text of one value."""
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    """Compact JSON text of one value (anything unexpected as a string, as the API answers it)."""
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def _encode(value: object) -> bytes:
@@ -269,11 +270,49 @@ class StateStore:
         self._closed = False
         self._failing = False
         self._thread: threading.Thread | None = None
+        self._lock_fd: int | None = None
 
     # -- loading ------------------------------------------------------------------------
+    def open(self) -> dict[str, Any] | None:
+        """Claim the file for this simulator (`PATH.lock`) and read it; None if there is no file yet.
+
+        StateFileError if another simulator uses the file, or it cannot be read or used.
+        """
+        self._claim()
+        try:
+            return self.load()
+        except BaseException:
+            self._release()
+            raise
+
     def load(self) -> dict[str, Any] | None:
         """The saved state, None if there is no file yet; StateFileError if it cannot be used."""
         return read_state(self.path)
+
+    def _claim(self) -> None:
+        """Hold an exclusive advisory lock on `PATH.lock` so two simulators never share one account."""
+        if sys.platform == "win32" or self._lock_fd is not None:
+            return
+        import fcntl
+
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateFileError(f"cannot use simulator state file {self.path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise StateFileError(f"simulator state file {self.path} is in use by another simulator") from exc
+        self._lock_fd = fd
+
+    def _release(self) -> None:
+        """Give up the advisory lock."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
 
     # -- saving -------------------------------------------------------------------------
     def save(self, force: bool = False) -> bool:
@@ -297,7 +336,9 @@ class StateStore:
                 raise StateFileError(f"cannot write simulator state file {self.path}: {exc}") from exc
             elapsed = time.perf_counter() - started
             self._saved = signature
-            self.saves += 1
+            with self._cond:
+                self.saves += 1
+                self._cond.notify_all()
             self.last_save_s = elapsed
             self.last_size = len(data)
             if elapsed > SLOW_SAVE_S:
@@ -369,8 +410,13 @@ class StateStore:
                     continue
             self._save_logged()
 
-    def close(self) -> None:
-        """Stop the saver thread, save a last time, and refuse later saves (idempotent)."""
+    def wait_for_saves(self, count: int, timeout_s: float) -> bool:
+        """Block until `count` saves happened in all (False after `timeout_s`); for tests and tools."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.saves >= count, timeout_s)
+
+    def close(self, save: bool = True) -> None:
+        """Stop the saver thread, save a last time (unless `save` is False), refuse later saves (idempotent)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -378,6 +424,8 @@ class StateStore:
             self._thread.join(timeout=10)
         if self._closed:
             return
-        self._save_logged()
+        if save:
+            self._save_logged()
         with self.lock:
             self._closed = True
+        self._release()
