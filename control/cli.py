@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
@@ -50,7 +51,9 @@ def register(subparsers: Any) -> None:
     """Add the control subcommands to an argparse subparsers object (run.py's)."""
     status = subparsers.add_parser("status", help="show what the running system is doing (--json: the raw structure)")
     _common(status)
-    status.add_argument("--json", action="store_true", help="print the status as JSON (documented in control/README.md)")
+    status.add_argument(
+        "--json", action="store_true", help="print the status as JSON (documented in control/README.md)"
+    )
     status.set_defaults(func=cmd_status)
     for name in ("pause", "resume", "cancel", "flatten"):
         parser = subparsers.add_parser(name, help=_HELP[name], description=_HELP[name])
@@ -79,10 +82,21 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=DEFAULT_TIMEOUT_S,
         help=f"seconds to wait for an answer (default: {DEFAULT_TIMEOUT_S:g})",
     )
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {text!r}")
+    return value
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -164,6 +178,11 @@ def _with_client(args: argparse.Namespace, name: str, act: Callable[[ControlClie
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `status | head`: the reader is gone, which is fine
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
 
 
 def client_for(loaded: LoadedConfig, timeout: float = DEFAULT_TIMEOUT_S) -> ControlClient:

@@ -177,7 +177,7 @@ def _table(rows: Sequence[Mapping[str, Any]], as_of: int | None, times: str, uni
     widths = [max(len(title), *(len(line[i]) for line in cells)) for i, (title, _) in enumerate(columns)]
 
     def fmt(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if right else v.ljust(w) for v, w, (_, right) in zip(values, widths, columns)]
+        parts = [v.rjust(w) if right else v.ljust(w) for v, w, (_, right) in zip(values, widths, columns, strict=True)]
         return "  ".join(parts).rstrip()
 
     rule = "─" if unicode else "-"
@@ -190,7 +190,7 @@ def _state(row: Mapping[str, Any]) -> str:
     unknown = sum(_count(v) for k, v in row.items() if "unknown" in k.lower() and k not in _SYMBOL_KNOWN)
     if unknown:
         blocked = f"blocked: {unknown} unknown order" + ("s" if unknown > 1 else "")
-        words = [blocked] if state == "BLOCKED" else words + [blocked]
+        words = [blocked] if state == "BLOCKED" else [*words, blocked]
     if row.get("paused") and state != "PAUSED":
         words.append("paused")
     if row.get("halted") and state != "HALTED":

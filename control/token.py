@@ -143,7 +143,9 @@ def _read_token_file(path: Path) -> str:
     try:
         value = data.decode("ascii").strip()
     except UnicodeDecodeError:
-        raise TokenError(f"the control token file {path} is not ASCII text; delete it to generate a new token") from None
+        raise TokenError(
+            f"the control token file {path} is not ASCII text; delete it to generate a new token"
+        ) from None
     if not value:
         raise TokenError(f"the control token file {path} is empty; delete it to generate a new token at the next start")
     _check_token_text(value, f"the file {path}")

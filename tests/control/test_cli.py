@@ -118,7 +118,9 @@ def test_each_command_sends_its_message(
     assert message.model_copy(update={"source": "operator"}) == expected
 
 
-def test_the_top_level_config_option_works_too(config: Path, target: FakeTarget, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_top_level_config_option_works_too(
+    config: Path, target: FakeTarget, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, _ = run(capsys, "--config", str(config), "cancel", "--all")
     assert code == 0
     assert target.received == [CancelOrders(symbol=None, source=target.received[0].source)]
@@ -184,7 +186,12 @@ def test_flatten_on_a_terminal_shows_positions_and_sends_on_yes(
 ) -> None:
     monkeypatch.setattr(control.cli, "_stdin_is_tty", lambda: True)
     prompts: list[str] = []
-    monkeypatch.setattr("builtins.input", lambda prompt: prompts.append(prompt) or "yes")
+
+    def answer_yes(prompt: str) -> str:
+        prompts.append(prompt)
+        return "yes"
+
+    monkeypatch.setattr("builtins.input", answer_yes)
     code, out, _ = run(capsys, "flatten", "--all", "--config", str(config))
     assert code == 0
     assert "BTC/USD:USD: long 0.0020 @ 60123.50" in out
@@ -354,3 +361,26 @@ def test_the_loopback_default_is_what_the_cli_connects_to() -> None:
     assert control.cli.connect_host(ControlConfig().host) == "127.0.0.1"
     assert control.cli.connect_host("0.0.0.0") == "127.0.0.1"
     assert control.cli.connect_host("::") == "::1"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "99999"])
+def test_a_bad_timeout_is_a_usage_error(config: Path, capsys: pytest.CaptureFixture[str], value: str) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["status", "--timeout", value, "--config", str(config)])
+    assert caught.value.code == 2
+    assert "--timeout" in capsys.readouterr().err
+
+
+def test_status_into_a_closed_pipe_is_quiet(config: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written, as with `status | head` after head quit
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "control", "status", "--config", str(config)],
+            cwd=REPO, env=env, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=15,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""

@@ -89,14 +89,14 @@ def test_a_failing_system_is_a_server_error_that_says_the_outcome_is_unknown(
 def test_a_slow_system_is_a_server_error(server: ControlServer, target: FakeTarget) -> None:
     target.hold = threading.Event()
     try:
-        with pytest.raises(ServerError, match="did not answer within 0.2 s; the command may or may not"):
+        with pytest.raises(ServerError, match=r"did not answer within 0\.2 s; the command may or may not"):
             ControlClient(server.url, TOKEN, timeout=0.2).command("pause", all=True)
     finally:
         target.hold.set()
 
 
 class _HtmlHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         body = b"<html>hello</html>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
@@ -133,7 +133,7 @@ def test_proxies_in_the_environment_are_not_used(client: ControlClient, monkeypa
 
 @pytest.mark.parametrize("url", ["127.0.0.1:8765", "https://127.0.0.1:8765", "http://127.0.0.1", "http://:8765"])
 def test_a_bad_base_url_is_rejected(url: str) -> None:
-    with pytest.raises(ValueError, match="must look like http://127.0.0.1:8765"):
+    with pytest.raises(ValueError, match=r"must look like http://127\.0\.0\.1:8765"):
         ControlClient(url, TOKEN)
 
 

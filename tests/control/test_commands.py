@@ -7,6 +7,7 @@ import json
 import pytest
 
 from control import COMMANDS, RequestError, parse_command, reply_status, to_message
+from messages._base import Message
 from messages.control import CancelOrders, ControlReply, Flatten, Halt, Pause, Resume, Shutdown, Unhalt
 
 pytestmark = pytest.mark.timeout(10)
@@ -20,27 +21,30 @@ def body(**fields: object) -> bytes:
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"command": "pause", "symbol": "BTC/USD:USD", "source": "ops"}, Pause(symbol="BTC/USD:USD", source="ops")),
-        ({"command": "pause", "all": True, "source": "ops"}, Pause(symbol=None, source="ops")),
-        ({"command": "resume", "symbol": "ETH/USD:USD", "source": "ops"}, Resume(symbol="ETH/USD:USD", source="ops")),
-        ({"command": "resume", "all": True, "source": "ops"}, Resume(symbol=None, source="ops")),
-        ({"command": "halt", "source": "ops"}, Halt(symbol=None, source="ops")),
-        ({"command": "halt", "all": True, "reason": "news", "source": "ops"}, Halt(symbol=None, reason="news", source="ops")),
-        ({"command": "halt", "symbol": "BTC/USD:USD", "source": "ops"}, Halt(symbol="BTC/USD:USD", source="ops")),
-        ({"command": "unhalt", "source": "ops"}, Unhalt(symbol=None, source="ops")),
-        ({"command": "cancel", "symbol": "BTC/USD:USD", "source": "ops"}, CancelOrders(symbol="BTC/USD:USD", source="ops")),
-        ({"command": "cancel", "all": True, "source": "ops"}, CancelOrders(symbol=None, source="ops")),
-        ({"command": "flatten", "symbol": "BTC/USD:USD", "source": "ops"}, Flatten(symbol="BTC/USD:USD", source="ops")),
-        ({"command": "flatten", "all": True, "source": "ops"}, Flatten(symbol=None, source="ops")),
-        ({"command": "stop", "source": "ops"}, Shutdown(source="ops")),
-        ({"command": " PAUSE ", "symbol": " btc/usd:usd ", "source": "ops"}, Pause(symbol="BTC/USD:USD", source="ops")),
-        ({"command": "pause", "symbol": "BTC/USD:USD", "all": False}, Pause(symbol="BTC/USD:USD", source="api")),
+        ({"command": "pause", "symbol": "BTC/USD:USD"}, Pause(symbol="BTC/USD:USD")),
+        ({"command": "pause", "all": True}, Pause(symbol=None)),
+        ({"command": "resume", "symbol": "ETH/USD:USD"}, Resume(symbol="ETH/USD:USD")),
+        ({"command": "resume", "all": True}, Resume(symbol=None)),
+        ({"command": "halt"}, Halt(symbol=None)),
+        ({"command": "halt", "all": True, "reason": "news"}, Halt(symbol=None, reason="news")),
+        ({"command": "halt", "symbol": "BTC/USD:USD"}, Halt(symbol="BTC/USD:USD")),
+        ({"command": "unhalt"}, Unhalt(symbol=None)),
+        ({"command": "cancel", "symbol": "BTC/USD:USD"}, CancelOrders(symbol="BTC/USD:USD")),
+        ({"command": "cancel", "all": True}, CancelOrders(symbol=None)),
+        ({"command": "flatten", "symbol": "BTC/USD:USD"}, Flatten(symbol="BTC/USD:USD")),
+        ({"command": "flatten", "all": True}, Flatten(symbol=None)),
+        ({"command": "stop"}, Shutdown()),
+        ({"command": " PAUSE ", "symbol": " btc/usd:usd "}, Pause(symbol="BTC/USD:USD")),
     ],
 )
-def test_each_command_becomes_its_control_message(fields: dict[str, object], expected: object) -> None:
-    message = to_message(parse_command(body(**fields)))
-    assert message == expected
+def test_each_command_becomes_its_control_message(fields: dict[str, object], expected: Message) -> None:
+    message = to_message(parse_command(body(**fields, source="ops")))
+    assert message == expected.model_copy(update={"source": "ops"})
     assert type(message) is type(expected)
+
+
+def test_the_source_defaults_to_api() -> None:
+    assert to_message(parse_command(body(command="pause", all=True))) == Pause(symbol=None, source="api")
 
 
 @pytest.mark.parametrize(
