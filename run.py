@@ -31,7 +31,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Start the trading system (not available before the simulator and live path land)."""
+    """Start the trading system and run until Ctrl-C, SIGTERM or `run.py stop`."""
     from configuration import ConfigError, load_config
 
     try:
@@ -41,15 +41,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in exc.errors:
             print(f"  - {line}", file=sys.stderr)
         return 2
-    print(
-        f"run: mode {loaded.config.mode!r} cannot start yet: this version has the actor core only.\n"
-        "Paper trading arrives with the Kraken Futures simulator and the live path (gateway on ccxt,\n"
-        "unknown-outcome resolution, reconciliation); live and demo trading are refused until\n"
-        "reconciliation exists, so that no order is ever sent on a guess.\n"
-        "What works now: `python run.py check-config` and the test suite (`pytest`).",
-        file=sys.stderr,
-    )
-    return 2
+    from actors.runner import run_trading
+
+    return run_trading(loaded)
 
 
 def cmd_simulator(args: argparse.Namespace, rest: list[str]) -> int:

@@ -203,6 +203,10 @@ class PortfolioActor(pykka.ThreadingActor):
 
     def _on_order_update(self, update: OrderUpdate) -> None:
         self.last_seq = max(self.last_seq, update.seq)
+        if update.fills:
+            price = f" @ {update.average_price}" if update.average_price is not None else ""
+            logger.info("{} {} {} of {} filled{} ({}, cliOrdId {})", update.symbol, update.side.value, update.filled,
+                        update.amount, price, update.state.value, update.client_order_id)
         self.risk.on_order_update(update)
         self._forward(update.symbol, update)
         if update.filled > 0 and update.state in (OrderState.PARTIALLY_FILLED, OrderState.FILLED):

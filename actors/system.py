@@ -84,6 +84,7 @@ class TradingSystem:
     budget: CostBudget | None = None  # Kraken's cost budget; None: unpaced (fakes in tests)
     market_data_interval_s: float | None = None  # default: trading.tick_interval_s
     poll_interval_s: float = 1.0
+    gateway_overrides: dict[str, Any] = field(default_factory=dict)  # GatewaySettings fields (tests)
     persistence: pykka.ActorRef[Any] | None = field(default=None, init=False)
     gateway: pykka.ActorRef[Any] | None = field(default=None, init=False)
     portfolio: pykka.ActorRef[Any] | None = field(default=None, init=False)
@@ -110,6 +111,7 @@ class TradingSystem:
                 poll_interval_s=self.poll_interval_s,
                 limit_timeout_s=cfg.trading.limit_timeout_s,
                 resend_max_age_s=cfg.exchange.resend_max_age_s,
+                **self.gateway_overrides,
             ),
             budget=self.budget,
         )

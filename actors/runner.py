@@ -1,0 +1,215 @@
+"""Run a trading system as a process: lock, exchange, actors, control endpoint, status line, clean stop.
+
+Ctrl-C or SIGTERM: the feeds stop first (no new signals), orders in flight get a bounded time to
+resolve, the actors stop in reverse order, the database is flushed, the lock is released. A second
+start on the same storage or database is refused and names the running one.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import ccxt
+from loguru import logger
+
+from actors.system import TradingSystem
+from configuration import LoadedConfig, setup_logging
+from exchange import load_market_specs, make_kraken_client
+from exchange.budget import CostBudget
+from exchange.clock import ServerClock
+from exchange.markets import UnknownSymbolError
+from exchange.modes import CredentialsError, ExchangeEndpoint, open_endpoint
+from messages import PortfolioStatus, Shutdown
+from persistence import AlreadyRunningError, DatabaseUrlError, InstanceLock, SchemaVersionError
+
+IN_FLIGHT_WAIT_S = 10.0
+
+
+def status_line(status: PortfolioStatus) -> str:
+    """One line for the log: positions, open orders, PnL, rejections by reason."""
+    positions = []
+    open_orders = 0
+    rejections: dict[str, int] = {}
+    for row in status.symbols:
+        base = row.symbol.split("/")[0]
+        if row.position is not None and row.position.is_open:
+            pnl = f" uPnL {row.unrealized_pnl:+.2f}" if row.unrealized_pnl is not None else ""
+            positions.append(f"{base} {row.position.side.value} {row.position.contracts}@{row.position.entry_price}{pnl}")
+        open_orders += len(row.pending_orders) + sum(1 for o in row.exchange_orders if not o.ours)
+        for reason, count in row.rejections.items():
+            rejections[reason] = rejections.get(reason, 0) + count
+    def money(value: object) -> str:
+        return f"{value:+.2f}" if value is not None else "n/a"
+
+    parts = [
+        f"positions {', '.join(positions) if positions else 'none'}",
+        f"open orders {open_orders}",
+        f"realized {money(status.realized_pnl)}",
+        f"unrealized {money(status.unrealized_pnl)}",
+        "rejected " + (" ".join(f"{k}×{v}" for k, v in sorted(rejections.items())) or "none"),
+    ]
+    if not status.reconciled:
+        parts.insert(0, "NOT RECONCILED")
+    return "status: " + " | ".join(parts)
+
+
+class StartCancelled(RuntimeError):
+    """A stop was requested before the start finished."""
+
+
+class TradingProcess:
+    """Everything one `run.py run` owns, started in order and stopped in reverse."""
+
+    def __init__(self, loaded: LoadedConfig) -> None:
+        self.loaded = loaded
+        self.lock: InstanceLock | None = None
+        self.endpoint: ExchangeEndpoint | None = None
+        self.system: TradingSystem | None = None
+        self.control: Any = None
+        self.stopping = threading.Event()
+
+    def start(self) -> None:
+        """Take the lock, open the exchange, start the actors and the control endpoint."""
+        cfg = self.loaded.config
+        self.lock = InstanceLock(self.loaded.storage_dir, self.loaded.database_url)
+        self.lock.acquire()
+        self.endpoint = open_endpoint(self.loaded)
+        timeout_ms = int(cfg.exchange.timeout_s * 1000)
+        public = make_kraken_client(self.endpoint.base_url, timeout_ms=timeout_ms)
+        private = make_kraken_client(self.endpoint.base_url, self.endpoint.api_key, self.endpoint.api_secret,
+                                     timeout_ms=timeout_ms)
+        markets = self._retry("loading the market list", lambda: load_market_specs(public, cfg.trading.symbols))
+        private.set_markets(public.markets, public.currencies)  # one listing, no second request
+        interval = cfg.trading.tick_interval_s
+        if self.endpoint.simulator is not None:  # ticks are in market time; the paper clock runs faster
+            interval = max(0.25, interval / cfg.paper.speed)
+        self.system = TradingSystem(
+            config=cfg,
+            database_url=self.loaded.database_url,
+            private_exchange=private,
+            public_exchange=public,
+            markets=markets,
+            candle_clock=ServerClock(public),
+            budget=CostBudget(),
+            market_data_interval_s=interval,
+        ).start()
+        self.control = self._start_control()
+        logger.info(
+            "trading {} in {} mode on {}; strategy {}; database {}; stop with Ctrl-C or `python run.py stop`",
+            ", ".join(cfg.trading.symbols), cfg.mode, self.endpoint.description, cfg.strategy.name,
+            self.loaded.database_url.split("?")[0].split("@")[-1],
+        )
+
+    def _retry(self, what: str, action: Callable[[], Any]) -> Any:
+        """Retry a start-up call through network trouble (not through refused keys or unknown symbols)."""
+        delay = 1.0
+        while True:
+            try:
+                return action()
+            except (ccxt.NetworkError, ccxt.ExchangeNotAvailable) as exc:
+                logger.warning("{}: {}: {}; trying again in {:.0f}s", what, type(exc).__name__, exc, delay)
+            if self.stopping.wait(delay):
+                raise StartCancelled(f"stopped while {what}")
+            delay = min(delay * 2, 30.0)
+
+    def _start_control(self) -> Any:
+        try:
+            from control import start_control_endpoint
+        except ImportError:
+            return None
+        return start_control_endpoint(self, self.loaded)
+
+    # --- the ControlTarget the control endpoint drives --------------------------------------
+
+    def status(self) -> PortfolioStatus:
+        """The running system's status."""
+        assert self.system is not None
+        return self.system.status()
+
+    def control(self, message: Any) -> Any:
+        """Apply a control message."""
+        assert self.system is not None
+        return self.system.control(message)
+
+    def shutdown(self, message: Shutdown) -> Any:
+        """Stop the process cleanly, as Ctrl-C does."""
+        from messages import ControlReply
+
+        logger.warning("stop requested by {}", message.source)
+        self.stopping.set()
+        return ControlReply(ok=True, detail="stopping")
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop feeds, wait for orders in flight, stop actors in reverse, release the exchange and the lock."""
+        if self.system is not None:
+            self.system.stop_feeds()
+            if self.system.gateway is not None:
+                left = self.system.wait_in_flight(IN_FLIGHT_WAIT_S)
+                if left:
+                    logger.warning("{} orders still unresolved at shutdown: the next start resolves them first", left)
+            self.system.stop()
+            self.system = None
+        if self.control is not None:
+            self.control.stop()
+            self.control = None
+        if self.endpoint is not None:
+            self.endpoint.close()
+            self.endpoint = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+def run_trading(
+    loaded: LoadedConfig,
+    *,
+    status_interval_s: float = 30.0,
+    install_signals: bool = True,
+    on_started: Callable[[TradingProcess], None] | None = None,
+) -> int:
+    """Run until Ctrl-C, SIGTERM or a stop command; return the exit status."""
+    cfg = loaded.config
+    log_file = loaded.resolve(cfg.logging.file) if cfg.logging.file else None
+    setup_logging(cfg.logging.level, log_file, cfg.logging.rotation, cfg.logging.retention)
+    process = TradingProcess(loaded)
+    if install_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: process.stopping.set())
+    try:
+        try:
+            process.start()
+        except AlreadyRunningError as exc:
+            logger.error("{}", exc)
+            return 2
+        except StartCancelled:
+            return 0
+        except (CredentialsError, UnknownSymbolError, DatabaseUrlError, SchemaVersionError) as exc:
+            logger.error("cannot start: {}", exc)
+            return 2
+        except ccxt.AuthenticationError as exc:
+            logger.error("cannot start: the exchange refused the API keys ({}); check {} and {}", exc,
+                         cfg.exchange.api_key_env, cfg.exchange.api_secret_env)
+            return 2
+        except ccxt.BaseError as exc:
+            logger.error("cannot start: the exchange could not be reached ({}: {})", type(exc).__name__, exc)
+            return 2
+        if on_started is not None:
+            on_started(process)
+        while not process.stopping.wait(status_interval_s):
+            try:
+                logger.info("{}", status_line(process.status()))
+            except Exception as exc:
+                logger.warning("status unavailable: {!r}", exc)
+        logger.info("stopping: feeds first, then orders in flight (up to {:.0f}s), then the actors", IN_FLIGHT_WAIT_S)
+        return 0
+    finally:
+        process.stop()
+        logger.info("stopped")
+
+
+__all__ = ["TradingProcess", "run_trading", "status_line"]
