@@ -125,15 +125,15 @@ class ControlClient:
                 f"something else answers on {self.address} (HTTP {status}, {content_type or 'no content type'}): "
                 "not a trading system's control endpoint; check control.port in the configuration"
             )
-        message = str(data.get("error") or data.get("detail") or f"HTTP {status}")
+        message = str(data.get("error") or data.get("detail") or "")
         if status == 401:
             raise UnauthorizedError(self._unauthorized_message())
         if 400 <= status < 500:
-            raise CommandRefused(status, message, data)
+            raise CommandRefused(status, message or f"refused (HTTP {status})", data)
         if status >= 500:
-            raise ServerError(f"the trading system at {self.address} failed: {message}")
+            raise ServerError(message or f"the trading system at {self.address} failed (HTTP {status})")
         if not 200 <= status < 300:
-            raise ServerError(f"unexpected answer from {self.address}: HTTP {status}: {message}")
+            raise ServerError(f"unexpected answer from {self.address}: HTTP {status} {message}".rstrip())
         return data
 
     def _unauthorized_message(self) -> str:

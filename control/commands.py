@@ -82,9 +82,11 @@ class CommandRequest(BaseModel):
         return self
 
     @property
-    def target(self) -> str:
-        """The symbol the command applies to, or "all"."""
-        return self.symbol if self.symbol is not None else "all"
+    def summary(self) -> str:
+        """The command and what it applies to, for the log: "pause BTC/USD:USD", "halt all", "stop"."""
+        if self.command == "stop":
+            return "stop"
+        return f"{self.command} {self.symbol if self.symbol is not None else 'all'}"
 
 
 def parse_command(body: bytes) -> CommandRequest:

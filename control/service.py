@@ -127,7 +127,7 @@ class ControlService:
             return error(400, str(exc))
         message = to_message(request)
         logger.info(
-            "control: {} {} accepted from source {!r} at {}", request.command, request.target, request.source, client
+            "control: {} accepted from source {!r} at {}", request.summary, request.source, client
         )
         try:
             if isinstance(message, Shutdown):
@@ -135,7 +135,7 @@ class ControlService:
             else:
                 reply = self.target.control(message)
         except Exception as exc:
-            logger.opt(exception=exc).error("control: {} {} failed", request.command, request.target)
+            logger.opt(exception=exc).error("control: {} failed", request.summary)
             return error(
                 500,
                 f"the trading system failed to carry out {request.command}: {_short(exc)}; "
@@ -148,9 +148,9 @@ class ControlService:
         status = reply_status(reply)
         body = reply.model_dump(mode="json")
         if status == 200:
-            logger.info("control: {} {} done: {}", request.command, request.target, reply.detail)
+            logger.info("control: {} done: {}", request.summary, reply.detail)
         else:
-            logger.warning("control: {} {} refused by the system: {}", request.command, request.target, reply.detail)
+            logger.warning("control: {} refused by the system: {}", request.summary, reply.detail)
             body = {"error": reply.detail or f"{request.command} refused", **body}
         return Response(status, body)
 

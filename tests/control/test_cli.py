@@ -145,7 +145,8 @@ def test_a_failing_system_exits_4(config: Path, target: FakeTarget, capsys: pyte
     target.fail = RuntimeError("portfolio gone")
     code, _, err = run(capsys, "pause", "--all", "--config", str(config))
     assert code == 4
-    assert "RuntimeError: portfolio gone" in err and "may or may not have taken effect" in err
+    assert err.startswith("pause: the trading system failed to carry out pause: RuntimeError: portfolio gone; ")
+    assert "may or may not have taken effect" in err
     assert "Traceback" not in err
 
 

@@ -116,10 +116,11 @@ def test_each_command_reaches_the_target_as_its_message(
     assert len(accepted) == 1 and str(request_body["command"]) in accepted[0]
 
 
-def test_stop_asks_the_target_to_shut_down(server: ControlServer, target: FakeTarget) -> None:
+def test_stop_asks_the_target_to_shut_down(server: ControlServer, target: FakeTarget, log_lines: list[str]) -> None:
     answer = raw_request(server, "POST", "/v1/control", {"command": "stop", "source": "ops"})
     assert answer.status == 200 and answer.body["detail"] == "shutdown requested"
     assert target.shutdown_requested.is_set()
+    assert any(line.startswith("INFO control: stop accepted from source 'ops' at 127.0.0.1:") for line in log_lines)
 
 
 def test_the_reply_is_passed_back(server: ControlServer) -> None:
