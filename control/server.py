@@ -40,7 +40,7 @@ from loguru import logger
 
 from configuration import ControlConfig, LoadedConfig, register_secret
 from control.errors import ControlServerError
-from control.service import ControlService, Response, error
+from control.service import ControlService, Response, error, format_traceback
 from control.target import ControlTarget
 from control.token import ensure_token
 
@@ -80,7 +80,8 @@ class _HTTPServer(ThreadingHTTPServer):
         if isinstance(exc, (ConnectionError, TimeoutError)):
             logger.debug("control: {} went away before its answer was written: {!r}", client, exc)
         else:
-            logger.opt(exception=exc).error("control: a request from {} failed", client)
+            text = format_traceback(exc) if exc is not None else "(no exception)"
+            logger.error("control: a request from {} failed\n{}", client, text)
 
     def server_bind(self) -> None:
         """Bind, and name the server by its address (HTTPServer would look up the FQDN)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,8 +62,10 @@ class ControlService:
         """Answer one request; never raises."""
         try:
             return self._handle(method, path, authorization, content_length, read_body, client)
-        except Exception:
-            logger.exception("control: internal error on {} {} from {}", method, _clip(path), client)
+        except Exception as exc:
+            logger.error(
+                "control: internal error on {} {} from {}\n{}", method, _clip(path), client, format_traceback(exc)
+            )
             return error(500, "internal error in the control endpoint; see the trading system's log")
 
     def _handle(
@@ -114,7 +117,7 @@ class ControlService:
         try:
             status = self.target.status()
         except Exception as exc:
-            logger.opt(exception=exc).error("control: status failed")
+            logger.error("control: status failed\n{}", format_traceback(exc))
             return error(500, f"the trading system could not report its status: {_short(exc)}; see its log")
         return Response(200, status.model_dump(mode="json"))
 
@@ -135,10 +138,17 @@ class ControlService:
             else:
                 reply = self.target.control(message)
         except Exception as exc:
-            logger.opt(exception=exc).error("control: {} failed", request.summary)
+            logger.error("control: {} failed\n{}", request.summary, format_traceback(exc))
             return error(
                 500,
                 f"the trading system failed to carry out {request.command}: {_short(exc)}; "
+                "it may or may not have taken effect: check status and the system's log",
+            )
+        if not isinstance(reply, ControlReply):
+            logger.error("control: {} got no ControlReply from the system but {!r}", request.summary, reply)
+            return error(
+                500,
+                f"the trading system did not answer {request.command} (it returned {type(reply).__name__}); "
                 "it may or may not have taken effect: check status and the system's log",
             )
         return self._answer(request, reply)
@@ -180,6 +190,11 @@ def _drain(read_body: Callable[[int], bytes], length: int) -> None:
         if not chunk:
             return
         remaining -= len(chunk)
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The traceback of `exc` as plain text, without local variables (they may hold the token), scrubbed."""
+    return scrub("".join(traceback.format_exception(exc)).rstrip())
 
 
 def _short(exc: BaseException) -> str:

@@ -136,6 +136,7 @@ class FakeTarget:
     fail: Exception | None = None
     refuse: str | None = None
     hold: threading.Event | None = None  # when set, control() waits for it (an order in flight)
+    reply_override: Any = "unset"  # anything else: control() returns it as is (a target with a bug)
     entered: threading.Event = field(default_factory=threading.Event)
     shutdown_requested: threading.Event = field(default_factory=threading.Event)
 
@@ -154,6 +155,8 @@ class FakeTarget:
             self.hold.wait(5)
         if self.fail is not None:
             raise self.fail
+        if self.reply_override != "unset":
+            return self.reply_override  # type: ignore[no-any-return]
         if message.symbol is not None and message.symbol not in self.symbols:
             return ControlReply(
                 ok=False, detail=f"unknown symbol {message.symbol!r}; this system trades {', '.join(self.symbols)}"

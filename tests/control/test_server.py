@@ -8,6 +8,7 @@ import threading
 from decimal import Decimal
 
 import pytest
+from loguru import logger
 
 from configuration import ControlConfig
 from control import MAX_BODY_BYTES, ControlServer, ControlServerError, ControlService
@@ -306,3 +307,31 @@ def test_a_loopback_bind_does_not_warn(log_lines: list[str]) -> None:
     with ControlServer(FakeTarget(), ControlConfig(), TOKEN, port=0):
         pass
     assert not any(line.startswith("WARNING") for line in log_lines)
+
+
+def test_a_failure_log_never_shows_the_token_even_with_loguru_diagnose(
+    server: ControlServer, target: FakeTarget
+) -> None:
+    # loguru's `diagnose` prints local variables of every frame in a traceback; the request's
+    # Authorization header is one of them, so failures are logged with plain stdlib tracebacks
+    lines: list[str] = []
+    handler = logger.add(lambda m: lines.append(str(m)), level="DEBUG", backtrace=True, diagnose=True)
+    try:
+        target.fail = RuntimeError("boom")
+        assert raw_request(server, "POST", "/v1/control", PAUSE_BTC).status == 500
+        assert raw_request(server, "GET", "/v1/status").status == 500
+        target.fail = None
+        target.reply_override = "not a reply"
+        assert raw_request(server, "POST", "/v1/control", PAUSE_BTC).status == 500
+    finally:
+        logger.remove(handler)
+    text = "\n".join(lines)
+    assert "Traceback" in text and "RuntimeError: boom" in text
+    assert TOKEN not in text
+
+
+def test_a_target_that_returns_no_reply_is_500_not_a_crash(server: ControlServer, target: FakeTarget) -> None:
+    target.reply_override = None
+    answer = raw_request(server, "POST", "/v1/control", {"command": "cancel", "all": True})
+    assert answer.status == 500
+    assert "did not answer cancel (it returned NoneType)" in answer.body["error"]
