@@ -13,6 +13,7 @@ FaultKind = Literal[
     "http_429",
     "api_limit",
     "reset",
+    "timeout",
     "accept_then_drop",
     "accept_then_timeout",
     "accept_then_unavailable",
@@ -32,6 +33,7 @@ class FaultConfig(BaseModel):
     http_429: float = Field(0.0, ge=0, le=1)
     api_limit: float = Field(0.0, ge=0, le=1)
     reset: float = Field(0.0, ge=0, le=1)
+    timeout: float = Field(0.0, ge=0, le=1)  # held for hold_ms, then the connection drops; never processed
     accept_then_drop: float = Field(0.0, ge=0, le=1)
     accept_then_timeout: float = Field(0.0, ge=0, le=1)
     accept_then_unavailable: float = Field(0.0, ge=0, le=1)

@@ -13,6 +13,7 @@ from simulator.prices import stable_seed
 ACCEPT_KINDS = frozenset({"accept_then_drop", "accept_then_timeout", "accept_then_unavailable"})
 _PROBABILISTIC = (
     "reset",
+    "timeout",
     "unavailable",
     "http_500",
     "http_429",

@@ -220,6 +220,12 @@ class _Handler(BaseHTTPRequestHandler):
             sim.log_request(entry)
             self._reset_connection()
             return
+        if kind == "timeout":  # the client gives up before the exchange ever processes the request
+            entry["status"] = None
+            sim.log_request(entry)
+            sim.stop_event.wait(action.hold_ms / 1000)
+            self._reset_connection()
+            return
         if kind in ("unavailable", "http_500", "http_429", "api_limit"):
             status, payload = self._fault_response(kind)
             entry["status"] = status

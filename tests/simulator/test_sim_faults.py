@@ -76,6 +76,17 @@ def test_accept_then_timeout_is_request_timeout(sim: SimulatorHandle) -> None:
     assert [o["id"] for o in client.fetch_open_orders()] == [status["id"]]
 
 
+def test_timeout_before_acceptance_places_nothing(sim: SimulatorHandle) -> None:
+    client = sim.client(timeout_ms=300)
+    client.load_markets()
+    sim.admin.schedule_fault("timeout", endpoint="sendorder", delay_ms=2_000)
+    with pytest.raises(ccxt.RequestTimeout):
+        client.create_order(BTC, "limit", "buy", 0.01, far_limit(sim), {"clientOrderId": "never-1"})
+    assert client.fetch_orders(params={"cliOrdIds": "never-1"}) == []
+    assert sim.admin.orders(cli_ord_id="never-1") == []  # not even received as an order
+    assert sim.admin.state()["faults"]["injected"] == {"timeout": 1}
+
+
 def test_accept_then_drop_on_batchorder(sim: SimulatorHandle, client: ccxt.krakenfutures) -> None:
     sim.admin.schedule_fault("accept_then_drop", endpoint="batchorder")
     price = far_limit(sim)
