@@ -570,15 +570,39 @@ class OrderGateway:
         self.resolve([tracked])
         return f"{tracked.client_order_id}: cancel sent"
 
-    def cancel_ours(self, symbol: str | None = None) -> list[str]:
-        """Cancel our accepted open orders (all, or one symbol's); return what happened to each."""
+    def cancel_open(self, symbol: str | None, traded: Iterable[str]) -> list[str]:
+        """Cancel every open order on one traded symbol, or on all of them: ours and adopted ones."""
+        scope = {symbol} if symbol is not None else set(traded)
+        try:
+            open_orders = self._fetch_open_orders()
+        except Exception as exc:
+            return [f"open orders unreadable ({type(exc).__name__}: {exc}); nothing was cancelled"]
+        ours = {t.exchange_order_id: t for t in self.orders.values() if t.exchange_order_id}
         outcomes = []
-        for tracked in list(self.orders.values()):
-            if symbol is not None and tracked.intent.symbol != symbol:
+        for order in open_orders:
+            if order["symbol"] not in scope:
                 continue
-            if tracked.accepted and tracked.state in (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED):
+            tracked = ours.get(str(order["id"])) or self.orders.get(str(order.get("clientOrderId")))
+            if tracked is not None:
                 outcomes.append(self._cancel(tracked, None, "cancelled by operator"))
-        return outcomes
+            else:
+                outcomes.append(self._cancel_foreign(order))
+        return outcomes or ["no open orders"]
+
+    def _cancel_foreign(self, order: dict[str, Any]) -> str:
+        name = str(order.get("clientOrderId") or order["id"])
+        self._spend("cancelorder")
+        try:
+            self.exchange.cancel_order(str(order["id"]), order["symbol"])
+        except Exception as exc:
+            return f"{name}: cancel failed ({type(exc).__name__}: {exc})"
+        self.report(OrderUpdate(
+            intent_hash=None, client_order_id=order.get("clientOrderId"), symbol=order["symbol"], side=order["side"],
+            state=OrderState.CANCELED, reduce_only=bool(order.get("reduceOnly")), exchange_order_id=str(order["id"]),
+            amount=_decimal(order.get("amount")), filled=_decimal(order.get("filled")) or Decimal(0),
+            reason=Reason.EXTERNAL_ORDER.value, detail="cancelled by operator", seq=self.next_seq(),
+        ))
+        return f"{name}: canceled"
 
     # --- resolving unknown outcomes --------------------------------------------------------
 
@@ -766,8 +790,9 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
     """The actor shell around OrderGateway: batches commands that arrive together; polls on a timer."""
 
     def __init__(self, exchange: Any, *, settings: GatewaySettings | None = None, fail_open: bool | None = None,
-                 budget: CostBudget | None = None) -> None:
+                 budget: CostBudget | None = None, symbols: Iterable[str] = ()) -> None:
         super().__init__()
+        self.symbols = tuple(symbols)
         self.gateway = OrderGateway(exchange, settings=settings, fail_open=fail_open, report=self._report,
                                     budget=budget)
         self.portfolio: pykka.ActorRef[Any] | None = None
@@ -805,7 +830,7 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
             case Tick(name="poll"):
                 self._guarded("poll", self.gateway.poll)
             case CancelOrders():
-                return self.gateway.cancel_ours(message.symbol)
+                return self._guarded("cancel", lambda: self.gateway.cancel_open(message.symbol, self.symbols))
             case GetInFlight():
                 return self.gateway.in_flight()
             case Ping():

@@ -24,6 +24,7 @@ from messages import (
     Event,
     EventKind,
     ExchangeOrder,
+    Flatten,
     GetStatus,
     Halt,
     LoadOpenIntents,
@@ -177,6 +178,8 @@ class PortfolioActor(pykka.ThreadingActor):
                 self._restart(message.symbol)
             case Pause() | Resume() | Halt() | Unhalt():
                 return self._control(message)
+            case Flatten():
+                return self._flatten(message)
             case GetStatus():
                 return self._status()
             case Ping():
@@ -357,6 +360,23 @@ class PortfolioActor(pykka.ThreadingActor):
             self._forward(symbol, message.model_copy(update={"symbol": symbol}))
         logger.info("{} {} by {}", name, ", ".join(symbols), message.source)
         return ControlReply(ok=True, detail=f"{name} applied", symbols=tuple(symbols))
+
+    def _flatten(self, message: Flatten) -> ControlReply:
+        if message.symbol is not None and message.symbol not in self.markets:
+            return ControlReply(
+                ok=False,
+                detail=f"unknown symbol {message.symbol!r}; this system trades {', '.join(sorted(self.markets))}",
+            )
+        symbols = [message.symbol] if message.symbol else sorted(self.markets)
+        self._record(Event(kind=EventKind.CONTROL, symbol=message.symbol,
+                           detail=f"flatten {', '.join(symbols)} by {message.source}"))
+        running = [s for s in symbols if self.actors.get(s) is not None]
+        for symbol in running:
+            self._forward(symbol, message.model_copy(update={"symbol": symbol}))
+        skipped = sorted(set(symbols) - set(running))
+        detail = "flatten sent" + (f"; not running (halted or restarting): {', '.join(skipped)}" if skipped else "")
+        logger.warning("flatten {} by {}", ", ".join(symbols), message.source)
+        return ControlReply(ok=True, detail=detail, symbols=tuple(running))
 
     def _status(self) -> PortfolioStatus:
         symbols = []

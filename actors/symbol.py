@@ -27,6 +27,7 @@ from messages import (
     Event,
     EventKind,
     ExchangeOrder,
+    Flatten,
     GetStatus,
     Halt,
     MarketSpec,
@@ -261,7 +262,22 @@ class SymbolTrader:
         intent = self._intent(signal, hash_hex, side, notional, amount, reduce_only=False)
         return self._claim_and_send(signal, intent, release_risk=True)
 
-    def _exit(self, signal: Signal, hash_hex: str) -> Decision:
+    def flatten(self, source: str) -> Decision:
+        """Close the position with a reduce-only market order, paused or not (an operator's command)."""
+        now = self.clock()
+        price = self.candles[-1].close if self.candles else (self.position.entry_price if self.position else None)
+        signal = Signal(symbol=self.symbol, kind=SignalKind.EXIT, candle_time=now, price=price or Decimal(0),
+                        strategy="flatten", note=source)
+        self.last_signal = f"FLATTEN by {source}"
+        hash_hex = intent_hash(self.symbol, now, SignalKind.EXIT, Decimal(0))
+        if hash_hex in self.seen:
+            return self._reject(signal, hash_hex, Reason.DUPLICATE_INTENT, "flatten already sent", remember=False)
+        self.seen[hash_hex] = now
+        if self.position is None:
+            return self._reject(signal, hash_hex, Reason.NOT_READY, self.not_ready)
+        return self._exit(signal, hash_hex, order_type="market")
+
+    def _exit(self, signal: Signal, hash_hex: str, order_type: str | None = None) -> Decision:
         contracts = self.effective_contracts()
         if contracts == 0:
             return self._reject(signal, hash_hex, Reason.NO_POSITION, "nothing to exit")
@@ -270,14 +286,24 @@ class SymbolTrader:
             if order.reduce_only and order.side is side:
                 reason = Reason.ORDER_UNRESOLVED if order.unresolved else Reason.ORDER_PENDING
                 return self._reject(signal, hash_hex, reason, f"exit {order.client_order_id} in flight")
-        intent = self._intent(signal, hash_hex, side, Decimal(0), abs(contracts), reduce_only=True)
+        intent = self._intent(signal, hash_hex, side, Decimal(0), abs(contracts), reduce_only=True,
+                              order_type=order_type)
         return self._claim_and_send(signal, intent, release_risk=False)
 
     def _intent(
-        self, signal: Signal, hash_hex: str, side: Side, notional: Decimal, amount: Decimal, *, reduce_only: bool
+        self,
+        signal: Signal,
+        hash_hex: str,
+        side: Side,
+        notional: Decimal,
+        amount: Decimal,
+        *,
+        reduce_only: bool,
+        order_type: str | None = None,
     ) -> OrderIntent:
+        order_type = order_type or self.settings.order_type
         limit_price = None
-        if self.settings.order_type == "limit":
+        if order_type == "limit":
             offset = signal.price * self.settings.limit_offset_bps / Decimal(10_000)
             raw = signal.price - offset if side is Side.BUY else signal.price + offset
             limit_price = (raw / self.market.price_tick).to_integral_value() * self.market.price_tick
@@ -292,7 +318,7 @@ class SymbolTrader:
             amount=amount,
             price=signal.price,
             reduce_only=reduce_only,
-            order_type=self.settings.order_type,
+            order_type=order_type,
             limit_price=limit_price,
             created_at=self.clock(),
         )
@@ -535,6 +561,8 @@ class SymbolActor(pykka.ThreadingActor):
                 return trader.set_halted(True, message.reason)
             case Unhalt():
                 return trader.set_halted(False)
+            case Flatten():
+                return trader.flatten(message.source)
             case Tick(name="purge"):
                 return trader.purge_seen()
             case GetStatus():

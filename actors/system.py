@@ -21,6 +21,10 @@ from actors.symbol import ActorPorts, SymbolActor, SymbolSettings, SymbolTrader
 from configuration import AppConfig
 from exchange.budget import CostBudget
 from messages import (
+    CancelOrders,
+    Event,
+    EventKind,
+    Flatten,
     ControlReply,
     GetInFlight,
     GetStatus,
@@ -69,6 +73,9 @@ def make_trader_factory(config: AppConfig, strategy_factory: Any = None) -> Any:
     return build
 
 
+CANCEL_TIMEOUT_S = 60.0  # cancels wait for Kraken's cost budget: 10 units each
+
+
 @dataclass
 class TradingSystem:
     """The running actors of one trading system, started and stopped as a whole."""
@@ -114,6 +121,7 @@ class TradingSystem:
                 **self.gateway_overrides,
             ),
             budget=self.budget,
+            symbols=list(self.markets),
         )
         self._ensure_running(self.gateway, "exchange gateway")
         restart = cfg.supervision
@@ -241,7 +249,17 @@ class TradingSystem:
                 return int(left)
             pause.wait(0.2)
 
-    def control(self, message: Pause | Resume | Halt | Unhalt) -> ControlReply:
-        """Send a control message through the portfolio and return its reply."""
-        assert self.portfolio is not None, "not started"
-        return self.portfolio.ask(message, timeout=self.ask_timeout_s)
+    def control(self, message: Pause | Resume | Halt | Unhalt | CancelOrders | Flatten) -> ControlReply:
+        """Apply a control message: through the portfolio, or (cancels) at the gateway; return the reply."""
+        assert self.portfolio is not None and self.gateway is not None and self.persistence is not None
+        if not isinstance(message, CancelOrders):
+            return self.portfolio.ask(message, timeout=self.ask_timeout_s)
+        if message.symbol is not None and message.symbol not in self.markets:
+            return ControlReply(ok=False, detail=f"unknown symbol {message.symbol!r}; this system trades "
+                                                 f"{', '.join(sorted(self.markets))}")
+        self.persistence.tell(Event(kind=EventKind.CONTROL, symbol=message.symbol,
+                                    detail=f"cancel {message.symbol or 'all symbols'} by {message.source}"))
+        outcomes = self.gateway.ask(message, timeout=CANCEL_TIMEOUT_S) or ["cancel failed: see the log"]
+        ok = not any("failed" in o or "unreadable" in o for o in outcomes)
+        symbols = (message.symbol,) if message.symbol else tuple(sorted(self.markets))
+        return ControlReply(ok=ok, detail="; ".join(outcomes), symbols=symbols)

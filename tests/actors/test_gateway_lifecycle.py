@@ -214,14 +214,18 @@ def test_an_order_cancelled_outside_is_noticed() -> None:
     assert states(reports)[-1] == "CANCELED"
 
 
-def test_cancel_ours_leaves_other_orders_alone() -> None:
+def test_cancel_open_cancels_every_open_order_in_scope_and_nothing_else() -> None:
     exchange = FakeExchange()
     external = exchange.place_external(BTC, "sell", 1, 90_000)
+    elsewhere = exchange.place_external("ETH/USD:USD", "buy", 1, 1_000)
     gw, reports, _ = gateway(exchange)
     gw.place_all([intent(order_type="limit")])
-    outcomes = gw.cancel_ours(BTC)
-    assert len(outcomes) == 1 and "canceled" in outcomes[0]
-    assert external.status == "open" and states(reports)[-1] == "CANCELED"
+    outcomes = gw.cancel_open(BTC, [BTC, "ETH/USD:USD"])
+    assert len(outcomes) == 2 and all("canceled" in o for o in outcomes)
+    assert external.status == "canceled" and elsewhere.status == "open"
+    ours = [r for r in reports if r.intent_hash is not None]
+    assert ours[-1].state is OrderState.CANCELED and gw.orders == {}
+    assert gw.cancel_open(None, ["SOL/USD:USD"]) == ["no open orders"]
 
 
 def test_batch_of_several_orders_goes_as_one_batchorder() -> None:
