@@ -208,8 +208,10 @@ def run_trading(
         logger.info("stopping: feeds first, then orders in flight (up to {:.0f}s), then the actors", IN_FLIGHT_WAIT_S)
         return 0
     finally:
+        started = process.system is not None
         process.stop()
-        logger.info("stopped")
+        if started:
+            logger.info("stopped")
 
 
 __all__ = ["TradingProcess", "run_trading", "status_line"]
