@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The command line of the trading system: run, check-config, simulator.
+"""The command line of the trading system: run, check-config, control commands, simulator.
 
 `python run.py` is `python run.py run --config config.toml`.
 """
@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="configuration file (default: --config)")
     check.add_argument("--config", default=argparse.SUPPRESS, help="configuration file")
     check.set_defaults(func=cmd_check_config)
+
+    from control.cli import register
+
+    register(sub)
 
     sim = sub.add_parser(
         "simulator",

@@ -17,6 +17,7 @@ from loguru import logger
 
 from actors.system import TradingSystem
 from configuration import LoadedConfig, setup_logging
+from control import ControlError, start_control_endpoint
 from exchange import load_market_specs, make_kraken_client
 from exchange.budget import CostBudget
 from exchange.clock import ServerClock
@@ -68,7 +69,7 @@ class TradingProcess:
         self.lock: InstanceLock | None = None
         self.endpoint: ExchangeEndpoint | None = None
         self.system: TradingSystem | None = None
-        self.control: Any = None
+        self.control_server: Any = None
         self.stopping = threading.Event()
 
     def start(self) -> None:
@@ -96,7 +97,7 @@ class TradingProcess:
             budget=CostBudget(),
             market_data_interval_s=interval,
         ).start()
-        self.control = self._start_control()
+        self.control_server = start_control_endpoint(self, self.loaded)
         logger.info(
             "trading {} in {} mode on {}; strategy {}; database {}; stop with Ctrl-C or `python run.py stop`",
             ", ".join(cfg.trading.symbols), cfg.mode, self.endpoint.description, cfg.strategy.name,
@@ -114,13 +115,6 @@ class TradingProcess:
             if self.stopping.wait(delay):
                 raise StartCancelled(f"stopped while {what}")
             delay = min(delay * 2, 30.0)
-
-    def _start_control(self) -> Any:
-        try:
-            from control import start_control_endpoint
-        except ImportError:
-            return None
-        return start_control_endpoint(self, self.loaded)
 
     # --- the ControlTarget the control endpoint drives --------------------------------------
 
@@ -145,7 +139,10 @@ class TradingProcess:
     # --- stopping ---------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop feeds, wait for orders in flight, stop actors in reverse, release the exchange and the lock."""
+        """Stop the endpoint and the feeds, wait for orders in flight, stop actors in reverse, release the rest."""
+        if self.control_server is not None:
+            self.control_server.stop()
+            self.control_server = None
         if self.system is not None:
             self.system.stop_feeds()
             if self.system.gateway is not None:
@@ -154,9 +151,6 @@ class TradingProcess:
                     logger.warning("{} orders still unresolved at shutdown: the next start resolves them first", left)
             self.system.stop()
             self.system = None
-        if self.control is not None:
-            self.control.stop()
-            self.control = None
         if self.endpoint is not None:
             self.endpoint.close()
             self.endpoint = None
@@ -188,6 +182,9 @@ def run_trading(
             return 2
         except StartCancelled:
             return 0
+        except ControlError as exc:
+            logger.error("cannot start the control endpoint: {}", exc)
+            return 2
         except (CredentialsError, UnknownSymbolError, DatabaseUrlError, SchemaVersionError) as exc:
             logger.error("cannot start: {}", exc)
             return 2

@@ -50,10 +50,13 @@ def setup_logging(level: str = "INFO", file: Path | None = None, rotation: str =
     """Log to stderr (and to `file` if given) at `level`; route standard logging into loguru."""
     logger.remove()
     logger.configure(patcher=_patch)
-    logger.add(sys.stderr, level=level, format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {message}")
+    # diagnose=False: loguru would print every frame's local variables in tracebacks (keys, tokens)
+    logger.add(sys.stderr, level=level, format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {message}",
+               backtrace=False, diagnose=False)
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
-        logger.add(file, level=level, rotation=rotation, retention=retention, enqueue=False)
+        logger.add(file, level=level, rotation=rotation, retention=retention, enqueue=False, backtrace=False,
+                   diagnose=False)
     logging.basicConfig(handlers=[InterceptHandler()], level=logging.INFO, force=True)
     # ccxt's DEBUG lines carry request headers (the API key): keep it at INFO whatever the level.
     logging.getLogger("ccxt").setLevel(logging.INFO)

@@ -41,7 +41,7 @@ _HELP = {
     "resume": "undo a pause for SYMBOL or --all",
     "halt": "exits only: no new entries anywhere (or for SYMBOL); exits and cancels still go through",
     "unhalt": "lift a halt (everywhere, or for SYMBOL)",
-    "cancel": "cancel our open orders for SYMBOL or --all",
+    "cancel": "cancel every open order on SYMBOL or on all traded symbols (--all), ours and adopted ones",
     "flatten": "close positions with reduce-only market orders for SYMBOL or --all (asks first unless --yes)",
     "stop": "stop the running system cleanly",
 }
