@@ -13,6 +13,14 @@ File format (version 1), one JSON object:
 
 Decimals are exact strings; floats round-trip through JSON. Closed orders, fills, history events and finished
 bars never change, so each is encoded once and its text reused by later saves.
+
+Not kept (they start afresh from the configuration): API keys, faults and suspended markets, rate-limit
+budgets, the request log. After a reload the price walks continue from the saved prices with random streams
+seeded from the seed and the saved tick time (same seed + same file = same future), and candles older than
+the kept bars are regenerated. `PATH.lock` (an advisory lock) keeps a second simulator off a file in use.
+Admin `reset` overwrites the file with the fresh account at once; to start afresh while stopped, delete the file.
+An unreadable, corrupt or other-version file is an error at start (StateFileError naming the file) and is left
+untouched.
 """
 
 from __future__ import annotations
