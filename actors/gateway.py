@@ -466,10 +466,11 @@ class OrderGateway:
             )
         return fills
 
-    def _apply_fills_only(self, tracked: Tracked, trades: list[dict[str, Any]]) -> OrderUpdate | None:
+    def _apply_fills_only(self, tracked: Tracked, trades: list[dict[str, Any]], resolving: bool = False
+                          ) -> OrderUpdate | None:
         new_fills = self._new_fills(tracked, trades)
-        if not new_fills and tracked.filled == 0:
-            return None
+        if not new_fills and (not resolving or tracked.filled == 0):
+            return None  # nothing new (a resolution still reports what earlier fills proved)
         filled = tracked.filled + sum((f.amount for f in new_fills), Decimal(0))
         tracked.accepted = True
         state = OrderState.FILLED if filled >= tracked.intent.amount else OrderState.PARTIALLY_FILLED
@@ -626,7 +627,7 @@ class OrderGateway:
             if found.order is not None:
                 self._apply_order(tracked, found.order, found.fills)
             elif found.fills:
-                self._apply_fills_only(tracked, found.fills)
+                self._apply_fills_only(tracked, found.fills, resolving=True)
             elif tracked.accepted:
                 if tracked.lookups in (5, 50):
                     logger.error("gateway: {} was accepted but is nowhere to be found after {} lookups",

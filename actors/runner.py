@@ -130,9 +130,11 @@ class TradingProcess:
 
     def shutdown(self, message: Shutdown) -> Any:
         """Stop the process cleanly, as Ctrl-C does."""
-        from messages import ControlReply
+        from messages import ControlReply, Event, EventKind
 
         logger.warning("stop requested by {}", message.source)
+        if self.system is not None and self.system.persistence is not None:
+            self.system.persistence.tell(Event(kind=EventKind.CONTROL, detail=f"stop by {message.source}"))
         self.stopping.set()
         return ControlReply(ok=True, detail="stopping")
 

@@ -301,3 +301,24 @@ def test_an_empty_budget_waits_instead_of_drawing_api_limit_exceeded() -> None:
         assert budget.derivatives.take(10, sleep=sleep) == 0  # 500 units: 50 sendorders at once
     waited = budget.derivatives.take(10, sleep=sleep)
     assert waited == pytest.approx(0.2) and slept == [pytest.approx(0.2)]  # 50 units per second refill
+
+
+def test_partial_fills_are_followed_to_the_full_fill() -> None:
+    exchange = FakeExchange()
+    gw, reports, _ = gateway(exchange)
+    limit = intent(order_type="limit")
+    gw.place_all([limit])
+    order_id = reports[-1].exchange_order_id
+    exchange.trades.append({"id": "p-1", "order": order_id, "symbol": BTC, "side": "buy", "amount": 0.0005,
+                            "price": 49_000, "info": {"cliOrdId": limit.client_order_id}})
+    gw.poll()
+    assert reports[-1].state is OrderState.PARTIALLY_FILLED and reports[-1].filled == Decimal("0.0005")
+    count = len(reports)
+    gw.poll()  # the same fill again changes nothing
+    assert len(reports) == count
+    exchange.trades.append({"id": "p-2", "order": order_id, "symbol": BTC, "side": "buy", "amount": 0.0015,
+                            "price": 49_000, "info": {"cliOrdId": limit.client_order_id}})
+    exchange.placed_orders()[0].status = "closed"
+    gw.poll()
+    assert reports[-1].state is OrderState.FILLED and reports[-1].filled == Decimal("0.002")
+    assert [f.fill_id for r in reports for f in r.fills] == ["p-1", "p-2"] and gw.orders == {}

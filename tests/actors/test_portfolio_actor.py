@@ -169,6 +169,27 @@ def test_portfolio_routes_candles_and_control_and_rejects_unknown_symbols(parts)
     portfolio.tell(Candles(symbol=ETH, candles=(), live=False))  # routed, harmless
 
 
+def test_portfolio_routes_halt_and_flatten_to_every_symbol(parts) -> None:
+    from messages import Flatten, Halt, Unhalt
+
+    portfolio, persistence, _ = parts
+    reconciled(portfolio)
+    reply = portfolio.ask(Halt(source="test", reason="news"), timeout=5)
+    assert reply.ok and reply.symbols == (BTC, ETH)
+    assert [(m.symbol, m.halted) for m in persistence.wait_for(SetControl, 2)] == [(BTC, True), (ETH, True)]
+    actors = portfolio.ask(GetSymbolActors(), timeout=5)
+    assert all(ref.ask(GetStatus(), timeout=5).state is SymbolState.HALTED for ref in actors.values())
+    assert portfolio.ask(Unhalt(symbol=ETH, source="test"), timeout=5).symbols == (ETH,)
+    assert actors[ETH].ask(GetStatus(), timeout=5).state is SymbolState.TRADING
+    flatten = portfolio.ask(Flatten(source="test"), timeout=5)
+    assert flatten.ok and flatten.symbols == (BTC, ETH)
+    rows = {s: ref.ask(GetStatus(), timeout=5) for s, ref in actors.items()}
+    assert all(row.last_signal == "FLATTEN by test" for row in rows.values())
+    assert all(row.rejections.get("NO_POSITION") == 1 for row in rows.values())  # flat: nothing to close
+    events = [e for e in persistence.received(Event) if e.kind is EventKind.CONTROL]
+    assert events and "flatten BTC/USD:USD, ETH/USD:USD by test" in events[-1].detail
+
+
 def test_portfolio_restarts_a_dead_symbol_actor_then_halts_it(parts) -> None:
     portfolio, persistence, _ = parts
     first = portfolio.ask(GetSymbolActors(), timeout=5)[BTC]

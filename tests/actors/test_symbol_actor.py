@@ -60,3 +60,36 @@ def test_symbol_actor_answers_status_with_its_position_and_pending_orders() -> N
     assert status.position is not None and not status.position.is_open
     assert [(o.side.value, o.amount) for o in status.pending_orders] == [("sell", Decimal("0.0025"))]
     assert status.last_signal == f"ENTER_SHORT @ {T0}" and status.last_outcome.startswith("SENT")
+
+
+def test_symbol_actor_halt_allows_exits_only_and_unhalt_restores_entries() -> None:
+    from messages import Flatten, Halt, Position, PositionSide, PositionSync, Unhalt
+
+    ports = FakePorts()
+    ref = SymbolActor.start(make_trader(ports))
+    ref.tell(Halt(symbol=BTC, reason="news"))
+    ref.tell(sig())
+    assert ref.ask(GetStatus(), timeout=5).state is SymbolState.HALTED and ports.placed == []
+    ref.tell(PositionSync(position=Position(symbol=BTC, side=PositionSide.LONG, contracts=Decimal("0.01")), seq=5))
+    ref.tell(sig(SignalKind.EXIT, t=T0 + 60_000))
+    ref.ask(Ping(), timeout=5)
+    assert [p.intent.reduce_only for p in ports.placed] == [True]
+    ref.tell(Unhalt(symbol=BTC))
+    ref.tell(Flatten(symbol=BTC, source="test"))  # an exit is already in flight: refused as pending
+    status = ref.ask(GetStatus(), timeout=5)
+    assert status.state is SymbolState.TRADING and status.rejections == {"HALTED": 1, "ORDER_PENDING": 1}
+
+
+def test_symbol_actor_flatten_sends_a_reduce_only_market_exit_even_when_paused() -> None:
+    from messages import Flatten, Position, PositionSide, PositionSync
+
+    ports = FakePorts()
+    trader = make_trader(ports, order_type="limit")
+    ref = SymbolActor.start(trader)
+    ref.tell(Pause(symbol=BTC))
+    ref.tell(PositionSync(position=Position(symbol=BTC, side=PositionSide.SHORT, contracts=Decimal("0.3")), seq=5))
+    ref.tell(Flatten(symbol=BTC, source="test"))
+    ref.ask(GetStatus(), timeout=5)
+    [placed] = ports.placed
+    assert placed.intent.reduce_only and placed.intent.side.value == "buy" and placed.intent.amount == Decimal("0.3")
+    assert placed.intent.order_type == "market"
