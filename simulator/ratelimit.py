@@ -5,23 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-# Cost of each private /derivatives endpoint (Kraken's "Derivatives Rate Limits" table).
-DERIVATIVES_COSTS: dict[str, int] = {
-    "sendorder": 10,
-    "editorder": 10,
-    "cancelorder": 10,
-    "accounts": 2,
-    "openpositions": 2,
-    "fills": 2,
-    "cancelallorders": 25,
-    "cancelallordersafter": 25,
-    "openorders": 2,
-    "orders/status": 1,
-    "feeschedules/volumes": 1,
-}
-FILLS_WITH_LAST_FILL_TIME_COST = 25
-BATCH_BASE_COST = 9
-HISTORY_COSTS: dict[str, int] = {"orders": 1, "triggers": 1, "executions": 1}
+# Kraken's cost table is shared with the gateway's own pacing: one source of truth.
+from exchange.budget import BATCH_BASE_COST, DERIVATIVES_COSTS, FILLS_WITH_LAST_FILL_TIME_COST, HISTORY_COSTS
+
+__all__ = ["BATCH_BASE_COST", "DERIVATIVES_COSTS", "FILLS_WITH_LAST_FILL_TIME_COST", "HISTORY_COSTS",
+           "RateLimiter", "TokenBucket", "derivatives_cost"]
 
 
 def derivatives_cost(endpoint: str, params: Mapping[str, object], batch_size: int = 0) -> int:

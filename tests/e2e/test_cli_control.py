@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 
 from exchange import make_kraken_client
 from tests.e2e.soak import REPO, SoakRun, free_port, write_config
+from tests.helpers import wait_until
 
 
 class Cli:
@@ -35,15 +34,7 @@ class Cli:
 
 
 def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        pause.wait(0.2)
+    return wait_until(condition, timeout=timeout, message=what)
 
 
 def orders_of(run: SoakRun, exchange_symbol: str) -> list[dict]:
