@@ -142,6 +142,6 @@ class PersistenceActor(pykka.ThreadingActor):
             self._pending = kept
             return
         self._pending = []
-        for item, result in zip(batch, results):
+        for item, result in zip(batch, results, strict=True):
             if isinstance(item, ClaimIntent) and item.reply is not None:
                 item.reply.set(result)

@@ -17,7 +17,7 @@ from actors.persistence import PersistenceActor
 from actors.portfolio import ConnectMarketData, GetSymbolActors, PortfolioActor, PortfolioSettings
 from actors.risk import RiskBook, RiskLimits
 from actors.supervision import RestartPolicy
-from actors.symbol import ActorPorts, SymbolActor, SymbolSettings, SymbolTrader
+from actors.symbol import ActorPorts, SymbolSettings, SymbolTrader
 from configuration import AppConfig
 from exchange.budget import CostBudget
 from messages import (

@@ -11,7 +11,6 @@ import threading
 from decimal import Decimal
 
 import ccxt
-import pytest
 
 from messages import EventKind, Ping, OrderState, PositionSync, QueryEvents, Reason, Signal, SignalKind
 from tests.conftest import StartSystem, make_config, settle

@@ -117,7 +117,7 @@ def test_symbol_is_halted_after_too_many_deaths_and_says_so(start_system: StartS
     for i in range(3):
         ref = wait_until(lambda: current_ref(system), message=f"actor #{i}")
         ref.tell(crash_candle(BTC, T0 + i * 60_000))
-        wait_until(lambda: current_ref(system) != ref, message=f"death #{i}")
+        wait_until(lambda ref=ref: current_ref(system) != ref, message=f"death #{i}")
     wait_until(lambda: status_of(system).state is SymbolState.HALTED, message="halt")
     row = status_of(system)
     assert row.halted and "halted after 3 crashes" in row.halt_reason and "strategy bug" in row.halt_reason

@@ -82,7 +82,7 @@ def ready(system: TradingSystem) -> TradingSystem:
     """Wait until every symbol actor has reconciled."""
     settle(system)
     for symbol, ref in system.symbol_actors().items():
-        wait_until(lambda: ref.ask(GetStatus(), timeout=5).state is not SymbolState.SYNCING, timeout=10,
+        wait_until(lambda ref=ref: ref.ask(GetStatus(), timeout=5).state is not SymbolState.SYNCING, timeout=10,
                    message=f"{symbol} reconciled")
     return system
 

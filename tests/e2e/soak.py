@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from simulator import AdminClient
 

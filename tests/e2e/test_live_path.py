@@ -12,8 +12,6 @@ import pytest
 
 from messages import (
     EventKind,
-    GetStatus,
-    OrderState,
     QueryEvents,
     Reason,
     SignalKind,
@@ -21,7 +19,7 @@ from messages import (
     client_order_id_for,
     intent_hash,
 )
-from tests.conftest import make_config, settle
+from tests.conftest import make_config
 from simulator import start_simulator
 from tests.e2e.conftest import BTC, ETH, build_live_system, ccxt_client, placed, quiet, ready, signal
 from tests.helpers import wait_until
