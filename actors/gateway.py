@@ -305,10 +305,6 @@ class OrderGateway:
             results.extend(self._send(to_send[start : start + BATCH_LIMIT]))
         return results
 
-    def place(self, intent: OrderIntent) -> OrderUpdate:
-        """Send one order (no open-order check) and report what became of it."""
-        return self._send([intent])[-1]
-
     def _send(self, intents: list[OrderIntent]) -> list[OrderUpdate]:
         if not intents:
             return []
