@@ -187,17 +187,13 @@ class OrderGateway:
         exchange: Any,
         *,
         settings: GatewaySettings | None = None,
-        fail_open: bool | None = None,
         report: Callable[[OrderUpdate], None] = lambda update: None,
         budget: CostBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], int] = now_ms,
     ) -> None:
-        settings = settings or GatewaySettings()
-        if fail_open is not None:
-            settings = GatewaySettings(**{**settings.__dict__, "fail_open": fail_open})
         self.exchange = exchange
-        self.settings = settings
+        self.settings = settings or GatewaySettings()
         self.report = report
         self.budget = budget
         self.clock = clock
@@ -205,7 +201,6 @@ class OrderGateway:
         self.seq = 0
         self.orders: dict[str, Tracked] = {}  # client order id -> our unfinished orders
         self.external: set[str] = set()  # exchange order ids adopted as EXTERNAL
-        self._last_fill_seen: set[str] = set()
 
     @property
     def fail_open(self) -> bool:
@@ -786,12 +781,11 @@ def _position(item: Any) -> Position | None:
 class ExchangeGatewayActor(pykka.ThreadingActor):
     """The actor shell around OrderGateway: batches commands that arrive together; polls on a timer."""
 
-    def __init__(self, exchange: Any, *, settings: GatewaySettings | None = None, fail_open: bool | None = None,
+    def __init__(self, exchange: Any, *, settings: GatewaySettings | None = None,
                  budget: CostBudget | None = None, symbols: Iterable[str] = ()) -> None:
         super().__init__()
         self.symbols = tuple(symbols)
-        self.gateway = OrderGateway(exchange, settings=settings, fail_open=fail_open, report=self._report,
-                                    budget=budget)
+        self.gateway = OrderGateway(exchange, settings=settings, report=self._report, budget=budget)
         self.portfolio: pykka.ActorRef[Any] | None = None
         self.persistence: pykka.ActorRef[Any] | None = None
         self.timers: ActorTimers | None = None

@@ -46,11 +46,6 @@ class ActorTimers:
         """Tell `message` to `target` once, `delay` seconds from now."""
         return self._push(time.monotonic() + max(0.0, delay), None, target, message)
 
-    @staticmethod
-    def cancel(entry: _Entry) -> None:
-        """Stop a timer made by `every` or `after`."""
-        entry.cancelled = True
-
     def stop(self) -> None:
         """Stop the timer thread and wait for it."""
         with self._wake:

@@ -59,12 +59,6 @@ class Bucket:
             self._refill()
             return self._tokens
 
-    def wait_time(self, cost: float) -> float:
-        """Seconds until `cost` units are available (0 when they are now)."""
-        with self._lock:
-            self._refill()
-            return max(0.0, (min(cost, self.capacity) - self._tokens) / self.rate)
-
     def take(self, cost: float, sleep: Callable[[float], None] = time.sleep) -> float:
         """Spend `cost` units, waiting until they are there; return the seconds waited."""
         waited = 0.0

@@ -19,11 +19,6 @@ class Side(StrEnum):
     BUY = "buy"
     SELL = "sell"
 
-    @property
-    def opposite(self) -> Side:
-        """The other side."""
-        return Side.SELL if self is Side.BUY else Side.BUY
-
 
 class OrderState(StrEnum):
     """The states an order (and the intent behind it) moves through."""
@@ -41,17 +36,6 @@ class OrderState(StrEnum):
     def is_final(self) -> bool:
         """True when nothing more can happen to the order."""
         return self in FINAL_STATES
-
-    @property
-    def may_be_on_exchange(self) -> bool:
-        """True while the order is, or might be, alive on the exchange."""
-        return self in (
-            OrderState.INITIALIZED,
-            OrderState.SUBMITTED,
-            OrderState.ACCEPTED,
-            OrderState.PARTIALLY_FILLED,
-            OrderState.UNKNOWN,
-        )
 
 
 FINAL_STATES = frozenset({OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED})

@@ -151,24 +151,10 @@ class Store:
         row = self.models.Intent.get_or_none(self.models.Intent.intent_hash == intent_hash)
         return self._intent_record(row) if row else None
 
-    def intent_by_client_order_id(self, client_order_id: str) -> IntentRecord | None:
-        """The stored intent with this client order id, if any."""
-        Intent = self.models.Intent
-        row = Intent.get_or_none(Intent.client_order_id == client_order_id)
-        return self._intent_record(row) if row else None
-
     def open_intents(self, symbol: str | None = None) -> list[IntentRecord]:
         """Intents whose order is not final, oldest first."""
         Intent = self.models.Intent
         query = Intent.select().where(Intent.status.not_in([s.value for s in FINAL_STATES]))
-        if symbol is not None:
-            query = query.where(Intent.symbol == symbol)
-        return [self._intent_record(row) for row in query.order_by(Intent.created_at, Intent.id)]
-
-    def intents(self, symbol: str | None = None) -> list[IntentRecord]:
-        """Every stored intent, oldest first."""
-        Intent = self.models.Intent
-        query = Intent.select()
         if symbol is not None:
             query = query.where(Intent.symbol == symbol)
         return [self._intent_record(row) for row in query.order_by(Intent.created_at, Intent.id)]
@@ -189,10 +175,6 @@ class Store:
         )
 
     # --- batched writes --------------------------------------------------------------------
-
-    def apply_writes(self, items: Sequence[Event | OrderUpdate]) -> None:
-        """Write events and order updates in one transaction."""
-        self.apply_batch(items)
 
     def apply_batch(self, items: Sequence[Event | OrderUpdate | ClaimIntent]) -> list[ClaimResult | None]:
         """Write claims, order updates and events in one transaction (one commit, one fsync), in order.

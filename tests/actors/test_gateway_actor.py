@@ -7,7 +7,7 @@ from decimal import Decimal
 import ccxt
 import pytest
 
-from actors.gateway import ConnectGateway, ExchangeGatewayActor, OrderGateway, classify_send_error
+from actors.gateway import ConnectGateway, ExchangeGatewayActor, GatewaySettings, OrderGateway, classify_send_error
 from messages import (
     OrderIntent,
     OrderState,
@@ -39,7 +39,8 @@ def intent(symbol: str = BTC, t: int = 1, side: Side = Side.BUY, reduce_only: bo
 
 def run(exchange: FakeExchange, intents: list[OrderIntent], fail_open: bool = False) -> list[OrderUpdate]:
     reports: list[OrderUpdate] = []
-    OrderGateway(exchange, fail_open=fail_open, report=reports.append).place_all(intents)
+    settings = GatewaySettings(fail_open=fail_open)
+    OrderGateway(exchange, settings=settings, report=reports.append).place_all(intents)
     return reports
 
 
