@@ -56,6 +56,18 @@ class Flatten(Message):
     source: str = "operator"
 
 
+class Resolve(Message):
+    """An operator's word that the exchange was checked: unblock a BLOCKED symbol (see status for why).
+
+    The symbol takes the exchange's current view (positions, open orders) as true again and
+    gives up on orders it could not prove either way (they are marked NOT_PLACED, with the
+    operator's name, and looked up again if they ever appear).
+    """
+
+    symbol: str
+    source: str = "operator"
+
+
 class Shutdown(Message):
     """Stop the running system cleanly (as Ctrl-C does)."""
 
