@@ -30,6 +30,9 @@ class ExchangeConfig(Section):
     open_order_check: Literal["fail-closed", "fail-open"] = "fail-closed"
     reconcile_interval_s: float = Field(default=60.0, gt=0, le=3600)
     resend_max_age_s: float = Field(default=120.0, ge=0)  # an unknown order proven absent is re-sent only this young
+    process_before_s: float = Field(default=5.0, ge=1, le=60)  # every order carries processBefore = now + this
+    clock_skew_s: float = Field(default=2.0, ge=0, le=60)  # margin for our clock against the exchange's
+    history_lag_s: float = Field(default=5.0, ge=0, le=300)  # Kraken's delay publishing order history events
 
     @field_validator("url")
     @classmethod
