@@ -1,4 +1,4 @@
-"""The control commands of the command line: status, pause, resume, halt, unhalt, cancel, flatten, stop.
+"""The control commands of the command line: status, pause, resume, halt, unhalt, cancel, flatten, resolve, stop.
 
 Exit codes: 0 done; 1 refused by the running system (e.g. unknown symbol) or not confirmed, nothing
 changed; 2 usage, configuration or token error; 3 no trading system is running for the configuration;
@@ -43,6 +43,7 @@ _HELP = {
     "unhalt": "lift a halt (everywhere, or for SYMBOL)",
     "cancel": "cancel every open order on SYMBOL or on all traded symbols (--all), ours and adopted ones",
     "flatten": "close positions with reduce-only market orders for SYMBOL or --all (asks first unless --yes)",
+    "resolve": "after checking the exchange: unblock a BLOCKED SYMBOL (status says why it is blocked)",
     "stop": "stop the running system cleanly",
 }
 
@@ -71,6 +72,12 @@ def register(subparsers: Any) -> None:
         if name == "halt":
             parser.add_argument("--reason", default="", help="why, recorded with the halt")
         parser.set_defaults(func=cmd_control, control_command=name, control_parser=parser, symbol_required=False)
+    resolve = subparsers.add_parser("resolve", help=_HELP["resolve"], description=_HELP["resolve"])
+    _common(resolve)
+    resolve.add_argument("symbol", nargs="?", metavar="SYMBOL", help="the blocked market, e.g. BTC/USD:USD")
+    resolve.add_argument("--all", dest="all_symbols", action="store_true", help=argparse.SUPPRESS)  # refused, clearly
+    resolve.set_defaults(func=cmd_control, control_command="resolve", control_parser=resolve, symbol_required=True,
+                         one_symbol=True)
     stop = subparsers.add_parser("stop", help=_HELP["stop"], description=_HELP["stop"])
     _common(stop)
     stop.set_defaults(func=cmd_control, control_command="stop", control_parser=stop, symbol_required=False)
@@ -114,11 +121,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    """`pause|resume|halt|unhalt|cancel|flatten|stop`: send the command and print the system's answer."""
+    """`pause|resume|halt|unhalt|cancel|flatten|resolve|stop`: send the command and print the system's answer."""
     command: str = args.control_command
     symbol: str | None = getattr(args, "symbol", None)
     all_symbols: bool = getattr(args, "all_symbols", False)
-    usage = _usage_problem(command, symbol, all_symbols, args.symbol_required)
+    usage = _usage_problem(command, symbol, all_symbols, args.symbol_required, getattr(args, "one_symbol", False))
     if usage:
         print(args.control_parser.format_usage().rstrip(), file=sys.stderr)
         print(f"{command}: {usage}", file=sys.stderr)
@@ -145,7 +152,11 @@ def cmd_control(args: argparse.Namespace) -> int:
     return _with_client(args, command, act)
 
 
-def _usage_problem(command: str, symbol: str | None, all_symbols: bool, required: bool) -> str | None:
+def _usage_problem(
+    command: str, symbol: str | None, all_symbols: bool, required: bool, one_symbol: bool = False
+) -> str | None:
+    if one_symbol and (symbol is None or all_symbols):
+        return "give the one SYMBOL to unblock (e.g. BTC/USD:USD) after checking it on the exchange; there is no --all"
     if symbol is not None and all_symbols:
         return "give either a SYMBOL or --all, not both"
     if required and symbol is None and not all_symbols:

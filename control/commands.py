@@ -14,13 +14,15 @@ from messages.control import (
     Flatten,
     Halt,
     Pause,
+    Resolve,
     Resume,
     Shutdown,
     Unhalt,
 )
 
-COMMANDS: tuple[str, ...] = ("pause", "resume", "halt", "unhalt", "cancel", "flatten", "stop")
+COMMANDS: tuple[str, ...] = ("pause", "resume", "halt", "unhalt", "cancel", "flatten", "resolve", "stop")
 SYMBOL_COMMANDS: frozenset[str] = frozenset({"pause", "resume", "cancel", "flatten"})  # need a symbol or all=true
+ONE_SYMBOL_COMMANDS: frozenset[str] = frozenset({"resolve"})  # need exactly one symbol; all=true is refused
 MAX_SOURCE_LENGTH = 200
 MAX_SYMBOL_LENGTH = 64
 
@@ -75,6 +77,11 @@ class CommandRequest(BaseModel):
         if self.command == "stop":
             if self.symbol is not None or self.all:
                 raise ValueError("stop stops the whole system: it takes no symbol and no all")
+        elif self.command in ONE_SYMBOL_COMMANDS and (self.all or self.symbol is None):
+            raise ValueError(
+                f"{self.command} needs one symbol (e.g. \"BTC/USD:USD\"), never all: check that symbol on the "
+                "exchange first"
+            )
         elif self.symbol is not None and self.all:
             raise ValueError(f"{self.command}: give either a symbol or all=true, not both")
         elif self.command in SYMBOL_COMMANDS and self.symbol is None and not self.all:
@@ -124,6 +131,9 @@ def to_message(request: CommandRequest) -> ControlMessage | Shutdown:
             return CancelOrders(symbol=symbol, source=source)
         case "flatten":
             return Flatten(symbol=symbol, source=source)
+        case "resolve":
+            assert request.symbol is not None  # the model refuses resolve without a symbol
+            return Resolve(symbol=request.symbol, source=source)
         case "stop":
             return Shutdown(source=source)
     raise AssertionError(f"unhandled command {request.command!r}")  # pragma: no cover

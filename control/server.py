@@ -6,10 +6,11 @@ Routes (every request needs the header `Authorization: Bearer <token>`, else 401
     200 with `PortfolioStatus.model_dump(mode="json")`: see `control.status_view` for every field.
 
 `POST /v1/control` with a JSON object body (at most 64 KiB, `Content-Length` required):
-    `{"command": "pause"|"resume"|"halt"|"unhalt"|"cancel"|"flatten"|"stop",
+    `{"command": "pause"|"resume"|"halt"|"unhalt"|"cancel"|"flatten"|"resolve"|"stop",
       "symbol": "BTC/USD:USD" | null, "all": false, "source": "who sends it", "reason": "halt only"}`
     - pause, resume, cancel, flatten need exactly one of `symbol` or `"all": true`;
     - halt and unhalt apply to every symbol, or to `symbol` when one is given;
+    - resolve needs a symbol and refuses all: it unblocks that BLOCKED symbol after the operator checked the exchange;
     - stop takes neither; it asks the system to shut down cleanly.
     Unknown fields are errors. Answers:
     - 200 `{"ok": true, "detail": "...", "symbols": [...]}` (the system's ControlReply);

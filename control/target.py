@@ -11,12 +11,13 @@ from messages.control import (
     Halt,
     Pause,
     PortfolioStatus,
+    Resolve,
     Resume,
     Shutdown,
     Unhalt,
 )
 
-ControlMessage: TypeAlias = Pause | Resume | Halt | Unhalt | CancelOrders | Flatten
+ControlMessage: TypeAlias = Pause | Resume | Halt | Unhalt | CancelOrders | Flatten | Resolve
 
 
 @runtime_checkable

@@ -14,7 +14,7 @@ import pytest
 import control.cli
 from configuration import ControlConfig, load_config
 from control import ControlServer, main, register, start_control_endpoint, token_file
-from messages.control import CancelOrders, Flatten, Halt, Pause, Resume, Shutdown, Unhalt
+from messages.control import CancelOrders, Flatten, Halt, Pause, Resolve, Resume, Shutdown, Unhalt
 from tests.control.conftest import SYMBOLS, TOKEN, FakeTarget, free_port, sample_status, write_config
 
 pytestmark = pytest.mark.timeout(20)
@@ -105,6 +105,7 @@ def test_pause_prints_the_result(config: Path, target: FakeTarget, capsys: pytes
         (["cancel", "--all"], CancelOrders(symbol=None)),
         (["flatten", "BTC/USD:USD", "--yes"], Flatten(symbol="BTC/USD:USD")),
         (["flatten", "--all", "--yes"], Flatten(symbol=None)),
+        (["resolve", "xrp/usd:usd"], Resolve(symbol="XRP/USD:USD")),
         (["stop"], Shutdown()),
     ],
 )
@@ -385,3 +386,24 @@ def test_status_into_a_closed_pipe_is_quiet(config: Path) -> None:
         os.close(write_end)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize("argv", [["resolve"], ["resolve", "--all"], ["resolve", "BTC/USD:USD", "--all"]])
+def test_resolve_without_one_symbol_is_a_usage_error_and_sends_nothing(
+    config: Path, target: FakeTarget, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    try:
+        code = main([*argv, "--config", str(config)])
+    except SystemExit as exc:  # argparse: --all is not an option of resolve
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "resolve" in err and ("SYMBOL" in err or "--all" in err)
+    assert "Traceback" not in err
+    assert target.received == []
+
+
+def test_resolve_of_an_unknown_symbol_exits_1(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "resolve", "DOGE/USD:USD", "--config", str(config))
+    assert (code, out) == (1, "")
+    assert err.startswith("resolve: unknown symbol 'DOGE/USD:USD'")

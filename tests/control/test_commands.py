@@ -8,7 +8,7 @@ import pytest
 
 from control import COMMANDS, RequestError, parse_command, reply_status, to_message
 from messages._base import Message
-from messages.control import CancelOrders, ControlReply, Flatten, Halt, Pause, Resume, Shutdown, Unhalt
+from messages.control import CancelOrders, ControlReply, Flatten, Halt, Pause, Resolve, Resume, Shutdown, Unhalt
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -33,6 +33,7 @@ def body(**fields: object) -> bytes:
         ({"command": "cancel", "all": True}, CancelOrders(symbol=None)),
         ({"command": "flatten", "symbol": "BTC/USD:USD"}, Flatten(symbol="BTC/USD:USD")),
         ({"command": "flatten", "all": True}, Flatten(symbol=None)),
+        ({"command": "resolve", "symbol": "xrp/usd:usd"}, Resolve(symbol="XRP/USD:USD")),
         ({"command": "stop"}, Shutdown()),
         ({"command": " PAUSE ", "symbol": " btc/usd:usd "}, Pause(symbol="BTC/USD:USD")),
     ],
@@ -94,3 +95,13 @@ def test_bad_bodies_are_refused_with_what_is_wrong(raw: bytes, words: str) -> No
 )
 def test_replies_map_to_http_statuses(reply: ControlReply, status: int) -> None:
     assert reply_status(reply) == status
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"command": "resolve"}, {"command": "resolve", "all": True}, {"command": "resolve", "symbol": "BTC/USD:USD", "all": True}],
+    ids=["no-symbol", "all", "symbol-and-all"],
+)
+def test_resolve_needs_exactly_one_symbol_and_never_all(fields: dict[str, object]) -> None:
+    with pytest.raises(RequestError, match="resolve needs one symbol"):
+        parse_command(body(**fields))
