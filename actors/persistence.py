@@ -14,9 +14,11 @@ import pykka
 from loguru import logger
 
 from messages import (
+    AbandonIntent,
     ClaimIntent,
     ClaimResult,
     Event,
+    FindIntents,
     Flush,
     LoadOpenIntents,
     LoadSymbol,
@@ -25,6 +27,7 @@ from messages import (
     PurgeIntents,
     QueryEvents,
     QueryPnl,
+    RecordSends,
     SetControl,
 )
 from persistence import StorageError, Store, describe_database
@@ -39,7 +42,7 @@ class PersistenceActor(pykka.ThreadingActor):
         super().__init__()
         self.database = database
         self.store = Store(database)
-        self._pending: list[Event | OrderUpdate] = []
+        self._pending: list[Event | OrderUpdate | ClaimIntent | RecordSends] = []
         self._flush_scheduled = False
 
     def on_start(self) -> None:
@@ -58,7 +61,7 @@ class PersistenceActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case ClaimIntent(reply=reply) if reply is not None:
+            case ClaimIntent(reply=reply) | RecordSends(reply=reply) if reply is not None:
                 self._pending.append(message)
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
@@ -69,6 +72,14 @@ class PersistenceActor(pykka.ThreadingActor):
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
                     self.actor_ref.tell(Flush())
+                return None
+            case AbandonIntent():
+                self._flush()
+                try:
+                    self.store.abandon_intent(message.intent_hash, message.detail)
+                except (StorageError, peewee.PeeweeException) as exc:
+                    logger.error("persistence: could not mark intent {} NOT_PLACED: {}; the next start does",
+                                 message.intent_hash[:12], exc)
                 return None
             case Ping():
                 return True
@@ -93,6 +104,8 @@ class PersistenceActor(pykka.ThreadingActor):
                 return self.store.load_symbol(message.symbol, message.since)
             case LoadOpenIntents():
                 return self.store.open_intents()
+            case FindIntents():
+                return self.store.find_intents(message.client_order_ids)
             case PurgeIntents():
                 removed = self.store.purge_intents(message.before)
                 if removed:
@@ -131,10 +144,10 @@ class PersistenceActor(pykka.ThreadingActor):
                 exc,
                 describe_database(self.database),
             )
-            for item in batch:  # a claim that could not be stored is refused now, never retried later
-                if isinstance(item, ClaimIntent) and item.reply is not None:
+            for item in batch:  # a claim or send record that could not be stored is refused now, never retried
+                if isinstance(item, (ClaimIntent, RecordSends)) and item.reply is not None:
                     item.reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
-            kept = [item for item in batch if not isinstance(item, ClaimIntent)]
+            kept = [item for item in batch if not isinstance(item, (ClaimIntent, RecordSends))]
             if len(kept) > MAX_PENDING_WRITES:
                 dropped = len(kept) - MAX_PENDING_WRITES
                 kept = kept[dropped:]
@@ -145,3 +158,5 @@ class PersistenceActor(pykka.ThreadingActor):
         for item, result in zip(batch, results, strict=True):
             if isinstance(item, ClaimIntent) and item.reply is not None:
                 item.reply.set(result)
+            elif isinstance(item, RecordSends) and item.reply is not None:
+                item.reply.set(True)

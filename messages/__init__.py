@@ -22,6 +22,7 @@ from messages.lifecycle import Candles, Ping, RestartSymbol, SymbolDied, Tick
 from messages.market import TIMEFRAME_MS, Candle, MarketSpec, timeframe_ms
 from messages.orders import (
     FINAL_STATES,
+    TRANSITIONS,
     UNRESOLVED_STATES,
     CancelOrder,
     Fill,
@@ -43,17 +44,21 @@ from messages.positions import (
     SyncPositions,
 )
 from messages.reconciliation import (
+    ExchangeMismatch,
     ExchangeOrder,
     GetInFlight,
     NotReady,
     OpenOrdersSync,
+    OrderBlocked,
     Reconcile,
     ReconciliationReport,
 )
 from messages.records import (
+    AbandonIntent,
     ClaimIntent,
     ClaimResult,
     ControlRecord,
+    FindIntents,
     Flush,
     IntentRecord,
     LoadOpenIntents,
@@ -61,6 +66,7 @@ from messages.records import (
     PurgeIntents,
     QueryEvents,
     QueryPnl,
+    RecordSends,
     SetControl,
     SymbolBootstrap,
 )
@@ -68,6 +74,12 @@ from messages.risk import RiskDecision, RiskRelease, RiskRequest
 from messages.signals import Signal, SignalKind
 
 __all__ = [
+    "AbandonIntent",
+    "FindIntents",
+    "RecordSends",
+    "OrderBlocked",
+    "ExchangeMismatch",
+    "TRANSITIONS",
     "QueryPnl",
     "ExchangeOrder",
     "GetInFlight",

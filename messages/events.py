@@ -32,6 +32,10 @@ class Reason(StrEnum):
     NOT_PLACED = "NOT_PLACED"  # an unknown outcome proven absent and not re-sent (too old, too many sends)
     EXTERNAL_ORDER = "EXTERNAL_ORDER"  # an order placed outside this system, adopted at reconciliation
     CANCELED_BY_TIMEOUT = "CANCELED_BY_TIMEOUT"  # an unfilled limit order past its time-out
+    EXCHANGE_MISMATCH = "EXCHANGE_MISMATCH"  # an exchange answer contradicts what we know: entries refused
+    BLOCKED = "BLOCKED"  # the fate of one of our orders cannot be decided: `resolve SYMBOL` after checking
+    GIVEN_UP = "GIVEN_UP"  # an operator's `resolve` gave up on an undecided order
+    BAD_MARKET_DATA = "BAD_MARKET_DATA"  # a candle or ticker that is not a finite, consistent price: dropped
 
 
 class EventKind(StrEnum):

@@ -43,28 +43,32 @@ FINAL_STATES = frozenset({OrderState.FILLED, OrderState.CANCELED, OrderState.REJ
 # States whose outcome on the exchange is not known; the intent blocks its side until resolved.
 UNRESOLVED_STATES = frozenset({OrderState.INITIALIZED, OrderState.SUBMITTED, OrderState.UNKNOWN})
 
-# Where a state may go next; anything else is ignored as stale.
-_STATE_RANK: dict[OrderState, int] = {
-    OrderState.INITIALIZED: 0,
-    OrderState.SUBMITTED: 1,
-    OrderState.UNKNOWN: 2,
-    OrderState.ACCEPTED: 3,
-    OrderState.PARTIALLY_FILLED: 4,
-    OrderState.FILLED: 5,
-    OrderState.CANCELED: 5,
-    OrderState.REJECTED: 5,
+# The one table of allowed state transitions, shared by gateway, symbol and store: a report whose
+# move is not listed here is stale or repeated and changes nothing.
+_S = OrderState
+TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
+    _S.INITIALIZED: frozenset({_S.SUBMITTED, _S.UNKNOWN, _S.ACCEPTED, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELED,
+                               _S.REJECTED}),
+    _S.SUBMITTED: frozenset({_S.UNKNOWN, _S.ACCEPTED, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELED, _S.REJECTED}),
+    # proven absent and re-sent (SUBMITTED again), or found
+    _S.UNKNOWN: frozenset({_S.SUBMITTED, _S.ACCEPTED, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELED, _S.REJECTED}),
+    _S.ACCEPTED: frozenset({_S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELED}),
+    _S.PARTIALLY_FILLED: frozenset({_S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELED}),
+    _S.FILLED: frozenset(),
+    _S.CANCELED: frozenset({_S.CANCELED}),  # a fill that the cancel answer did not show yet
+    # A rejection is final only when proven: an order found on the exchange later is taken back as ours.
+    _S.REJECTED: frozenset({_S.ACCEPTED, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELED}),
 }
 
 
-def is_advance(current: OrderState, new: OrderState) -> bool:
-    """True when moving from `current` to `new` is progress; stale or repeated reports are not."""
-    if current.is_final:
+def is_advance(current: OrderState, new: OrderState, *, filled_before: Decimal | None = None,
+               filled_after: Decimal | None = None) -> bool:
+    """True when the table allows `current` -> `new`; a move to the same state needs more filled."""
+    if new not in TRANSITIONS[current]:
         return False
     if new is current:
-        return new is OrderState.PARTIALLY_FILLED  # another partial fill
-    if current is OrderState.UNKNOWN and new is OrderState.SUBMITTED:
-        return True  # proven absent, re-sent with the same client order id
-    return _STATE_RANK[new] > _STATE_RANK[current]
+        return filled_before is not None and filled_after is not None and filled_after > filled_before
+    return True
 
 
 def intent_hash(symbol: str, candle_time: int, kind: SignalKind, notional: Decimal | str) -> str:
@@ -109,11 +113,10 @@ class PlaceOrder(Message):
 
 
 class CancelOrder(Message):
-    """Gateway command: cancel an order of ours by exchange id or client order id."""
+    """Gateway command: cancel one order of ours (flatten replaces a resting exit this way)."""
 
     symbol: str
-    exchange_order_id: str | None = None
-    client_order_id: str | None = None
+    client_order_id: str
 
 
 class Fill(Message):
@@ -146,5 +149,8 @@ class OrderUpdate(Message):
     fills: tuple[Fill, ...] = ()
     reason: str | None = None  # a Reason code when rejected or unknown
     detail: str = ""
+    sent_at: int | None = None  # exchange ms of the latest send (SUBMITTED reports)
+    process_before: int | None = None  # the latest send's processBefore, exchange ms: no copy executes after it
+    sends: int | None = None  # sends of this intent so far (SUBMITTED reports)
     seq: int = 0  # the gateway's report sequence number; later reports have larger numbers
     time: int = Field(default_factory=now_ms)

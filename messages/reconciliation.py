@@ -61,3 +61,27 @@ class NotReady(Message):
 
 class GetInFlight(Message):
     """Ask the gateway how many of our orders are being sent or resolved right now."""
+
+
+class OrderBlocked(Message):
+    """The gateway cannot decide what became of one of our orders: the symbol shows BLOCKED and why.
+
+    `detail` says what was tried and what frees it (`resolve SYMBOL`, after checking the exchange);
+    an empty detail means the order is decided again (the block is lifted).
+    """
+
+    symbol: str
+    client_order_id: str
+    detail: str = ""
+
+
+class ExchangeMismatch(Message):
+    """An exchange answer contradicts what we know for certain: the symbol refuses entries while it lasts.
+
+    `key` names the contradiction (e.g. `openorders:<order id>`, `fills:<cliOrdId>`); an empty
+    `detail` says that contradiction is gone (a consistent view returned).
+    """
+
+    symbol: str
+    key: str
+    detail: str = ""

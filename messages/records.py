@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from messages._base import Message
 from messages.events import Event
-from messages.orders import OrderIntent, OrderState, Side
+from messages.orders import OrderIntent, OrderState, OrderUpdate, Side
 from messages.signals import SignalKind
 
 
@@ -25,29 +25,28 @@ class IntentRecord(Message):
     price: Decimal
     notional: Decimal
     order_type: str
+    limit_price: Decimal | None = None
     state: OrderState
     filled: Decimal = Decimal(0)
     exchange_order_id: str | None = None
     reason: str | None = None
     created_at: int
     updated_at: int
+    sent_at: int | None = None  # exchange ms of the latest send; None: never sent
+    process_before: int | None = None  # the latest send's processBefore (exchange ms)
+    sends: int = 0
+    fill_ids: frozenset[str] = frozenset()  # fills already stored for this order: never counted twice
+    schema_v1: bool = False  # stored before sends recorded processBefore: a send's window is unknown
+
+    # The fields an OrderIntent shares with its record: the one mapping between the two.
+    INTENT_FIELDS: ClassVar[tuple[str, ...]] = (
+        "intent_hash", "client_order_id", "symbol", "kind", "side", "candle_time", "notional", "amount", "price",
+        "reduce_only", "order_type", "limit_price", "created_at",
+    )
 
     def to_intent(self) -> OrderIntent:
         """The intent as it was claimed (to resolve or re-send it with the same client order id)."""
-        return OrderIntent(
-            intent_hash=self.intent_hash,
-            client_order_id=self.client_order_id,
-            symbol=self.symbol,
-            kind=self.kind,
-            side=self.side,
-            candle_time=self.candle_time,
-            notional=self.notional,
-            amount=self.amount,
-            price=self.price,
-            reduce_only=self.reduce_only,
-            order_type=self.order_type,
-            created_at=self.created_at,
-        )
+        return OrderIntent(**{name: getattr(self, name) for name in self.INTENT_FIELDS})
 
 
 class ControlRecord(Message):
@@ -78,6 +77,30 @@ class ClaimResult(Message):
 
     claimed: bool
     existing_state: OrderState | None = None
+
+
+class RecordSends(Message):
+    """Persistence command from the gateway: store these SUBMITTED reports durably, then set `reply`.
+
+    A send leaves only after its processBefore is on disk, so a restart always knows the latest
+    moment at which any copy of the order could still execute.
+    """
+
+    updates: tuple[OrderUpdate, ...]
+    reply: Any = None
+
+
+class AbandonIntent(Message):
+    """Persistence command: an intent whose claim answer came too late is given up (never sent)."""
+
+    intent_hash: str
+    detail: str = ""
+
+
+class FindIntents(Message):
+    """Persistence query: the stored intents with these client order ids (final ones too)."""
+
+    client_order_ids: tuple[str, ...]
 
 
 class SetControl(Message):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import peewee
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: intents keep limit_price, sent_at, process_before and sends
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,17 @@ def build_models(database: peewee.Database) -> Models:
         price = peewee.TextField()
         reduce_only = peewee.BooleanField(default=False)
         order_type = peewee.CharField(max_length=16, default="market")
+        limit_price = peewee.TextField(null=True)
         status = peewee.CharField(max_length=20, index=True)
         reason = peewee.CharField(max_length=40, null=True)
         exchange_order_id = peewee.CharField(max_length=100, null=True)
         filled = peewee.TextField(default="0")
         created_at = peewee.BigIntegerField(index=True)
         updated_at = peewee.BigIntegerField()
+        sent_at = peewee.BigIntegerField(null=True)  # exchange ms of the latest send
+        process_before = peewee.BigIntegerField(null=True)  # no copy of the order executes after this (exchange ms)
+        sends = peewee.IntegerField(default=0)
+        schema_v1 = peewee.BooleanField(default=False)  # stored by version 1, before sends recorded processBefore
 
     class Order(Base):
         """An order on the exchange: ours (with its intent) or EXTERNAL (placed outside the system)."""

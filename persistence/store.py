@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 
 import peewee
+from playhouse.migrate import SchemaMigrator, migrate
 
 from messages import (
     ClaimIntent,
@@ -19,6 +20,7 @@ from messages import (
     OrderState,
     OrderUpdate,
     Reason,
+    RecordSends,
     SymbolBootstrap,
     is_advance,
     now_ms,
@@ -43,6 +45,19 @@ def _order_event(update: OrderUpdate) -> Event:
         detail=" ".join(parts),
         time=update.time,
     )
+
+
+def intent_row(intent: OrderIntent) -> dict[str, object]:
+    """The intent table's columns for an intent: the one mapping (IntentRecord.to_intent reads it back)."""
+    row: dict[str, object] = {}
+    for name in IntentRecord.INTENT_FIELDS:
+        value = getattr(intent, name)
+        if isinstance(value, Decimal):
+            value = str(value)
+        elif hasattr(value, "value"):  # the enums (kind, side)
+            value = value.value
+        row[name] = value
+    return row
 
 
 class SchemaVersionError(RuntimeError):
@@ -100,6 +115,24 @@ class Store:
                     f"the database has schema version {row.value}, newer than this program's "
                     f"{SCHEMA_VERSION}: upgrade the program or point database.url elsewhere"
                 )
+            elif int(row.value) < SCHEMA_VERSION:
+                self._migrate(int(row.value))
+                info.update(value=str(SCHEMA_VERSION)).where(info.key == "version").execute()
+
+    def _migrate(self, version: int) -> None:
+        """Bring a database written by an older version up to SCHEMA_VERSION (inside open's transaction)."""
+        if version < 2:
+            Intent = self.models.Intent
+            have = {column.name for column in self.database.get_columns(Intent._meta.table_name)}
+            migrator = SchemaMigrator.from_database(self.database)
+            added = [
+                migrator.add_column(Intent._meta.table_name, name, getattr(Intent, name))
+                for name in ("limit_price", "sent_at", "process_before", "sends", "schema_v1")
+                if name not in have
+            ]
+            migrate(*added)
+            # Unfinished intents of version 1 were sent without processBefore: their window is unknown.
+            Intent.update(schema_v1=True).where(Intent.status.not_in([s.value for s in FINAL_STATES])).execute()
 
     def close(self) -> None:
         """Close this thread's connection."""
@@ -124,20 +157,7 @@ class Store:
         try:
             with self.database.atomic():  # a savepoint: a duplicate undoes only itself
                 Intent.insert(
-                    intent_hash=intent.intent_hash,
-                    client_order_id=intent.client_order_id,
-                    symbol=intent.symbol,
-                    kind=intent.kind.value,
-                    side=intent.side.value,
-                    candle_time=intent.candle_time,
-                    notional=str(intent.notional),
-                    amount=str(intent.amount),
-                    price=str(intent.price),
-                    reduce_only=intent.reduce_only,
-                    order_type=intent.order_type,
-                    status=OrderState.INITIALIZED.value,
-                    created_at=intent.created_at,
-                    updated_at=now_ms(),
+                    **intent_row(intent), status=OrderState.INITIALIZED.value, updated_at=now_ms()
                 ).execute()
         except peewee.IntegrityError:
             existing = Intent.get_or_none(
@@ -149,7 +169,7 @@ class Store:
     def intent(self, intent_hash: str) -> IntentRecord | None:
         """The stored intent with this hash, if any."""
         row = self.models.Intent.get_or_none(self.models.Intent.intent_hash == intent_hash)
-        return self._intent_record(row) if row else None
+        return self._records([row])[0] if row else None
 
     def open_intents(self, symbol: str | None = None) -> list[IntentRecord]:
         """Intents whose order is not final, oldest first."""
@@ -157,7 +177,31 @@ class Store:
         query = Intent.select().where(Intent.status.not_in([s.value for s in FINAL_STATES]))
         if symbol is not None:
             query = query.where(Intent.symbol == symbol)
-        return [self._intent_record(row) for row in query.order_by(Intent.created_at, Intent.id)]
+        return self._records(list(query.order_by(Intent.created_at, Intent.id)))
+
+    def find_intents(self, client_order_ids: Iterable[str]) -> list[IntentRecord]:
+        """The stored intents (final ones too) with these client order ids."""
+        Intent = self.models.Intent
+        ids = list(dict.fromkeys(client_order_ids))
+        rows: list[peewee.Model] = []
+        for start in range(0, len(ids), 500):
+            rows.extend(Intent.select().where(Intent.client_order_id.in_(ids[start : start + 500])))
+        return self._records(rows)
+
+    def abandon_intent(self, intent_hash: str, detail: str) -> bool:
+        """Mark an intent that was never handed to the exchange NOT_PLACED; False if it went further."""
+        Intent = self.models.Intent
+        with _writing(self.database, f"abandoned intent {intent_hash[:12]}"):
+            changed = (
+                Intent.update(status=OrderState.REJECTED.value, reason=Reason.NOT_PLACED.value, updated_at=now_ms())
+                .where((Intent.intent_hash == intent_hash) & (Intent.status == OrderState.INITIALIZED.value)
+                       & Intent.sent_at.is_null())
+                .execute()
+            )
+            if changed:
+                self._insert_events([Event(kind=EventKind.ORDER_UPDATE, reason=Reason.NOT_PLACED,
+                                           intent_hash=intent_hash, detail=f"REJECTED never sent: {detail}")])
+        return bool(changed)
 
     def recent_hashes(self, symbol: str, since: int) -> frozenset[str]:
         """Hashes of intents for `symbol` created at or after `since` (epoch ms)."""
@@ -176,7 +220,8 @@ class Store:
 
     # --- batched writes --------------------------------------------------------------------
 
-    def apply_batch(self, items: Sequence[Event | OrderUpdate | ClaimIntent]) -> list[ClaimResult | None]:
+    def apply_batch(self, items: Sequence[Event | OrderUpdate | ClaimIntent | RecordSends]
+                    ) -> list[ClaimResult | None]:
         """Write claims, order updates and events in one transaction (one commit, one fsync), in order.
 
         Returns, for each item, its ClaimResult (claims) or None. Raises StorageError if the
@@ -195,7 +240,11 @@ class Store:
                         events.append(item.event)
                     continue
                 results.append(None)
-                if isinstance(item, OrderUpdate):
+                if isinstance(item, RecordSends):
+                    for update in item.updates:
+                        self._apply_order_update(update)
+                        events.append(_order_event(update))
+                elif isinstance(item, OrderUpdate):
                     self._apply_order_update(item)
                     events.append(_order_event(item))
                 else:
@@ -223,14 +272,20 @@ class Store:
         now = now_ms()
         if update.intent_hash is not None:
             row = m.Intent.get_or_none(m.Intent.intent_hash == update.intent_hash)
-            if row is not None and is_advance(OrderState(row.status), update.state):
-                m.Intent.update(
-                    status=update.state.value,
-                    reason=update.reason,
-                    exchange_order_id=update.exchange_order_id or row.exchange_order_id,
-                    filled=str(update.filled),
-                    updated_at=now,
-                ).where(m.Intent.id == row.id).execute()
+            if row is not None and is_advance(OrderState(row.status), update.state,
+                                              filled_before=Decimal(row.filled or "0"), filled_after=update.filled):
+                fields: dict[str, object] = {
+                    "status": update.state.value,
+                    "reason": update.reason,
+                    "exchange_order_id": update.exchange_order_id or row.exchange_order_id,
+                    "filled": str(update.filled),
+                    "updated_at": now,
+                }
+                if update.sent_at is not None:
+                    fields.update(sent_at=update.sent_at, process_before=update.process_before, schema_v1=False)
+                if update.sends is not None:
+                    fields["sends"] = update.sends
+                m.Intent.update(**fields).where(m.Intent.id == row.id).execute()
         self._upsert_order(update, now)
         if update.fills:
             m.Fill.insert_many(
@@ -281,7 +336,8 @@ class Store:
                 created_at=now,
                 **fields,
             ).execute()
-        elif is_advance(OrderState(row.state), update.state):
+        elif is_advance(OrderState(row.state), update.state, filled_before=Decimal(row.filled or "0"),
+                        filled_after=update.filled):
             Order.update(**fields).where(Order.id == row.id).execute()
 
     # --- control state ---------------------------------------------------------------------
@@ -412,8 +468,19 @@ class Store:
 
     # --- helpers ---------------------------------------------------------------------------
 
+    def _records(self, rows: list[peewee.Model]) -> list[IntentRecord]:
+        """Records of these intent rows, each with the ids of the fills stored for its order."""
+        Fill = self.models.Fill
+        fill_ids: dict[str, set[str]] = {}
+        cids = [row.client_order_id for row in rows]
+        for start in range(0, len(cids), 500):
+            chunk = cids[start : start + 500]
+            for fill in Fill.select(Fill.fill_id, Fill.client_order_id).where(Fill.client_order_id.in_(chunk)):
+                fill_ids.setdefault(fill.client_order_id, set()).add(fill.fill_id)
+        return [self._intent_record(row, frozenset(fill_ids.get(row.client_order_id, ()))) for row in rows]
+
     @staticmethod
-    def _intent_record(row: peewee.Model) -> IntentRecord:
+    def _intent_record(row: peewee.Model, fill_ids: frozenset[str] = frozenset()) -> IntentRecord:
         return IntentRecord(
             intent_hash=row.intent_hash,
             client_order_id=row.client_order_id,
@@ -426,12 +493,18 @@ class Store:
             price=Decimal(row.price),
             notional=Decimal(row.notional),
             order_type=row.order_type,
+            limit_price=Decimal(row.limit_price) if row.limit_price else None,
             state=OrderState(row.status),
             filled=Decimal(row.filled or "0"),
             exchange_order_id=row.exchange_order_id,
             reason=row.reason,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            sent_at=row.sent_at,
+            process_before=row.process_before,
+            sends=row.sends or 0,
+            fill_ids=fill_ids,
+            schema_v1=bool(row.schema_v1),
         )
 
     @staticmethod

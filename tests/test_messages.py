@@ -68,14 +68,27 @@ def test_messages_are_frozen_and_reject_unknown_fields() -> None:
         (OrderState.UNKNOWN, OrderState.SUBMITTED, True),
         (OrderState.ACCEPTED, OrderState.SUBMITTED, False),
         (OrderState.ACCEPTED, OrderState.UNKNOWN, False),
-        (OrderState.PARTIALLY_FILLED, OrderState.PARTIALLY_FILLED, True),
         (OrderState.ACCEPTED, OrderState.ACCEPTED, False),
         (OrderState.FILLED, OrderState.CANCELED, False),
-        (OrderState.REJECTED, OrderState.ACCEPTED, False),
+        (OrderState.FILLED, OrderState.REJECTED, False),
+        (OrderState.CANCELED, OrderState.ACCEPTED, False),
+        (OrderState.REJECTED, OrderState.ACCEPTED, True),  # found on the exchange after all: taken back
+        (OrderState.REJECTED, OrderState.FILLED, True),
+        (OrderState.REJECTED, OrderState.SUBMITTED, False),  # never re-sent once final
     ],
 )
-def test_order_states_only_move_forward(current: OrderState, new: OrderState, advance: bool) -> None:
+def test_order_states_move_only_as_the_transition_table_allows(current: OrderState, new: OrderState,
+                                                                advance: bool) -> None:
     assert is_advance(current, new) is advance
+
+
+def test_a_repeated_state_is_progress_only_with_more_filled() -> None:
+    one, two = Decimal("0.1"), Decimal("0.2")
+    assert is_advance(OrderState.PARTIALLY_FILLED, OrderState.PARTIALLY_FILLED, filled_before=one, filled_after=two)
+    assert not is_advance(OrderState.PARTIALLY_FILLED, OrderState.PARTIALLY_FILLED, filled_before=two,
+                          filled_after=two)
+    assert not is_advance(OrderState.PARTIALLY_FILLED, OrderState.PARTIALLY_FILLED)
+    assert is_advance(OrderState.CANCELED, OrderState.CANCELED, filled_before=one, filled_after=two)
 
 
 def test_contracts_for_notional_round_down_to_the_amount_step() -> None:
