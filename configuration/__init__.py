@@ -5,10 +5,10 @@ from configuration.loading import (
     LoadedConfig,
     describe_errors,
     load_config,
-    mask_url,
     render_config,
     validate_config,
 )
+from configuration.masking import looks_like_variable_name, mask_url, url_secrets
 from configuration.logs import InterceptHandler, register_secret, scrub, setup_logging
 from configuration.model import (
     AppConfig,
@@ -38,7 +38,9 @@ __all__ = [
     "TradingConfig",
     "describe_errors",
     "load_config",
+    "looks_like_variable_name",
     "mask_url",
+    "url_secrets",
     "render_config",
     "validate_config",
     "InterceptHandler",

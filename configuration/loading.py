@@ -13,17 +13,22 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from configuration.masking import mask_url
 from configuration.model import AppConfig
 from strategies.base import StrategyParams
 from strategies.registry import UnknownStrategyError, strategy_class
 
 
+MAX_CONFIG_BYTES = 1024 * 1024  # a configuration is a few kilobytes; a larger file is a mistake
+
+
 class ConfigError(Exception):
-    """The configuration cannot be used; `errors` holds one line per problem, each naming its key."""
+    """The configuration cannot be used; `errors` holds one line per problem, each naming its key (passwords masked)."""
 
     def __init__(self, path: Path, errors: list[str]) -> None:
         self.path = path
-        self.errors = errors
+        self.errors = [_clip_line(mask_url(line)) for line in errors]
+        errors = self.errors
         super().__init__(f"{path}: " + "; ".join(errors))
 
 
@@ -60,17 +65,41 @@ class LoadedConfig:
         return url
 
 
+MAX_ERROR_LINE = 500
+
+
+def _clip_line(line: str) -> str:
+    """One error line, never longer than MAX_ERROR_LINE characters (a value quoted in it may be huge)."""
+    return line if len(line) <= MAX_ERROR_LINE else f"{line[:MAX_ERROR_LINE - 30]}... (clipped, {len(line)} characters)"
+
+
 def load_config(path: str | Path) -> LoadedConfig:
     """Load and validate a configuration file; raise ConfigError listing every problem."""
     path = Path(path).expanduser().resolve()
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(path, [f"file not found: {path} (pass --config PATH, or copy config.toml)"]) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError(path, [f"cannot read {path}: {exc}"]) from None
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read {path}: {exc.strerror or type(exc).__name__}"]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            path,
+            [f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a configuration (a few KiB); check the path"],
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [f"not UTF-8 text (byte {exc.start}): save the file as UTF-8"]) from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError(path, ["not usable TOML: arrays or tables nested too deeply"]) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(path, [f"not usable TOML: {str(exc).split(':')[0]}"]) from None
     return validate_config(raw, path)
 
 
@@ -131,7 +160,10 @@ def describe_errors(exc: ValidationError, model: type[BaseModel], prefix: tuple[
     for error in exc.errors():
         loc = prefix + tuple(str(part) for part in error["loc"])
         key = _key_path(loc) or "(top level)"
-        lines.append(f"{key}: {_describe(error, model, loc[len(prefix):])}")
+        text = _describe(error, model, loc[len(prefix):])
+        if loc and loc[-1].endswith("_env") and error["type"] != "value_error":
+            text = text.split(", got ")[0]  # the value of a variable-name key may be a secret pasted by mistake
+        lines.append(f"{key}: {text}")
     return lines
 
 
@@ -169,11 +201,11 @@ _BOUNDS = {
 
 def _describe(error: Any, model: type[BaseModel], loc: tuple[str, ...]) -> str:
     kind = error["type"]
-    value = error.get("input")
+    value = _show(error.get("input"))
     ctx = error.get("ctx") or {}
     if kind in _BOUNDS:
         key, symbol = _BOUNDS[kind]
-        return f"must be {symbol} {ctx.get(key)}, got {value!r}"
+        return f"must be {symbol} {ctx.get(key)}, got {value}"
     if kind == "missing":
         return "required key is missing"
     if kind == "extra_forbidden":
@@ -181,14 +213,30 @@ def _describe(error: Any, model: type[BaseModel], loc: tuple[str, ...]) -> str:
         hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
         return f"unknown key{hint}"
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')}, got {value!r}"
+        return f"must be one of {ctx.get('expected')}, got {value}"
     if kind in ("too_short", "string_too_short"):
-        return f"must not be empty, got {value!r}"
+        return f"must not be empty, got {value}"
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} entries, got {ctx.get('actual_length', 'more')}"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters long, got {len(str(error.get('input')))}"
+    if kind == "finite_number":
+        return f"must be a finite number (no inf or nan), got {value}"
     if kind in _TYPE_WORDS:
-        return f"must be {_TYPE_WORDS[kind]}, got {value!r}"
+        return f"must be {_TYPE_WORDS[kind]}, got {value}"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
-    return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {value!r}"
+    return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {value}"
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """A value as an error line quotes it: repr, clipped (a 10 MB list must not become a 10 MB message)."""
+    if isinstance(value, (list, tuple, dict)) and len(value) > 20:
+        return f"a {type(value).__name__} of {len(value)} entries"
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as TOML writes it
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
@@ -200,11 +248,6 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
         current = field.annotation
     fields = getattr(current, "model_fields", None)
     return sorted(fields) if fields else []
-
-
-def mask_url(url: str) -> str:
-    """Hide the password in a database URL."""
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
 
 
 def render_config(loaded: LoadedConfig, environ: os._Environ[str] | dict[str, str] | None = None) -> str:
@@ -220,7 +263,7 @@ def render_config(loaded: LoadedConfig, environ: os._Environ[str] | dict[str, st
         lines.append(f"# {label}: environment variable {var} is {state}")
     lines.append("")
     lines.extend(_toml_lines(data, ()))
-    return "\n".join(lines)
+    return mask_url("\n".join(lines))  # a password in any URL (exchange.url too) stays hidden
 
 
 def _toml_value(value: Any) -> str:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
+from configuration.masking import MASK as _MASK
+from configuration.masking import mask_url
+
 _SECRETS: set[str] = set()
-_MASK = "***"
 
 
 def register_secret(value: str | None) -> None:
@@ -20,15 +23,22 @@ def register_secret(value: str | None) -> None:
 
 
 def scrub(text: str) -> str:
-    """Replace every registered secret in `text`."""
-    for secret in _SECRETS:
+    """Replace every registered secret, and every password in a URL, in `text`."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):  # longest first: no half-masked overlaps
         if secret in text:
             text = text.replace(secret, _MASK)
-    return text
+    return mask_url(text)
 
 
 def _patch(record: Any) -> None:
-    record["message"] = scrub(record["message"])
+    message = record["message"]
+    exception = record["exception"]
+    if exception is not None and exception.type is not None:
+        # Format the traceback here (plain, no local variables) so that it is scrubbed like the message.
+        text = "".join(traceback.format_exception(exception.type, exception.value, exception.traceback)).rstrip()
+        message = f"{message}\n{text}"
+        record["exception"] = None
+    record["message"] = scrub(message)
 
 
 class InterceptHandler(logging.Handler):

@@ -3,36 +3,77 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
+from configuration.masking import looks_like_variable_name
 from messages.market import TIMEFRAME_MS
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+:[A-Z0-9]+$")
+MAX_SYMBOLS = 1000  # Kraken Futures lists a few hundred markets
+MAX_TEXT = 4096  # no string in the configuration is longer (URLs, paths)
+
+
+def _no_bool(value: Any) -> Any:
+    """Refuse true/false where a number belongs (pydantic would read true as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, got {str(value).lower()}")
+    return value
+
+
+def _env_name(value: str) -> str:
+    """Accept an environment variable's NAME; refuse anything else without echoing it (it may be the secret)."""
+    if not looks_like_variable_name(value):
+        raise ValueError(
+            "must be the NAME of an environment variable (letters, digits and _, e.g. KRAKEN_FUTURES_API_KEY), "
+            "not its value; the value given is not shown because it may be a secret: put the secret in the "
+            "environment and its variable's name here"
+        )
+    return value
+
+
+# Finite numbers only (no inf/NaN, no true/false, no strings), each with its own bounds.
+Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+Money = Annotated[Decimal, BeforeValidator(_no_bool), Field(allow_inf_nan=False)]
+EnvName = Annotated[StrictStr, Field(min_length=1, max_length=128), AfterValidator(_env_name)]
+Text = Annotated[StrictStr, Field(max_length=MAX_TEXT)]
 
 
 class Section(BaseModel):
     """A configuration section: unknown keys are errors, values are frozen once loaded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ExchangeConfig(Section):
     """Which exchange, where, and the names of the environment variables that hold the keys."""
 
     id: Literal["krakenfutures"] = "krakenfutures"
-    url: str = ""  # overrides the mode's base URL, e.g. "http://127.0.0.1:8081"
-    api_key_env: str = Field(default="KRAKEN_FUTURES_API_KEY", min_length=1)
-    api_secret_env: str = Field(default="KRAKEN_FUTURES_API_SECRET", min_length=1)
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    url: Text = ""  # overrides the mode's base URL, e.g. "http://127.0.0.1:8081"
+    api_key_env: EnvName = "KRAKEN_FUTURES_API_KEY"
+    api_secret_env: EnvName = "KRAKEN_FUTURES_API_SECRET"
+    timeout_s: Number = Field(default=10.0, ge=0.5, le=120)
     open_order_check: Literal["fail-closed", "fail-open"] = "fail-closed"
-    reconcile_interval_s: float = Field(default=60.0, gt=0, le=3600)
-    resend_max_age_s: float = Field(default=120.0, ge=0)  # an unknown order proven absent is re-sent only this young
-    process_before_s: float = Field(default=5.0, ge=1, le=60)  # every order carries processBefore = now + this
-    clock_skew_s: float = Field(default=2.0, ge=0, le=60)  # margin for our clock against the exchange's
-    history_lag_s: float = Field(default=5.0, ge=0, le=300)  # Kraken's delay publishing order history events
+    reconcile_interval_s: Number = Field(default=60.0, ge=1, le=3600)
+    resend_max_age_s: Number = Field(default=120.0, ge=0, le=86_400)  # an unknown order proven absent is re-sent only this young
+    process_before_s: Number = Field(default=5.0, ge=1, le=60)  # every order carries processBefore = now + this
+    clock_skew_s: Number = Field(default=2.0, ge=0, le=60)  # margin for our clock against the exchange's
+    history_lag_s: Number = Field(default=5.0, ge=0, le=300)  # Kraken's delay publishing order history events
 
     @field_validator("url")
     @classmethod
@@ -45,7 +86,7 @@ class ExchangeConfig(Section):
 class DatabaseConfig(Section):
     """Where intents, orders, fills, events and control state are stored."""
 
-    url: str = "sqlite:///storage/trading.db"
+    url: Text = "sqlite:///storage/trading.db"
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
     @field_validator("url")
@@ -55,6 +96,12 @@ class DatabaseConfig(Section):
             raise ValueError(
                 "must start with sqlite:/// (e.g. sqlite:///storage/trading.db) or postgresql:// "
                 f"(e.g. postgresql://user@127.0.0.1:5432/trading), got {value!r}"
+            )  # ConfigError masks the password of any URL in its lines
+        if value.startswith("sqlite") and not re.match(r"^sqlite:///.+", value):
+            raise ValueError("names no file: write it like sqlite:///storage/trading.db")
+        if value.startswith("postgres") and not re.match(r"^postgres(ql)?://[^/]*/[^/?#\s]+", value):
+            raise ValueError(
+                "names no database: write it like postgresql://user@127.0.0.1:5432/trading (the database after the /)"
             )
         return value
 
@@ -62,16 +109,18 @@ class DatabaseConfig(Section):
 class TradingConfig(Section):
     """What to trade and how big."""
 
-    symbols: tuple[str, ...] = Field(default=("BTC/USD:USD",), min_length=1)
-    timeframe: str = "1m"
-    tick_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    symbols: tuple[Annotated[StrictStr, Field(max_length=64)], ...] = Field(
+        default=("BTC/USD:USD",), min_length=1, max_length=MAX_SYMBOLS
+    )
+    timeframe: StrictStr = "1m"
+    tick_interval_s: Number = Field(default=5.0, ge=0.1, le=3600)
     pyramiding: StrictBool = False
-    order_notional: Decimal = Field(default=Decimal(100), gt=0)
+    order_notional: Money = Field(default=Decimal(100), gt=0, le=10**12)
     order_type: Literal["market", "limit"] = "market"
-    limit_offset_bps: Decimal = Field(default=Decimal(0), ge=0, le=1000)
-    limit_timeout_s: float = Field(default=120.0, gt=0)  # unfilled limit orders are cancelled after this
-    intent_retention_hours: float = Field(default=24.0, gt=0)
-    position_sync_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    limit_offset_bps: Money = Field(default=Decimal(0), ge=0, le=1000)
+    limit_timeout_s: Number = Field(default=120.0, ge=1, le=7 * 86_400)  # unfilled limit orders are cancelled after this
+    intent_retention_hours: Number = Field(default=24.0, ge=0.01, le=24 * 366)
+    position_sync_interval_s: Number = Field(default=10.0, ge=0.1, le=3600)
 
     @field_validator("symbols")
     @classmethod
@@ -81,7 +130,7 @@ class TradingConfig(Section):
                 raise ValueError(
                     f"{symbol!r} is not a ccxt unified swap symbol; write it like 'BTC/USD:USD'"
                 )
-        duplicates = sorted({s for s in value if value.count(s) > 1})
+        duplicates = sorted(s for s, n in Counter(value).items() if n > 1)  # linear: a long list must not hang
         if duplicates:
             raise ValueError(f"listed more than once: {', '.join(duplicates)}")
         return value
@@ -97,42 +146,65 @@ class TradingConfig(Section):
 class RiskConfig(Section):
     """Portfolio-wide limits the portfolio actor enforces."""
 
-    max_open_positions: int = Field(default=3, ge=1)
-    max_notional_per_order: Decimal = Field(default=Decimal(1000), gt=0)
-    max_total_notional: Decimal = Field(default=Decimal(5000), gt=0)
+    max_open_positions: StrictInt = Field(default=3, ge=1, le=MAX_SYMBOLS)
+    max_notional_per_order: Money = Field(default=Decimal(1000), gt=0, le=10**15)
+    max_total_notional: Money = Field(default=Decimal(5000), gt=0, le=10**15)
 
 
 class StrategyConfig(Section):
     """The strategy each symbol actor runs, by name, with its parameters."""
 
-    name: str = "ma_crossover"
+    name: StrictStr = Field(default="ma_crossover", max_length=100)
     params: dict[str, Any] = Field(default_factory=dict)
 
 
 class SupervisionConfig(Section):
     """How the portfolio restarts symbol actors that die."""
 
-    max_restarts: int = Field(default=3, ge=0)
-    restart_window_s: float = Field(default=600.0, gt=0)
-    backoff_initial_s: float = Field(default=0.5, ge=0)
-    backoff_max_s: float = Field(default=30.0, ge=0)
+    max_restarts: StrictInt = Field(default=3, ge=0, le=1000)
+    restart_window_s: Number = Field(default=600.0, ge=1, le=7 * 86_400)
+    backoff_initial_s: Number = Field(default=0.5, ge=0, le=3600)
+    backoff_max_s: Number = Field(default=30.0, ge=0, le=3600)
+
+
+def loguru_file_options_problem(rotation: str, retention: str) -> str | None:
+    """Why loguru would refuse these file options at start-up (it parses them only then), or None."""
+    import tempfile
+    from pathlib import Path
+
+    from loguru import logger
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:  # delay=True: nothing is opened or written, only the options are parsed
+            handler = logger.add(Path(folder) / "probe.log", rotation=rotation, retention=retention, delay=True)
+        except (ValueError, TypeError) as exc:
+            return f"rotation {rotation!r} / retention {retention!r}: {exc}; write e.g. \"50 MB\" and \"14 days\""
+        logger.remove(handler)
+    return None
 
 
 class LoggingConfig(Section):
     """Where logs go and how much."""
 
     level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    file: str = "storage/trading.log"  # empty: console only
-    rotation: str = "50 MB"
-    retention: str = "14 days"
+    file: Text = "storage/trading.log"  # empty: console only
+    rotation: Annotated[StrictStr, Field(min_length=1, max_length=100)] = "50 MB"
+    retention: Annotated[StrictStr, Field(min_length=1, max_length=100)] = "14 days"
+
+    @model_validator(mode="after")
+    def _loguru_understands(self) -> LoggingConfig:
+        problem = loguru_file_options_problem(self.rotation, self.retention)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class ControlConfig(Section):
     """The local control endpoint of the running process (JSON over HTTP)."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8765, ge=1, le=65535)
-    token_env: str = Field(default="KRAKEN_BOT_CONTROL_TOKEN", min_length=1)  # else storage/control.token
+    host: Annotated[StrictStr, Field(min_length=1, max_length=255)] = "127.0.0.1"
+    port: StrictInt = Field(default=8765, ge=1, le=65535)
+    token_env: EnvName = "KRAKEN_BOT_CONTROL_TOKEN"  # else storage/control.token
     allow_remote: StrictBool = False  # binding anything but loopback needs this set
 
     @model_validator(mode="after")
@@ -147,18 +219,18 @@ class ControlConfig(Section):
 class PaperConfig(Section):
     """The built-in simulator that paper mode trades on."""
 
-    seed: int = 42
-    speed: float = Field(default=60.0, gt=0, le=3600)  # simulated seconds per real second
-    initial_balance: Decimal = Field(default=Decimal(100_000), gt=0)
-    volatility: float = Field(default=0.03, gt=0, le=5)  # daily
-    state_file: str = "storage/paper-exchange.json"  # the paper account survives restarts; "" keeps it in memory
+    seed: StrictInt = Field(default=42, ge=0, le=2**63 - 1)
+    speed: Number = Field(default=60.0, ge=0.01, le=3600)  # simulated seconds per real second
+    initial_balance: Money = Field(default=Decimal(100_000), gt=0, le=10**12)
+    volatility: Number = Field(default=0.03, gt=0, le=5)  # daily
+    state_file: Text = "storage/paper-exchange.json"  # the paper account survives restarts; "" keeps it in memory
 
 
 class AppConfig(Section):
     """The whole configuration."""
 
     mode: Literal["paper", "demo", "live"] = "paper"
-    storage_dir: str = Field(default="storage", min_length=1)  # lock, token and log files; relative to the config file
+    storage_dir: Annotated[StrictStr, Field(min_length=1, max_length=MAX_TEXT)] = "storage"  # lock, token and log files; relative to the config file
     exchange: ExchangeConfig = ExchangeConfig()
     database: DatabaseConfig = DatabaseConfig()
     trading: TradingConfig = TradingConfig()
