@@ -23,6 +23,7 @@ from messages.control import (
 COMMANDS: tuple[str, ...] = ("pause", "resume", "halt", "unhalt", "cancel", "flatten", "resolve", "stop")
 SYMBOL_COMMANDS: frozenset[str] = frozenset({"pause", "resume", "cancel", "flatten"})  # need a symbol or all=true
 ONE_SYMBOL_COMMANDS: frozenset[str] = frozenset({"resolve"})  # need exactly one symbol; all=true is refused
+MAX_JSON_DEPTH = 8  # a command is one flat object; deeper nesting is refused before parsing
 MAX_SOURCE_LENGTH = 200
 MAX_SYMBOL_LENGTH = 64
 
@@ -101,17 +102,54 @@ def parse_command(body: bytes) -> CommandRequest:
     if not body.strip():
         raise RequestError("malformed JSON: the body is empty; send {\"command\": ..., \"symbol\": ...}")
     try:
-        data: Any = json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise RequestError("malformed JSON: the body is not UTF-8 text") from None
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise RequestError(f"the JSON is nested {depth} levels deep; a command is one flat object (at most "
+                           f"{MAX_JSON_DEPTH} levels are read)")
+    try:
+        data: Any = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise RequestError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # a number of more than 4300 digits, NaN, Infinity
+        raise RequestError(f"malformed JSON: {str(exc).split(':')[0]}") from None
     if not isinstance(data, dict):
         raise RequestError(f"the body must be a JSON object, got {type(data).__name__}")
     try:
         return CommandRequest.model_validate(data)
     except ValidationError as exc:
         raise RequestError("; ".join(_describe(error) for error in exc.errors())) from None
+
+
+def json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in JSON text (brackets inside strings do not count); linear."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_JSON_DEPTH:
+                    return deepest  # no need to read on
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def to_message(request: CommandRequest) -> ControlMessage | Shutdown:

@@ -18,10 +18,18 @@ Routes (every request needs the header `Authorization: Bearer <token>`, else 401
       a missing or doubled symbol/all, a wrong type;
     - 404 `{"error": detail, "ok": false, "detail": ..., "symbols": []}` unknown symbol;
     - 409 the same shape: the system refused for another reason;
+    - 400 also for JSON nested deeper than a few levels, and for an ambiguous request: more than one
+      Content-Length or Authorization header, Transfer-Encoding with Content-Length, a Content-Length that
+      is not digits;
     - 411 no Content-Length; 413 body over 64 KiB;
     - 500 `{"error": ...}` the system raised: the command may or may not have taken effect.
 
 Any other path: 404 `{"error": ..., "routes": [...]}`; a known path with another method: 405 with `Allow`.
+
+Concurrency: a listen backlog of LISTEN_BACKLOG connections and a pool of WORKERS threads; connections
+accepted while every worker is busy wait their turn (they are never reset). Each connection is closed
+gracefully: after the answer, the server stops writing and reads what the client still sends, so the
+kernel never turns unread input into a reset that would destroy the answer.
 """
 
 from __future__ import annotations
@@ -32,8 +40,10 @@ import socket
 import socketserver
 import sys
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import TracebackType
 from typing import Any
 
@@ -46,6 +56,11 @@ from control.target import ControlTarget
 from control.token import ensure_token
 
 REQUEST_TIMEOUT_S = 10.0  # a client that sends its request slower than this is dropped
+LISTEN_BACKLOG = 1024  # connections the kernel queues before we accept them (it caps this at somaxconn)
+WORKERS = 32  # requests served at once; more wait in the pool's queue, never refused
+LINGER_S = 2.0  # after an answer: how long to wait for the client to finish sending and close
+LINGER_BYTES = 1024 * 1024  # ... and how much of its leftover input to read and drop
+_SINGLE_HEADERS = ("Content-Length", "Authorization", "Host", "Content-Type")  # more than one: ambiguous, 400
 
 
 def is_loopback(host: str) -> bool:
@@ -63,16 +78,60 @@ def url_for(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    """A threading HTTP server that carries the service and binds without a reverse DNS lookup."""
+class _HTTPServer(HTTPServer):
+    """An HTTP server with a deep backlog and a worker pool; binds without a reverse DNS lookup; closes gracefully."""
 
-    daemon_threads = True
-    block_on_close = False
+    request_queue_size = LISTEN_BACKLOG
+    allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], family: socket.AddressFamily, service: ControlService) -> None:
         self.address_family = family
         self.service = service
+        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="control-worker")
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Hand the accepted connection to a worker (it waits in the queue while all are busy)."""
+        try:
+            self._pool.submit(self._work, request, client_address)
+        except RuntimeError:  # the pool is shut down: we are stopping
+            self.shutdown_request(request)
+
+    def _work(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Close gracefully: stop writing, read (and drop) what the client still sends, then close."""
+        try:
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        try:
+            deadline = time.monotonic() + LINGER_S
+            left = LINGER_BYTES
+            while left > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                request.settimeout(remaining)
+                chunk = request.recv(min(left, 65536))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass
+        finally:
+            request.close()
+
+    def server_close(self) -> None:
+        """Close the listening socket; requests in progress finish on their workers."""
+        super().server_close()
+        self._pool.shutdown(wait=False)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Log a request that failed outside the service (a client that went away) instead of printing it."""
@@ -106,6 +165,12 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server_version
 
     def _dispatch(self) -> None:
+        ambiguity = self._ambiguity()
+        if ambiguity is not None:
+            self.close_connection = True
+            logger.warning("control: refused {} from {}: {}", self.command, self._client(), ambiguity)
+            self._send(error(400, ambiguity))
+            return
         response = self.server.service.handle(
             self.command,
             self.path,
@@ -117,6 +182,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(response)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _dispatch
+
+    def _ambiguity(self) -> str | None:
+        """Why the request's headers could be read two ways (request smuggling, confused proxies), or None."""
+        for name in _SINGLE_HEADERS:
+            count = len(self.headers.get_all(name) or [])
+            if count > 1:
+                return f"ambiguous request: {count} {name} headers; send exactly one"
+        if self.headers.get_all("Transfer-Encoding") and self.headers.get_all("Content-Length"):
+            return "ambiguous request: both Transfer-Encoding and Content-Length; send one Content-Length only"
+        return None
 
     def _client(self) -> str:
         host, port = self.client_address[:2]

@@ -168,12 +168,10 @@ class ControlService:
 def _read_body(content_length: str | None, read_body: Callable[[int], bytes]) -> bytes | Response:
     if content_length is None:
         return error(411, "a Content-Length header is required (chunked bodies are not accepted)")
-    try:
-        length = int(content_length)
-    except ValueError:
-        return error(400, f"Content-Length must be a number of bytes, got {_clip(content_length)!r}")
-    if length < 0:
-        return error(400, f"Content-Length must not be negative, got {length}")
+    text = content_length.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 12:  # int() would take "+5", "1_0", "-3", " ５"
+        return error(400, f"Content-Length must be a number of bytes (digits only), got {_clip(content_length)!r}")
+    length = int(text)
     if length > MAX_BODY_BYTES:
         _drain(read_body, length)
         return error(413, f"the body has {length} bytes; the limit is {MAX_BODY_BYTES} bytes")
