@@ -19,6 +19,7 @@ ADMIN_ROUTES: dict[str, str] = {
     "now": "now",
     "quote": "quote",
     "orders": "orders",
+    "order_requests": "order_requests",
     "faults": "set_faults",
     "faults/next": "schedule_fault",
     "faults/clear": "clear_faults",
@@ -73,6 +74,8 @@ class SimulatorAdmin:
         }
         dump["clock"] = {"now": now, "stepped": sim.clock.stepped}
         dump["requests"] = list(sim.requests)
+        dump["order_requests"] = [dict(r) for r in sim.exchange.order_requests]
+        dump["late_pending"] = sim.pending_late()
         return dump
 
     def orders(self, cli_ord_id: str | None = None) -> list[dict[str, Any]]:
@@ -80,6 +83,21 @@ class SimulatorAdmin:
         orders = self.sim.exchange.dump()["orders"]
         assert isinstance(orders, list)
         return [o for o in orders if cli_ord_id is None or o["cliOrdId"] == cli_ord_id]
+
+    def order_requests(self, cli_ord_id: str | None = None, symbol: str | None = None,
+                       kind: str | None = None) -> list[dict[str, Any]]:
+        """Every order instruction received (send / edit / cancel, from sendorder, batchorder, editorder and
+        cancelorder), oldest first, with its outcome: `seq`, `time` (processed), `received`, `fault` (`late` for a
+        held request), `endpoint`, `kind`, `cliOrdId`, `order_id`, `symbol`, `side`, `orderType`, `size`,
+        `limitPrice`, `reduceOnly`, `processBefore`, `status` (Kraken's status string) and `filled`.
+        Optionally only those with this cliOrdId / market / kind.
+        """
+        sym = None if symbol is None else self._symbol(symbol)
+        with self.sim.exchange.lock:
+            self.sim.run_due()
+            return [dict(r) for r in self.sim.exchange.order_requests
+                    if (cli_ord_id is None or r["cliOrdId"] == cli_ord_id) and (sym is None or r["symbol"] == sym)
+                    and (kind is None or r["kind"] == kind)]
 
     def now(self) -> dict[str, int]:
         """Current simulated time in epoch ms."""
@@ -105,10 +123,15 @@ class SimulatorAdmin:
         return self.sim.faults.snapshot()
 
     def schedule_fault(self, kind: str, endpoint: str = "sendorder", count: int = 1,
-                       delay_ms: float = 0.0) -> dict[str, object]:
-        """Make the next `count` requests to `endpoint` (`*` = any) fail with `kind`."""
+                       delay_ms: float = 0.0, late_ms: float | None = None) -> dict[str, object]:
+        """Make the next `count` requests to `endpoint` (`*` = any) fail with `kind`.
+
+        `late`: the client is held `delay_ms` (default FaultConfig.hold_ms, wall time) and then loses the
+        connection; the exchange processes the request `late_ms` (default FaultConfig.late_ms) after receipt on
+        the simulator clock, where processBefore applies.
+        """
         try:
-            fault = ScheduledFault(kind=kind, endpoint=endpoint, count=count, delay_ms=delay_ms)
+            fault = ScheduledFault(kind=kind, endpoint=endpoint, count=count, delay_ms=delay_ms, late_ms=late_ms)
         except ValueError as exc:
             raise AdminError(str(exc)) from exc
         self.sim.faults.schedule(fault)
@@ -151,8 +174,7 @@ class SimulatorAdmin:
         if delta < 0:
             raise AdminError("time cannot go backwards")
         with self.sim.exchange.lock:
-            self.sim.clock.advance(delta)
-            return {"now": self.sim.exchange.sync()}
+            return {"now": self.sim.step_to(self.sim.clock.now_ms() + delta)}
 
     def reset(self) -> dict[str, int]:
         """Fresh account, markets, budgets and faults; same seed and keys; a state file is overwritten at once."""
@@ -202,6 +224,12 @@ class AdminClient:
         """See SimulatorAdmin.orders."""
         return self._call("orders", {"cli_ord_id": cli_ord_id})  # type: ignore[no-any-return]
 
+    def order_requests(self, cli_ord_id: str | None = None, symbol: str | None = None,
+                       kind: str | None = None) -> list[dict[str, Any]]:
+        """See SimulatorAdmin.order_requests."""
+        payload = {"cli_ord_id": cli_ord_id, "symbol": symbol, "kind": kind}
+        return self._call("order_requests", payload)  # type: ignore[no-any-return]
+
     def now(self) -> dict[str, int]:
         """See SimulatorAdmin.now."""
         return self._call("now")  # type: ignore[no-any-return]
@@ -215,9 +243,9 @@ class AdminClient:
         return self._call("faults", changes)  # type: ignore[no-any-return]
 
     def schedule_fault(self, kind: str, endpoint: str = "sendorder", count: int = 1,
-                       delay_ms: float = 0.0) -> dict[str, object]:
+                       delay_ms: float = 0.0, late_ms: float | None = None) -> dict[str, object]:
         """See SimulatorAdmin.schedule_fault."""
-        payload = {"kind": kind, "endpoint": endpoint, "count": count, "delay_ms": delay_ms}
+        payload = {"kind": kind, "endpoint": endpoint, "count": count, "delay_ms": delay_ms, "late_ms": late_ms}
         return self._call("faults/next", payload)  # type: ignore[no-any-return]
 
     def clear_faults(self) -> dict[str, object]:

@@ -88,9 +88,19 @@ def parse_params(query: str, body: str, form_body: bool) -> dict[str, list[str]]
     return params
 
 
+def split_batch_body(body: str) -> tuple[str, str | None]:
+    """A batchorder body without, and the value of, a trailing `&ProcessBefore=` form field (Kraken's docs)."""
+    for name in ("&ProcessBefore=", "&processBefore="):
+        at = body.rfind(name)
+        if at >= 0:
+            return body[:at], unquote_plus(body[at + len(name):])
+    return body, None
+
+
 def parse_batch(body: str, query_params: Mapping[str, list[str]]) -> list[Any] | None:
     """The `batchOrder` list from a batchorder body (`json=...`, raw or URL-encoded); None if malformed."""
     raw: str | None = None
+    body = split_batch_body(body)[0]
     if body.startswith("json="):
         raw = body[len("json="):]
     elif "json" in query_params:
@@ -144,10 +154,16 @@ class KrakenApi:
         """An error response in Kraken's shape."""
         return ApiResponse(status, {"result": "error", "serverTime": iso(self.exchange.now()), "error": error})
 
-    def handle(self, method: str, path: str, query: str, body: str, headers: Mapping[str, str]) -> ApiResponse:
-        """Serve one request; never raises."""
+    def handle(self, method: str, path: str, query: str, body: str, headers: Mapping[str, str],
+               context: Mapping[str, object] | None = None) -> ApiResponse:
+        """Serve one request; never raises. `context` (receipt time, fault) goes into the order request record."""
         try:
-            return self._handle(method, path, query, body, headers)
+            with self.exchange.lock:
+                self.exchange.request_context = dict(context or {})
+                try:
+                    return self._handle(method, path, query, body, headers)
+                finally:
+                    self.exchange.request_context = {}
         except Exception:  # noqa: BLE001 - the server must keep serving whatever the input
             logger.exception("simulator: unexpected error serving {} {}", method, path)
             return self.error("unknownError", 500)
@@ -172,7 +188,10 @@ class KrakenApi:
             name = r.endpoint.split("/", 1)[1]
             if not self.limiter.allow("history", HISTORY_COSTS.get(name, 1), self.exchange.now()):
                 return self.error("apiLimitExceeded")
-            return ApiResponse(200, self.exchange.history(name, _single(params)))
+            try:
+                return ApiResponse(200, self.exchange.history(name, _single(params)))
+            except ValueError:
+                return self.error("invalidArgument", 400)
         return self._private(r, params, body)
 
     # -- public --------------------------------------------------------------------
@@ -210,7 +229,7 @@ class KrakenApi:
             inst = ex.instruments[symbol]
             o, h, l, vol = ex.market.stats_24h(symbol)
         open24 = Decimal(repr(o))
-        depth = Decimal(inst.impact_mid_size) * 5
+        depth = ex.level_size(symbol)
         change = (quote.last - open24) / open24 * 100 if open24 else Decimal(0)
         volume = Decimal(repr(vol)).quantize(inst.size_step) if vol else Decimal(0)
         return {
@@ -240,16 +259,10 @@ class KrakenApi:
         }
 
     def _orderbook(self, symbol: str) -> dict[str, object]:
-        """A synthetic ten-level book around the current bid and ask."""
-        ex = self.exchange
-        with ex.lock:
-            quote = ex.market.quote(symbol)
-            inst = ex.instruments[symbol]
-        size = float(Decimal(inst.impact_mid_size) * 5)
-        tick = inst.tick_size
-        bids = [[float(quote.bid - tick * i), size * (1 + i)] for i in range(10) if quote.bid - tick * i > 0]
-        asks = [[float(quote.ask + tick * i), size * (1 + i)] for i in range(10)]
-        return {"bids": bids, "asks": asks}
+        """The finite ten-level book the matcher uses, minus what was taken from it this tick."""
+        with self.exchange.lock:
+            bids, asks = self.exchange.book(symbol)
+        return {"bids": [[float(p), float(q)] for p, q in bids], "asks": [[float(p), float(q)] for p, q in asks]}
 
     def _charts(self, r: Route, params: Mapping[str, list[str]]) -> ApiResponse:
         """OHLC candles for `trade`, `mark` or `spot` prices."""
@@ -289,20 +302,30 @@ class KrakenApi:
         if not self.limiter.allow("derivatives", cost, ex.now()):
             return self.error("apiLimitExceeded")
         e = r.endpoint
+        process_before: int | None = None
+        if e in ("sendorder", "batchorder", "editorder", "cancelorder"):
+            raw_before = single.get("processBefore")
+            if e == "batchorder":  # documented as a form field of the request, `ProcessBefore`
+                raw_before = split_batch_body(body)[1] or single.get("ProcessBefore") or raw_before
+            if raw_before is not None:
+                process_before = parse_iso_ms(raw_before)
+                if process_before is None:
+                    return self.error("invalidArgument", 400)
+                ex.request_context["process_before"] = raw_before
         if e == "sendorder":
-            return self._ok(sendStatus=ex.send_order(single))
+            return self._ok(sendStatus=ex.send_order(single, process_before_ms=process_before))
         if e == "batchorder":
             if batch is None:
                 return self.error("Json Parse Error", 400)
-            return self._ok(batchStatus=ex.batch(batch))
+            return self._ok(batchStatus=ex.batch(batch, process_before))
         if e == "editorder":
             if "orderId" not in single and "cliOrdId" not in single:
                 return self.error("requiredArgumentMissing", 400)
-            return self._ok(editStatus=ex.edit_order(single))
+            return self._ok(editStatus=ex.edit_order(single, process_before))
         if e == "cancelorder":
             if "order_id" not in single and "cliOrdId" not in single:
                 return self.error("requiredArgumentMissing", 400)
-            return self._ok(cancelStatus=ex.cancel_order(single))
+            return self._ok(cancelStatus=ex.cancel_order(single, process_before))
         if e == "cancelallorders":
             symbol_raw = single.get("symbol")
             symbol = None

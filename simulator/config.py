@@ -17,6 +17,7 @@ FaultKind = Literal[
     "accept_then_drop",
     "accept_then_timeout",
     "accept_then_unavailable",
+    "late",
 ]
 ORDER_ENDPOINTS = ("sendorder", "batchorder", "editorder", "cancelorder", "cancelallorders")
 
@@ -37,7 +38,11 @@ class FaultConfig(BaseModel):
     accept_then_drop: float = Field(0.0, ge=0, le=1)
     accept_then_timeout: float = Field(0.0, ge=0, le=1)
     accept_then_unavailable: float = Field(0.0, ge=0, le=1)
+    # held inside the exchange: the client's connection drops after hold_ms (wall time), the exchange processes
+    # the request late_ms after receipt (simulator clock), with processBefore checked at processing time
+    late: float = Field(0.0, ge=0, le=1)
     hold_ms: float = Field(15_000.0, ge=0)
+    late_ms: float = Field(20_000.0, ge=0)
     endpoints: list[str] | None = None
     drop_endpoints: list[str] = Field(default_factory=lambda: ["sendorder", "batchorder"])
     suspended: list[str] = Field(default_factory=list)
@@ -51,7 +56,8 @@ class ScheduledFault(BaseModel):
     kind: FaultKind
     endpoint: str = "sendorder"
     count: int = Field(1, ge=1)
-    delay_ms: float = Field(0.0, ge=0)
+    delay_ms: float = Field(0.0, ge=0)  # latency, or how long the client is held (timeout/accept_then_*/late)
+    late_ms: float | None = Field(None, ge=0)  # `late` only: processing delay on the simulator clock
 
 
 class SimulatorConfig(BaseModel):
@@ -74,8 +80,14 @@ class SimulatorConfig(BaseModel):
     history_days: float = Field(7.0, ge=0, le=365)
     symbols: list[str] | None = None
     rate_limit: bool = True
-    status_window_ms: int = Field(5_000, ge=0)
-    cli_ord_id_scope: Literal["history", "open"] = "history"
+    # Exchange rules: each default is Kraken's documented behaviour or the harsher reading (simulator/README.md).
+    status_window_ms: int = Field(5_000, ge=0)  # orders/status shows closed orders this long
+    cli_ord_id_scope: Literal["open", "history", "none"] = "open"  # where a reused cliOrdId is refused
+    honour_process_before: bool = True  # a request processed at/after its processBefore is not placed
+    market_fill: Literal["book", "touch"] = "book"  # mkt/crossing orders walk the finite book, or fill all at touch
+    resting_fill: Literal["partial", "full"] = "partial"  # resting orders fill a limited quantity per tick
+    history_lag_ms: int = Field(3_000, ge=0)  # order-history events become visible this long after they happen
+    history_page_max: int = Field(100, ge=1)  # most elements one history page returns (default and cap of count)
     advance_interval_s: float = Field(0.25, gt=0)
     faults: FaultConfig = Field(default_factory=FaultConfig)
     # The paper account survives restarts: loaded on start if the file exists, saved atomically (see state.py).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import random
 import threading
 import uuid
@@ -28,6 +30,7 @@ from simulator.orders import (
     dec_load_req,
     iso,
     parse_decimal,
+    order_error,
     text,
 )
 from simulator.prices import MarketData, Quote, fmt, stable_seed
@@ -36,7 +39,17 @@ MAKER_FEE = Decimal("0.0002")
 TAKER_FEE = Decimal("0.0005")
 MAX_CLI_ORD_ID = 100
 STATUS_WINDOW_MS = 5_000
+# Kraken send-order docs: `mkt` is "an immediate-or-cancel order with 1% price protection"
+# (https://docs.kraken.com/api/docs/futures-api/trading/send-order).
 MARKET_COLLAR = Decimal("0.01")
+BOOK_LEVELS = 10  # levels per side of the simulated book (the public `orderbook` shows exactly these)
+BOOK_LEVEL_FACTOR = Decimal(5)  # level i holds impact_mid_size * 5 * (i + 1); LTC's whole side is ~29k USD
+# Kraken's send-order docs list `wouldProcessAfterSpecifiedTime`: "order would be processed after the time
+# specified in processBefore parameter".
+TOO_LATE = "wouldProcessAfterSpecifiedTime"
+# Not documented: the reason Kraken's history gives when the engine cancels an IoC/market remainder. We use the
+# lower-cased OrderUpdateReason closest to it; clients must rely on the event type and the filled quantity.
+IOC_REMAINDER_REASON = "ioc_would_not_execute_reason"
 
 Params = Mapping[str, Any]
 
@@ -71,6 +84,26 @@ class HistoryEvent:
         return cls(str(data["uid"]), int(data["time_ms"]), str(data["name"]), payload, data["symbol"])
 
 
+def _history_ms(value: object, name: str) -> int | None:
+    """An epoch-ms history bound; ValueError naming the parameter if it is not a whole number."""
+    if value is None or value == "":
+        return None
+    d = parse_decimal(value)
+    if d is None or d < 0 or d != d.to_integral_value():
+        raise ValueError(name)
+    return int(d)
+
+
+def _decode_token(token: str) -> int:
+    """The sequence number a continuation token names; ValueError if it is not one of ours."""
+    try:
+        text_ = base64.b64decode(token, validate=True).decode()
+        _, seq = text_.split("/", 1)
+        return int(seq)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("continuation_token") from exc
+
+
 def _flag(value: object) -> bool:
     """Kraken boolean parameter (`true`/`false`, JSON booleans)."""
     if isinstance(value, bool):
@@ -90,7 +123,12 @@ class Exchange:
         seed: int = 0,
         maker_fee: Decimal = MAKER_FEE,
         taker_fee: Decimal = TAKER_FEE,
-        cli_ord_id_scope: str = "history",
+        cli_ord_id_scope: str = "open",
+        honour_process_before: bool = True,
+        market_fill: str = "book",
+        resting_fill: str = "partial",
+        history_lag_ms: int = 3_000,
+        history_page_max: int = 100,
     ) -> None:
         self.lock = threading.RLock()
         self.market = market
@@ -100,6 +138,11 @@ class Exchange:
         self.maker_fee = maker_fee
         self.taker_fee = taker_fee
         self.cli_ord_id_scope = cli_ord_id_scope
+        self.honour_process_before = honour_process_before
+        self.market_fill = market_fill
+        self.resting_fill = resting_fill
+        self.history_lag_ms = history_lag_ms
+        self.history_page_max = history_page_max
         self.seed = seed
         self.ids_drawn = 0
         self.revision = 0  # bumped by every change a state file must capture (besides the clock)
@@ -109,12 +152,15 @@ class Exchange:
         self.balance = initial_balance
         self.fees_paid = ZERO
         self.orders: dict[str, Order] = {}
-        self.cli_ids: dict[str, Order] = {}
+        self.cli_ids: dict[str, list[Order]] = {}  # every order that carried the id, oldest first
         self.working: dict[str, dict[str, Order]] = {s: {} for s in self.instruments}
         self.fills: list[Fill] = []
         self.positions: dict[str, Position] = {}
         self.order_history: list[HistoryEvent] = []
         self.trigger_history: list[HistoryEvent] = []
+        self.order_requests: list[dict[str, object]] = []  # every order instruction received (admin record)
+        self.request_context: dict[str, object] = {}  # set by the API around one request (receipt time, fault)
+        self._taken: dict[str, tuple[int, dict[Decimal, Decimal]]] = {}  # symbol+side -> (tick, price -> taken)
         self.suspended: set[str] = set()
         self.dead_man_ms: int | None = None
         self.listeners: list[Callable[[Fill], None]] = []
@@ -164,8 +210,18 @@ class Exchange:
     def _record(self, order: Order) -> None:
         """Remember an order request (every one, including rejected ones)."""
         self.orders[order.order_id] = order
-        if order.cli_ord_id is not None and order.cli_ord_id not in self.cli_ids:
-            self.cli_ids[order.cli_ord_id] = order
+        if order.cli_ord_id is not None:
+            same = self.cli_ids.setdefault(order.cli_ord_id, [])
+            if order not in same:
+                same.append(order)
+
+    def _by_cli(self, cli_ord_id: str) -> Order | None:
+        """The order a cliOrdId names for cancel/edit: the oldest OPEN one carrying it, else the newest one."""
+        same = self.cli_ids.get(cli_ord_id) or []
+        for order in same:
+            if order.working:
+                return order
+        return same[-1] if same else None
 
     def _history(self, order: Order, time_ms: int, name: str, **extra: object) -> None:
         """Append an order-history event with a snapshot of the order."""
@@ -176,6 +232,8 @@ class Exchange:
             }
         else:
             payload = {"order": order.history_json(self.account_uid)}
+        if name != "OrderRejected" and "reason" in extra:
+            order.reason = str(extra["reason"])  # orders/status `updateReason` is the latest one
         payload.update(extra)
         self.order_history.append(HistoryEvent(self._new_id(), time_ms, name, payload, order.symbol))
 
@@ -227,14 +285,64 @@ class Exchange:
         return notional * im_rate + qty * price * self.taker_fee
 
     # -- order entry ---------------------------------------------------------------
-    def send_order(self, params: Params, source: str = "sendorder") -> dict[str, object]:
+    def too_late(self, process_before_ms: int | None, now: int) -> bool:
+        """True if a request carrying `processBefore` is processed at or after that time (and the rule is on).
+
+        Kraken: processBefore is "The time before which the request should be processed, otherwise it is
+        rejected" (send-order, batch-order, edit-order, cancel-order docs). Processing exactly at the time counts
+        as too late (the harsher reading of "before").
+        """
+        return self.honour_process_before and process_before_ms is not None and now >= process_before_ms
+
+    def send_order(self, params: Params, source: str = "sendorder",
+                   process_before_ms: int | None = None) -> dict[str, object]:
         """Place one order; returns Kraken's `sendStatus`."""
         with self.lock:
             now = self.sync()
-            return self._send(params, now, source)
+            out = self._send(params, now, source, process_before_ms)
+            self.note_request(source, "send", params, out, now)
+            return out
 
-    def _send(self, params: Params, now: int, source: str) -> dict[str, object]:
+    def _too_late_status(self, params: Params, now: int) -> dict[str, object]:
+        """The answer to an order request processed after its processBefore: nothing placed, nothing recorded."""
+        logger.debug("simulator: request processed after its processBefore; not placed")
+        out: dict[str, object] = {"status": TOO_LATE, "receivedTime": iso(now), "orderEvents": []}
+        if params.get("cliOrdId") is not None:
+            out["cliOrdId"] = str(params.get("cliOrdId"))
+        return out
+
+    def note_request(self, endpoint: str, kind: str, params: Params, out: Mapping[str, object], now: int) -> None:
+        """Add one order instruction (send / edit / cancel) and its outcome to the admin request record."""
+        order_id = out.get("order_id") or out.get("orderId") or params.get("order_id") or params.get("orderId")
+        order = self.orders.get(str(order_id)) if order_id else None
+        entry: dict[str, object] = {
+            "seq": len(self.order_requests) + 1,
+            "time": now,
+            "received": self.request_context.get("received_ms", now),
+            "fault": self.request_context.get("fault"),
+            "endpoint": endpoint,
+            "kind": kind,
+            "cliOrdId": None if params.get("cliOrdId") is None else str(params.get("cliOrdId")),
+            "order_id": None if order_id is None else str(order_id),
+            "symbol": None if params.get("symbol") is None else str(params.get("symbol")).upper(),
+            "side": None if params.get("side") is None else str(params.get("side")).lower(),
+            "orderType": None if params.get("orderType") is None else str(params.get("orderType")),
+            "size": None if params.get("size") is None else str(params.get("size")),
+            "limitPrice": None if params.get("limitPrice") is None else str(params.get("limitPrice")),
+            "reduceOnly": _flag(params.get("reduceOnly", False)),
+            "processBefore": self.request_context.get("process_before"),
+            "status": out.get("status"),
+            "filled": text(order.filled) if order is not None else None,
+        }
+        if order is not None and entry["symbol"] is None:
+            entry.update(symbol=order.symbol, side=order.side, cliOrdId=entry["cliOrdId"] or order.cli_ord_id)
+        self.order_requests.append(entry)
+        self.revision += 1
+
+    def _send(self, params: Params, now: int, source: str, process_before_ms: int | None = None) -> dict[str, object]:
         """Validate, place and match one order at `now`."""
+        if self.too_late(process_before_ms, now):
+            return self._too_late_status(params, now)
         raw = {k: v for k, v in params.items()}
         cli = params.get("cliOrdId")
         cli_ord_id = None if cli is None else str(cli)
@@ -264,8 +372,6 @@ class Exchange:
         if status is not None:
             return self._reject(order, status, now, events=False)
         assert order.symbol is not None and order.size is not None and order.side is not None
-        if order.cli_ord_id is not None:
-            self.cli_ids[order.cli_ord_id] = order
         quote = self.market.quote(order.symbol)
         if order.is_trigger:
             return self._place_trigger(order, quote, now)
@@ -280,8 +386,16 @@ class Exchange:
         if order.cli_ord_id is not None:
             if len(order.cli_ord_id) > MAX_CLI_ORD_ID:
                 return "clientOrderIdTooLong"
-            existing = self.cli_ids.get(order.cli_ord_id)
-            if existing is not None and (self.cli_ord_id_scope == "history" or existing.working):
+            # Kraken refuses a cliOrdId only while an OPEN order carries it: error list CLIENT_ORDER_ID_IN_USE
+            # "Client order ID specified currently being used in an open order"
+            # (https://support.kraken.com/hc/en-us/articles/derivatives-trading-interface-error-messages) and the
+            # client-order-id guide: "uniqueness across open orders" (https://docs.kraken.com/api/docs/guides/spot-clordid).
+            # "history" (any earlier order) and "none" (no check at all) are switches for tests and soaks.
+            same = self.cli_ids.get(order.cli_ord_id) or []
+            scope = self.cli_ord_id_scope
+            if (scope == "history" and any(o.state != REJECTED for o in same)) or (
+                scope == "open" and any(o.working for o in same)
+            ):
                 return "clientOrderIdAlreadyExist"
         inst = self.instruments.get(order.symbol or "")
         if inst is None:
@@ -313,14 +427,15 @@ class Exchange:
     def _reject(
         self, order: Order, status: str, now: int, events: bool, reason: str | None = None
     ) -> dict[str, object]:
-        """Record a rejected order and build its sendStatus."""
+        """Record a rejected order and build its sendStatus (history gets an OrderRejected for a known market)."""
         order.state = REJECTED
         order.status = status
         order.reason = reason or status
         order.closed_ms = now
         self._record(order)
-        if events:
-            self._history(order, now, "OrderRejected", reason=order.reason.lower(), algoId="", origin="Api")
+        if order.symbol in self.instruments and order.side in ("buy", "sell"):
+            self._history(order, now, "OrderRejected", reason=order.reason.lower(),
+                          orderError=order_error(status, order.reason) or "", algoId="", origin="Api")
         logger.debug("simulator: order {} rejected: {}", order.order_id, status)
         out: dict[str, object] = {"status": status, "receivedTime": iso(now), "orderEvents": []}
         if events:
@@ -348,10 +463,83 @@ class Exchange:
             return True
         return order.limit_price >= quote.ask if order.side == "buy" else order.limit_price <= quote.bid
 
+    # -- the finite book -------------------------------------------------------------
+    def level_size(self, symbol: str) -> Decimal:
+        """The size of the best level of the simulated book (level i holds (i + 1) times it)."""
+        return Decimal(self.instruments[symbol].impact_mid_size) * BOOK_LEVEL_FACTOR
+
+    def _taken_at(self, symbol: str, book_side: str, tick_ms: int) -> dict[Decimal, Decimal]:
+        """Quantity already taken this tick from each price of one side (`bids` or `asks`); resets every tick."""
+        key = f"{symbol}:{book_side}"
+        entry = self._taken.get(key)
+        if entry is None or entry[0] != tick_ms:
+            entry = self._taken[key] = (tick_ms, {})
+        return entry[1]
+
+    def book(self, symbol: str) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        """The liquidity left this tick: bids (best first) and asks (best first) as (price, size)."""
+        quote = self.market.quote(symbol)
+        tick = self.instruments[symbol].tick_size
+        base = self.level_size(symbol)
+        sides: list[list[tuple[Decimal, Decimal]]] = []
+        for book_side, best, step in (("bids", quote.bid, -tick), ("asks", quote.ask, tick)):
+            taken = self._taken_at(symbol, book_side, quote.time_ms)
+            levels = []
+            for i in range(BOOK_LEVELS):
+                price = best + step * i
+                size = base * (i + 1) - taken.get(price, ZERO)
+                if price > 0 and size > 0:
+                    levels.append((price, size))
+            sides.append(levels)
+        return sides[0], sides[1]
+
+    def _plan_take(self, order: Order, quote: Quote, bound: Decimal | None, qty: Decimal) -> list[tuple[Decimal, Decimal]]:
+        """The (price, quantity) fills a taker order gets: the book's levels within `bound`, best first."""
+        assert order.symbol is not None
+        if self.market_fill == "touch":  # the old, kinder model: everything at the touch
+            return [(quote.ask if order.side == "buy" else quote.bid, qty)] if qty > 0 else []
+        bids, asks = self.book(order.symbol)
+        levels = asks if order.side == "buy" else bids
+        plan = []
+        left = qty
+        for price, size in levels:
+            if left <= 0:
+                break
+            if bound is not None and (price > bound if order.side == "buy" else price < bound):
+                break
+            take = min(left, size)
+            plan.append((price, take))
+            left -= take
+        return plan
+
+    def _take(self, order: Order, plan: list[tuple[Decimal, Decimal]], liquidity: str, now: int,
+              history: bool = True) -> list[dict[str, object]]:
+        """Execute a taking plan: one fill (and with `history` one OrderUpdated) per level; the EXECUTION events."""
+        assert order.symbol is not None
+        events: list[dict[str, object]] = []
+        book_side = "asks" if order.side == "buy" else "bids"
+        for price, qty in plan:
+            if self.market_fill == "book":
+                taken = self._taken_at(order.symbol, book_side, self.market.quote(order.symbol).time_ms)
+                taken[price] = taken.get(price, ZERO) + qty
+            prior = order.event_json()
+            old_hist = order.history_json(self.account_uid)
+            fill = self._execute(order, qty, price, liquidity, now)
+            if history:
+                self._history(order, now, "OrderUpdated", old=old_hist,
+                              reason="full_fill" if order.remaining <= 0 else "partial_fill",
+                              reducedQuantity="", algoId="", origin="Api")
+            events.append({"type": "EXECUTION", "executionId": fill.fill_id, "price": float(fill.price),
+                           "amount": float(fill.size), "orderPriorEdit": None, "orderPriorExecution": prior,
+                           "takerReducedQuantity": None})
+        return events
+
     def _place_active(self, order: Order, quote: Quote, now: int, events: bool) -> dict[str, object]:
-        """Place a non-trigger order: fill it, rest it, or reject it."""
+        """Place a non-trigger order: take liquidity from the book, rest the remainder, or cancel it (IoC)."""
         assert order.symbol is not None
         kind = order.engine_type if order.is_trigger else order.order_type
+        if kind == "mkt":
+            kind = "ioc"
         reduced: Decimal | None = None
         allowed = self._clamp_reduce_only(order)
         if allowed is not None:
@@ -363,47 +551,45 @@ class Exchange:
         crosses = self._crosses(order, quote)
         if kind == "post" and crosses:
             return self._reject(order, "postWouldExecute", now, events, "POST_WOULD_EXECUTE")
-        if kind == "ioc" and not crosses and order.order_type != "mkt":
+        if kind == "ioc" and not crosses:
             return self._reject(order, "iocWouldNotExecute", now, events, "IOC_WOULD_NOT_EXECUTE")
         price = (quote.ask if order.side == "buy" else quote.bid) if crosses else (order.limit_price or quote.mark)
         if not order.reduce_only:
             needed = self._required_margin(order.symbol, order.side or "buy", order.remaining, price)
             if needed > self.available_margin():
                 return self._reject(order, "insufficientAvailableFunds", now, events=False)
-        if order.order_type == "mkt":
+        bound = order.limit_price
+        if order.limit_price is None:  # a market order (or a triggered stop without limit): 1% protection
             collar = quote.mark * (1 + MARKET_COLLAR) if order.side == "buy" else quote.mark * (1 - MARKET_COLLAR)
             tick = self.instruments[order.symbol].tick_size
             order.collar_price = (collar / tick).to_integral_value() * tick
+            bound = order.collar_price
+        plan = self._plan_take(order, quote, bound, order.remaining) if crosses else []
+        if kind == "ioc" and not plan:  # nothing left in the book within the protection
+            return self._reject(order, "iocWouldNotExecute", now, events, "IOC_WOULD_NOT_EXECUTE")
         order.status = "placed"
         self._record(order)
         out: dict[str, object] = {"order_id": order.order_id, "status": "placed", "receivedTime": iso(now)}
         if order.cli_ord_id is not None:
             out["cliOrdId"] = order.cli_ord_id
-        if crosses:
-            prior = order.event_json()
-            fill = self._execute(order, order.remaining, price, "taker", now)
-            self._history(order, now, "OrderPlaced", reason="new_user_order", reducedQuantity=text(reduced) or "",
-                          algoId="", origin="Api")
-            out["orderEvents"] = [
-                {
-                    "type": "EXECUTION",
-                    "executionId": fill.fill_id,
-                    "price": float(fill.price),
-                    "amount": float(fill.size),
-                    "orderPriorEdit": None,
-                    "orderPriorExecution": prior,
-                    "takerReducedQuantity": None if reduced is None else float(reduced),
-                }
-            ]
-            return out
-        order.state = OPEN
-        self.working[order.symbol][order.order_id] = order
+        # ccxt's recorded Kraken traffic: an order that executed on placement has ONE OrderPlaced whose snapshot
+        # already carries the fill ("quantity": "0", "filled": "0.1"); no OrderUpdated for the immediate fills.
+        order_events = self._take(order, plan, "taker", now, history=False)
         self._history(order, now, "OrderPlaced", reason="new_user_order", reducedQuantity=text(reduced) or "",
                       algoId="", origin="Api")
-        out["orderEvents"] = [
-            {"type": "PLACE", "uid": order.order_id, "order": order.event_json(),
-             "reducedQuantity": None if reduced is None else float(reduced)}
-        ]
+        if order_events and reduced is not None:
+            order_events[0]["takerReducedQuantity"] = float(reduced)
+        if order.remaining > 0:
+            if kind == "ioc":  # an IoC / market remainder never rests
+                self._cancel(order, now, IOC_REMAINDER_REASON)
+                order_events.append(self._cancel_event(order, False))
+            else:
+                order.state = OPEN
+                self.working[order.symbol][order.order_id] = order
+                if not order_events:
+                    order_events.append({"type": "PLACE", "uid": order.order_id, "order": order.event_json(),
+                                         "reducedQuantity": None if reduced is None else float(reduced)})
+        out["orderEvents"] = order_events
         return out
 
     def _place_trigger(self, order: Order, quote: Quote, now: int) -> dict[str, object]:
@@ -446,20 +632,26 @@ class Exchange:
                     self._cancel(order, time_ms, "would_not_reduce_position")
                     continue
                 qty = order.remaining if allowed is None else allowed
+                if self.resting_fill == "partial":
+                    # Not documented by Kraken (it depends on other traders): at most one book level's size trades
+                    # per tick, so a large resting order fills in several parts (the harsher reading).
+                    qty = min(qty, self.level_size(symbol))
                 old = order.history_json(self.account_uid)
                 self._execute(order, qty, order.limit_price, "maker", time_ms)
-                if order.remaining > 0:
-                    order.size = order.filled  # reduce-only leftover is cancelled by the engine
+                if allowed is not None and qty >= allowed and order.remaining > 0:
+                    order.size = order.filled  # reduce-only leftover (position closed) ends with the fill
                     order.state = FILLED
                     order.closed_ms = time_ms
                     self.working[symbol].pop(order.order_id, None)
-                self._history(order, time_ms, "OrderUpdated", old=old, reason="full_fill", reducedQuantity="",
+                reason = "full_fill" if order.state == FILLED else "partial_fill"
+                self._history(order, time_ms, "OrderUpdated", old=old, reason=reason, reducedQuantity="",
                               algoId="", origin="Api")
 
     def _fire_trigger(self, order: Order, quote: Quote, time_ms: int) -> None:
         """Turn a triggered stop / take-profit into a limit or market order."""
         assert order.symbol is not None
         self.working[order.symbol].pop(order.order_id, None)
+        order.state = "pending"  # between trigger and placement: neither untriggered nor placed yet
         order.triggered_ms = time_ms
         order.last_update_ms = time_ms
         self._trigger_history(order, time_ms, "OrderTriggerActivated")
@@ -509,7 +701,7 @@ class Exchange:
             return self.orders.get(str(order_id))
         cli = params.get("cliOrdId")
         if cli is not None:
-            return self.cli_ids.get(str(cli))
+            return self._by_cli(str(cli))
         return None
 
     def _cancel(self, order: Order, time_ms: int, reason: str) -> None:
@@ -532,11 +724,16 @@ class Exchange:
             return {"uid": order.order_id, "orderTrigger": order.trigger_event_json(), "type": "CANCEL"}
         return {"uid": order.order_id, "order": order.event_json(), "type": "CANCEL"}
 
-    def cancel_order(self, params: Params) -> dict[str, object]:
+    def cancel_order(self, params: Params, process_before_ms: int | None = None) -> dict[str, object]:
         """Cancel one order by `order_id` or `cliOrdId`; returns Kraken's `cancelStatus`."""
         with self.lock:
             now = self.sync()
-            return self._cancel_one(params, now, "order_id")
+            if self.too_late(process_before_ms, now):
+                out: dict[str, object] = {"status": TOO_LATE, "receivedTime": iso(now), "orderEvents": []}
+            else:
+                out = self._cancel_one(params, now, "order_id")
+            self.note_request("cancelorder", "cancel", params, out, now)
+            return out
 
     def _cancel_one(self, params: Params, now: int, id_key: str) -> dict[str, object]:
         """Cancel one order at `now`."""
@@ -591,11 +788,16 @@ class Exchange:
             self.revision += 1
             return {"currentTime": iso(now), "triggerTime": iso(self.dead_man_ms) if self.dead_man_ms else "0"}
 
-    def edit_order(self, params: Params) -> dict[str, object]:
+    def edit_order(self, params: Params, process_before_ms: int | None = None) -> dict[str, object]:
         """Change size / limit price / stop price of a working order; returns Kraken's `editStatus`."""
         with self.lock:
             now = self.sync()
-            return self._edit(params, now, "orderId")
+            if self.too_late(process_before_ms, now):
+                out: dict[str, object] = {"status": TOO_LATE, "receivedTime": iso(now), "orderEvents": []}
+            else:
+                out = self._edit(params, now, "orderId")
+            self.note_request("editorder", "edit", params, out, now)
+            return out
 
     def _edit(self, params: Params, now: int, id_key: str) -> dict[str, object]:
         """Edit one order at `now`."""
@@ -637,53 +839,65 @@ class Exchange:
         quote = self.market.quote(order.symbol)
         if order.symbol not in self.suspended:
             if not was_trigger and self._crosses(order, quote) and order.order_type != "post":
-                price = quote.ask if order.side == "buy" else quote.bid
-                prior = order.event_json()
-                old_hist = order.history_json(self.account_uid)
-                fill = self._execute(order, order.remaining, price, "takerAfterEdit", now)
-                self._history(order, now, "OrderUpdated", old=old_hist, reason="full_fill", reducedQuantity="",
-                              algoId="", origin="Api")
-                events.append({"type": "EXECUTION", "executionId": fill.fill_id, "price": float(price),
-                               "amount": float(fill.size), "orderPriorEdit": None, "orderPriorExecution": prior,
-                               "takerReducedQuantity": None})
+                plan = self._plan_take(order, quote, order.limit_price, order.remaining)
+                events.extend(self._take(order, plan, "takerAfterEdit", now))
             else:
                 self._match_book(order.symbol, quote, now)
         out.update(status="edited", orderEvents=events)
         return out
 
-    def batch(self, instructions: Iterable[Params]) -> list[dict[str, object]]:
-        """Run batchorder instructions (send / edit / cancel) in order; returns `batchStatus`."""
+    def batch(self, instructions: Iterable[Params], process_before_ms: int | None = None) -> list[dict[str, object]]:
+        """Run batchorder instructions (send / edit / cancel) in order; returns `batchStatus`.
+
+        Kraken documents `ProcessBefore` for the whole batch request, not per instruction: a batch processed
+        after it has every instruction answered `wouldProcessAfterSpecifiedTime` and none applied. A
+        `processBefore` inside an instruction is not documented and is ignored (the harsher reading).
+        """
         with self.lock:
             now = self.sync()
+            late = self.too_late(process_before_ms, now)
             results: list[dict[str, object]] = []
             for item in instructions:
                 if not isinstance(item, Mapping):
                     results.append({"status": "invalidArgument", "orderEvents": []})
                     continue
                 kind = str(item.get("order", "")).lower()
-                if kind == "send":
-                    status = self._send(item, now, "batchorder")
-                    entry: dict[str, object] = {"status": status["status"], "order_tag": item.get("order_tag"),
-                                                "dateTimeReceived": status["receivedTime"],
-                                                "orderEvents": status.get("orderEvents", [])}
-                    if "order_id" in status:
-                        entry["order_id"] = status["order_id"]
-                    if "cliOrdId" in status:
-                        entry["cliOrdId"] = status["cliOrdId"]
-                    results.append(entry)
-                elif kind == "cancel":
-                    status = self._cancel_one(item, now, "order_id")
-                    status.pop("receivedTime", None)
-                    results.append(status)
-                elif kind == "edit":
-                    status = self._edit(item, now, "order_id")
-                    status.pop("receivedTime", None)
-                    if "orderId" in status:
-                        status["order_id"] = status.pop("orderId")
-                    results.append(status)
-                else:
-                    results.append({"status": "invalidArgument", "orderEvents": []})
+                result = self._batch_one(item, kind, now, late)
+                if kind in ("send", "edit", "cancel"):
+                    self.note_request("batchorder", kind, item, result, now)
+                results.append(result)
             return results
+
+    def _batch_one(self, item: Params, kind: str, now: int, late: bool) -> dict[str, object]:
+        """One batch instruction's status entry."""
+        if late and kind in ("send", "edit", "cancel"):
+            late_entry: dict[str, object] = {"status": TOO_LATE, "orderEvents": []}
+            if kind == "send":
+                late_entry.update(order_tag=item.get("order_tag"), dateTimeReceived=iso(now))
+            if item.get("cliOrdId") is not None:
+                late_entry["cliOrdId"] = str(item.get("cliOrdId"))
+            return late_entry
+        if kind == "send":
+            status = self._send(item, now, "batchorder")
+            entry: dict[str, object] = {"status": status["status"], "order_tag": item.get("order_tag"),
+                                        "dateTimeReceived": status["receivedTime"],
+                                        "orderEvents": status.get("orderEvents", [])}
+            if "order_id" in status:
+                entry["order_id"] = status["order_id"]
+            if "cliOrdId" in status:
+                entry["cliOrdId"] = status["cliOrdId"]
+            return entry
+        if kind == "cancel":
+            status = self._cancel_one(item, now, "order_id")
+            status.pop("receivedTime", None)
+            return status
+        if kind == "edit":
+            status = self._edit(item, now, "order_id")
+            status.pop("receivedTime", None)
+            if "orderId" in status:
+                status["order_id"] = status.pop("orderId")
+            return status
+        return {"status": "invalidArgument", "orderEvents": []}
 
     # -- queries -------------------------------------------------------------------
     def open_orders(self) -> list[Order]:
@@ -693,18 +907,26 @@ class Exchange:
             return sorted((o for book in self.working.values() for o in book.values()), key=lambda o: o.received_ms)
 
     def orders_status(self, order_ids: list[str], cli_ord_ids: list[str], window_ms: int = 5_000) -> list[Order]:
-        """Orders that are working or closed within `window_ms` (Kraken's 5 s), optionally filtered by ids."""
+        """Orders that are working or closed within `window_ms` (Kraken's 5 s), optionally filtered by ids.
+
+        Kraken: "Returns information on specified orders which are open or were filled/cancelled in the last
+        5 seconds" (https://docs.kraken.com/api/docs/futures-api/trading/get-order-status). A cliOrdId that
+        several orders carried (it is unique only among open orders) returns every one of them still inside
+        that window, rejected ones included (undocumented; the harsher reading).
+        """
         with self.lock:
             now = self.sync()
             if order_ids or cli_ord_ids:
-                wanted = [self.orders.get(i) for i in order_ids] + [self.cli_ids.get(c) for c in cli_ord_ids]
+                wanted: list[Order | None] = [self.orders.get(i) for i in order_ids]
+                for cli in cli_ord_ids:
+                    wanted.extend(self.cli_ids.get(cli) or [])
                 candidates = [o for o in dict.fromkeys(wanted) if o is not None]
             else:
                 candidates = list(self.orders.values())
             return [
                 o
                 for o in candidates
-                if o.working or (o.closed_ms is not None and now - o.closed_ms <= window_ms)
+                if o.working or (o.closed_ms is not None and now - o.closed_ms < window_ms)
             ]
 
     def recent_fills(self, last_fill_time_ms: int | None, limit: int = 100) -> list[Fill]:
@@ -760,34 +982,53 @@ class Exchange:
             return {"flex": flex, "cash": cash}
 
     def history(self, which: str, params: Params) -> dict[str, object]:
-        """`/history/v2/orders` or `/triggers`: newest first unless `sort=asc`, with since/before/count."""
+        """`/history/v2/orders` or `/triggers`, paged by time as Kraken documents it; ValueError on bad input.
+
+        Kraken (https://docs.kraken.com/api/docs/futures-api/history/get-order-events): `since` / `before` in epoch
+        ms, `sort` asc|desc (default desc), `count` (upper bound "determined by a global limit"), an opaque
+        `continuation_token` (valid with the same sort) and `len` = number of elements returned. ccxt's recorded
+        tokens are base64 of "<timestamp>/<sequence>"; ours name the first element of the next page the same way.
+        Harsher readings (undocumented): events are published `history_lag_ms` after they happen, a page holds at
+        most `history_page_max` elements (also the default count), and `since` is inclusive, `before` exclusive.
+        """
         with self.lock:
-            self.sync()
+            now = self.sync()
             events = self.order_history if which == "orders" else self.trigger_history
-            since = parse_decimal(params.get("since"))
-            before = parse_decimal(params.get("before"))
+            since = _history_ms(params.get("since"), "since")
+            before = _history_ms(params.get("before"), "before")
             tradeable = params.get("tradeable")
+            desc = str(params.get("sort") or "desc").lower() != "asc"
+            count_raw = params.get("count")
+            count = self.history_page_max
+            if count_raw not in (None, ""):
+                wanted = parse_decimal(count_raw)
+                if wanted is None or wanted < 1 or wanted != wanted.to_integral_value():
+                    raise ValueError("count")
+                count = min(int(wanted), self.history_page_max)
+            token = params.get("continuation_token") or params.get("continuationToken")
+            start_seq = None if not token else _decode_token(str(token))
+            visible_until = now - self.history_lag_ms
             selected = [
-                e
-                for e in events
-                if (since is None or e.time_ms >= since)
+                (seq, e)
+                for seq, e in enumerate(events)
+                if e.time_ms <= visible_until
+                and (since is None or e.time_ms >= since)
                 and (before is None or e.time_ms < before)
                 and (tradeable is None or e.symbol == str(tradeable).upper())
+                and (start_seq is None or (seq <= start_seq if desc else seq >= start_seq))
             ]
-            if str(params.get("sort", "desc")).lower() != "asc":
+            if desc:
                 selected.reverse()
-            token = parse_decimal(params.get("continuation_token") or params.get("continuationToken"))
-            offset = int(token) if token is not None and token >= 0 else 0
-            count_raw = parse_decimal(params.get("count"))
-            count = int(count_raw) if count_raw is not None and count_raw > 0 else 500
-            page = selected[offset : offset + count]
+            page = selected[:count]
             out: dict[str, object] = {
                 "accountUid": self.account_uid,
-                "len": str(len(selected)),
-                "elements": [e.to_json() for e in page],
+                "len": str(len(page)),
+                "elements": [e.to_json() for _, e in page],
+                "serverTime": iso(now),
             }
-            if offset + count < len(selected):
-                out["continuationToken"] = str(offset + count)
+            if len(selected) > count:
+                seq, event = selected[count]
+                out["continuationToken"] = base64.b64encode(f"{event.time_ms}/{seq}".encode()).decode()
             return out
 
     # -- admin -----------------------------------------------------------------------
@@ -825,7 +1066,7 @@ class Exchange:
             "fees_paid": str(self.fees_paid),
             "ids_drawn": self.ids_drawn,
             "dead_man_ms": self.dead_man_ms,
-            "cli_ids": {cli: order.order_id for cli, order in self.cli_ids.items()},
+            "cli_ids": {cli: [o.order_id for o in same] for cli, same in self.cli_ids.items()},
             "working": {symbol: list(book) for symbol, book in self.working.items() if book},
             "positions": [p.to_state() for _, p in sorted(self.positions.items())],
         }
@@ -837,6 +1078,7 @@ class Exchange:
         fills: list[Fill],
         order_history: list[HistoryEvent],
         trigger_history: list[HistoryEvent],
+        order_requests: list[dict[str, object]] | None = None,
     ) -> None:
         """Carry on from a saved account; ValueError if it does not fit the configured markets."""
         by_id = {o.order_id: o for o in orders}
@@ -856,7 +1098,9 @@ class Exchange:
                 working[symbol][order.order_id] = order
         if missing:
             raise ValueError(f"positions or working orders in markets not configured: {', '.join(sorted(missing))}")
-        cli_ids = {str(cli): by_id[str(order_id)] for cli, order_id in dict(account["cli_ids"]).items()}
+        cli_ids: dict[str, list[Order]] = {}
+        for cli, ids in dict(account["cli_ids"]).items():
+            cli_ids[str(cli)] = [by_id[str(i)] for i in (ids if isinstance(ids, list) else [ids])]
         ids_drawn = int(account["ids_drawn"])
         dead_man = account["dead_man_ms"]
         self.account_uid = str(account["account_uid"])
@@ -870,6 +1114,7 @@ class Exchange:
         self.positions = {p.symbol: p for p in positions}
         self.order_history = order_history
         self.trigger_history = trigger_history
+        self.order_requests = list(order_requests or [])
         self.dead_man_ms = None if dead_man is None else int(dead_man)
         self.ids_drawn = ids_drawn
         self._ids = random.Random(stable_seed(self.seed, "ids", "resume", ids_drawn))

@@ -11,6 +11,7 @@ from simulator.config import FaultConfig, ScheduledFault
 from simulator.prices import stable_seed
 
 ACCEPT_KINDS = frozenset({"accept_then_drop", "accept_then_timeout", "accept_then_unavailable"})
+ORDER_FAULT_KINDS = ACCEPT_KINDS | {"late"}  # probabilistic only on `drop_endpoints` (order entry)
 _PROBABILISTIC = (
     "reset",
     "timeout",
@@ -21,6 +22,7 @@ _PROBABILISTIC = (
     "accept_then_drop",
     "accept_then_timeout",
     "accept_then_unavailable",
+    "late",
 )
 
 
@@ -31,6 +33,7 @@ class FaultAction:
     kind: str | None = None
     delay_ms: float = 0.0
     hold_ms: float = 0.0
+    late_ms: float = 0.0  # `late`: processing delay after receipt, on the simulator clock
 
     @property
     def processes(self) -> bool:
@@ -85,17 +88,18 @@ class FaultInjector:
                     if fault.kind == "latency":
                         return FaultAction("latency", delay + fault.delay_ms)
                     hold = fault.delay_ms or cfg.hold_ms
-                    return FaultAction(fault.kind, delay, hold)
+                    late = cfg.late_ms if fault.late_ms is None else fault.late_ms
+                    return FaultAction(fault.kind, delay, hold, late)
             if cfg.endpoints is None or endpoint in cfg.endpoints:
                 for kind in _PROBABILISTIC:
                     p: float = getattr(cfg, kind)
                     if p <= 0:
                         continue
-                    if kind in ACCEPT_KINDS and endpoint not in cfg.drop_endpoints:
+                    if kind in ORDER_FAULT_KINDS and endpoint not in cfg.drop_endpoints:
                         continue
                     if self._rng.random() < p:
                         self.injected[kind] += 1
-                        return FaultAction(kind, delay, cfg.hold_ms)
+                        return FaultAction(kind, delay, cfg.hold_ms, cfg.late_ms)
             return FaultAction("latency" if delay else None, delay)
 
     def snapshot(self) -> dict[str, object]:

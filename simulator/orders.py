@@ -25,6 +25,30 @@ TRIGGER_TYPES = ("stp", "take_profit")
 TRIGGER_SIGNALS = {"last": "last", "mark": "mark", "index": "index", "spot": "index"}
 
 
+# sendStatus status -> the OrderError enum that `orders/status` (`error`) and the history (`orderError`) carry
+# (enum from https://docs.kraken.com/api/docs/futures-api/trading/get-order-status).
+ORDER_ERRORS = {
+    "marketSuspended": "MARKET_SUSPENDED",
+    "invalidArgument": "MARKET_NOT_FOUND",
+    "invalidPrice": "INVALID_PRICE",
+    "invalidSize": "INVALID_QUANTITY",
+    "insufficientAvailableFunds": "INSUFFICIENT_MARGIN",
+    "clientOrderIdAlreadyExist": "CLIENT_ORDER_ID_IN_USE",
+    "clientOrderIdTooLong": "CLIENT_ORDER_ID_TOO_LONG",
+    "maxPositionViolation": "MAX_POSITION_EXCEEDED",
+    "postWouldExecute": "POST_WOULD_EXECUTE",
+    "iocWouldNotExecute": "IOC_WOULD_NOT_EXECUTE",
+    "wouldNotReducePosition": "WOULD_NOT_REDUCE_POSITION",
+}
+
+
+def order_error(status: str | None, reason: str | None = None) -> str | None:
+    """Kraken's OrderError for a rejected order's send status (None when the enum has no match)."""
+    if status in ORDER_ERRORS:
+        return ORDER_ERRORS[status]
+    return reason.upper() if reason and reason.upper() in ORDER_ERRORS.values() else None
+
+
 def iso(ms: int) -> str:
     """Epoch milliseconds as Kraken's ISO-8601 UTC string with milliseconds."""
     dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
@@ -231,6 +255,9 @@ class Order:
                 "triggerSignal": f"{(self.trigger_signal or 'last').upper()}_PRICE",
             }
             order["triggerTime"] = iso(self.triggered_ms) if self.triggered_ms is not None else None
+        # Documented enum: ENTERED_BOOK, FULLY_EXECUTED, REJECTED, CANCELLED, TRIGGER_PLACED,
+        # TRIGGER_ACTIVATION_FAILURE. A partially filled open order is ENTERED_BOOK (updateReason PARTIAL_FILL); an
+        # IoC / market order whose remainder was cancelled is CANCELLED with its `filled` quantity.
         if self.state == OPEN:
             status = "ENTERED_BOOK"
         elif self.state == UNTRIGGERED:
@@ -245,7 +272,7 @@ class Order:
             "order": order,
             "status": status,
             "updateReason": self.reason.upper() if self.reason and self.state != REJECTED else None,
-            "error": self.reason.upper() if self.reason and self.state == REJECTED else None,
+            "error": order_error(self.status, self.reason) if self.state == REJECTED else None,
         }
 
     def history_json(self, account_uid: str) -> dict[str, object]:

@@ -168,6 +168,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
+        self.server.sim.run_due()  # held (`late`) requests due by now are processed before anything else
         if path.startswith("/sim/") or path == "/sim":
             self._admin(path[len("/sim/"):].strip("/"), query, body)
             return
@@ -220,6 +221,18 @@ class _Handler(BaseHTTPRequestHandler):
             sim.log_request(entry)
             self._reset_connection()
             return
+        if kind == "late":  # held inside the exchange: processed late_ms after receipt, after the client gave up
+            received = sim.clock.now_ms()
+            entry["status"] = None
+            sim.log_request(entry)
+            sim.defer(received + int(action.late_ms), {
+                "method": self.command, "path": path, "query": query, "body": body,
+                "headers": {k: v for k, v in self.headers.items()}, "endpoint": r.endpoint, "target": entry["target"],
+                "received_ms": received,
+            })
+            sim.stop_event.wait(action.hold_ms / 1000)
+            self._reset_connection()
+            return
         if kind == "timeout":  # the client gives up before the exchange ever processes the request
             entry["status"] = None
             sim.log_request(entry)
@@ -233,7 +246,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, payload, "application/json" if kind in ("unavailable", "api_limit") else "text/plain")
             return
         headers = {k: v for k, v in self.headers.items()}
-        response: ApiResponse = sim.api.handle(self.command, path, query, body, headers)
+        context = {"received_ms": entry["time"], "fault": entry["fault"]}
+        response: ApiResponse = sim.api.handle(self.command, path, query, body, headers, context)
         sim.after_request(r.endpoint)  # order changes reach the state file before the answer leaves
         entry["status"] = response.status
         entry["result"] = response.body.get("result")
@@ -339,6 +353,7 @@ def _advance_loop(simulator: Simulator, interval_s: float) -> None:
     while not simulator.stop_event.wait(interval_s):
         try:
             simulator.exchange.sync()
+            simulator.run_due()
         except Exception:  # noqa: BLE001 - the loop must survive
             logger.exception("simulator: background advance failed")
 

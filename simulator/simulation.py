@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 from collections import deque
 from decimal import Decimal
@@ -56,6 +58,10 @@ class Simulator:
         self.instruments = select_instruments(config.symbols)
         self.stop_event = threading.Event()
         self.requests: deque[dict[str, object]] = deque(maxlen=REQUEST_LOG_SIZE)
+        # `late` fault: requests held inside the exchange, processed at their due time on the simulator clock
+        self._late: list[tuple[int, int, dict[str, Any]]] = []
+        self._late_seq = itertools.count()
+        self._late_lock = threading.RLock()
         self.state_store: StateStore | None = None
         saved: dict[str, Any] | None = None
         if config.state_file:
@@ -90,6 +96,10 @@ class Simulator:
             "spread": cfg.spread,
             "symbols": list(self.instruments),
             "cli_ord_id_scope": cfg.cli_ord_id_scope,
+            "honour_process_before": cfg.honour_process_before,
+            "market_fill": cfg.market_fill,
+            "resting_fill": cfg.resting_fill,
+            "history_lag_ms": cfg.history_lag_ms,
         }
 
     def _build(self, start_ms: int | None, saved: dict[str, Any] | None = None) -> None:
@@ -114,7 +124,9 @@ class Simulator:
         )
         self.exchange = Exchange(
             self.market, self.clock, self.instruments, Decimal(repr(cfg.initial_balance)), seed=cfg.seed,
-            cli_ord_id_scope=cfg.cli_ord_id_scope,
+            cli_ord_id_scope=cfg.cli_ord_id_scope, honour_process_before=cfg.honour_process_before,
+            market_fill=cfg.market_fill, resting_fill=cfg.resting_fill, history_lag_ms=cfg.history_lag_ms,
+            history_page_max=cfg.history_page_max,
         )
         if saved is not None:
             assert self.state_store is not None
@@ -155,6 +167,8 @@ class Simulator:
         starts from the reset state too.
         """
         self.requests.clear()
+        with self._late_lock:
+            self._late.clear()
         if self.state_store is None:
             self._build(self.config.start_time_ms)
             return
@@ -176,3 +190,53 @@ class Simulator:
     def log_request(self, entry: dict[str, object]) -> None:
         """Remember one served Kraken request (no headers, so no secrets)."""
         self.requests.append(entry)
+
+    # -- the `late` fault ------------------------------------------------------------------
+    def defer(self, due_ms: int, request: dict[str, Any]) -> None:
+        """Hold a Kraken request inside the exchange until `due_ms` (simulator clock), then process it."""
+        with self._late_lock:
+            heapq.heappush(self._late, (due_ms, next(self._late_seq), request))
+        logger.debug("simulator: holding a {} request until {}", request.get("endpoint"), iso(due_ms))
+
+    def next_late_ms(self) -> int | None:
+        """When the next held request is due, or None."""
+        with self._late_lock:
+            return self._late[0][0] if self._late else None
+
+    def pending_late(self) -> int:
+        """How many held requests still wait for processing."""
+        with self._late_lock:
+            return len(self._late)
+
+    def run_due(self) -> int:
+        """Process every held request whose time has come (oldest first); returns how many ran."""
+        ran = 0
+        with self._late_lock:
+            while self._late and self._late[0][0] <= self.clock.now_ms():
+                _, _, req = heapq.heappop(self._late)
+                context = {"received_ms": req["received_ms"], "fault": "late"}
+                response = self.api.handle(req["method"], req["path"], req["query"], req["body"], req["headers"],
+                                           context)
+                self.after_request(str(req["endpoint"]))
+                self.log_request({"time": self.clock.now_ms(), "method": req["method"], "endpoint": req["endpoint"],
+                                  "target": req["target"], "fault": "late", "processed": True,
+                                  "received": req["received_ms"], "status": response.status,
+                                  "result": response.body.get("result")})
+                ran += 1
+        return ran
+
+    def step_to(self, target_ms: int) -> int:
+        """Advance a stepped clock to `target_ms`, processing held requests exactly at their due times."""
+        while True:
+            due = self.next_late_ms()
+            now = self.clock.now_ms()
+            if due is None or due > target_ms:
+                break
+            if due > now:
+                self.clock.advance(due - now)
+                self.exchange.sync()
+            self.run_due()
+        now = self.clock.now_ms()
+        if target_ms > now:
+            self.clock.advance(target_ms - now)
+        return self.exchange.sync()

@@ -1,21 +1,24 @@
 """The paper account's state file: loaded on start, saved atomically as JSON (periodically, after order requests, on stop).
 
-File format (version 1), one JSON object:
+File format (version 2; version 1 files are still read), one JSON object:
 
 - `format` ("kraken-futures-simulator-state"), `version` (1), `saved_at` (wall clock, ISO-8601, for people);
 - `config`: the settings the state was made with (seed, tick, markets, ...; never API keys), informational;
 - `clock`: `{"now": ms}`, the simulated time a restart continues from;
 - `account`: uid/id, initial balance, balance, fees, id counter, dead man's switch, the client-order-id index
-  (`cli_ids`: id -> order_id), the books (`working`: symbol -> order ids in matching order), `positions`;
+  (`cli_ids`: id -> the ids of every order that carried it, oldest first; version 1 held one id), the books (`working`: symbol -> order ids in matching order), `positions`;
 - `market`: `now`, `last_tick_ms` and per market `walk` (fair price, mark premium, tick time, genesis) and
   `bars` (the last `state_bar_minutes` minute bars as `[t, o, h, l, c, mark o/h/l/c, spot o/h/l/c, volume]`);
-- `orders` (every order ever received, in arrival order), `fills`, `order_history`, `trigger_history`.
+- `orders` (every order ever received, in arrival order, partially filled working ones with their `filled`), `fills`,
+  `order_history` and `trigger_history` (every event, including those still inside the publication lag: the lag
+  is applied when the history is read), `order_requests` (the admin record of every order instruction).
 
 Decimals are exact strings; floats round-trip through JSON. Closed orders, fills, history events and finished
 bars never change, so each is encoded once and its text reused by later saves.
 
 Not kept (they start afresh from the configuration): API keys, faults and suspended markets, rate-limit
-budgets, the request log. After a reload the price walks continue from the saved prices with random streams
+budgets, the HTTP request log, requests held by a `late` fault (lost, as if never received) and the liquidity
+taken from the book this tick (the book refills every tick anyway). After a reload the price walks continue from the saved prices with random streams
 seeded from the seed and the saved tick time (same seed + same file = same future), and candles older than
 the kept bars are regenerated. `PATH.lock` (an advisory lock) keeps a second simulator off a file in use.
 Admin `reset` overwrites the file with the fresh account at once; to start afresh while stopped, delete the file.
@@ -42,7 +45,8 @@ from simulator.orders import Fill, Order, iso
 from simulator.prices import MINUTE_MS
 
 STATE_FORMAT = "kraken-futures-simulator-state"
-STATE_VERSION = 1
+STATE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 STATE_CHANGING_ENDPOINTS = frozenset(
     {"sendorder", "batchorder", "editorder", "cancelorder", "cancelallorders", "cancelallordersafter"}
 )
@@ -86,7 +90,7 @@ def read_state(path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
         raise StateFileError(f"{path} is not a simulator state file (no format {STATE_FORMAT!r})")
     version = data.get("version")
-    if version != STATE_VERSION:
+    if version not in READABLE_VERSIONS:
         raise StateFileError(
             f"simulator state file {path} has version {version!r}; this simulator reads version {STATE_VERSION}"
         )
@@ -105,6 +109,7 @@ def apply_state(path: Path, data: Mapping[str, Any], exchange: Exchange) -> None
             [Fill.from_state(f) for f in data["fills"]],
             [HistoryEvent.from_state(e) for e in data["order_history"]],
             [HistoryEvent.from_state(e) for e in data["trigger_history"]],
+            [dict(r) for r in data.get("order_requests", [])],
         )
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -121,6 +126,7 @@ class StateEncoder:
         self._fills: list[bytes] = []
         self._order_history: list[bytes] = []
         self._trigger_history: list[bytes] = []
+        self._order_requests: list[bytes] = []
         self._bars: dict[str, dict[int, bytes]] = {}
         self._bar_floor: dict[str, int] = {}
 
@@ -132,6 +138,7 @@ class StateEncoder:
             self._fills.clear()
             self._order_history.clear()
             self._trigger_history.clear()
+            self._order_requests.clear()
             self._bars.clear()
             self._bar_floor.clear()
 
@@ -141,6 +148,14 @@ class StateEncoder:
         if len(cache) > len(items):
             cache.clear()
         cache.extend(_encode(item.to_state()) for item in items[len(cache):])
+        return cache
+
+    @staticmethod
+    def _extend_plain(cache: list[bytes], items: list[dict[str, object]]) -> list[bytes]:
+        """Encode the plain (already JSON-able) entries of an append-only list that are not cached yet."""
+        if len(cache) > len(items):
+            cache.clear()
+        cache.extend(_encode(item) for item in items[len(cache):])
         return cache
 
     def _encode_orders(self, exchange: Exchange) -> list[bytes]:
@@ -208,6 +223,7 @@ class StateEncoder:
             (b"fills", self._extend(self._fills, exchange.fills)),
             (b"order_history", self._extend(self._order_history, exchange.order_history)),
             (b"trigger_history", self._extend(self._trigger_history, exchange.trigger_history)),
+            (b"order_requests", self._extend_plain(self._order_requests, exchange.order_requests)),
         )
         for i, (name, entries) in enumerate(sections):
             parts.append((b",\n" if i else b"") + b'"' + name + b'":[\n')

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ccxt
 import pytest
 
-from simulator import SimulatorHandle
+from simulator import SimulatorHandle, start_simulator
 
 BTC = "BTC/USD:USD"
 ETH = "ETH/USD:USD"
@@ -23,6 +23,11 @@ def usd(client: ccxt.krakenfutures) -> dict[str, float]:
     """USD total/free of the flex account."""
     balance = client.fetch_balance()
     return {"total": balance["USD"]["total"], "free": balance["USD"]["free"]}
+
+
+def publish(sim: SimulatorHandle) -> None:
+    """Step the clock past the order history's publication lag."""
+    sim.admin.step(ms=sim.config.history_lag_ms + 1)
 
 
 def test_load_markets_has_kraken_metadata(client: ccxt.krakenfutures) -> None:
@@ -70,30 +75,31 @@ def test_fetch_ohlcv_trade_mark_and_index(sim: SimulatorHandle, client: ccxt.kra
 def test_fetch_balance_after_market_order(sim: SimulatorHandle, client: ccxt.krakenfutures) -> None:
     assert usd(client) == {"total": 100_000.0, "free": 100_000.0}
     ask = quote(sim, BTC)["ask"]
-    order = client.create_order(BTC, "market", "buy", 0.1)
-    assert order["status"] == "closed" and order["filled"] == 0.1 and order["average"] == ask
+    order = client.create_order(BTC, "market", "buy", 0.04)  # within the best level (0.05 BTC)
+    assert order["status"] == "closed" and order["filled"] == 0.04 and order["average"] == ask
     after = usd(client)
-    assert after["total"] == pytest.approx(100_000 - 0.1 * ask * TAKER)
-    assert after["free"] < after["total"] - 0.1 * ask * 0.019  # 2% initial margin is in use
+    assert after["total"] == pytest.approx(100_000 - 0.04 * ask * TAKER)
+    assert after["free"] < after["total"] - 0.04 * ask * 0.019  # 2% initial margin is in use
     [position] = client.fetch_positions()
-    assert position["symbol"] == BTC and position["side"] == "long" and position["contracts"] == 0.1
+    assert position["symbol"] == BTC and position["side"] == "long" and position["contracts"] == 0.04
     assert position["entryPrice"] == ask
 
 
 def test_limit_order_rests_then_fills_as_maker(sim: SimulatorHandle, client: ccxt.krakenfutures) -> None:
     bid = quote(sim, ETH)["bid"]
     limit = round(bid - 50, 1)
-    order = client.create_order(ETH, "limit", "buy", 1.5, limit)
+    order = client.create_order(ETH, "limit", "buy", 0.4, limit)  # within one tick's fill (0.45 ETH)
     assert order["status"] == "open" and order["price"] is None or order["price"] == limit
     [open_order] = client.fetch_open_orders(ETH)
-    assert open_order["id"] == order["id"] and open_order["remaining"] == 1.5
+    assert open_order["id"] == order["id"] and open_order["remaining"] == 0.4
     assert client.fetch_positions() == []
     sim.admin.set_price(ETH, limit - 20)
     assert client.fetch_open_orders() == []
     [trade] = client.fetch_my_trades(ETH)
-    assert trade["order"] == order["id"] and trade["price"] == limit and trade["amount"] == 1.5
+    assert trade["order"] == order["id"] and trade["price"] == limit and trade["amount"] == 0.4
     assert trade["takerOrMaker"] == "maker"
-    assert usd(client)["total"] == pytest.approx(100_000 - 1.5 * limit * MAKER)
+    assert usd(client)["total"] == pytest.approx(100_000 - 0.4 * limit * MAKER)
+    publish(sim)
     closed = client.fetch_closed_orders(ETH)
     assert any(o["id"] == order["id"] and o["status"] == "closed" for o in closed)
 
@@ -128,6 +134,7 @@ def test_stop_loss_order_triggers_and_closes_position(sim: SimulatorHandle, clie
     sim.admin.set_price(BTC, stop - 200)
     assert client.fetch_positions() == []
     assert client.fetch_open_orders() == []
+    publish(sim)
     fills = client.fetch_my_trades(BTC)
     assert [f["side"] for f in fills] == ["buy", "sell"]
     realized = (fills[1]["price"] - entry) * 0.02
@@ -171,13 +178,16 @@ def test_reduce_only_orders(sim: SimulatorHandle, client: ccxt.krakenfutures) ->
     assert client.fetch_positions() == []
 
 
-def test_client_order_id_and_duplicate(client: ccxt.krakenfutures) -> None:
-    order = client.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "intent-123"})
+def test_client_order_id_and_duplicate(sim: SimulatorHandle, client: ccxt.krakenfutures) -> None:
+    bid = quote(sim, BTC)["bid"]
+    order = client.create_order(BTC, "limit", "buy", 0.01, bid - 100, {"clientOrderId": "intent-123"})
     assert order["clientOrderId"] == "intent-123"
-    with pytest.raises(ccxt.DuplicateOrderId):
+    with pytest.raises(ccxt.DuplicateOrderId):  # refused while the first order is open
         client.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "intent-123"})
     with pytest.raises(ccxt.BadRequest):
         client.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "x" * 101})
+    client.cancel_order(order["id"])
+    client.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "intent-123"})  # free again
     assert client.fetch_positions()[0]["contracts"] == 0.01
     [trade] = client.fetch_my_trades()
     assert trade["info"]["cliOrdId"] == "intent-123"
@@ -231,6 +241,7 @@ def test_cancel_order_and_cancel_all(sim: SimulatorHandle, client: ccxt.krakenfu
     assert [o["symbol"] for o in client.fetch_open_orders()] == [ETH]
     client.cancel_all_orders()
     assert client.fetch_open_orders() == []
+    publish(sim)
     canceled = client.fetch_canceled_orders(BTC)
     assert first["id"] in {o["id"] for o in canceled if o["status"] == "canceled"}
 
@@ -256,7 +267,15 @@ def test_fetch_order_by_id_and_by_client_order_id(sim: SimulatorHandle, client: 
     assert client.fetch_order(resting["id"])["status"] == "open"
 
 
-def test_positions_net_with_average_entry_and_realized_pnl(sim: SimulatorHandle, client: ccxt.krakenfutures) -> None:
+def test_positions_net_with_average_entry_and_realized_pnl() -> None:
+    with start_simulator(clock="stepped", seed=7, rate_limit=False, market_fill="touch") as sim:
+        client = sim.client(timeout_ms=5_000)
+        client.load_markets()
+        _positions_net(sim, client)
+
+
+def _positions_net(sim: SimulatorHandle, client: ccxt.krakenfutures) -> None:
+    """Netting with every market order filled at the touch (market_fill="touch"), so averages are exact."""
     p1 = client.create_order(ETH, "market", "buy", 2)["average"]
     sim.admin.set_price(ETH, p1 * 1.01)
     p2 = client.create_order(ETH, "market", "buy", 1)["average"]
@@ -277,6 +296,8 @@ def test_closed_and_canceled_orders_history(sim: SimulatorHandle, client: ccxt.k
     bid = quote(sim, BTC)["bid"]
     resting = client.create_order(BTC, "limit", "buy", 0.01, bid - 500)
     client.cancel_order(resting["id"])
+    assert client.fetch_canceled_orders(BTC) == []  # not published yet: the history lags
+    publish(sim)
     closed = client.fetch_closed_orders(BTC)
     assert market["id"] in {o["id"] for o in closed}
     assert all(o["status"] == "closed" for o in closed)
@@ -321,19 +342,24 @@ def test_trading_fees(client: ccxt.krakenfutures) -> None:
 
 
 def test_state_dump_records_every_order(sim: SimulatorHandle, client: ccxt.krakenfutures) -> None:
+    bid = quote(sim, BTC)["bid"]
+    client.create_order(BTC, "limit", "buy", 0.01, bid - 100, {"clientOrderId": "d-0"})
     client.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "d-1"})
     with pytest.raises(ccxt.DuplicateOrderId):
-        client.create_order(BTC, "market", "sell", 0.02, None, {"clientOrderId": "d-1"})
+        client.create_order(BTC, "market", "sell", 0.02, None, {"clientOrderId": "d-0"})
     state = sim.admin.state()
     orders = state["orders"]
     assert [(o["cliOrdId"], o["status"], o["side"], o["size"]) for o in orders] == [
+        ("d-0", "placed", "buy", "0.01"),
         ("d-1", "placed", "buy", "0.01"),
-        ("d-1", "clientOrderIdAlreadyExist", "sell", "0.02"),
+        ("d-0", "clientOrderIdAlreadyExist", "sell", "0.02"),
     ]
     assert all(o["symbol"] == "PF_XBTUSD" and o["reduceOnly"] is False and o["time"] for o in orders)
     assert len(state["fills"]) == 1 and state["positions"][0]["size"] == "0.01"
     assert float(state["balances"]["USD"]) < 100_000
-    assert [r["endpoint"] for r in state["requests"] if r["endpoint"] == "sendorder"] == ["sendorder"] * 2
+    assert [r["endpoint"] for r in state["requests"] if r["endpoint"] == "sendorder"] == ["sendorder"] * 3
+    assert [(r["cliOrdId"], r["status"]) for r in state["order_requests"]] == [
+        ("d-0", "placed"), ("d-1", "placed"), ("d-0", "clientOrderIdAlreadyExist")]
 
 
 def test_cancel_by_client_order_id(sim: SimulatorHandle, client: ccxt.krakenfutures) -> None:

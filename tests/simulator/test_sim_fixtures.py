@@ -156,7 +156,7 @@ def _scenario(sim: SimulatorHandle, client: ccxt.krakenfutures) -> None:
     sim.admin.step(seconds=1)
     sim.admin.set_price("ETH/USD:USD", mark * 1.02)  # OrderTriggerActivated
     client.cancel_order(cancelled["id"])  # OrderTriggerCancelled
-    sim.admin.step(seconds=1)
+    sim.admin.step(ms=sim.config.history_lag_ms + 1000)  # past the history's publication lag
 
 
 def test_responses_carry_every_recorded_field(sim: SimulatorHandle, client: ccxt.krakenfutures) -> None:

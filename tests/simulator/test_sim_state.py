@@ -63,7 +63,9 @@ def state_path(tmp_path: Path) -> Path:
 
 
 def test_restart_carries_on_orders_positions_balances_history_and_clock(state_path: Path) -> None:
-    with boot(state_path) as first:
+    # cliOrdIds blocked for ever and resting orders filled at once keep this test about persistence
+    kind = {"cli_ord_id_scope": "history", "resting_fill": "full"}
+    with boot(state_path, **kind) as first:
         client = connect(first)
         entry = client.create_order(BTC, "market", "buy", 0.1, None, {"clientOrderId": "entry-1"})
         client.create_order(ETH, "market", "sell", 2)
@@ -87,7 +89,7 @@ def test_restart_carries_on_orders_positions_balances_history_and_clock(state_pa
         }
     assert state_path.exists()
 
-    with boot(state_path, start_time_ms=None) as second:  # the saved time wins over any start time
+    with boot(state_path, start_time_ms=None, **kind) as second:  # the saved time wins over any start time
         client = connect(second)
         assert second.admin.now()["now"] == START + 90_000
         assert account(second) == before["account"]
@@ -193,7 +195,7 @@ def test_state_file_is_json_with_a_version_and_no_keys(state_path: Path) -> None
     data = json.loads(text)
     assert data["format"] == "kraken-futures-simulator-state" and data["version"] == STATE_VERSION
     assert set(data) == {"format", "version", "saved_at", "config", "clock", "account", "market", "orders",
-                         "fills", "order_history", "trigger_history"}
+                         "fills", "order_history", "trigger_history", "order_requests"}
     assert KEY not in text and SECRET not in text
     assert not list(state_path.parent.glob("*.tmp"))
 
@@ -272,11 +274,12 @@ def test_sigkill_right_after_an_acknowledged_order_keeps_it(
     assert order["status"] == "closed"
     process.send_signal(signal.SIGKILL)  # no chance to save on the way out
     assert process.wait(timeout=10) == -signal.SIGKILL
-    with boot(state_path, seed=5) as sim:
+    with boot(state_path, seed=5, cli_ord_id_scope="history") as sim:  # "history": the saved cliOrdId index counts
         client = connect(sim)
         [saved] = sim.admin.orders(cli_ord_id="acked-1")
         assert saved["order_id"] == order["id"] and saved["state"] == "filled"
         assert client.fetch_positions()[0]["contracts"] == 0.05
+        sim.admin.step(ms=sim.config.history_lag_ms + 1)
         assert any(o["id"] == order["id"] for o in client.fetch_closed_orders())
         with pytest.raises(ccxt.DuplicateOrderId):
             client.create_order(BTC, "market", "buy", 0.05, None, {"clientOrderId": "acked-1"})

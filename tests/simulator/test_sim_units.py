@@ -214,22 +214,22 @@ def test_rejection_statuses() -> None:
     assert _order(ex, reduceOnly="true")["status"] == "wouldNotReducePosition"
     assert _order(ex, size="100")["status"] == "insufficientAvailableFunds"
     assert _order(ex, cliOrdId="x" * 101)["status"] == "clientOrderIdTooLong"
-    assert _order(ex, cliOrdId="a")["status"] == "placed"
+    assert _order(ex, cliOrdId="a", orderType="lmt", limitPrice=str(q.bid - 100))["status"] == "placed"
     assert _order(ex, cliOrdId="a")["status"] == "clientOrderIdAlreadyExist"
     ex.set_suspended("PF_XBTUSD", True)
     assert _order(ex)["status"] == "marketSuspended"
     assert sum(1 for o in ex.orders.values() if o.state == "rejected") == 13
-    assert ex.position("PF_XBTUSD") == Decimal("0.01")
+    assert ex.position("PF_XBTUSD") == 0
 
 
 def test_market_order_fills_at_ask_with_taker_fee() -> None:
     ex, _ = make_exchange()
-    status = _order(ex, size="0.1")
+    status = _order(ex, size="0.05")  # the best level's size
     q = ex.market.quote("PF_XBTUSD")
     fill = ex.fills[-1]
     assert status["status"] == "placed"
     assert fill.price == q.ask and fill.fill_type == "taker"
-    assert ex.balance == Decimal("100000") - Decimal("0.1") * q.ask * Decimal("0.0005")
+    assert ex.balance == Decimal("100000") - Decimal("0.05") * q.ask * Decimal("0.0005")
 
 
 def test_resting_limit_fills_when_path_crosses_as_maker() -> None:
@@ -313,4 +313,21 @@ def test_client_order_id_scope_open_only_blocks_working_orders() -> None:
     assert _order(ex, cliOrdId="r")["status"] == "clientOrderIdAlreadyExist"
     assert _order(ex, cliOrdId="m")["status"] == "placed"  # filled at once, so no longer open
     assert _order(ex, cliOrdId="m")["status"] == "placed"
-    assert [o.cli_ord_id for o in ex.orders_status([], ["m"])] == ["m"]
+    # orders/status by a reused cliOrdId answers every order inside the 5 s window
+    assert [o.cli_ord_id for o in ex.orders_status([], ["m"])] == ["m", "m"]
+
+
+def test_client_order_id_scope_history_and_none() -> None:
+    clock = SteppedClock(START)
+    strict = Exchange(MarketData(INSTRUMENTS, 1, START), clock, INSTRUMENTS, Decimal(100000),
+                      cli_ord_id_scope="history")
+    assert _order(strict, cliOrdId="m")["status"] == "placed"
+    assert _order(strict, cliOrdId="m")["status"] == "clientOrderIdAlreadyExist"
+    none = Exchange(MarketData(INSTRUMENTS, 1, START), clock, INSTRUMENTS, Decimal(100000), cli_ord_id_scope="none")
+    q = none.market.quote("PF_XBTUSD")
+    first = _order(none, cliOrdId="r", orderType="lmt", limitPrice=str(q.bid - 100))
+    second = _order(none, cliOrdId="r", orderType="lmt", limitPrice=str(q.bid - 200))
+    assert first["status"] == second["status"] == "placed" and len(none.open_orders()) == 2
+    # cancel by cliOrdId acts on the oldest open order that carries it
+    assert none.cancel_order({"cliOrdId": "r"})["order_id"] == first["order_id"]
+    assert [o.order_id for o in none.open_orders()] == [second["order_id"]]
