@@ -9,38 +9,76 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from configuration import LoadedConfig
+    from configuration.preflight import PreflightReport
 
 DEFAULT_CONFIG = "config.toml"
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
-    """Print the effective configuration (secrets masked), or every error with its key; exit 2 on errors."""
-    from configuration import ConfigError, load_config, render_config
+def _load(path: str) -> LoadedConfig | None:
+    """The validated configuration, or None after printing every error (one line each, key first)."""
+    from configuration import ConfigError, load_config
 
-    path = args.path or args.config
     try:
-        loaded = load_config(path)
+        return load_config(path)
     except ConfigError as exc:
         print(f"{exc.path}: configuration is not valid:", file=sys.stderr)
         for line in exc.errors:
             print(f"  - {line}", file=sys.stderr)
+        return None
+
+
+def _report_problems(path: Path, report: PreflightReport, *, what: str) -> None:
+    print(f"{path}: {what}:", file=sys.stderr)
+    for line in report.problems:
+        print(f"  - {line}", file=sys.stderr)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Print the effective configuration (secrets masked), or every error with its key; exit 2 on errors.
+
+    With --connect, also check what a start needs (storage, database, control port, keys, exchange).
+    """
+    from configuration import render_config
+
+    loaded = _load(args.path or args.config)
+    if loaded is None:
         return 2
     print(render_config(loaded))
-    print(f"\n# {loaded.path}: OK")
+    if not args.connect:
+        print(f"\n# {loaded.path}: OK (add --connect to check storage, database, control port, keys and exchange)")
+        return 0
+    from configuration.preflight import preflight
+
+    report = preflight(loaded)
+    print()
+    for line in report.passed:
+        print(f"# ok: {line}")
+    for line in report.warnings:
+        print(f"# warning: {line}")
+    if not report.ok:
+        _report_problems(loaded.path, report, what="cannot start")
+        return 2
+    print(f"\n# {loaded.path}: OK, connected")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Start the trading system and run until Ctrl-C, SIGTERM or `run.py stop`."""
-    from configuration import ConfigError, load_config
-
-    try:
-        loaded = load_config(args.config)
-    except ConfigError as exc:
-        print(f"{exc.path}: configuration is not valid:", file=sys.stderr)
-        for line in exc.errors:
-            print(f"  - {line}", file=sys.stderr)
+    """Check what a start needs, then start the trading system and run until Ctrl-C, SIGTERM or `run.py stop`."""
+    loaded = _load(args.config)
+    if loaded is None:
         return 2
+    from configuration.preflight import preflight
+
+    report = preflight(loaded, unreachable_is_problem=False)
+    if not report.ok:
+        _report_problems(loaded.path, report, what="cannot start")
+        return 2
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     from actors.runner import run_trading
 
     return run_trading(loaded)
@@ -69,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration and print it with secrets masked")
     check.add_argument("path", nargs="?", help="configuration file (default: --config)")
     check.add_argument("--config", default=argparse.SUPPRESS, help="configuration file")
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also check what a start needs: storage writable, database reachable and migratable, control port "
+        "free, keys present (demo/live), exchange reachable and the symbols listed",
+    )
     check.set_defaults(func=cmd_check_config)
 
     from control.cli import register

@@ -8,31 +8,50 @@ from urllib.parse import unquote, urlparse
 import peewee
 from playhouse.db_url import parse as parse_db_url
 
+from configuration.logs import register_secret
+from configuration.masking import mask_url, url_secrets
+
 
 class DatabaseUrlError(ValueError):
-    """The database URL cannot be opened as given."""
+    """The database URL cannot be opened as given (the message never holds its password)."""
+
+
+class DatabaseUnavailableError(DatabaseUrlError):
+    """The database named by the URL cannot be reached or used (server down, no such database, read-only file)."""
 
 
 def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> peewee.Database:
     """Return an unconnected peewee database for `url` (connect it in the thread that uses it)."""
-    scheme = urlparse(url).scheme
+    for secret in url_secrets(url):
+        register_secret(secret)  # whatever a driver later says about this URL, the log never shows the password
+    try:
+        scheme = urlparse(url).scheme
+    except ValueError as exc:
+        raise DatabaseUrlError(f"database.url {mask_url(url)!r} is not a URL: {exc}") from None
     if scheme == "sqlite":
         return _open_sqlite(url, sqlite_synchronous)
     if scheme in ("postgres", "postgresql"):
         return _open_postgres(url)
-    raise DatabaseUrlError(f"unsupported database URL scheme {scheme!r} in {url!r}; use sqlite:/// or postgresql://")
+    raise DatabaseUrlError(
+        f"unsupported database URL scheme {scheme!r} in {mask_url(url)!r}; use sqlite:/// or postgresql://"
+    )
 
 
 def _open_sqlite(url: str, synchronous: str) -> peewee.SqliteDatabase:
     raw_path = unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
     if not raw_path:
-        raise DatabaseUrlError(f"no file in SQLite URL {url!r}; write sqlite:///storage/trading.db")
+        raise DatabaseUrlError(f"no file in SQLite URL {mask_url(url)!r}; write sqlite:///storage/trading.db")
     if raw_path != ":memory:":
         path = Path(raw_path)
+        if path.is_dir():
+            raise DatabaseUnavailableError(f"the SQLite database {path} is a folder; name a file in database.url")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DatabaseUrlError(f"cannot create the folder for {path}: {exc}") from None
+            raise DatabaseUnavailableError(
+                f"cannot create the folder {path.parent} for the SQLite database: {exc.strerror or exc}; "
+                "fix database.url or the folder"
+            ) from None
         raw_path = str(path)
     return peewee.SqliteDatabase(
         raw_path,
@@ -53,12 +72,44 @@ def _open_postgres(url: str) -> peewee.PostgresqlDatabase:
         raise DatabaseUrlError(
             "PostgreSQL needs a driver: pip install -e '.[postgres]' (installs psycopg2-binary)"
         ) from None
-    params = parse_db_url(url)
+    try:
+        params = parse_db_url(url)
+    except ValueError as exc:  # e.g. a port that is not a number
+        raise DatabaseUrlError(f"cannot read database.url {mask_url(url)!r}: {mask_url(str(exc))}") from None
     database = params.pop("database", None)
     if not database:
-        raise DatabaseUrlError(f"no database name in {url!r}; write postgresql://user@host:5432/dbname")
+        raise DatabaseUrlError(f"no database name in {mask_url(url)!r}; write postgresql://user@host:5432/dbname")
     params.setdefault("connect_timeout", 5)
     return peewee.PostgresqlDatabase(database, **params)
+
+
+def check_database(url: str, *, sqlite_synchronous: str = "FULL") -> str:
+    """Open the database, create or migrate its schema as a start would, close it; describe it, or raise.
+
+    Raises DatabaseUrlError (DatabaseUnavailableError when it cannot be reached or written) with one
+    password-free line; SchemaVersionError from the store passes through.
+    """
+    from persistence.store import Store
+
+    database = open_database(url, sqlite_synchronous=sqlite_synchronous)
+    store = Store(database)
+    try:
+        store.open()
+    except peewee.PeeweeException as exc:  # OperationalError, ProgrammingError, InterfaceError, ...
+        raise DatabaseUnavailableError(f"{describe_database(database)}: {_first_line(exc)}") from None
+    except OSError as exc:
+        raise DatabaseUnavailableError(f"{describe_database(database)}: {exc.strerror or exc}") from None
+    finally:
+        try:
+            store.close()
+        except Exception:  # noqa: BLE001 - a failed open leaves nothing worth reporting twice
+            pass
+    return describe_database(database)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return mask_url(text[0]) if text else type(exc).__name__
 
 
 def describe_database(database: peewee.Database) -> str:

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from configuration.masking import mask_url
+
 
 _ADVISORY_APP = 0x4B52414B  # "KRAK": the first key of our advisory locks
 
@@ -45,8 +47,16 @@ class InstanceLock:
             raise
 
     def _lock_file(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")  # noqa: SIM115 - held open for the life of the process
+        from persistence.database import DatabaseUnavailableError
+
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+")  # noqa: SIM115 - held open for the life of the process
+        except OSError as exc:
+            raise DatabaseUnavailableError(
+                f"cannot create the lock file {path}: {exc.strerror or type(exc).__name__}; "
+                "make its folder (storage_dir, or the database's) a writable folder"
+            ) from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -66,9 +76,18 @@ class InstanceLock:
     def _lock_postgres(self) -> None:
         import psycopg2
 
+        from persistence.database import DatabaseUnavailableError, describe_database, open_database
+
         app, key = _ADVISORY_APP, int.from_bytes(hashlib.sha256(self.database_url.encode()).digest()[:4], "big") >> 1
-        conn = psycopg2.connect(self.database_url, application_name=f"kraken-actors pid={os.getpid()}",
-                                connect_timeout=5)
+        try:
+            conn = psycopg2.connect(self.database_url, application_name=f"kraken-actors pid={os.getpid()}",
+                                    connect_timeout=5)
+        except psycopg2.Error as exc:
+            where = describe_database(open_database(self.database_url))
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseUnavailableError(
+                f"{where}: {mask_url(first)}; check database.url and that the server runs"
+            ) from None
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (app, key))
