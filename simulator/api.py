@@ -30,6 +30,7 @@ PRIVATE_POST = frozenset(
     {"sendorder", "editorder", "cancelorder", "cancelallorders", "cancelallordersafter", "batchorder", "orders/status"}
 )
 HISTORY_GET = frozenset({"orders", "triggers"})
+ORDER_ENTRY = ("/sendorder", "/batchorder", "/editorder", "/cancelorder")
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,9 @@ class KrakenApi:
                context: Mapping[str, object] | None = None) -> ApiResponse:
         """Serve one request; never raises. `context` (receipt time, fault) goes into the order request record."""
         try:
-            with self.exchange.lock:
+            if not path.rstrip("/").endswith(ORDER_ENTRY):
+                return self._handle(method, path, query, body, headers)
+            with self.exchange.lock:  # the order request record reads the context; order entry is serial anyway
                 self.exchange.request_context = dict(context or {})
                 try:
                     return self._handle(method, path, query, body, headers)
