@@ -1,18 +1,87 @@
-"""An in-process exchange with ccxt's method names and return shapes, for unit tests of single actors.
+"""An in-process Kraken Futures account speaking the raw endpoints the gateway calls through ccxt.
 
-End-to-end tests use the real ccxt client against the simulator instead.
+The gateway calls ccxt's implicit endpoints (`privateGetOpenorders`, `privatePostSendorder`, ...) and
+parses Kraken's raw answers; this fake answers those same calls with Kraken's shapes, so unit tests of
+single actors run the gateway's real parsing. End-to-end tests use the real ccxt client against the
+simulator instead.
+
+It is never kinder than Kraken (docs: https://docs.kraken.com/api/docs/futures-api/trading/...):
+- a `cliOrdId` is refused (`clientOrderIdAlreadyExist`) only while an order carrying it is OPEN
+  (send-order errors); a filled, cancelled or rejected order's id is taken again;
+- `processBefore` is honoured on the fake's own clock: a request handled at or after it is not
+  placed (`wouldProcessAfterSpecifiedTime`, send-order docs), and leaves no trace;
+- orders/status shows open orders and closed ones for 5 s only (get-order-status docs);
+- fills: the newest 100, older ones only by `lastFillTime` paging (get-fills docs);
+- the order history (history/v2/orders) has OrderPlaced / OrderUpdated (fills) / OrderCancelled /
+  OrderRejected events with `clientId` and `filled`; an order that executes on placement has ONE
+  OrderPlaced whose snapshot already carries the fill, `quantity` being what is left (ccxt's
+  recorded Kraken traffic); events show only after `history_lag_ms`;
+- a market order is an IoC: it fills in full at the fake's price unless a test sets a finite
+  `depth` for its market, and what is left is cancelled;
+- a reduce-only order that would not reduce the position is rejected (`wouldNotReducePosition`);
+  one larger than the position is cut to it.
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import ccxt
+
+STATUS_WINDOW_MS = 5_000  # orders/status shows a closed order this long (Kraken: "the last 5 seconds")
+FILLS_PAGE = 100  # fills returns the newest 100
+TOO_LATE = "wouldProcessAfterSpecifiedTime"
+
+
+def wall_ms() -> int:
+    """The wall clock in epoch ms."""
+    return time.time_ns() // 1_000_000
+
+
+def iso(ms: int) -> str:
+    """Epoch ms as Kraken's ISO-8601 text."""
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_iso(text: Any) -> int:
+    """Kraken's ISO-8601 text as epoch ms (a bad one raises ccxt.BadRequest, as Kraken's invalidArgument)."""
+    try:
+        return int(datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        raise ccxt.BadRequest(f"krakenfutures invalidArgument: {text!r} is not a time") from None
+
+
+class TestClock:
+    """A clock a test moves by hand: `seconds()` is monotonic time for the gateway, `clock()` epoch ms for both."""
+
+    __test__ = False
+
+    def __init__(self, start_ms: int | None = None) -> None:
+        self.ms = start_ms if start_ms is not None else wall_ms()
+        self._start = self.ms
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            return self.ms
+
+    def seconds(self) -> float:
+        """Monotonic seconds (1000 at the start)."""
+        with self._lock:
+            return 1000.0 + (self.ms - self._start) / 1000
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        with self._lock:
+            self.ms += int(seconds * 1000)
 
 
 def ccxt_market(symbol: str, exchange_id: str, amount_step: float, price_tick: float) -> dict[str, Any]:
@@ -51,218 +120,394 @@ DEFAULT_SYMBOLS = {
 }
 
 
+def _num(value: float) -> str:
+    return format(Decimal(str(value)).normalize(), "f")
+
+
 @dataclass
 class FakeOrder:
     """An order the fake exchange holds."""
 
     id: str
     client_order_id: str | None
-    symbol: str
+    symbol: str  # unified
+    market_id: str
     side: str
-    type: str
+    type: str  # Kraken's orderType: lmt or mkt
     amount: float
     price: float | None
     reduce_only: bool
-    status: str = "open"
+    received_ms: int
+    status: str = "open"  # open, filled, canceled, rejected
     filled: float = 0.0
-    average: float | None = None
-    timestamp: int = field(default_factory=lambda: int(time.time() * 1000))
+    closed_ms: int | None = None
+    reason: str = "new_user_order"
 
-    def as_ccxt(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "clientOrderId": self.client_order_id,
-            "symbol": self.symbol,
-            "side": self.side,
-            "type": self.type,
-            "amount": self.amount,
-            "price": self.price,
-            "reduceOnly": self.reduce_only,
-            "status": self.status,
-            "filled": self.filled,
-            "remaining": self.amount - self.filled,
-            "average": self.average,
-            "timestamp": self.timestamp,
-            "trades": [],
-            "info": {},
-        }
+    @property
+    def remaining(self) -> float:
+        return round(self.amount - self.filled, 12)
+
+    def history_json(self) -> dict[str, Any]:
+        """The order snapshot of a history event (`quantity` is what is left, as Kraken's traffic shows)."""
+        return {"uid": self.id, "tradeable": self.market_id, "direction": "Buy" if self.side == "buy" else "Sell",
+                "quantity": _num(self.remaining if self.status != "rejected" else self.amount),
+                "filled": _num(self.filled), "timestamp": str(self.received_ms),
+                "limitPrice": _num(self.price) if self.price is not None else "",
+                "orderType": "Limit" if self.type == "lmt" else "IoC", "clientId": self.client_order_id or "",
+                "reduceOnly": self.reduce_only, "lastUpdateTimestamp": str(self.closed_ms or self.received_ms)}
+
+    def event_json(self) -> dict[str, Any]:
+        """The order in a sendorder/cancelorder order event."""
+        return {"orderId": self.id, "cliOrdId": self.client_order_id, "type": self.type, "symbol": self.market_id,
+                "side": self.side, "quantity": self.amount, "filled": self.filled, "limitPrice": self.price,
+                "reduceOnly": self.reduce_only, "timestamp": iso(self.received_ms)}
 
 
 class FakeExchange:
-    """Thread-safe, ccxt-shaped exchange: market orders fill at once, limit orders rest; positions net."""
+    """Thread-safe Kraken Futures account with the raw endpoints; market orders fill, limit orders rest."""
 
-    def __init__(self, symbols: dict[str, tuple[str, float, float, float]] | None = None) -> None:
+    def __init__(self, symbols: dict[str, tuple[str, float, float, float]] | None = None,
+                 clock: Callable[[], int] | None = None) -> None:
         spec = symbols or DEFAULT_SYMBOLS
+        self.now_ms: Callable[[], int] = clock or wall_ms
         self.markets = {s: ccxt_market(s, ex_id, step, tick) for s, (ex_id, step, tick, _) in spec.items()}
+        self.markets_by_id = {m["id"]: [m] for m in self.markets.values()}  # ccxt v4 shape
         self.prices = {s: price for s, (_, _, _, price) in spec.items()}
-        self.orders: dict[str, FakeOrder] = {}
+        self.depth: dict[str, float] = {}  # symbol -> the most one market order can fill (default: all)
+        self.history_lag_ms = 0  # history events show this long after they happen
+        self.orders: dict[str, FakeOrder] = {}  # every order that got an id, rejected ones too
+        self.fills: list[dict[str, Any]] = []  # Kraken's fill records, oldest first
+        self.history: list[tuple[int, dict[str, Any]]] = []  # (time ms, history element), oldest first
         self.positions: dict[str, float] = {}  # signed contracts
         self.entry: dict[str, float] = {}
-        self.create_calls: list[dict[str, Any]] = []  # every create_order call, in order
-        self.trades: list[dict[str, Any]] = []
+        self.create_calls: list[dict[str, Any]] = []  # every sendorder request, in order (see _call)
         self.ohlcv: dict[str, list[list[float]]] = {}
-        # hooks: called at the start of a method; may block or raise
+        # hooks: before_create is called with the call record before the exchange handles it (may block or
+        # raise: the request never arrived); create_response replaces the raw sendorder answer (may raise:
+        # the order was handled, the answer lost)
         self.before_create: Callable[[dict[str, Any]], None] | None = None
+        self.create_response: Callable[[dict[str, Any]], Any] | None = None
         self.fail_open_orders: BaseException | None = None
         self.fail_positions: BaseException | None = None
-        self.create_response: Callable[[dict[str, Any]], Any] | None = None  # replaces the response
+        self.fail: dict[str, BaseException] = {}  # endpoint (fills, history, orders/status, cancelorder) -> error
+        self.calls: list[str] = []  # every endpoint called, in order
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
 
-    # --- ccxt unified API --------------------------------------------------------------------
+    # --- ccxt surface ------------------------------------------------------------------------
 
     def load_markets(self, reload: bool = False) -> dict[str, Any]:
         return self.markets
 
-    def create_order(
-        self, symbol: str, type: str, side: str, amount: float, price: float | None = None, params: dict | None = None
-    ) -> dict[str, Any]:
+    def market(self, symbol: str) -> dict[str, Any]:
+        if symbol in self.markets:
+            return self.markets[symbol]
+        found = self.markets_by_id.get(symbol)
+        if found:
+            return found[0]
+        raise ccxt.BadSymbol(f"krakenfutures does not have market symbol {symbol}")
+
+    def create_order_request(self, symbol: str, type: str, side: str, amount: float, price: float | None = None,
+                             params: dict | None = None) -> dict[str, Any]:
+        """What ccxt's krakenfutures.create_order_request builds for market and limit orders."""
+        market = self.market(symbol)
         params = dict(params or {})
-        call = {"symbol": symbol, "type": type, "side": side, "amount": amount, "price": price, "params": params}
-        with self._lock:
-            self.create_calls.append(call)
-            self._changed.notify_all()
-        if self.before_create is not None:
-            self.before_create(call)
-        with self._lock:
-            if symbol not in self.markets:
-                raise ccxt.BadSymbol(f"krakenfutures does not have market symbol {symbol}")
-            cid = params.get("clientOrderId")
-            if cid is not None and any(o.client_order_id == cid for o in self.orders.values()):
-                raise ccxt.DuplicateOrderId("krakenfutures: createOrder failed due to clientOrderIdAlreadyExist")
-            reduce_only = bool(params.get("reduceOnly"))
-            signed = amount if side == "buy" else -amount
-            current = self.positions.get(symbol, 0.0)
-            if reduce_only and (current == 0 or (current > 0) == (signed > 0)):
-                raise ccxt.ExchangeError("krakenfutures: createOrder failed due to wouldNotReducePosition")
-            order = FakeOrder(
-                id=f"fake-{next(self._ids)}",
-                client_order_id=cid,
-                symbol=symbol,
-                side=side,
-                type=type,
-                amount=amount,
-                price=price,
-                reduce_only=reduce_only,
-            )
-            self.orders[order.id] = order
-            trades = []
-            if type == "market":
-                if reduce_only:
-                    signed = max(-abs(current), min(abs(current), signed))
-                    order.amount = order.filled = abs(signed)
-                self._fill(order, abs(signed), self.prices[symbol])
-                trades = [dict(self.trades[-1])]
-            self._changed.notify_all()
-            response = order.as_ccxt()
-            response["trades"] = trades
-        if self.create_response is not None:
-            return self.create_response(response)
-        return response
+        step = Decimal(str(market["precision"]["amount"]))
+        tick = Decimal(str(market["precision"]["price"]))
+        request: dict[str, Any] = {"symbol": market["id"], "side": side,
+                                   "size": _num(float((Decimal(str(amount)) / step).to_integral_value(ROUND_DOWN) * step))}
+        cid = params.pop("clientOrderId", None) or params.pop("cliOrdId", None)
+        if cid is not None:
+            request["cliOrdId"] = cid
+        if params.pop("reduceOnly", None) is True:
+            request["reduceOnly"] = True
+        request["orderType"] = {"limit": "lmt", "market": "mkt"}[type]
+        if type == "limit":
+            if price is None:
+                raise ccxt.ArgumentsRequired("krakenfutures createOrder() requires a price argument for lmt orders")
+            request["limitPrice"] = _num(float((Decimal(str(price)) / tick).to_integral_value(ROUND_HALF_EVEN) * tick))
+        request.update(params)  # processBefore and the rest pass through
+        return request
 
-    def create_orders(self, orders: list[dict[str, Any]], params: dict | None = None) -> list[dict[str, Any]]:
-        results = []
-        for index, order in enumerate(orders):
-            try:
-                response = self.create_order(order["symbol"], order["type"], order["side"], order["amount"],
-                                             order.get("price"), order.get("params"))
-            except ccxt.BaseError as exc:
-                status = str(exc).rsplit("due to ", 1)[-1] if "due to" in str(exc) else "invalidArgument"
-                response = {"id": None, "status": "rejected",
-                            "info": {"status": status, "cliOrdId": (order.get("params") or {}).get("clientOrderId")}}
-            response = dict(response)
-            response["info"] = {**response.get("info", {}), "order_tag": index}
-            results.append(response)
-        return results
-
-    def fetch_orders(self, symbol: str | None = None, since: Any = None, limit: Any = None, params: dict | None = None) -> list[dict[str, Any]]:
-        """orders/status by client order ids (every order, open or closed, is visible here)."""
-        wanted = (params or {}).get("cliOrdIds") or []
-        wanted = [wanted] if isinstance(wanted, str) else list(wanted)
-        with self._lock:
-            return [o.as_ccxt() for o in self.orders.values() if o.client_order_id in wanted]
-
-    def fetch_my_trades(self, symbol: str | None = None, since: Any = None, limit: Any = None, params: Any = None) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(t) for t in self.trades]
-
-    def fetch_closed_orders(self, symbol: str | None = None, since: Any = None, limit: Any = None, params: Any = None) -> list[dict[str, Any]]:
-        with self._lock:
-            return [o.as_ccxt() for o in self.orders.values() if o.status != "open"]
-
-    def fetch_open_orders(self, symbol: str | None = None, since: Any = None, limit: Any = None, params: Any = None) -> list[dict[str, Any]]:
-        if self.fail_open_orders is not None:
-            raise self.fail_open_orders
-        with self._lock:
-            return [
-                o.as_ccxt()
-                for o in self.orders.values()
-                if o.status == "open" and (symbol is None or o.symbol == symbol)
-            ]
-
-    def fetch_positions(self, symbols: Any = None, params: Any = None) -> list[dict[str, Any]]:
-        if self.fail_positions is not None:
-            raise self.fail_positions
-        with self._lock:
-            return [
-                {
-                    "symbol": s,
-                    "side": "long" if c > 0 else "short",
-                    "contracts": abs(c),
-                    "entryPrice": self.entry.get(s),
-                    "unrealizedPnl": 0.0,
-                }
-                for s, c in self.positions.items()
-                if c != 0
-            ]
-
-    def cancel_order(self, id: str | None, symbol: str | None = None, params: Any = None) -> dict[str, Any]:
-        with self._lock:
-            order = self.orders.get(id or "")
-            if order is None or order.status != "open":
-                raise ccxt.OrderNotFound(f"order {id} not found")
-            order.status = "canceled"
-            self._changed.notify_all()
-            return order.as_ccxt()
-
-    def fetch_ohlcv(self, symbol: str, timeframe: str = "1m", since: Any = None, limit: Any = None, params: Any = None) -> list[list[float]]:
+    def fetch_ohlcv(self, symbol: str, timeframe: str = "1m", since: Any = None, limit: Any = None,
+                    params: Any = None) -> list[list[float]]:
         with self._lock:
             rows = list(self.ohlcv.get(symbol, []))
         if since is not None:
             rows = [r for r in rows if r[0] >= since]
         return rows
 
-    # --- test helpers ------------------------------------------------------------------------
+    # --- raw private endpoints ---------------------------------------------------------------
 
-    def _fill(self, order: FakeOrder, amount: float, price: float) -> None:
+    def _enter(self, endpoint: str, error: BaseException | None = None) -> None:
+        with self._lock:
+            self.calls.append(endpoint)
+        error = error or self.fail.get(endpoint)
+        if error is not None:
+            raise error
+
+    def _answer(self, now: int, **fields: Any) -> dict[str, Any]:
+        return {"result": "success", **fields, "serverTime": iso(now)}
+
+    def privateGetOpenorders(self, params: dict | None = None) -> dict[str, Any]:
+        self._enter("openorders", self.fail_open_orders)
+        with self._lock:
+            now = self.now_ms()
+            rows = [{"order_id": o.id, **({"cliOrdId": o.client_order_id} if o.client_order_id else {}),
+                     "symbol": o.market_id, "side": o.side, "orderType": o.type,
+                     **({"limitPrice": _num(o.price)} if o.price is not None else {}),
+                     "unfilledSize": _num(o.remaining), "filledSize": _num(o.filled), "reduceOnly": o.reduce_only,
+                     "receivedTime": iso(o.received_ms), "lastUpdateTime": iso(o.received_ms),
+                     "status": "untouched" if o.filled == 0 else "partiallyFilled"}
+                    for o in self.orders.values() if o.status == "open"]
+            return self._answer(now, openOrders=rows)
+
+    def privateGetOpenpositions(self, params: dict | None = None) -> dict[str, Any]:
+        self._enter("openpositions", self.fail_positions)
+        with self._lock:
+            rows = [{"side": "long" if c > 0 else "short", "symbol": self.markets[s]["id"],
+                     "price": _num(self.entry.get(s) or self.prices[s]), "fillTime": iso(self.now_ms()),
+                     "size": _num(abs(c)), "unrealizedPnl": 0.0}
+                    for s, c in self.positions.items() if c != 0]
+            return self._answer(self.now_ms(), openPositions=rows)
+
+    def privateGetFills(self, params: dict | None = None) -> dict[str, Any]:
+        self._enter("fills")
+        params = params or {}
+        with self._lock:
+            rows = self.fills
+            if params.get("lastFillTime") is not None:
+                before = parse_iso(params["lastFillTime"])
+                rows = [f for f in rows if f["_ms"] < before]
+            newest = sorted(rows, key=lambda f: f["_ms"], reverse=True)[:FILLS_PAGE]
+            return self._answer(self.now_ms(), fills=[{k: v for k, v in f.items() if k != "_ms"} for f in newest])
+
+    def privateGetOrdersStatus(self, params: dict | None = None) -> dict[str, Any]:
+        self._enter("orders/status")
+        params = params or {}
+        ids = set(params.get("orderIds") or [])
+        cids = set(params.get("cliOrdIds") or [])
+        with self._lock:
+            now = self.now_ms()
+            rows = []
+            for o in self.orders.values():
+                if o.id not in ids and (o.client_order_id is None or o.client_order_id not in cids):
+                    continue
+                if o.status != "open" and (o.closed_ms is None or now - o.closed_ms >= STATUS_WINDOW_MS):
+                    continue  # closed more than 5 s ago: forgotten here
+                status = {"open": "ENTERED_BOOK", "filled": "FULLY_EXECUTED", "canceled": "CANCELLED",
+                          "rejected": "REJECTED"}[o.status]
+                rows.append({"order": {"type": "ORDER", "orderId": o.id, "cliOrdId": o.client_order_id,
+                                       "symbol": o.market_id, "side": o.side, "quantity": o.amount,
+                                       "filled": o.filled, "limitPrice": o.price, "reduceOnly": o.reduce_only,
+                                       "timestamp": iso(o.received_ms),
+                                       "lastUpdateTimestamp": iso(o.closed_ms or o.received_ms)},
+                             "status": status, "updateReason": o.reason if o.status != "rejected" else None,
+                             "error": o.reason if o.status == "rejected" else None})
+            return self._answer(now, orders=rows)
+
+    def historyGetOrders(self, params: dict | None = None) -> dict[str, Any]:
+        self._enter("history")
+        params = params or {}
+        size = int(params.get("count") or 500)
+        with self._lock:
+            now = self.now_ms()
+            visible = [e for t, e in self.history if t + self.history_lag_ms <= now
+                       and t >= int(params.get("since") or 0)]
+            if params.get("sort", "desc") != "asc":
+                visible.reverse()
+            token = params.get("continuation_token")
+            start = int(base64.b64decode(token).decode()) if token else 0
+            page = visible[start:start + size]
+            out: dict[str, Any] = {"accountUid": "fake-account", "len": str(len(page)), "elements": page}
+            if start + size < len(visible):
+                out["continuationToken"] = base64.b64encode(str(start + size).encode()).decode()
+            return out
+
+    def privatePostSendorder(self, request: dict[str, Any]) -> dict[str, Any]:
+        call = self._call(request)
+        with self._lock:
+            self.calls.append("sendorder")
+            self.create_calls.append(call)
+            self._changed.notify_all()
+        if self.before_create is not None:
+            self.before_create(call)
+        error = self.fail.get("sendorder")
+        if error is not None:
+            raise error
+        with self._lock:
+            now = self.now_ms()
+            status = self._send(request, now)
+            self._changed.notify_all()
+        answer = self._answer(now, sendStatus=status)
+        if self.create_response is not None:
+            return self.create_response(answer)
+        return answer
+
+    def privatePostCancelorder(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._enter("cancelorder")
+        with self._lock:
+            now = self.now_ms()
+            order = self.orders.get(str(params.get("order_id") or ""))
+            if order is None and params.get("cliOrdId"):
+                order = next((o for o in self.orders.values() if o.client_order_id == params["cliOrdId"]
+                              and o.status == "open"), None)
+            if order is None or order.status in ("rejected", "canceled"):
+                return self._answer(now, cancelStatus={"status": "notFound", "receivedTime": iso(now),
+                                                       "orderEvents": []})
+            if order.status == "filled":
+                return self._answer(now, cancelStatus={"status": "filled", "order_id": order.id,
+                                                       "receivedTime": iso(now), "orderEvents": []})
+            self._close(order, "canceled", now, "cancelled_by_user")
+            self._changed.notify_all()
+            return self._answer(now, cancelStatus={
+                "status": "cancelled", "order_id": order.id, "receivedTime": iso(now),
+                "orderEvents": [{"uid": order.id, "order": order.event_json(), "type": "CANCEL"}]})
+
+    # --- the engine -------------------------------------------------------------------------
+
+    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One sendorder as tests read it: the raw request plus its fields in unified terms."""
+        market = self.markets_by_id.get(str(request.get("symbol")))
+        return {
+            "request": dict(request),
+            "symbol": market[0]["symbol"] if market else request.get("symbol"),
+            "side": request.get("side"),
+            "type": {"mkt": "market", "lmt": "limit"}.get(str(request.get("orderType")), request.get("orderType")),
+            "amount": float(request.get("size") or 0),
+            "price": float(request["limitPrice"]) if request.get("limitPrice") is not None else None,
+            "cliOrdId": request.get("cliOrdId"),
+            "reduceOnly": request.get("reduceOnly") is True,
+            "processBefore": request.get("processBefore"),
+        }
+
+    def _event(self, order: FakeOrder, now: int, name: str, reason: str, old: dict[str, Any] | None = None) -> None:
+        payload: dict[str, Any] = ({"oldOrder": old, "newOrder": order.history_json()} if old is not None
+                                   else {"order": order.history_json()})
+        payload.update(reason=reason, algoId="", origin="Api")
+        self.history.append((now, {"uid": f"ev-{next(self._ids)}", "timestamp": str(now), "event": {name: payload}}))
+
+    def _new_order(self, request: dict[str, Any], market: dict[str, Any], now: int, amount: float) -> FakeOrder:
+        price = request.get("limitPrice")
+        order = FakeOrder(id=f"fake-{next(self._ids)}", client_order_id=request.get("cliOrdId"),
+                          symbol=market["symbol"], market_id=market["id"], side=str(request.get("side")),
+                          type=str(request.get("orderType")), amount=amount,
+                          price=float(price) if price is not None else None,
+                          reduce_only=request.get("reduceOnly") in (True, "true"), received_ms=now)
+        self.orders[order.id] = order
+        return order
+
+    def _reject(self, order: FakeOrder, status: str, now: int) -> dict[str, Any]:
+        order.status, order.closed_ms, order.reason = "rejected", now, status
+        self._event(order, now, "OrderRejected", status)
+        return {"status": status, "order_id": order.id, "cliOrdId": order.client_order_id,
+                "receivedTime": iso(now), "orderEvents": [{"type": "REJECT", "uid": order.id,
+                                                           "order": order.event_json(), "reason": status}]}
+
+    def _send(self, request: dict[str, Any], now: int) -> dict[str, Any]:
+        cid = request.get("cliOrdId")
+        plain = {"receivedTime": iso(now), "orderEvents": [], **({"cliOrdId": cid} if cid else {})}
+        if request.get("processBefore") is not None and now >= parse_iso(request["processBefore"]):
+            return {"status": TOO_LATE, **plain}  # not processed: no order, no trace
+        market = self.markets_by_id.get(str(request.get("symbol")))
+        if not market or request.get("side") not in ("buy", "sell") or request.get("orderType") not in ("mkt", "lmt"):
+            return {"status": "invalidArgument", **plain}
+        try:
+            amount = float(request.get("size"))
+        except (TypeError, ValueError):
+            return {"status": "invalidSize", **plain}
+        if not amount > 0:
+            return {"status": "invalidSize", **plain}
+        if cid is not None and any(o.client_order_id == cid and o.status == "open" for o in self.orders.values()):
+            return {"status": "clientOrderIdAlreadyExist", **plain}
+        order = self._new_order(request, market[0], now, amount)
+        symbol = order.symbol
         signed = amount if order.side == "buy" else -amount
-        current = self.positions.get(order.symbol, 0.0)
-        new = current + signed
+        current = self.positions.get(symbol, 0.0)
+        if order.reduce_only:
+            if current == 0 or (current > 0) == (signed > 0):
+                return self._reject(order, "wouldNotReducePosition", now)
+            order.amount = min(amount, abs(current))  # Kraken cuts a reduce-only order to the position
+        out = {"status": "placed", "order_id": order.id, "receivedTime": iso(now), **({"cliOrdId": cid} if cid else {})}
+        events: list[dict[str, Any]] = []
+        if order.type == "mkt":
+            take = min(order.amount, self.depth.get(symbol, float("inf")))
+            if take <= 0:
+                return self._reject(order, "iocWouldNotExecute", now)
+            fill = self._fill(order, take, self.prices[symbol], now)
+            events.append({"type": "EXECUTION", "executionId": fill["fill_id"], "price": fill["price"],
+                           "amount": fill["size"], "orderPriorEdit": None, "orderPriorExecution": order.event_json()})
+            self._event(order, now, "OrderPlaced", "new_user_order")  # one event, already carrying the fill
+            if order.remaining > 0:  # an IoC remainder never rests
+                self._close(order, "canceled", now, "ioc_would_not_execute_reason")
+                events.append({"type": "CANCEL", "uid": order.id, "order": order.event_json()})
+            else:
+                order.status, order.closed_ms, order.reason = "filled", now, "full_fill"
+        else:
+            self._event(order, now, "OrderPlaced", "new_user_order")
+            events.append({"type": "PLACE", "uid": order.id, "order": order.event_json()})
+        out["orderEvents"] = events
+        return out
+
+    def _close(self, order: FakeOrder, status: str, now: int, reason: str) -> None:
+        order.status, order.closed_ms, order.reason = status, now, reason
+        if status == "canceled":
+            self._event(order, now, "OrderCancelled", reason)
+
+    def _fill(self, order: FakeOrder, amount: float, price: float, now: int) -> dict[str, Any]:
+        symbol = order.symbol
+        signed = amount if order.side == "buy" else -amount
+        current = self.positions.get(symbol, 0.0)
         if current == 0 or (current > 0) == (signed > 0):
             total = abs(current) + amount
-            self.entry[order.symbol] = ((self.entry.get(order.symbol) or price) * abs(current) + price * amount) / total
-        self.positions[order.symbol] = round(new, 12)
-        if self.positions[order.symbol] == 0:
-            self.entry.pop(order.symbol, None)
-        order.filled = amount
-        order.average = price
-        order.status = "closed"
-        self.trades.append({"id": f"t-{order.id}", "order": order.id, "symbol": order.symbol, "side": order.side,
-                            "amount": amount, "price": price, "info": {"cliOrdId": order.client_order_id}})
+            self.entry[symbol] = ((self.entry.get(symbol) or price) * abs(current) + price * amount) / total
+        self.positions[symbol] = round(current + signed, 12)
+        if self.positions[symbol] == 0:
+            self.entry.pop(symbol, None)
+        order.filled = round(order.filled + amount, 12)
+        fill = {"fill_id": f"fill-{next(self._ids)}", "symbol": order.market_id, "side": order.side,
+                "order_id": order.id, **({"cliOrdId": order.client_order_id} if order.client_order_id else {}),
+                "size": _num(amount), "price": _num(price), "fillTime": iso(now),
+                "fillType": "taker" if order.type == "mkt" else "maker", "_ms": now}
+        self.fills.append(fill)
+        return fill
 
-    def fill_resting(self, order_id: str, price: float | None = None) -> None:
-        """Fill a resting limit order now (as if the market reached it)."""
+    # --- test helpers ------------------------------------------------------------------------
+
+    def fill_resting(self, order_id: str, price: float | None = None, amount: float | None = None) -> None:
+        """Fill a resting limit order now, in full or by `amount` (as if the market reached it)."""
+        with self._lock:
+            now = self.now_ms()
+            order = self.orders[order_id]
+            assert order.status == "open", f"{order_id} is {order.status}"
+            old = order.history_json()
+            take = min(order.remaining, amount if amount is not None else order.remaining)
+            self._fill(order, take, price if price is not None else order.price or self.prices[order.symbol], now)
+            if order.remaining <= 0:
+                order.status, order.closed_ms, order.reason = "filled", now, "full_fill"
+            self._event(order, now, "OrderUpdated", "full_fill" if order.remaining <= 0 else "partial_fill", old)
+            self._changed.notify_all()
+
+    def cancel_outside(self, order_id: str) -> None:
+        """Cancel a resting order as someone else would (the web UI, the dead man's switch)."""
         with self._lock:
             order = self.orders[order_id]
-            self._fill(order, order.amount, price if price is not None else order.price or self.prices[order.symbol])
+            assert order.status == "open", f"{order_id} is {order.status}"
+            self._close(order, "canceled", self.now_ms(), "cancelled_by_user")
+            self._changed.notify_all()
 
-    def place_external(self, symbol: str, side: str, amount: float, price: float) -> FakeOrder:
+    def place_external(self, symbol: str, side: str, amount: float, price: float,
+                       client_order_id: str | None = None) -> FakeOrder:
         """An order placed outside the system (e.g. by hand in the web UI): a resting limit order."""
         with self._lock:
-            order = FakeOrder(id=f"ext-{next(self._ids)}", client_order_id=None, symbol=symbol, side=side,
-                              type="limit", amount=amount, price=price, reduce_only=False)
+            now = self.now_ms()
+            market = self.markets[symbol]
+            order = FakeOrder(id=f"ext-{next(self._ids)}", client_order_id=client_order_id, symbol=symbol,
+                              market_id=market["id"], side=side, type="lmt", amount=amount, price=price,
+                              reduce_only=False, received_ms=now)
             self.orders[order.id] = order
+            self._event(order, now, "OrderPlaced", "new_user_order")
             return order
 
     def set_position(self, symbol: str, contracts: float, entry: float) -> None:
@@ -272,11 +517,11 @@ class FakeExchange:
             self.entry[symbol] = entry
 
     def wait_for_create_calls(self, count: int, timeout: float = 5.0) -> bool:
-        """Wait until at least `count` create_order calls arrived."""
+        """Wait until at least `count` sendorder calls arrived."""
         with self._changed:
             return self._changed.wait_for(lambda: len(self.create_calls) >= count, timeout)
 
     def placed_orders(self) -> list[FakeOrder]:
-        """Orders the exchange accepted (every one that got an id)."""
+        """Orders the exchange placed (rejected ones are not listed)."""
         with self._lock:
-            return list(self.orders.values())
+            return [o for o in self.orders.values() if o.status != "rejected"]

@@ -1,13 +1,15 @@
-"""The gateway alone: the fake exchange, recording actors in place of portfolio and persistence."""
+"""The gateway alone: the fake exchange (Kraken's raw endpoints), recording actors in place of portfolio and persistence."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import ccxt
 import pytest
 
-from actors.gateway import ConnectGateway, ExchangeGatewayActor, GatewaySettings, OrderGateway, classify_send_error
+from actors.gateway import ConnectGateway, ExchangeGatewayActor, GatewaySettings, OrderGateway
+from exchange.private_api import iso_ms
 from messages import (
     OrderIntent,
     OrderState,
@@ -17,30 +19,33 @@ from messages import (
     PositionsSnapshot,
     PositionsUnavailable,
     Reason,
+    RecordSends,
     Side,
     SignalKind,
     SyncPositions,
     client_order_id_for,
     intent_hash,
 )
-from tests.fakes import FakeExchange
+from tests.fakes import FakeExchange, TestClock
 from tests.helpers import start_recorder
 
 BTC, ETH = "BTC/USD:USD", "ETH/USD:USD"
 
 
-def intent(symbol: str = BTC, t: int = 1, side: Side = Side.BUY, reduce_only: bool = False) -> OrderIntent:
+def intent(symbol: str = BTC, t: int = 1, side: Side = Side.BUY, reduce_only: bool = False,
+           amount: str = "0.002") -> OrderIntent:
     kind = SignalKind.EXIT if reduce_only else (SignalKind.ENTER_LONG if side is Side.BUY else SignalKind.ENTER_SHORT)
     h = intent_hash(symbol, t, kind, Decimal(100))
     return OrderIntent(intent_hash=h, client_order_id=client_order_id_for(h), symbol=symbol, kind=kind, side=side,
-                       candle_time=t, notional=Decimal(100), amount=Decimal("0.002"), price=Decimal(50_000),
+                       candle_time=t, notional=Decimal(100), amount=Decimal(amount), price=Decimal(50_000),
                        reduce_only=reduce_only)
 
 
 def run(exchange: FakeExchange, intents: list[OrderIntent], fail_open: bool = False) -> list[OrderUpdate]:
     reports: list[OrderUpdate] = []
     settings = GatewaySettings(fail_open=fail_open)
-    OrderGateway(exchange, settings=settings, report=reports.append).place_all(intents)
+    OrderGateway(exchange, settings=settings, report=reports.append,
+                 exchange_clock=exchange.now_ms).place_all(intents)
     return reports
 
 
@@ -48,19 +53,35 @@ def final(reports: list[OrderUpdate]) -> list[tuple[str, str]]:
     return [(r.client_order_id[:8], r.state.value) for r in reports if r.state is not OrderState.SUBMITTED]
 
 
+def committing(message: Any) -> None:
+    """A persistence stand-in that commits every RecordSends at once."""
+    if isinstance(message, RecordSends):
+        message.reply.set(None)
+
+
 def test_gateway_actor_reports_to_persistence_then_portfolio() -> None:
-    exchange = FakeExchange()
+    clock = TestClock()
+    exchange = FakeExchange(clock=clock)
     portfolio, portfolio_inbox = start_recorder()
-    persistence, persistence_inbox = start_recorder()
-    gateway = ExchangeGatewayActor.start(exchange)
+    persistence, persistence_inbox = start_recorder(committing)
+    seen_at_send: list[int] = []
+    exchange.before_create = lambda call: seen_at_send.append(len(persistence_inbox.received(RecordSends)))
+    gateway = ExchangeGatewayActor.start(exchange, exchange_clock=clock)
     gateway.tell(ConnectGateway(portfolio=portfolio, persistence=persistence))
     gateway.tell(PlaceOrder(intent=intent()))
-    states = [u.state for u in persistence_inbox.wait_for(OrderUpdate, 2)]
+    # persist before send: the SUBMITTED report (with its processBefore) was committed before the request left
+    assert exchange.wait_for_create_calls(1) and seen_at_send == [1]
+    recorded = persistence_inbox.wait_for(RecordSends)[0].updates
+    assert [u.state for u in recorded] == [OrderState.SUBMITTED] and recorded[0].process_before == clock() + 5_000
+    assert [u.state for u in persistence_inbox.wait_for(OrderUpdate)] == [OrderState.FILLED]
+    states = [u.state for u in portfolio_inbox.wait_for(OrderUpdate, 2)]
     assert states == [OrderState.SUBMITTED, OrderState.FILLED]
-    assert [u.state for u in portfolio_inbox.wait_for(OrderUpdate, 2)] == states
     filled = portfolio_inbox.received(OrderUpdate)[-1]
     assert filled.exchange_order_id and filled.filled == Decimal("0.002") and filled.average_price == 50_000
-    assert exchange.create_calls[0]["params"] == {"clientOrderId": intent().client_order_id}
+    # one raw sendorder, built by ccxt's create_order_request: Kraken's id, cliOrdId and processBefore 5 s ahead
+    assert exchange.create_calls[0]["request"] == {
+        "symbol": "PF_XBTUSD", "side": "buy", "size": "0.002", "cliOrdId": intent().client_order_id,
+        "orderType": "mkt", "processBefore": iso_ms(clock() + 5_000)}
     gateway.tell(SyncPositions())
     snapshot = portfolio_inbox.wait_for(PositionsSnapshot)[0]
     assert snapshot.positions[0].contracts == Decimal("0.002") and snapshot.seq > filled.seq
@@ -68,11 +89,15 @@ def test_gateway_actor_reports_to_persistence_then_portfolio() -> None:
 
 def test_gateway_checks_open_orders_once_per_batch() -> None:
     exchange = FakeExchange()
-    calls = []
-    original = exchange.fetch_open_orders
-    exchange.fetch_open_orders = lambda *a, **k: calls.append(1) or original()
-    reports = run(exchange, [intent(BTC), intent(ETH)])
-    assert len(calls) == 1 and [s for _, s in final(reports)] == ["FILLED", "FILLED"]
+    reports = run(exchange, [intent(BTC), intent(ETH, amount="0.03")])
+    assert exchange.calls.count("openorders") == 1 and [s for _, s in final(reports)] == ["FILLED", "FILLED"]
+
+
+def test_every_order_goes_as_its_own_sendorder_never_a_batchorder() -> None:
+    exchange = FakeExchange()  # the fake has no batchorder endpoint: calling one would fail the sends
+    reports = run(exchange, [intent(BTC), intent(ETH, amount="0.03")])
+    assert [c for c in exchange.calls if c != "openorders"] == ["sendorder", "sendorder"]
+    assert [s for _, s in final(reports)] == ["FILLED", "FILLED"]
 
 
 def test_two_entries_for_one_symbol_and_side_in_one_batch_send_one() -> None:
@@ -86,13 +111,23 @@ def test_two_entries_for_one_symbol_and_side_in_one_batch_send_one() -> None:
     assert len(exchange.create_calls) == 1
 
 
+def test_an_order_resting_on_the_exchange_blocks_an_entry_on_its_symbol_and_side() -> None:
+    exchange = FakeExchange()
+    resting = exchange.place_external(BTC, "buy", 0.001, 40_000)
+    reports = run(exchange, [intent(BTC), intent(BTC, 2, side=Side.SELL)])
+    by_side = {r.side: r for r in reports if r.state is not OrderState.SUBMITTED}
+    assert by_side[Side.BUY].reason == Reason.EXCHANGE_ORDER_OPEN.value and resting.id in by_side[Side.BUY].detail
+    assert by_side[Side.SELL].state is OrderState.FILLED and len(exchange.create_calls) == 1
+
+
 def test_exits_skip_the_open_order_check() -> None:
     exchange = FakeExchange()
     exchange.set_position(BTC, 0.002, 50_000)
     exchange.place_external(BTC, "sell", 0.002, 60_000)  # e.g. a take-profit resting by hand
     exchange.fail_open_orders = ccxt.RequestTimeout("no answer")
     reports = run(exchange, [intent(BTC, side=Side.SELL, reduce_only=True)])
-    assert [s for _, s in final(reports)] == ["FILLED"]
+    assert [s for _, s in final(reports)] == ["FILLED"] and exchange.create_calls[0]["reduceOnly"] is True
+    assert "openorders" not in exchange.calls
 
 
 @pytest.mark.parametrize(
@@ -103,18 +138,17 @@ def test_exits_skip_the_open_order_check() -> None:
         (ccxt.ExchangeNotAvailable("503 unavailable"), OrderState.UNKNOWN),
         (ccxt.DDoSProtection("429"), OrderState.UNKNOWN),
         (ccxt.RateLimitExceeded("apiLimitExceeded"), OrderState.UNKNOWN),
-        (ccxt.DuplicateOrderId("createOrder failed due to clientOrderIdAlreadyExist"), OrderState.UNKNOWN),
+        (ccxt.InvalidNonce("nonceBelowThreshold"), OrderState.UNKNOWN),
+        (ccxt.InvalidOrder("something about the order"), OrderState.UNKNOWN),
         (ccxt.ExchangeError("something odd"), OrderState.UNKNOWN),
         (ValueError("parser bug"), OrderState.UNKNOWN),
-        (ccxt.InsufficientFunds("createOrder failed due to insufficientAvailableFunds"), OrderState.REJECTED),
-        (ccxt.InvalidOrder("createOrder failed due to invalidSize"), OrderState.REJECTED),
-        (ccxt.ExchangeError("createOrder failed due to wouldNotReducePosition"), OrderState.REJECTED),
+        (ccxt.InsufficientFunds("insufficientAvailableFunds"), OrderState.REJECTED),
+        (ccxt.BadRequest("invalidArgument"), OrderState.REJECTED),
         (ccxt.AuthenticationError("authenticationError"), OrderState.REJECTED),
         (ccxt.BadSymbol("contractNotFound"), OrderState.REJECTED),
     ],
 )
-def test_send_failures_are_unknown_unless_the_exchange_proved_a_rejection(error: Exception, state: OrderState) -> None:
-    assert classify_send_error(error)[0] is state
+def test_send_errors_are_unknown_unless_the_exchange_proved_a_rejection(error: Exception, state: OrderState) -> None:
     exchange = FakeExchange()
 
     def fail(call: dict) -> None:
@@ -123,17 +157,53 @@ def test_send_failures_are_unknown_unless_the_exchange_proved_a_rejection(error:
     exchange.before_create = fail
     reports = run(exchange, [intent()])
     assert reports[-1].state is state and type(error).__name__ in reports[-1].detail
+    assert reports[-1].reason == (Reason.OUTCOME_UNKNOWN if state is OrderState.UNKNOWN
+                                  else Reason.EXCHANGE_REJECTED).value
+
+
+def test_a_reject_status_in_the_answer_is_a_rejection() -> None:
+    exchange = FakeExchange()  # no position: a reduce-only order would not reduce one
+    reports = run(exchange, [intent(side=Side.SELL, reduce_only=True)])
+    assert reports[-1].state is OrderState.REJECTED and "wouldNotReducePosition" in reports[-1].detail
+    assert exchange.positions.get(BTC, 0) == 0
+
+
+def test_a_duplicate_client_order_id_answer_is_unknown_never_rejected() -> None:
+    exchange = FakeExchange()  # an order with our id rests (an earlier send whose answer was lost)
+    exchange.place_external(BTC, "sell", 0.002, 60_000, client_order_id=intent(ETH).client_order_id)
+    reports = run(exchange, [intent(ETH, amount="0.03")])
+    assert reports[-1].state is OrderState.UNKNOWN and "clientOrderIdAlreadyExist" in reports[-1].detail
+    assert len(exchange.placed_orders()) == 1
+
+
+def _status(**fields: Any) -> Any:
+    return lambda answer: {**answer, "sendStatus": {**answer["sendStatus"], **fields}}
 
 
 @pytest.mark.parametrize(
     "garbage",
-    [None, "<html>502 Bad Gateway</html>", {"id": None}, {"id": "x", "clientOrderId": "someone-else"}, [1, 2]],
+    [
+        lambda answer: None,
+        lambda answer: "<html>502 Bad Gateway</html>",
+        lambda answer: [1, 2],
+        lambda answer: {"result": "success"},  # no sendStatus
+        lambda answer: {**answer, "result": "error"},
+        lambda answer: {"result": "success", "sendStatus": "placed"},
+        _status(order_id=None),  # placed, but no order id
+        _status(cliOrdId="someone-else"),
+        _status(status="somethingNew"),
+        _status(status=None),
+        _status(orderEvents="EXECUTION"),
+        _status(orderEvents=[{"type": "EXECUTION", "executionId": "e1", "price": "NaN", "amount": "0.002"}]),
+        _status(orderEvents=[{"type": "EXECUTION", "executionId": "e1", "price": "50000", "amount": "-0.002"}]),
+    ],
 )
-def test_garbage_create_order_responses_are_unknown_never_accepted(garbage: object) -> None:
+def test_garbage_sendorder_answers_are_unknown_never_accepted(garbage: Any) -> None:
     exchange = FakeExchange()
-    exchange.create_response = lambda response: garbage
+    exchange.create_response = garbage  # the order was placed and filled; only the answer is unreadable
     reports = run(exchange, [intent()])
     assert reports[-1].state is OrderState.UNKNOWN and reports[-1].reason == Reason.OUTCOME_UNKNOWN.value
+    assert not any(r.state in (OrderState.ACCEPTED, OrderState.FILLED) for r in reports)
 
 
 def test_open_order_check_failure_fail_closed_and_fail_open() -> None:
@@ -141,32 +211,54 @@ def test_open_order_check_failure_fail_closed_and_fail_open() -> None:
     exchange.fail_open_orders = ccxt.RequestTimeout("timed out")
     closed = run(exchange, [intent(BTC, 1)])
     assert final(closed)[0][1] == "REJECTED" and closed[-1].reason == Reason.EXCHANGE_UNAVAILABLE.value
-    assert exchange.create_calls == []
+    assert "fail-closed" in closed[-1].detail and exchange.create_calls == []
     opened = run(exchange, [intent(BTC, 2)], fail_open=True)
     assert final(opened)[0][1] == "FILLED" and len(exchange.create_calls) == 1
 
 
-def test_garbage_open_orders_count_as_a_failed_check() -> None:
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        {"error": "maintenance"},
+        "<html>cloudflare</html>",
+        {"result": "success"},
+        {"result": "success", "openOrders": None},
+        {"result": "success", "openOrders": [{"order_id": "x", "symbol": "PF_XBTUSD", "side": "buy",
+                                              "unfilledSize": "NaN", "receivedTime": "2024-01-01T00:00:00Z"}]},
+        {"result": "success", "openOrders": [{"order_id": "x", "symbol": "PF_XBTUSD", "side": "up",
+                                              "unfilledSize": "1", "receivedTime": "2024-01-01T00:00:00Z"}]},
+    ],
+)
+def test_garbage_open_orders_count_as_a_failed_check(garbage: object) -> None:
     exchange = FakeExchange()
-    exchange.fetch_open_orders = lambda *a, **k: {"error": "maintenance"}
+    exchange.privateGetOpenorders = lambda *a, **k: garbage
     reports = run(exchange, [intent()])
     assert reports[-1].reason == Reason.EXCHANGE_UNAVAILABLE.value and exchange.create_calls == []
 
 
 @pytest.mark.parametrize(
     "garbage",
-    [None, {"openPositions": None}, [{"symbol": BTC, "side": "long", "contracts": "lots"}], [{"side": "long"}]],
+    [
+        None,
+        "<html>502</html>",
+        {"result": "success"},
+        {"result": "success", "openPositions": None},
+        {"result": "success", "openPositions": [{"symbol": "PF_XBTUSD", "side": "long", "size": "lots"}]},
+        {"result": "success", "openPositions": [{"symbol": "PF_XBTUSD", "side": "long", "size": "-1"}]},
+        {"result": "success", "openPositions": [{"symbol": "PF_XBTUSD", "side": "sideways", "size": "1"}]},
+        {"result": "success", "openPositions": [{"side": "long", "size": "1"}]},
+    ],
 )
 def test_unreadable_positions_are_unavailable_never_flat(garbage: object) -> None:
     exchange = FakeExchange()
-    exchange.fetch_positions = lambda *a, **k: garbage
+    exchange.privateGetOpenpositions = lambda *a, **k: garbage
     result = OrderGateway(exchange).fetch_positions()
     assert isinstance(result, PositionsUnavailable) and result.reason == Reason.EXCHANGE_UNAVAILABLE.value
 
 
 def test_gateway_actor_survives_a_bug_in_the_exchange_client() -> None:
     exchange = FakeExchange()
-    exchange.fetch_positions = lambda *a, **k: 1 / 0
+    exchange.privateGetOpenpositions = lambda *a, **k: 1 / 0
     portfolio, portfolio_inbox = start_recorder()
     persistence, _ = start_recorder()
     gateway = ExchangeGatewayActor.start(exchange)

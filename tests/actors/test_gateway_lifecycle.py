@@ -1,14 +1,21 @@
-"""The gateway's order lifecycle as a plain class: unknown outcomes resolved, orders followed, reconciliation."""
+"""The gateway's order lifecycle as a plain class: unknown outcomes resolved, orders followed, reconciliation.
+
+The fake exchange and the gateway share one hand-moved clock (`TestClock`): the gateway's monotonic
+clock is `clock.seconds`, the exchange's clock (processBefore, orders/status' 5 s, fill and history
+times) is `clock()`. With the default settings an UNKNOWN is decided only once the exchange's clock
+is past processBefore (5 s after the send) + clock_skew_s (2 s) + history_lag_s (5 s).
+"""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import ccxt
 import pytest
 
 from actors.gateway import GatewaySettings, OrderGateway
-from exchange.budget import CostBudget
+from exchange.budget import Bucket, CostBudget
 from messages import (
     IntentRecord,
     OrderIntent,
@@ -22,166 +29,219 @@ from messages import (
     intent_hash,
     now_ms,
 )
-from tests.fakes import FakeExchange
+from tests.fakes import FakeExchange, TestClock
 
 BTC = "BTC/USD:USD"
+WINDOW_S = 5 + 2 + 5  # processBefore + clock skew + history lag (defaults)
 
 
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def intent(t: int = 1, order_type: str = "market", created_at: int | None = None) -> OrderIntent:
-    h = intent_hash(BTC, t, SignalKind.ENTER_LONG, Decimal(100))
-    return OrderIntent(intent_hash=h, client_order_id=client_order_id_for(h), symbol=BTC, kind=SignalKind.ENTER_LONG,
-                       side=Side.BUY, candle_time=t, notional=Decimal(100), amount=Decimal("0.002"),
-                       price=Decimal(50_000), order_type=order_type,
+def intent(t: int = 1, order_type: str = "market", created_at: int | None = None, symbol: str = BTC,
+           amount: str = "0.002") -> OrderIntent:
+    h = intent_hash(symbol, t, SignalKind.ENTER_LONG, Decimal(100))
+    return OrderIntent(intent_hash=h, client_order_id=client_order_id_for(h), symbol=symbol,
+                       kind=SignalKind.ENTER_LONG, side=Side.BUY, candle_time=t, notional=Decimal(100),
+                       amount=Decimal(amount), price=Decimal(50_000), order_type=order_type,
                        limit_price=Decimal(49_000) if order_type == "limit" else None,
                        created_at=created_at or now_ms())
 
 
-def gateway(exchange: FakeExchange, **settings) -> tuple[OrderGateway, list[OrderUpdate], Clock]:
-    reports: list[OrderUpdate] = []
-    clock = Clock()
-    gw = OrderGateway(exchange, settings=GatewaySettings(**settings), report=reports.append, clock=clock)
-    return gw, reports, clock
+def setup(budget: CostBudget | None = None, **settings: Any
+          ) -> tuple[FakeExchange, OrderGateway, list[OrderUpdate], TestClock]:
+    clock = TestClock()
+    exchange = FakeExchange(clock=clock)
+    reports: list[OrderUpdate] = []  # reports, and the SUBMITTED ones routed to the symbol after their commit
+    gw = OrderGateway(exchange, settings=GatewaySettings(**settings), report=reports.append, clock=clock.seconds,
+                      route=lambda m: reports.append(m) if isinstance(m, OrderUpdate) else None,
+                      exchange_clock=clock, budget=budget)
+    return exchange, gw, reports, clock
 
 
 def states(reports: list[OrderUpdate]) -> list[str]:
     return [r.state.value for r in reports]
 
 
-def drop_after_accept(exchange: FakeExchange) -> None:
-    """The order is placed, then the connection drops before the answer (accept-then-drop)."""
-    original = exchange.create_order
-
-    def create(*args, **kwargs):
-        original(*args, **kwargs)
-        raise ccxt.NetworkError("krakenfutures POST sendorder: connection aborted")
-
-    exchange.create_order = create
+def answer_lost(error: Exception, then: Any = None) -> Any:
+    """A create_response hook: the exchange handled the order, then the answer was lost."""
+    def hook(answer: dict) -> dict:
+        if then is not None:
+            then(answer)
+        raise error
+    return hook
 
 
-def test_accept_then_drop_is_resolved_from_order_status_without_a_resend() -> None:
-    exchange = FakeExchange()
-    drop_after_accept(exchange)
-    gw, reports, clock = gateway(exchange)
+def fail_first(exchange: FakeExchange, error: Exception, times: int = 1) -> None:
+    """The first `times` sends never reach the exchange."""
+    left = [times]
+
+    def hook(call: dict) -> None:
+        if left[0] > 0:
+            left[0] -= 1
+            raise error
+
+    exchange.before_create = hook
+
+
+def test_accept_then_drop_waits_for_the_window_then_finds_the_fill_without_a_resend() -> None:
+    exchange, gw, reports, clock = setup()
+    exchange.create_response = answer_lost(ccxt.NetworkError("krakenfutures POST sendorder: connection aborted"))
     gw.place_all([intent()])
     assert states(reports) == ["SUBMITTED", "UNKNOWN"]
+    clock.advance(WINDOW_S - 1)  # a copy could still be in flight: nothing is decided
     gw.poll()
-    assert states(reports)[-1] == "FILLED" and reports[-1].exchange_order_id
-    assert len(exchange.placed_orders()) == 1 and gw.orders == {}
+    assert states(reports) == ["SUBMITTED", "UNKNOWN"] and "history" not in exchange.calls
+    clock.advance(2)  # orders/status forgot the filled order long ago; fills and history show it
+    gw.poll()
+    assert states(reports)[-1] == "FILLED" and reports[-1].exchange_order_id == exchange.placed_orders()[0].id
+    assert reports[-1].fills and reports[-1].filled == Decimal("0.002")
+    assert len(exchange.create_calls) == 1 and len(exchange.placed_orders()) == 1 and gw.orders == {}
 
 
-def test_resolution_finds_the_order_in_fills_when_status_no_longer_shows_it() -> None:
-    exchange = FakeExchange()
-    drop_after_accept(exchange)
-    exchange.fetch_orders = lambda *a, **k: []  # closed more than 5 s ago: orders/status forgot it
-    gw, reports, _ = gateway(exchange)
+def test_resolution_finds_the_order_in_fills_when_status_and_history_do_not_show_it() -> None:
+    exchange, gw, reports, clock = setup()
+    exchange.history_lag_ms = 3_600_000  # the history has not caught up; orders/status forgot it after 5 s
+    exchange.create_response = answer_lost(ccxt.RequestTimeout("timed out"))
     gw.place_all([intent()])
+    clock.advance(WINDOW_S + 1)
     gw.poll()
     assert states(reports)[-1] == "FILLED" and reports[-1].fills and reports[-1].filled == Decimal("0.002")
-    assert len(exchange.placed_orders()) == 1
+    assert len(exchange.create_calls) == 1 and len(exchange.placed_orders()) == 1
 
 
 def test_resolution_finds_an_unfilled_cancelled_order_in_history() -> None:
-    exchange = FakeExchange()
-    gw, reports, clock = gateway(exchange)
-    limit = intent(order_type="limit")
-    original = exchange.create_order
-
-    def create(*args, **kwargs):
-        response = original(*args, **kwargs)
-        exchange.cancel_order(response["id"], BTC)  # cancelled at once (e.g. by an operator)
-        raise ccxt.RequestTimeout("timed out")
-
-    exchange.create_order = create
-    exchange.fetch_orders = lambda *a, **k: []
-    gw.place_all([limit])
-    clock.now += 10
+    exchange, gw, reports, clock = setup()
+    cancel_at_once = lambda answer: exchange.cancel_outside(answer["sendStatus"]["order_id"])  # noqa: E731
+    exchange.create_response = answer_lost(ccxt.RequestTimeout("timed out"), then=cancel_at_once)
+    gw.place_all([intent(order_type="limit")])
+    clock.advance(WINDOW_S + 1)  # not open, not in orders/status any more, no fills: only the history knows
     gw.poll()
-    assert states(reports)[-1] == "CANCELED" and len(exchange.placed_orders()) == 1
+    assert states(reports)[-1] == "CANCELED" and reports[-1].filled == 0
+    assert len(exchange.create_calls) == 1 and len(exchange.placed_orders()) == 1
 
 
-def test_proven_absent_is_resent_with_the_same_client_order_id_only_after_the_grace() -> None:
-    exchange = FakeExchange()
-    calls = {"n": 0}
-    original = exchange.create_order
-
-    def create(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise ccxt.RequestTimeout("timed out before the exchange saw it")
-        return original(*args, **kwargs)
-
-    exchange.create_order = create
-    gw, reports, clock = gateway(exchange, absent_grace_s=3.0)
+def test_proven_absent_is_resent_with_the_same_client_order_id_only_after_the_window() -> None:
+    exchange, gw, reports, clock = setup(process_before_s=1.0, clock_skew_s=0.5, history_lag_s=0.5)
+    fail_first(exchange, ccxt.RequestTimeout("timed out before the exchange saw it"))
     gw.place_all([intent()])
+    first_before = exchange.create_calls[0]["processBefore"]
     gw.poll()  # too early to call it absent
-    assert calls["n"] == 1 and states(reports)[-1] == "UNKNOWN"
-    clock.now += 5
+    clock.advance(1.9)
+    gw.poll()  # still inside processBefore + skew + lag
+    assert len(exchange.create_calls) == 1 and states(reports)[-1] == "UNKNOWN"
+    clock.advance(1.0)  # past the window, and past the next lookup (one poll interval later)
+    seen = len(exchange.calls)
     gw.poll()
-    assert calls["n"] == 2
-    assert {c["params"]["clientOrderId"] for c in exchange.create_calls} == {intent().client_order_id}
-    assert states(reports)[-2:] == ["SUBMITTED", "FILLED"] and len(exchange.placed_orders()) == 1
+    assert len(exchange.create_calls) == 2
+    decided = exchange.calls[seen:]
+    # a complete search (open orders, orders/status, fills, history), then L3 and L4 on fresh answers, then the send
+    assert {"openorders", "orders/status", "fills", "history"} <= set(decided[:decided.index("openpositions")])
+    assert decided.index("openpositions") < decided.index("sendorder")
+    assert "openorders" in decided[decided.index("openpositions"):decided.index("sendorder")]
+    assert {c["cliOrdId"] for c in exchange.create_calls} == {intent().client_order_id}
+    assert exchange.create_calls[1]["processBefore"] > first_before  # a new processBefore
+    assert states(reports)[2:4] == ["SUBMITTED", "FILLED"] and set(states(reports)[4:]) <= {"FILLED"}
+    assert len([f for r in reports for f in r.fills]) == 1 and len(exchange.placed_orders()) == 1
+
+
+def test_proven_absent_is_not_resent_when_a_position_is_open_now() -> None:
+    exchange, gw, reports, clock = setup()
+    fail_first(exchange, ccxt.RequestTimeout("timed out"))
+    gw.place_all([intent()])
+    exchange.set_position(BTC, 0.002, 50_000)  # e.g. filled by hand meanwhile: L3 again
+    clock.advance(WINDOW_S + 1)
+    gw.poll()
+    assert states(reports)[-1] == "REJECTED" and reports[-1].reason == Reason.NOT_PLACED.value
+    assert Reason.POSITION_OPEN.value in reports[-1].detail and len(exchange.create_calls) == 1
+
+
+def test_proven_absent_is_not_resent_when_an_order_rests_on_its_side_now() -> None:
+    exchange, gw, reports, clock = setup()
+    fail_first(exchange, ccxt.RequestTimeout("timed out"))
+    gw.place_all([intent()])
+    resting = exchange.place_external(BTC, "buy", 0.001, 40_000)  # L4 again
+    clock.advance(WINDOW_S + 1)
+    gw.poll()
+    assert states(reports)[-1] == "REJECTED" and reports[-1].reason == Reason.NOT_PLACED.value
+    assert Reason.EXCHANGE_ORDER_OPEN.value in reports[-1].detail and resting.id in reports[-1].detail
+    assert len(exchange.create_calls) == 1
+
+
+def test_proven_absent_is_not_resent_when_the_recheck_cannot_read_positions() -> None:
+    exchange, gw, reports, clock = setup()
+    fail_first(exchange, ccxt.RequestTimeout("timed out"))
+    gw.place_all([intent()])
+    exchange.fail_positions = ccxt.ExchangeNotAvailable("503")
+    clock.advance(WINDOW_S + 1)
+    gw.poll()
+    assert states(reports)[-1] == "UNKNOWN" and len(exchange.create_calls) == 1 and gw.in_flight() == 1
+
+
+def test_a_request_handled_after_its_process_before_is_never_placed_nor_taken_as_placed() -> None:
+    exchange, gw, reports, clock = setup()
+    exchange.before_create = lambda call: clock.advance(6)  # held in transit past processBefore (5 s)
+    gw.place_all([intent()])
+    assert exchange.create_calls[0]["processBefore"] and exchange.placed_orders() == []
+    assert states(reports)[-1] in ("UNKNOWN", "REJECTED")  # never ACCEPTED or FILLED
+    assert not exchange.positions.get(BTC)
 
 
 def test_proven_absent_but_too_old_is_not_placed() -> None:
-    exchange = FakeExchange()
+    exchange, gw, reports, clock = setup(resend_max_age_s=60)
     exchange.before_create = lambda call: (_ for _ in ()).throw(ccxt.ExchangeNotAvailable("503"))
-    gw, reports, clock = gateway(exchange, resend_max_age_s=60)
     gw.place_all([intent(created_at=now_ms() - 120_000)])
-    clock.now += 5
+    clock.advance(WINDOW_S + 1)
     gw.poll()
     assert states(reports)[-1] == "REJECTED" and reports[-1].reason == Reason.NOT_PLACED.value
     assert "not re-sent" in reports[-1].detail and len(exchange.create_calls) == 1
 
 
 def test_sends_of_one_intent_are_capped() -> None:
-    exchange = FakeExchange()
+    exchange, gw, reports, clock = setup(max_sends=2)
     exchange.before_create = lambda call: (_ for _ in ()).throw(ccxt.RequestTimeout("timed out"))
-    gw, reports, clock = gateway(exchange, max_sends=2)
     gw.place_all([intent()])
     for _ in range(5):
-        clock.now += 60
+        clock.advance(60)
         gw.poll()
     assert len(exchange.create_calls) == 2 and reports[-1].reason == Reason.NOT_PLACED.value
 
 
-def test_a_lookup_that_fails_decides_nothing() -> None:
-    exchange = FakeExchange()
-    exchange.before_create = lambda call: (_ for _ in ()).throw(ccxt.RequestTimeout("timed out"))
-    gw, reports, clock = gateway(exchange)
+@pytest.mark.parametrize("endpoint", ["orders/status", "fills", "history"])
+def test_a_lookup_that_fails_decides_nothing(endpoint: str) -> None:
+    exchange, gw, reports, clock = setup()
+    fail_first(exchange, ccxt.RequestTimeout("timed out"))
     gw.place_all([intent()])
-    exchange.before_create = None
-    exchange.fetch_orders = lambda *a, **k: (_ for _ in ()).throw(ccxt.ExchangeNotAvailable("503"))
-    clock.now += 60
+    exchange.fail[endpoint] = ccxt.ExchangeNotAvailable("503")
+    clock.advance(60)
+    gw.poll()
+    assert states(reports)[-1] == "UNKNOWN" and len(exchange.create_calls) == 1 and gw.in_flight() == 1
+
+
+def test_a_history_search_cut_short_is_not_absence() -> None:
+    exchange, gw, reports, clock = setup()
+    fail_first(exchange, ccxt.RequestTimeout("timed out"))
+    gw.place_all([intent()])
+    exchange.historyGetOrders = lambda params=None: {"elements": [], "continuationToken": "more"}  # never ends
+    clock.advance(60)
     gw.poll()
     assert states(reports)[-1] == "UNKNOWN" and len(exchange.create_calls) == 1
 
 
-def test_history_budget_exhausted_means_absence_is_not_proven() -> None:
-    exchange = FakeExchange()
-    exchange.before_create = lambda call: (_ for _ in ()).throw(ccxt.RequestTimeout("timed out"))
+def test_history_budget_exhausted_waits_for_tokens_and_absence_still_needs_the_history() -> None:
     budget = CostBudget()
-    budget.history.take(budget.history.capacity)  # the history pool is empty
-    gw = OrderGateway(exchange, settings=GatewaySettings(), report=lambda u: None, budget=budget,
-                      clock=(clock := Clock()))
+    budget.history = Bucket(capacity=1, period_s=0.2)  # one token, refilled in 0.2 s
+    budget.history.take(1)  # the history pool is empty
+    exchange, gw, reports, clock = setup(budget=budget)
+    fail_first(exchange, ccxt.RequestTimeout("timed out"))
     gw.place_all([intent()])
-    clock.now += 60
+    clock.advance(WINDOW_S + 1)
     gw.poll()
-    assert len(exchange.create_calls) == 1 and gw.in_flight() == 1
+    assert "history" in exchange.calls and exchange.calls.index("history") < len(exchange.calls) - 1
+    sends = [i for i, c in enumerate(exchange.calls) if c == "sendorder"]
+    assert len(sends) == 2 and exchange.calls.index("history") < sends[1]
+    assert states(reports)[-1] == "FILLED"
 
 
 def test_resting_limit_order_is_followed_to_its_fill() -> None:
-    exchange = FakeExchange()
-    gw, reports, clock = gateway(exchange)
+    exchange, gw, reports, clock = setup()
     gw.place_all([intent(order_type="limit")])
     assert states(reports)[-1] == "ACCEPTED"
     gw.poll()
@@ -193,32 +253,47 @@ def test_resting_limit_order_is_followed_to_its_fill() -> None:
 
 
 def test_unfilled_limit_order_is_cancelled_after_its_timeout() -> None:
-    exchange = FakeExchange()
-    gw, reports, clock = gateway(exchange, limit_timeout_s=30)
+    exchange, gw, reports, clock = setup(limit_timeout_s=30)
     gw.place_all([intent(order_type="limit")])
-    clock.now += 10
+    clock.advance(10)
     gw.poll()
     assert exchange.placed_orders()[0].status == "open"
-    clock.now += 25
+    clock.advance(25)
     gw.poll()
     assert exchange.placed_orders()[0].status == "canceled"
     assert states(reports)[-1] == "CANCELED" and reports[-1].reason == Reason.CANCELED_BY_TIMEOUT.value
 
 
-def test_an_order_cancelled_outside_is_noticed() -> None:
-    exchange = FakeExchange()
-    gw, reports, _ = gateway(exchange)
+def test_a_fill_just_before_the_timeout_cancel_is_booked() -> None:
+    exchange, gw, reports, clock = setup(limit_timeout_s=30)
     gw.place_all([intent(order_type="limit")])
-    exchange.cancel_order(reports[-1].exchange_order_id, BTC)
+    clock.advance(31)
+    original = exchange.privatePostCancelorder
+
+    def fill_then_cancel(params: dict) -> dict:
+        exchange.fill_resting(params["order_id"], amount=0.0005)  # between the last look and the cancel
+        return original(params)
+
+    exchange.privatePostCancelorder = fill_then_cancel
     gw.poll()
-    assert states(reports)[-1] == "CANCELED"
+    assert states(reports)[-1] == "CANCELED" and reports[-1].filled == Decimal("0.0005")
+    assert [f.amount for r in reports for f in r.fills] == [Decimal("0.0005")]
+
+
+@pytest.mark.parametrize("later_s", [0, 10])
+def test_an_order_cancelled_outside_is_noticed(later_s: float) -> None:
+    exchange, gw, reports, clock = setup()
+    gw.place_all([intent(order_type="limit")])
+    exchange.cancel_outside(reports[-1].exchange_order_id)
+    clock.advance(later_s)  # 10 s: orders/status has forgotten it, the history proves it
+    gw.poll()
+    assert states(reports)[-1] == "CANCELED" and gw.orders == {}
 
 
 def test_cancel_open_cancels_every_open_order_in_scope_and_nothing_else() -> None:
-    exchange = FakeExchange()
+    exchange, gw, reports, _ = setup()
     external = exchange.place_external(BTC, "sell", 1, 90_000)
     elsewhere = exchange.place_external("ETH/USD:USD", "buy", 1, 1_000)
-    gw, reports, _ = gateway(exchange)
     gw.place_all([intent(order_type="limit")])
     outcomes = gw.cancel_open(BTC, [BTC, "ETH/USD:USD"])
     assert len(outcomes) == 2 and all("canceled" in o for o in outcomes)
@@ -228,41 +303,38 @@ def test_cancel_open_cancels_every_open_order_in_scope_and_nothing_else() -> Non
     assert gw.cancel_open(None, ["SOL/USD:USD"]) == ["no open orders"]
 
 
-def test_batch_of_several_orders_goes_as_one_batchorder() -> None:
-    exchange = FakeExchange()
-    batches = []
-    original = exchange.create_orders
-    exchange.create_orders = lambda orders, params=None: batches.append(len(orders)) or original(orders, params)
-    gw, reports, _ = gateway(exchange)
-    eth_hash = intent_hash("ETH/USD:USD", 1, SignalKind.ENTER_LONG, Decimal(100))
-    eth = intent().model_copy(update={"symbol": "ETH/USD:USD", "intent_hash": eth_hash,
-                                      "client_order_id": client_order_id_for(eth_hash), "amount": Decimal("0.03")})
+def test_several_orders_go_one_sendorder_each() -> None:
+    exchange, gw, reports, _ = setup()
+    eth = intent(symbol="ETH/USD:USD", amount="0.03")
     gw.place_all([intent(), eth])
-    assert batches == [2]
+    assert exchange.calls.count("sendorder") == 2 and len(exchange.create_calls) == 2
     assert sorted(r.state.value for r in reports if r.state is not OrderState.SUBMITTED) == ["FILLED", "FILLED"]
 
 
-def record_of(i: OrderIntent, state: OrderState) -> IntentRecord:
+def record_of(i: OrderIntent, state: OrderState, sent_at: int | None = None, process_before: int | None = None,
+              sends: int = 0) -> IntentRecord:
     return IntentRecord(intent_hash=i.intent_hash, client_order_id=i.client_order_id, symbol=i.symbol, kind=i.kind,
                         side=i.side, candle_time=i.candle_time, reduce_only=i.reduce_only, amount=i.amount,
-                        price=i.price, notional=i.notional, order_type=i.order_type, state=state,
-                        created_at=i.created_at, updated_at=i.created_at)
+                        price=i.price, notional=i.notional, order_type=i.order_type, limit_price=i.limit_price,
+                        state=state, created_at=i.created_at, updated_at=i.created_at, sent_at=sent_at,
+                        process_before=process_before, sends=sends)
 
 
 def test_reconcile_resolves_recovered_intents_adopts_strangers_and_reads_positions() -> None:
-    exchange = FakeExchange()
-    sent, lost = intent(1), intent(2, created_at=now_ms() - 3_600_000)
-    exchange.create_order(BTC, "limit", "buy", 0.002, 49_000, {"clientOrderId": sent.client_order_id})
+    exchange, gw, reports, clock = setup()
+    sent, lost = intent(1, order_type="limit"), intent(2, created_at=now_ms() - 3_600_000)
+    exchange.privatePostSendorder(exchange.create_order_request(
+        BTC, "limit", "buy", 0.002, 49_000, {"clientOrderId": sent.client_order_id}))
     stranger = exchange.place_external(BTC, "sell", 1, 90_000)
     exchange.set_position("ETH/USD:USD", -0.5, 3000)
     exchange.create_calls.clear()
-    gw, reports, _ = gateway(exchange)
-    report = gw.reconcile(Reconcile(intents=(record_of(sent, OrderState.SUBMITTED), record_of(lost, OrderState.INITIALIZED)),
-                                    reason="start"))
+    report = gw.reconcile(Reconcile(intents=(
+        record_of(sent, OrderState.SUBMITTED, sent_at=clock(), process_before=clock() + 5_000, sends=1),
+        record_of(lost, OrderState.INITIALIZED)), reason="start"))
     assert report.ok and report.snapshot.positions[0].symbol == "ETH/USD:USD"
     by_cid = {r.client_order_id: r for r in reports}
     assert by_cid[sent.client_order_id].state is OrderState.ACCEPTED  # found resting: followed from now on
-    assert by_cid[lost.client_order_id].reason == Reason.NOT_PLACED.value  # absent, an hour old: not sent
+    assert by_cid[lost.client_order_id].reason == Reason.NOT_PLACED.value  # claimed, no send recorded: never sent
     assert [o.exchange_order_id for o in report.adopted] == [stranger.id]
     assert by_cid[None].reason == Reason.EXTERNAL_ORDER.value and by_cid[None].intent_hash is None
     assert exchange.create_calls == []
@@ -270,10 +342,24 @@ def test_reconcile_resolves_recovered_intents_adopts_strangers_and_reads_positio
     assert again.adopted == () and len(again.open_orders) == 2  # adopted once, listed every time
 
 
+def test_reconcile_decides_a_recovered_send_only_after_its_window() -> None:
+    exchange, gw, reports, clock = setup()
+    recovered = intent(3)
+    report = gw.reconcile(Reconcile(intents=(
+        record_of(recovered, OrderState.SUBMITTED, sent_at=clock(), process_before=clock() + 5_000, sends=1),),
+        reason="start"))
+    assert report.ok and report.unresolved == 1
+    gw.poll()
+    assert exchange.create_calls == []  # a copy could still execute
+    clock.advance(WINDOW_S + 1)
+    gw.poll()
+    assert [c["cliOrdId"] for c in exchange.create_calls] == [recovered.client_order_id]
+    assert states(reports)[-1] == "FILLED" and len(exchange.placed_orders()) == 1
+
+
 def test_reconcile_fails_whole_when_the_exchange_cannot_be_read() -> None:
-    exchange = FakeExchange()
+    exchange, gw, _, _ = setup()
     exchange.fail_positions = ccxt.RequestTimeout("openpositions timed out")
-    gw, _, _ = gateway(exchange)
     report = gw.reconcile(Reconcile(reason="start"))
     assert not report.ok and "positions unreadable" in report.detail
     exchange.fail_positions = None
@@ -304,21 +390,25 @@ def test_an_empty_budget_waits_instead_of_drawing_api_limit_exceeded() -> None:
 
 
 def test_partial_fills_are_followed_to_the_full_fill() -> None:
-    exchange = FakeExchange()
-    gw, reports, _ = gateway(exchange)
-    limit = intent(order_type="limit")
-    gw.place_all([limit])
+    exchange, gw, reports, _ = setup()
+    gw.place_all([intent(order_type="limit")])
     order_id = reports[-1].exchange_order_id
-    exchange.trades.append({"id": "p-1", "order": order_id, "symbol": BTC, "side": "buy", "amount": 0.0005,
-                            "price": 49_000, "info": {"cliOrdId": limit.client_order_id}})
+    exchange.fill_resting(order_id, amount=0.0005)
     gw.poll()
     assert reports[-1].state is OrderState.PARTIALLY_FILLED and reports[-1].filled == Decimal("0.0005")
     count = len(reports)
     gw.poll()  # the same fill again changes nothing
     assert len(reports) == count
-    exchange.trades.append({"id": "p-2", "order": order_id, "symbol": BTC, "side": "buy", "amount": 0.0015,
-                            "price": 49_000, "info": {"cliOrdId": limit.client_order_id}})
-    exchange.placed_orders()[0].status = "closed"
+    exchange.fill_resting(order_id)
     gw.poll()
     assert reports[-1].state is OrderState.FILLED and reports[-1].filled == Decimal("0.002")
-    assert [f.fill_id for r in reports for f in r.fills] == ["p-1", "p-2"] and gw.orders == {}
+    assert [f.amount for r in reports for f in r.fills] == [Decimal("0.0005"), Decimal("0.0015")]
+    assert len({f.fill_id for r in reports for f in r.fills}) == 2 and gw.orders == {}
+
+
+def test_a_market_order_cut_short_by_a_thin_book_ends_cancelled_with_its_fill() -> None:
+    exchange, gw, reports, _ = setup()
+    exchange.depth[BTC] = 0.0005  # only this much within the market order's protection
+    gw.place_all([intent()])
+    assert states(reports)[-1] == "CANCELED" and reports[-1].filled == Decimal("0.0005")
+    assert exchange.positions[BTC] == 0.0005
