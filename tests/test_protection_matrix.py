@@ -1,7 +1,7 @@
 """The review's protection matrix, on running actors (portfolio, symbol actors, persistence, gateway).
 
 Each row: a situation that doubled orders in the reviewed bot, and the proof that it yields at most
-one order here. The exchange is the in-process fake with ccxt's shapes; the same rows run end to end
+one order here. The exchange is the in-process fake speaking Kraken's raw endpoints (never kinder than Kraken); the same rows run end to end
 through ccxt against the simulator in the live-path tests.
 """
 
@@ -88,7 +88,7 @@ def test_exit_is_not_blocked_by_the_pyramiding_guard(start_system: StartSystem) 
     settle(system)
     assert len(exchange.create_calls) == 1
     call = exchange.create_calls[0]
-    assert call["side"] == "sell" and call["params"].get("reduceOnly") is True and call["amount"] == 0.002
+    assert call["side"] == "sell" and call["reduceOnly"] is True and call["amount"] == 0.002
     assert exchange.positions[BTC] == 0
 
 
