@@ -180,7 +180,10 @@ def test_a_request_handled_after_its_process_before_is_never_placed_nor_taken_as
     exchange.before_create = lambda call: clock.advance(6)  # held in transit past processBefore (5 s)
     gw.place_all([intent()])
     assert exchange.create_calls[0]["processBefore"] and exchange.placed_orders() == []
-    assert states(reports)[-1] in ("UNKNOWN", "REJECTED")  # never ACCEPTED or FILLED
+    assert states(reports)[-1] == "REJECTED" and "wouldProcessAfterSpecifiedTime" in reports[-1].detail
+    clock.advance(WINDOW_S + 1)  # the rejection is confirmed against the history; nothing is sent again
+    gw.poll()
+    assert states(reports)[-1] == "REJECTED" and len(exchange.create_calls) == 1 and gw.orders == {}
     assert not exchange.positions.get(BTC)
 
 
