@@ -388,6 +388,8 @@ class _Handler(BaseHTTPRequestHandler):
             proxy._record(ProxiedAnswer(request, 0, b"", None, 0, b""))
             return
         status, out_headers, out_body, kind = proxy._corrupt(request, *answer)
+        # Recorded before it is sent: whoever got the answer can count it at once.
+        proxy._record(ProxiedAnswer(request, status, out_body, kind, answer[0], answer[2]))
         try:
             self.send_response(status)
             for name, value in out_headers:
@@ -397,7 +399,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(out_body)
         except OSError:
             self.close_connection = True
-        proxy._record(ProxiedAnswer(request, status, out_body, kind, answer[0], answer[2]))
 
 
 # --- transforms for the usual corruptions ---------------------------------------------------------

@@ -257,7 +257,8 @@ def test_batchorder_placed_reported_as_rejected(stepped_sim: SimulatorHandle, pr
     assert {o["cliOrdId"]: o["status"] for o in stepped_sim.admin.orders()} == {"b-1": "placed", "b-2": "placed"}
 
 
-def test_orders_status_and_order_history_can_be_emptied(proxy: CorruptingProxy, client: ccxt.krakenfutures) -> None:
+def test_orders_status_and_order_history_can_be_emptied(stepped_sim: SimulatorHandle, proxy: CorruptingProxy,
+                                                        client: ccxt.krakenfutures) -> None:
     rest(client, "looked-up")
     client.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "done"})
     lookup = lambda: client.fetch_orders(params={"orderIds": [], "cliOrdIds": ["looked-up"]})
@@ -267,6 +268,7 @@ def test_orders_status_and_order_history_can_be_emptied(proxy: CorruptingProxy, 
     assert client.last_http_response == ""
     assert proxy.corrupted("orders/status") == 1
     assert cids(lookup()) == ["looked-up"]
+    stepped_sim.admin.step(seconds=stepped_sim.config.history_lag_ms / 1000 + 1)  # history shows events late
     closed = client.fetch_closed_orders()
     assert "done" in [o["clientOrderId"] for o in closed]
     proxy.success_without_list("history/v2/orders")
