@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import ROUND_DOWN, Decimal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from messages._base import Message
 
@@ -29,8 +29,34 @@ def timeframe_ms(timeframe: str) -> int:
         raise ValueError(f"unknown timeframe {timeframe!r}; use one of {', '.join(TIMEFRAME_MS)}") from None
 
 
+def candle_problem(
+    timeframe: str, open_time: int, open: Decimal, high: Decimal, low: Decimal, close: Decimal, volume: Decimal
+) -> str | None:
+    """Why these values are not one sane candle (finite, positive, self-consistent, aligned), or None."""
+    values = {"open": open, "high": high, "low": low, "close": close, "volume": volume}
+    for name, value in values.items():
+        if not isinstance(value, Decimal) or not value.is_finite():
+            return f"{name} is not a finite number ({value})"
+    if low <= 0:
+        return f"low {low} is not positive"
+    if high < max(open, close):
+        return f"high {high} is below max(open {open}, close {close})"
+    if low > min(open, close):
+        return f"low {low} is above min(open {open}, close {close})"
+    if volume < 0:
+        return f"volume {volume} is negative"
+    if timeframe not in TIMEFRAME_MS:
+        return f"unknown timeframe {timeframe!r}"
+    if open_time < 0 or open_time % TIMEFRAME_MS[timeframe]:
+        return f"open time {open_time} is not aligned to {timeframe}"
+    return None
+
+
 class Candle(Message):
-    """One OHLCV candle of a market; `open_time` in epoch milliseconds."""
+    """One OHLCV candle of a market; `open_time` in epoch milliseconds, aligned to the timeframe.
+
+    Only a sane candle can be built: finite prices, low > 0, low <= open, close <= high, volume >= 0.
+    """
 
     symbol: str
     timeframe: str
@@ -40,6 +66,14 @@ class Candle(Message):
     low: Decimal
     close: Decimal
     volume: Decimal = Decimal(0)
+
+    @model_validator(mode="after")
+    def _sane(self) -> Candle:
+        problem = candle_problem(self.timeframe, self.open_time, self.open, self.high, self.low, self.close,
+                                 self.volume)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class MarketSpec(Message):

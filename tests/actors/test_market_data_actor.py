@@ -1,21 +1,53 @@
-"""The market-data actor alone: the fake exchange's candles, a recording target."""
+"""The market-data actor alone (the fake exchange's candles, a recording target), and bad market data refused at the edge."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
-from actors.market_data import CandleFeed, MarketDataActor, SendHistory
-from messages import Candles
+import pydantic
+import pytest
+
+from actors.market_data import (
+    BAD_DATA,
+    BadMarketData,
+    CandleFeed,
+    MarketDataActor,
+    RefusedRow,
+    SendHistory,
+    parse_candle,
+)
+from messages import (
+    Candle,
+    Candles,
+    Event,
+    GetStatus,
+    Ping,
+    PositionSide,
+    QueryEvents,
+    SignalKind,
+    Tick,
+)
+from strategies import Strategy
+from strategies.base import StrategyParams
+from tests.conftest import StartSystem, make_config, settle
 from tests.fakes import FakeExchange
 from tests.helpers import start_recorder
+
+pytestmark = pytest.mark.timeout(60)
 
 BTC = "BTC/USD:USD"
 MINUTE = 60_000
 T0 = 1_800_000_000_000
 
 
-def rows(start: int, count: int) -> list[list[float]]:
+def rows(start: int, count: int) -> list[list[Any]]:
     return [[start + i * MINUTE, 100 + i, 101 + i, 99 + i, 100.5 + i, 10] for i in range(count)]
+
+
+def clock_at(t: int) -> Any:
+    return lambda: t
 
 
 def test_history_then_each_closed_candle_exactly_once() -> None:
@@ -37,7 +69,7 @@ def test_market_data_actor_sends_history_on_start_and_on_request() -> None:
     exchange = FakeExchange()
     exchange.ohlcv[BTC] = rows(T0, 30)
     target, inbox = start_recorder()
-    feed = CandleFeed(exchange, [BTC], "1m", history=20, clock=lambda: T0 + 30 * MINUTE)
+    feed = CandleFeed(exchange, [BTC], "1m", history=20, clock=clock_at(T0 + 30 * MINUTE))
     actor = MarketDataActor.start(feed, target, tick_interval_s=3600)
     first = inbox.wait_for(Candles)[0]
     assert not first.live and len(first.candles) == 20
@@ -45,16 +77,227 @@ def test_market_data_actor_sends_history_on_start_and_on_request() -> None:
     assert len(inbox.wait_for(Candles, 2)) == 2
 
 
-def test_market_data_keeps_running_when_the_exchange_returns_garbage() -> None:
+# --- the edge: one row -----------------------------------------------------------------------
+
+GOOD = [T0, 100, 101, 99, 100.5, 10]
+BAD_ROWS = {
+    "negative price": [T0, -100, -99, -101, -100.5, 10],
+    "zero low": [T0, 1, 2, 0, 1, 10],
+    "NaN open": [T0, float("nan"), 101, 99, 100, 10],
+    "infinite high": [T0, 100, float("inf"), 99, 100, 10],
+    "NaN volume": [T0, 100, 101, 99, 100, float("nan")],
+    "negative volume": [T0, 100, 101, 99, 100, -1],
+    "high below close": [T0, 100, 100.5, 99, 101, 10],
+    "high below open": [T0, 102, 101, 99, 100, 10],
+    "low above open": [T0, 98, 101, 99, 100, 10],
+    "low above close": [T0, 100, 101, 99.5, 99, 10],
+    "high below low": [T0, 100, 98, 102, 100, 10],
+    "unaligned time": [T0 + 1, 100, 101, 99, 100.5, 10],
+    "negative time": [-MINUTE, 100, 101, 99, 100.5, 10],
+    "NaN time": [float("nan"), 100, 101, 99, 100.5, 10],
+    "fractional time": [T0 + 0.5, 100, 101, 99, 100.5, 10],
+    "time as text": [str(T0), 100, 101, 99, 100.5, 10],
+    "price as junk text": [T0, "abc", 101, 99, 100.5, 10],
+    "price missing": [T0, None, 101, 99, 100.5, 10],
+    "price a bool": [T0, True, 101, 99, 100.5, 10],
+    "price a dict": [T0, {"p": 1}, 101, 99, 100.5, 10],
+    "short row": [T0, 100, 101, 99],
+    "not a row": "<html>",
+    "a dict": {"time": T0},
+    "None": None,
+}
+
+
+def test_a_sane_row_becomes_a_candle() -> None:
+    candle = parse_candle(BTC, "1m", GOOD)
+    assert (candle.open_time, candle.open, candle.high, candle.low, candle.close, candle.volume) == (
+        T0, Decimal(100), Decimal(101), Decimal(99), Decimal("100.5"), Decimal(10))
+    assert parse_candle(BTC, "1m", GOOD[:5]).volume == 0  # ccxt may leave the volume out
+    flat = parse_candle(BTC, "1m", [T0, 5, 5, 5, 5, 0])  # a candle without trades is still sane
+    assert flat.low == flat.high == 5
+
+
+@pytest.mark.parametrize("name", sorted(BAD_ROWS))
+def test_a_row_that_is_not_a_sane_candle_is_refused(name: str) -> None:
+    with pytest.raises(BadMarketData):
+        parse_candle(BTC, "1m", BAD_ROWS[name])
+
+
+@pytest.mark.parametrize("values", [
+    {"open": Decimal(-1), "high": Decimal(1), "low": Decimal(-2), "close": Decimal(1)},
+    {"open": Decimal(10), "high": Decimal(9), "low": Decimal(8), "close": Decimal(9)},
+    {"open": Decimal(10), "high": Decimal(12), "low": Decimal(11), "close": Decimal(11)},
+    {"open": Decimal(10), "high": Decimal(12), "low": Decimal(9), "close": Decimal(11), "volume": Decimal(-1)},
+    {"open": Decimal("NaN"), "high": Decimal(12), "low": Decimal(9), "close": Decimal(11)},
+    {"open": Decimal(10), "high": Decimal(12), "low": Decimal(9), "close": Decimal(11), "open_time": T0 + 7},
+    {"open": Decimal(10), "high": Decimal(12), "low": Decimal(9), "close": Decimal(11), "timeframe": "7m"},
+])
+def test_the_candle_message_itself_cannot_hold_an_insane_candle(values: dict[str, Any]) -> None:
+    fields: dict[str, Any] = {"symbol": BTC, "timeframe": "1m", "open_time": T0, **values}
+    with pytest.raises(pydantic.ValidationError):
+        Candle(**fields)
+
+
+# --- the edge: an answer with good and bad rows -----------------------------------------------
+
+
+def refusals() -> tuple[list[RefusedRow], Any]:
+    seen: list[RefusedRow] = []
+    return seen, seen.append
+
+
+def test_bad_rows_are_dropped_reported_once_and_the_good_rows_carry_on() -> None:
     exchange = FakeExchange()
-    exchange.fetch_ohlcv = lambda *a, **k: {"error": "unavailable"}
+    good = rows(T0, 8)
+    negative = [T0 + 2 * MINUTE, -100, -99, -101, -100.5, 10]
+    # T0+2m insane; T0+3m twice; then T0+2m (sane) out of order; T0+5m still forming
+    answer = [good[0], good[1], negative, good[3], list(good[3]), good[2], good[4], good[5]]
+    exchange.ohlcv[BTC] = answer
+    seen, report = refusals()
+    feed = CandleFeed(exchange, [BTC], "1m", history=10, clock=clock_at(T0 + 6 * MINUTE), refused=report)
+    history = feed.history(BTC)
+    assert [c.open_time for c in history.candles] == [T0, T0 + MINUTE, T0 + 3 * MINUTE, T0 + 4 * MINUTE]
+    assert [(r.open_time, r.detail.split(":")[0]) for r in seen] == [
+        (T0 + 2 * MINUTE, "low -101 is not positive"),
+        (T0 + 3 * MINUTE, "time does not increase (after 1800000180000)"),
+        (T0 + 2 * MINUTE, "time does not increase (after 1800000180000)"),
+    ]
+    exchange.ohlcv[BTC] = [*answer, good[6], good[7]]
+    live = feed.poll(BTC)
+    assert live is not None and [c.open_time for c in live.candles] == [T0 + 5 * MINUTE, T0 + 6 * MINUTE]
+    feed.history(BTC)  # the same bad rows again: not reported again
+    assert len(seen) == 3
+
+
+def test_a_refused_newest_row_does_not_hold_back_the_last_closed_candle() -> None:
+    exchange = FakeExchange()
+    exchange.ohlcv[BTC] = [*rows(T0, 3), [T0 + 3 * MINUTE, 100, 99, 101, 100, 1]]  # the forming row is insane
+    seen, report = refusals()
+    feed = CandleFeed(exchange, [BTC], "1m", history=10, clock=clock_at(T0 + 3 * MINUTE), refused=report)
+    assert [c.open_time for c in feed.history(BTC).candles] == [T0, T0 + MINUTE, T0 + 2 * MINUTE]
+    assert len(seen) == 1
+
+
+def test_a_candle_from_the_future_is_refused_and_does_not_block_the_feed() -> None:
+    exchange = FakeExchange()
+    future = [T0 + 1000 * MINUTE, 100, 101, 99, 100, 1]
+    exchange.ohlcv[BTC] = [*rows(T0, 3), future]
+    seen, report = refusals()
+    now = [T0 + 3 * MINUTE]
+    feed = CandleFeed(exchange, [BTC], "1m", history=10, clock=lambda: now[0], refused=report)
+    assert [c.open_time for c in feed.history(BTC).candles] == [T0, T0 + MINUTE, T0 + 2 * MINUTE]
+    assert [r.detail.split(":")[0] for r in seen] == ["time is in the future (exchange time 1800000180000)"]
+    exchange.ohlcv[BTC] = [*rows(T0, 5), future]
+    now[0] = T0 + 5 * MINUTE
+    live = feed.poll(BTC)
+    assert live is not None and [c.open_time for c in live.candles] == [T0 + 3 * MINUTE, T0 + 4 * MINUTE]
+
+
+# --- the actor keeps running, and says what it refused ------------------------------------------
+
+
+def test_market_data_keeps_running_and_records_events_when_the_exchange_returns_garbage() -> None:
+    exchange = FakeExchange()
+    events, event_inbox = start_recorder()
     target, inbox = start_recorder()
-    feed = CandleFeed(exchange, [BTC], "1m", history=5)
-    actor = MarketDataActor.start(feed, target, tick_interval_s=3600)
+    feed = CandleFeed(exchange, [BTC], "1m", history=5, clock=clock_at(T0 + 3 * MINUTE))
+    actor = MarketDataActor.start(feed, target, tick_interval_s=3600, events=events)
+    actor.ask(Ping(), timeout=5)
+    exchange.fetch_ohlcv = lambda *a, **k: {"error": "unavailable"}  # not a list
     actor.tell(SendHistory(symbol=BTC))
-    exchange.fetch_ohlcv = lambda *a, **k: [[T0, None, 1, 1, 1, 1]]
+    [first] = event_inbox.wait_for(Event)
+    assert first.reason is BAD_DATA and first.symbol == BTC and "unreadable OHLCV answer" in first.detail
+    exchange.fetch_ohlcv = lambda *a, **k: "<!DOCTYPE html><html>cloudflare</html>"
+    actor.tell(SendHistory(symbol=BTC))  # the same failure streak: no second event
+    exchange.fetch_ohlcv = lambda *a, **k: [[T0, None, 1, 1, 1, 1], [T0 + MINUTE, -5, -4, -6, -5, 1]]
     actor.tell(SendHistory(symbol=BTC))
+    refused = event_inbox.wait_for(Event, 3)[1:]
+    assert [e.reason for e in refused] == [BAD_DATA, BAD_DATA]
+    assert "open is not a number" in refused[0].detail and "not positive" in refused[1].detail
     exchange.ohlcv[BTC] = rows(T0, 3)
     del exchange.fetch_ohlcv  # back to the working method
     actor.tell(SendHistory(symbol=BTC))
-    assert len(inbox.wait_for(Candles)[0].candles) == 2
+    assert [c.open_time for c in inbox.wait_for(Candles)[0].candles] == [T0, T0 + MINUTE]
+    assert actor.ask(Ping(), timeout=5) is True
+    assert all(len(m.candles) for m in inbox.received(Candles))  # nothing empty, nothing bad was sent on
+
+
+def test_an_exchange_error_is_an_unavailable_event_and_not_a_death() -> None:
+    import ccxt
+
+    exchange = FakeExchange()
+    events, event_inbox = start_recorder()
+    target, _ = start_recorder()
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise ccxt.ExchangeNotAvailable("krakenfutures 503")
+
+    exchange.fetch_ohlcv = down
+    feed = CandleFeed(exchange, [BTC], "1m", history=5, clock=clock_at(T0 + 3 * MINUTE))
+    actor = MarketDataActor.start(feed, target, tick_interval_s=3600, events=events)
+    actor.tell(Tick(name="candles"))
+    [event] = event_inbox.wait_for(Event)
+    assert event.reason.value == "EXCHANGE_UNAVAILABLE" and "ExchangeNotAvailable" in event.detail
+    assert actor.ask(Ping(), timeout=5) is True
+
+
+# --- through the running system: the symbol actor never sees the bad candle ------------------------
+
+BAD_TIMES = {T0 + 5 * MINUTE, T0 + 6 * MINUTE, T0 + 7 * MINUTE}
+
+
+class EnterOnBadCandles(Strategy):
+    """Enters long whenever the newest candle is one of the bad ones (as a strategy would on a wild price)."""
+
+    name = "enter-on-bad"
+    Params = StrategyParams
+    seen: list[int] = []  # noqa: RUF012 - one list per test, reset in the test
+
+    @property
+    def warmup(self) -> int:
+        return 1
+
+    def decide(self, candles: Sequence[Candle], position: PositionSide) -> SignalKind | None:
+        EnterOnBadCandles.seen.extend(c.open_time for c in candles)  # the whole window it decides on
+        return SignalKind.ENTER_LONG if candles[-1].open_time in BAD_TIMES else None
+
+
+def test_negative_nan_and_inconsistent_candles_never_reach_the_symbol_actor(start_system: StartSystem) -> None:
+    EnterOnBadCandles.seen = []
+    exchange = FakeExchange()
+    exchange.ohlcv[BTC] = rows(T0, 5)
+    now = [T0 + 5 * MINUTE]
+    system = start_system(exchange, public_exchange=exchange, candle_clock=lambda: now[0],
+                          strategy_factory=lambda symbol: EnterOnBadCandles(StrategyParams()),
+                          market_data_interval_s=3600, config=make_config())
+    assert system.market_data is not None
+    system.market_data.ask(Ping(), timeout=5)  # the first tick (history) has been handled
+    [before] = system.symbol_actors().values()
+    negative = [T0 + 5 * MINUTE, -70_000, -69_000, -71_000, -70_500, 3]
+    exchange.ohlcv[BTC] = [*rows(T0, 5), negative, *rows(T0 + 6 * MINUTE, 1)]  # the bad one is the newest closed
+    now[0] = T0 + 6 * MINUTE
+    system.market_data.tell(Tick(name="candles"))
+    system.market_data.ask(Ping(), timeout=5)
+    settle(system)
+    exchange.ohlcv[BTC] = [
+        *rows(T0, 5),
+        negative,
+        [T0 + 6 * MINUTE, float("nan"), 101, 99, 100, 3],  # NaN
+        [T0 + 7 * MINUTE, 100, 90, 110, 100, 3],  # high below low
+        *rows(T0 + 8 * MINUTE, 2),  # a good closed candle, then the forming one
+    ]
+    now[0] = T0 + 9 * MINUTE
+    system.market_data.tell(Tick(name="candles"))
+    system.market_data.ask(Ping(), timeout=5)
+    settle(system)
+    [after] = system.symbol_actors().values()
+    assert after is before and after.is_alive()  # the same actor: it did not die and was not restarted
+    assert after.ask(GetStatus(), timeout=5).restarts == 0
+    assert T0 + 8 * MINUTE in EnterOnBadCandles.seen  # the feed carried on with the good rows
+    assert not BAD_TIMES & set(EnterOnBadCandles.seen)  # no signal could come from a bad candle
+    assert exchange.create_calls == []
+    assert system.persistence is not None
+    recorded = system.persistence.ask(QueryEvents(symbol=BTC, reason=BAD_DATA.value), timeout=5)
+    assert len(recorded) == 3
+    assert all("candle refused" in e.detail for e in recorded)
+    assert system.market_data.is_alive()
