@@ -804,6 +804,14 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
         if self.timers:
             self.timers.stop()
 
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        """Stop the poll timer and report the death to the wiring: a core actor never dies silently."""
+        if self.timers:
+            self.timers.stop()
+        from actors.system import report_core_failure
+
+        report_core_failure(self, exception_value)
+
     def on_receive(self, message: Any) -> Any:
         match message:
             case PlaceOrder():

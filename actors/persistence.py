@@ -3,16 +3,22 @@
 Asks that need durability (claim an intent, set control state) are written at once, in their own
 transaction, before the answer goes back. Tells (events, order updates) are gathered: every write
 that arrives before the actor gets to them is committed in one transaction.
+
+A write that fails is retried every `retry_interval_s`; a database that refuses every write for
+`give_up_after_s` (locked, read-only, corrupt, gone) stops the actor, and with it the process: a
+process that cannot claim intents cannot trade, and must not run on as if it could.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import peewee
 import pykka
 from loguru import logger
 
+from actors.timers import ActorTimers
 from messages import (
     AbandonIntent,
     ClaimIntent,
@@ -29,37 +35,97 @@ from messages import (
     QueryPnl,
     RecordSends,
     SetControl,
+    Tick,
 )
 from persistence import StorageError, Store, describe_database
 
 MAX_PENDING_WRITES = 100_000  # beyond this, the oldest unwritten events are dropped (and said so)
+DATABASE_GIVE_UP_S = 20.0  # a database that refuses every write this long stops the process
+WRITE_RETRY_S = 1.0
+
+
+def _is_told(message: Any) -> bool:
+    """True for the messages this actor only ever gets by `tell` (a claim with a reply future is told)."""
+    if isinstance(message, (ClaimIntent, RecordSends)):
+        return message.reply is not None
+    return isinstance(message, (Event, OrderUpdate, AbandonIntent, Flush, Tick))
+
+
+class DatabaseUnusable(RuntimeError):
+    """The database refused every write for too long: the persistence actor (and the process) stops."""
+
+
+class WriteFailures:
+    """When writes started failing; whether it is time to give up. Plain logic, clock injectable."""
+
+    def __init__(self, give_up_after_s: float, clock: Any = time.monotonic) -> None:
+        self.give_up_after_s = give_up_after_s
+        self.clock = clock
+        self.since: float | None = None
+
+    def failed(self) -> float:
+        """Record a failed write; return for how long writes have been failing."""
+        now = self.clock()
+        if self.since is None:
+            self.since = now
+        return now - self.since
+
+    def succeeded(self) -> bool:
+        """Record a successful write; True if it ends a run of failures."""
+        ended = self.since is not None
+        self.since = None
+        return ended
+
+    def exhausted(self) -> bool:
+        """True once writes have been failing for `give_up_after_s`."""
+        return self.since is not None and self.clock() - self.since >= self.give_up_after_s
 
 
 class PersistenceActor(pykka.ThreadingActor):
     """Owns the database connection; answers queries and writes in batches."""
 
-    def __init__(self, database: peewee.Database) -> None:
+    def __init__(self, database: peewee.Database, *, give_up_after_s: float = DATABASE_GIVE_UP_S,
+                 retry_interval_s: float = WRITE_RETRY_S) -> None:
         super().__init__()
         self.database = database
         self.store = Store(database)
         self._pending: list[Event | OrderUpdate | ClaimIntent | RecordSends] = []
         self._flush_scheduled = False
+        self.failures = WriteFailures(give_up_after_s)
+        self.retry_interval_s = retry_interval_s
+        self.timers: ActorTimers | None = None
+        self._retry_scheduled = False
 
     def on_start(self) -> None:
         self.store.open()
+        self.timers = ActorTimers("persistence")
         logger.info("persistence: {} (schema version {})", describe_database(self.database), self.store.schema_version())
 
     def on_stop(self) -> None:
+        if self.timers:
+            self.timers.stop()
         self._flush()
         if self._pending:
             logger.error("persistence: {} writes could not be stored at shutdown", len(self._pending))
         self.store.close()
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        logger.opt(exception=(exception_type, exception_value, traceback)).critical("persistence actor died")
-        self.store.close()
+        """Close the database and report the death to the wiring: a core actor never dies silently."""
+        if self.timers:
+            self.timers.stop()
+        if self._pending:
+            logger.error("persistence: {} writes were not stored when the actor died", len(self._pending))
+        try:
+            self.store.close()
+        except Exception:  # noqa: BLE001 - the death must be reported whatever the database does
+            logger.exception("persistence: closing the database after the failure failed")
+        from actors.system import report_core_failure
+
+        report_core_failure(self, exception_value)
 
     def on_receive(self, message: Any) -> Any:
+        if _is_told(message) and self.failures.exhausted():
+            self._give_up(message)  # only a told message may stop the actor (an ask's error goes to its caller)
         match message:
             case ClaimIntent(reply=reply) | RecordSends(reply=reply) if reply is not None:
                 self._pending.append(message)
@@ -86,6 +152,14 @@ class PersistenceActor(pykka.ThreadingActor):
             case Flush():
                 self._flush_scheduled = False
                 self._flush()
+                if self.failures.exhausted():
+                    self._give_up(message)
+                return None
+            case Tick(name="retry-writes"):
+                self._retry_scheduled = False
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self.actor_ref.tell(Flush())
                 return None
         # Everything below is an ask: write what is pending first, so answers see every earlier tell.
         self._flush()
@@ -137,13 +211,18 @@ class PersistenceActor(pykka.ThreadingActor):
         try:
             results = self.store.apply_batch(batch)
         except (StorageError, peewee.PeeweeException) as exc:
+            failing = self.failures.failed()
             logger.error(
                 "persistence: writing {} records failed ({}); claims refused (no order is sent), other records "
-                "kept in memory to retry. Check the disk and the database at {}",
+                "kept in memory to retry. Check the disk and the database at {} (failing for {:.0f}s; the "
+                "process stops after {:.0f}s)",
                 len(batch),
                 exc,
                 describe_database(self.database),
+                failing,
+                self.failures.give_up_after_s,
             )
+            self._schedule_retry()
             for item in batch:  # a claim or send record that could not be stored is refused now, never retried
                 if isinstance(item, (ClaimIntent, RecordSends)) and item.reply is not None:
                     item.reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
@@ -153,10 +232,31 @@ class PersistenceActor(pykka.ThreadingActor):
                 kept = kept[dropped:]
                 logger.error("persistence: dropped the {} oldest unwritten records", dropped)
             self._pending = kept
+            if not kept:  # nothing left to retry: no evidence of how long the database stays unusable
+                self.failures.succeeded()
             return
         self._pending = []
+        if self.failures.succeeded():
+            logger.info("persistence: the database takes writes again")
         for item, result in zip(batch, results, strict=True):
             if isinstance(item, ClaimIntent) and item.reply is not None:
                 item.reply.set(result)
             elif isinstance(item, RecordSends) and item.reply is not None:
                 item.reply.set(True)
+
+    def _give_up(self, message: Any) -> None:
+        """Refuse what waits for an answer, then raise: the actor stops and reports its death."""
+        error = DatabaseUnusable(
+            f"the database at {describe_database(self.database)} refused every write for "
+            f"{self.failures.give_up_after_s:.0f}s; {len(self._pending)} records not stored"
+        )
+        for item in [*self._pending, message]:
+            reply = getattr(item, "reply", None)
+            if isinstance(item, (ClaimIntent, RecordSends)) and reply is not None:
+                reply.set_exception(exc_info=(DatabaseUnusable, error, None))
+        raise error
+
+    def _schedule_retry(self) -> None:
+        if self.timers is not None and not self._retry_scheduled:
+            self._retry_scheduled = True
+            self.timers.after(self.retry_interval_s, self.actor_ref, Tick(name="retry-writes"))

@@ -142,6 +142,17 @@ class PortfolioActor(pykka.ThreadingActor):
                 except pykka.Timeout:
                     logger.error("{} symbol actor did not stop in time", symbol)
 
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        """Stop the timers and the symbol actors, and report the death: a core actor never dies silently."""
+        if self.timers:
+            self.timers.stop()
+        for ref in self.actors.values():
+            if ref is not None:
+                ref.stop(block=False)  # no orphan keeps trading without its supervisor
+        from actors.system import report_core_failure
+
+        report_core_failure(self, exception_value)
+
     def _start_symbol(self, symbol: str, restarts: int) -> pykka.ActorRef[Any] | None:
         since = now_ms() - self.settings.retention_ms
         bootstrap = self.persistence.ask(LoadSymbol(symbol=symbol, since=since), timeout=self.settings.ask_timeout_s)

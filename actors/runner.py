@@ -3,19 +3,26 @@
 Ctrl-C or SIGTERM: the feeds stop first (no new signals), orders in flight get a bounded time to
 resolve, the actors stop in reverse order, the database is flushed, the lock is released. A second
 start on the same storage or database is refused and names the running one.
+
+A core actor (persistence, gateway, portfolio, market data) that dies - reported by its `on_failure`,
+failing in `on_start`, or found stopped by the heartbeat - stops the process the same way, and
+`run_trading` returns EXIT_CORE_ACTOR_DIED with a last line that says so: a process supervisor restarts
+the process and reconciliation carries on at the next start. Never a process that runs without trading.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import ccxt
+import pykka
 from loguru import logger
 
-from actors.system import TradingSystem
+from actors.system import CoreActorDeath, CoreActorDied, TradingSystem
 from configuration import LoadedConfig, setup_logging
 from control import ControlError, start_control_endpoint
 from exchange import load_market_specs, make_kraken_client
@@ -24,9 +31,16 @@ from exchange.clock import ServerClock
 from exchange.markets import UnknownSymbolError
 from exchange.modes import CredentialsError, ExchangeEndpoint, open_endpoint
 from messages import PortfolioStatus, Shutdown
-from persistence import AlreadyRunningError, DatabaseUrlError, InstanceLock, SchemaVersionError
+from persistence import (
+    AlreadyRunningError,
+    DatabaseUrlError,
+    InstanceLock,
+    SchemaVersionError,
+)
 
 IN_FLIGHT_WAIT_S = 10.0
+HEARTBEAT_S = 1.0  # how often the run checks that every core actor is alive
+EXIT_CORE_ACTOR_DIED = 70  # sysexits' EX_SOFTWARE: restart me (2 is a start-up/configuration refusal)
 
 
 def status_line(status: PortfolioStatus) -> str:
@@ -71,6 +85,19 @@ class TradingProcess:
         self.system: TradingSystem | None = None
         self.control_server: Any = None
         self.stopping = threading.Event()
+        self.death: CoreActorDeath | None = None
+
+    def _on_fatal(self, death: CoreActorDeath) -> None:
+        """A core actor died (told from its thread): wake the run, which stops everything."""
+        if self.death is None:
+            self.death = death
+        self.stopping.set()
+
+    def check_core(self) -> CoreActorDeath | None:
+        """The heartbeat: a dead core actor found here takes the same path as one reported by on_failure."""
+        if self.death is None and self.system is not None:
+            self.system.check_core()
+        return self.death
 
     def start(self) -> None:
         """Take the lock, open the exchange, start the actors and the control endpoint."""
@@ -85,17 +112,20 @@ class TradingProcess:
         markets = self._retry("loading the market list", lambda: load_market_specs(public, cfg.trading.symbols))
         private.set_markets(public.markets, public.currencies)  # one listing, no second request
         interval = cfg.trading.tick_interval_s
+        rate = 1.0
         if self.endpoint.simulator is not None:  # ticks are in market time; the paper clock runs faster
             interval = max(0.25, interval / cfg.paper.speed)
+            rate = cfg.paper.speed
         self.system = TradingSystem(
             config=cfg,
             database_url=self.loaded.database_url,
             private_exchange=private,
             public_exchange=public,
             markets=markets,
-            candle_clock=ServerClock(public),
+            candle_clock=ServerClock(public, rate=rate),
             budget=CostBudget(),
             market_data_interval_s=interval,
+            on_fatal=self._on_fatal,
         ).start()
         self.control_server = start_control_endpoint(self, self.loaded)
         logger.info(
@@ -141,24 +171,39 @@ class TradingProcess:
     # --- stopping ---------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop the endpoint and the feeds, wait for orders in flight, stop actors in reverse, release the rest."""
+        """Stop the endpoint and the feeds, wait for orders in flight, stop actors in reverse, release the rest.
+
+        Every step runs even if an earlier one fails (a dead actor must not keep the rest running).
+        """
         if self.control_server is not None:
-            self.control_server.stop()
+            self._step("stopping the control endpoint", self.control_server.stop)
             self.control_server = None
-        if self.system is not None:
-            self.system.stop_feeds()
-            if self.system.gateway is not None:
-                left = self.system.wait_in_flight(IN_FLIGHT_WAIT_S)
+        system = self.system
+        if system is not None:
+            self._step("stopping the feeds", system.stop_feeds)
+            if system.gateway is not None and system.gateway.is_alive():
+                left = self._step("waiting for orders in flight", lambda: system.wait_in_flight(IN_FLIGHT_WAIT_S))
                 if left:
-                    logger.warning("{} orders still unresolved at shutdown: the next start resolves them first", left)
-            self.system.stop()
+                    logger.warning("{} orders still unresolved at shutdown: the next start resolves them first",
+                                   "some" if left < 0 else left)
+            self._step("stopping the actors", system.stop)
             self.system = None
+        # Whatever a dead supervisor left behind (its symbol actors) stops too: actor threads are not daemons.
+        self._step("stopping the remaining actors", lambda: pykka.ActorRegistry.stop_all(timeout=10))
         if self.endpoint is not None:
-            self.endpoint.close()
+            self._step("closing the exchange", self.endpoint.close)
             self.endpoint = None
         if self.lock is not None:
-            self.lock.release()
+            self._step("releasing the lock", self.lock.release)
             self.lock = None
+
+    @staticmethod
+    def _step(what: str, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except Exception:  # noqa: BLE001 - shutdown goes on
+            logger.exception("shutdown: {} failed", what)
+            return None
 
 
 def run_trading(
@@ -179,6 +224,9 @@ def run_trading(
     try:
         try:
             process.start()
+        except CoreActorDied as exc:
+            process.death = exc.death
+            return _fatal(process)
         except AlreadyRunningError as exc:
             logger.error("{}", exc)
             return 2
@@ -199,18 +247,36 @@ def run_trading(
             return 2
         if on_started is not None:
             on_started(process)
-        while not process.stopping.wait(status_interval_s):
-            try:
-                logger.info("{}", status_line(process.status()))
-            except Exception as exc:
-                logger.warning("status unavailable: {!r}", exc)
+        next_status = time.monotonic() + status_interval_s
+        while not process.stopping.wait(min(HEARTBEAT_S, max(0.0, next_status - time.monotonic()))):
+            if process.check_core() is not None:
+                break
+            if time.monotonic() >= next_status:
+                next_status = time.monotonic() + status_interval_s
+                try:
+                    logger.info("{}", status_line(process.status()))
+                except Exception as exc:  # noqa: BLE001 - the heartbeat above decides about dead actors
+                    logger.warning("status unavailable: {!r}", exc)
+        if process.check_core() is not None:
+            return _fatal(process)
         logger.info("stopping: feeds first, then orders in flight (up to {:.0f}s), then the actors", IN_FLIGHT_WAIT_S)
-        return 0
-    finally:
         started = process.system is not None
         process.stop()
         if started:
             logger.info("stopped")
+        return 0
+    finally:
+        process.stop()  # idempotent: a no-op after a clean or fatal stop, the safety net after an exception
 
 
-__all__ = ["TradingProcess", "run_trading", "status_line"]
+def _fatal(process: TradingProcess) -> int:
+    """Stop everything in reverse order, log the FATAL line last, return EXIT_CORE_ACTOR_DIED."""
+    death = process.death
+    assert death is not None
+    logger.error("stopping everything: the {} actor died", death.label)
+    process.stop()
+    logger.critical("{}", death.fatal_line())
+    return EXIT_CORE_ACTOR_DIED
+
+
+__all__ = ["EXIT_CORE_ACTOR_DIED", "TradingProcess", "run_trading", "status_line"]

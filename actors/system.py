@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -13,8 +15,13 @@ from loguru import logger
 
 from actors.gateway import ConnectGateway, ExchangeGatewayActor, GatewaySettings
 from actors.market_data import CandleFeed, MarketDataActor
-from actors.persistence import PersistenceActor
-from actors.portfolio import ConnectMarketData, GetSymbolActors, PortfolioActor, PortfolioSettings
+from actors.persistence import DATABASE_GIVE_UP_S, PersistenceActor
+from actors.portfolio import (
+    ConnectMarketData,
+    GetSymbolActors,
+    PortfolioActor,
+    PortfolioSettings,
+)
 from actors.risk import RiskBook, RiskLimits
 from actors.supervision import RestartPolicy
 from actors.symbol import ActorPorts, SymbolSettings, SymbolTrader
@@ -22,10 +29,10 @@ from configuration import AppConfig
 from exchange.budget import CostBudget
 from messages import (
     CancelOrders,
+    ControlReply,
     Event,
     EventKind,
     Flatten,
-    ControlReply,
     GetInFlight,
     GetStatus,
     Halt,
@@ -34,6 +41,8 @@ from messages import (
     Ping,
     PortfolioStatus,
     QueryPnl,
+    Reason,
+    Resolve,
     Resume,
     SymbolBootstrap,
     SymbolState,
@@ -75,6 +84,69 @@ def make_trader_factory(config: AppConfig, strategy_factory: Any = None) -> Any:
 
 CANCEL_TIMEOUT_S = 60.0  # cancels wait for Kraken's cost budget: 10 units each
 
+# The core actors, in start order (stopped in reverse). Each one's death stops the process.
+CORE_ACTORS: tuple[str, ...] = ("persistence", "gateway", "portfolio", "market_data")
+CORE_LABELS = {"persistence": "persistence", "gateway": "exchange gateway", "portfolio": "portfolio",
+               "market_data": "market-data"}
+_CLASS_ROLES = {"PersistenceActor": "persistence", "ExchangeGatewayActor": "gateway", "PortfolioActor": "portfolio",
+                "MarketDataActor": "market_data"}
+
+
+@dataclass(frozen=True)
+class CoreActorDeath:
+    """A core actor stopped without being asked to: the process must stop so a supervisor restarts it."""
+
+    actor: str  # one of CORE_ACTORS
+    detail: str  # the exception, or how the death was found
+
+    @property
+    def label(self) -> str:
+        """The actor's name for people: 'exchange gateway', 'portfolio', ..."""
+        return CORE_LABELS.get(self.actor, self.actor)
+
+    def fatal_line(self) -> str:
+        """The process's last log line."""
+        return (f"FATAL: the {self.label} actor died ({self.detail}); stopping so a process supervisor restarts "
+                "this process — reconciliation carries on at the next start")
+
+
+class CoreActorDied(RuntimeError):
+    """A core actor died (or failed to start): the trading system cannot trade and must be restarted."""
+
+    def __init__(self, death: CoreActorDeath) -> None:
+        super().__init__(f"the {death.label} actor died ({death.detail})")
+        self.death = death
+
+
+_watch_lock = threading.Lock()
+_watched: dict[str, tuple[weakref.ref[TradingSystem], str]] = {}  # actor URN -> (owner, role)
+
+
+def describe_exception(exc: BaseException | None) -> str:
+    """`TypeName: message`, one line, bounded."""
+    if exc is None:
+        return "no exception"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def report_core_failure(actor: pykka.Actor, exc: BaseException | None) -> None:
+    """Called from a core actor's `on_failure`: tell the trading system that owns it, the one place that decides.
+
+    Never raises (pykka would only log it): an unknown actor is logged and otherwise ignored.
+    """
+    try:
+        with _watch_lock:
+            owner_ref, role = _watched.get(actor.actor_urn, (None, _CLASS_ROLES.get(type(actor).__name__, "")))
+        owner = owner_ref() if owner_ref is not None else None
+        death = CoreActorDeath(role or type(actor).__name__, describe_exception(exc))
+        if owner is None:
+            logger.critical("the {} actor died ({}) outside a running trading system", death.label, death.detail)
+            return
+        owner.core_died(death)
+    except Exception:  # noqa: BLE001 - on_failure must not fail
+        logger.exception("could not report the death of {}", actor)
+
 
 @dataclass
 class TradingSystem:
@@ -92,6 +164,10 @@ class TradingSystem:
     market_data_interval_s: float | None = None  # default: trading.tick_interval_s
     poll_interval_s: float = 1.0
     gateway_overrides: dict[str, Any] = field(default_factory=dict)  # GatewaySettings fields (tests)
+    on_fatal: Callable[[CoreActorDeath], None] | None = None  # told once, from the dying actor's thread
+    database_give_up_s: float = DATABASE_GIVE_UP_S  # a database refusing every write this long stops the process
+    death: CoreActorDeath | None = field(default=None, init=False)
+    fatal: threading.Event = field(default_factory=threading.Event, init=False)
     persistence: pykka.ActorRef[Any] | None = field(default=None, init=False)
     gateway: pykka.ActorRef[Any] | None = field(default=None, init=False)
     portfolio: pykka.ActorRef[Any] | None = field(default=None, init=False)
@@ -109,21 +185,30 @@ class TradingSystem:
     def _start(self) -> None:
         cfg = self.config
         database = open_database(self.database_url, sqlite_synchronous=cfg.database.sqlite_synchronous)
-        self.persistence = PersistenceActor.start(database)
+        self.persistence = PersistenceActor.start(database, give_up_after_s=self.database_give_up_s)
+        self._watch(self.persistence, "persistence")
         self._ensure_running(self.persistence, "persistence")
         self.gateway = ExchangeGatewayActor.start(
             self.private_exchange,
-            settings=GatewaySettings(
-                fail_open=cfg.exchange.open_order_check == "fail-open",
-                poll_interval_s=self.poll_interval_s,
-                limit_timeout_s=cfg.trading.limit_timeout_s,
-                resend_max_age_s=cfg.exchange.resend_max_age_s,
+            settings=GatewaySettings(**{
+                "fail_open": cfg.exchange.open_order_check == "fail-open",
+                "poll_interval_s": self.poll_interval_s,
+                "limit_timeout_s": cfg.trading.limit_timeout_s,
+                "resend_max_age_s": cfg.exchange.resend_max_age_s,
+                "process_before_s": cfg.exchange.process_before_s,
+                "clock_skew_s": cfg.exchange.clock_skew_s,
+                "history_lag_s": cfg.exchange.history_lag_s,
+                "clock_rate": float(getattr(self.candle_clock, "rate", 1.0)),
+                "pyramiding": cfg.trading.pyramiding,
                 **self.gateway_overrides,
-            ),
+            }),
             budget=self.budget,
             symbols=list(self.markets),
+            exchange_clock=self.candle_clock,
+            ask_timeout_s=self.ask_timeout_s,
         )
-        self._ensure_running(self.gateway, "exchange gateway")
+        self._watch(self.gateway, "gateway")
+        self._ensure_running(self.gateway, "gateway")
         restart = cfg.supervision
         self.portfolio = PortfolioActor.start(
             markets=self.markets,
@@ -151,6 +236,7 @@ class TradingSystem:
             persistence=self.persistence,
             gateway=self.gateway,
         )
+        self._watch(self.portfolio, "portfolio")
         self.gateway.tell(ConnectGateway(portfolio=self.portfolio, persistence=self.persistence))
         self._ensure_running(self.portfolio, "portfolio")
         if self.public_exchange is not None:
@@ -165,7 +251,9 @@ class TradingSystem:
                 clock=self.candle_clock,
             )
             interval = self.market_data_interval_s or cfg.trading.tick_interval_s
-            self.market_data = MarketDataActor.start(feed, self.portfolio, interval)
+            self.market_data = MarketDataActor.start(feed, self.portfolio, interval, events=self.persistence)
+            self._watch(self.market_data, "market_data")
+            self._ensure_running(self.market_data, "market_data")
             self.portfolio.tell(ConnectMarketData(market_data=self.market_data))
         logger.info("trading system started: {} symbols", len(self.markets))
 
@@ -175,19 +263,60 @@ class TradingSystem:
         return build_strategy(self.config.strategy.name, self.config.strategy.params)
 
     def _ensure_running(self, ref: pykka.ActorRef[Any], name: str) -> None:
+        """Ping a freshly started actor: pykka reports an `on_start` failure only by stopping it."""
+        death = CoreActorDeath(name, "it stopped while starting; see the log above for why")
         if not ref.is_alive():
-            raise RuntimeError(f"the {name} actor stopped while starting; see the log above for why")
+            raise CoreActorDied(death)
         try:
             ref.ask(Ping(), timeout=self.ask_timeout_s * 2)
         except pykka.ActorDeadError:
-            raise RuntimeError(f"the {name} actor stopped while starting; see the log above for why") from None
+            raise CoreActorDied(death) from None
+        except pykka.Timeout:
+            raise CoreActorDied(CoreActorDeath(name, f"it did not answer within {self.ask_timeout_s * 2:.0f}s "
+                                                     "of starting")) from None
+
+    # --- core actors cannot die silently -----------------------------------------------------
+
+    def _watch(self, ref: pykka.ActorRef[Any], role: str) -> None:
+        with _watch_lock:
+            _watched[ref.actor_urn] = (weakref.ref(self), role)
+
+    def _unwatch(self, ref: pykka.ActorRef[Any]) -> None:
+        with _watch_lock:
+            _watched.pop(ref.actor_urn, None)
+
+    def core_died(self, death: CoreActorDeath) -> None:
+        """Record the first core actor death and tell `on_fatal`; quick and safe from any thread."""
+        with _watch_lock:
+            if self.death is not None:
+                return
+            self.death = death
+        logger.error("the {} actor died ({}); the process stops", death.label, death.detail)
+        self.fatal.set()
+        if self.on_fatal is not None:
+            try:
+                self.on_fatal(death)
+            except Exception:  # noqa: BLE001 - the death is recorded in any case
+                logger.exception("on_fatal failed")
+
+    def check_core(self) -> CoreActorDeath | None:
+        """The first core actor found dead (reported like an on_failure), or None; for a periodic heartbeat."""
+        if self.death is not None:
+            return self.death
+        for role in CORE_ACTORS:
+            ref = getattr(self, role)
+            if ref is not None and not ref.is_alive():
+                self.core_died(CoreActorDeath(role, "found stopped by the heartbeat"))
+                return self.death
+        return None
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop market data, portfolio (and symbol actors), gateway, persistence: the reverse of start."""
-        for name in ("market_data", "portfolio", "gateway", "persistence"):
+        for name in reversed(CORE_ACTORS):
             ref = getattr(self, name)
             if ref is None:
                 continue
+            self._unwatch(ref)  # a stop we asked for is not a death
             try:
                 ref.stop(timeout=timeout)
             except pykka.ActorDeadError:
@@ -226,9 +355,55 @@ class TradingSystem:
             "unrealized_pnl": sum(unrealized, Decimal(0)) if unrealized else None,
         })
 
+    def _flatten(self, message: Flatten) -> ControlReply:
+        """Ask each symbol actor to flatten and say, per symbol, what it did (sent, nothing to do, in flight)."""
+        assert self.persistence is not None
+        symbols = [message.symbol] if message.symbol else sorted(self.markets)
+        self.persistence.tell(Event(kind=EventKind.CONTROL, symbol=message.symbol,
+                                    detail=f"flatten {', '.join(symbols)} by {message.source}"))
+        actors = self.symbol_actors()
+        outcomes, ok = [], True
+        for symbol in symbols:
+            ref = actors.get(symbol)
+            if ref is None:
+                outcomes.append(f"{symbol}: not running (restarting, or halted after crashing with its strategy off "
+                                "too: `unhalt` first)")
+                ok = False
+                continue
+            try:
+                decision = ref.ask(message.model_copy(update={"symbol": symbol}), timeout=self.ask_timeout_s)
+            except (pykka.ActorDeadError, pykka.Timeout) as exc:
+                outcomes.append(f"{symbol}: did not answer ({type(exc).__name__}); check status")
+                ok = False
+                continue
+            if decision.intent is not None:
+                outcomes.append(f"{symbol}: flatten sent: {decision.intent.side.value} {decision.intent.amount} "
+                                f"reduce-only market (cliOrdId {decision.intent.client_order_id})")
+            elif decision.reason is Reason.NO_POSITION:
+                outcomes.append(f"{symbol}: nothing to flatten")
+            else:
+                outcomes.append(f"{symbol}: {decision.detail or decision.reason}")
+                ok = ok and decision.reason in (Reason.ORDER_PENDING,)
+        logger.warning("flatten by {}: {}", message.source, "; ".join(outcomes))
+        return ControlReply(ok=ok, detail="; ".join(outcomes), symbols=tuple(symbols))
+
+    def _resolve(self, message: Resolve) -> ControlReply:
+        """The operator checked the exchange: the gateway gives up on undecided orders, the symbol on its doubts."""
+        assert self.gateway is not None and self.persistence is not None
+        self.persistence.tell(Event(kind=EventKind.CONTROL, symbol=message.symbol, reason=Reason.GIVEN_UP,
+                                    detail=f"resolve {message.symbol} by {message.source}"))
+        outcomes = list(self.gateway.ask(message, timeout=CANCEL_TIMEOUT_S) or [])
+        ref = self.symbol_actors().get(message.symbol)
+        if ref is not None:
+            outcomes.append(ref.ask(message, timeout=self.ask_timeout_s))
+        detail = "; ".join(o for o in outcomes if o) or "nothing was blocked"
+        logger.warning("resolve {} by {}: {}", message.symbol, message.source, detail)
+        return ControlReply(ok=True, detail=f"{message.symbol}: {detail}", symbols=(message.symbol,))
+
     def stop_feeds(self) -> None:
         """Stop the market-data actor: no new candles, so no new signals."""
         if self.market_data is not None:
+            self._unwatch(self.market_data)
             try:
                 self.market_data.stop(timeout=10)
             except (pykka.ActorDeadError, pykka.Timeout):
@@ -245,18 +420,26 @@ class TradingSystem:
                 left = self.gateway.ask(GetInFlight(), timeout=max(0.1, deadline - time.monotonic()))
             except pykka.Timeout:
                 return -1
+            except pykka.ActorDeadError:  # the gateway died: the next start resolves what was in flight
+                return -1
             if left == 0 or time.monotonic() >= deadline:
                 return int(left)
             pause.wait(0.2)
 
-    def control(self, message: Pause | Resume | Halt | Unhalt | CancelOrders | Flatten) -> ControlReply:
-        """Apply a control message: through the portfolio, or (cancels) at the gateway; return the reply."""
+    def control(self, message: Pause | Resume | Halt | Unhalt | CancelOrders | Flatten | Resolve) -> ControlReply:
+        """Apply a control message: through the portfolio, at the symbol actors (flatten, resolve) or the gateway
+        (cancels); the reply says what really happened."""
         assert self.portfolio is not None and self.gateway is not None and self.persistence is not None
-        if not isinstance(message, CancelOrders):
-            return self.portfolio.ask(message, timeout=self.ask_timeout_s)
-        if message.symbol is not None and message.symbol not in self.markets:
+        if isinstance(message, (Flatten, Resolve, CancelOrders)) and message.symbol is not None \
+                and message.symbol not in self.markets:
             return ControlReply(ok=False, detail=f"unknown symbol {message.symbol!r}; this system trades "
                                                  f"{', '.join(sorted(self.markets))}")
+        if isinstance(message, Flatten):
+            return self._flatten(message)
+        if isinstance(message, Resolve):
+            return self._resolve(message)
+        if not isinstance(message, CancelOrders):
+            return self.portfolio.ask(message, timeout=self.ask_timeout_s)
         self.persistence.tell(Event(kind=EventKind.CONTROL, symbol=message.symbol,
                                     detail=f"cancel {message.symbol or 'all symbols'} by {message.source}"))
         outcomes = self.gateway.ask(message, timeout=CANCEL_TIMEOUT_S) or ["cancel failed: see the log"]
