@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -48,13 +48,13 @@ def wall_ms() -> int:
 
 def iso(ms: int) -> str:
     """Epoch ms as Kraken's ISO-8601 text."""
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def parse_iso(text: Any) -> int:
     """Kraken's ISO-8601 text as epoch ms (a bad one raises ccxt.BadRequest, as Kraken's invalidArgument)."""
     try:
-        return int(datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp() * 1000)
+        return int(datetime.fromisoformat(str(text)).timestamp() * 1000)
     except ValueError:
         raise ccxt.BadRequest(f"krakenfutures invalidArgument: {text!r} is not a time") from None
 

@@ -12,7 +12,16 @@ from decimal import Decimal
 
 import ccxt
 
-from messages import EventKind, Ping, OrderState, PositionSync, QueryEvents, Reason, Signal, SignalKind
+from messages import (
+    EventKind,
+    OrderState,
+    Ping,
+    PositionSync,
+    QueryEvents,
+    Reason,
+    Signal,
+    SignalKind,
+)
 from tests.conftest import StartSystem, make_config, settle
 from tests.fakes import FakeExchange
 

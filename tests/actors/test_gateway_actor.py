@@ -8,7 +8,12 @@ from typing import Any
 import ccxt
 import pytest
 
-from actors.gateway import ConnectGateway, ExchangeGatewayActor, GatewaySettings, OrderGateway
+from actors.gateway import (
+    ConnectGateway,
+    ExchangeGatewayActor,
+    GatewaySettings,
+    OrderGateway,
+)
 from exchange.private_api import iso_ms
 from messages import (
     OrderIntent,

@@ -109,7 +109,7 @@ def test_resolution_finds_the_order_in_fills_when_status_and_history_do_not_show
 
 def test_resolution_finds_an_unfilled_cancelled_order_in_history() -> None:
     exchange, gw, reports, clock = setup()
-    cancel_at_once = lambda answer: exchange.cancel_outside(answer["sendStatus"]["order_id"])  # noqa: E731
+    cancel_at_once = lambda answer: exchange.cancel_outside(answer["sendStatus"]["order_id"])
     exchange.create_response = answer_lost(ccxt.RequestTimeout("timed out"), then=cancel_at_once)
     gw.place_all([intent(order_type="limit")])
     clock.advance(WINDOW_S + 1)  # not open, not in orders/status any more, no fills: only the history knows
@@ -244,7 +244,7 @@ def test_history_budget_exhausted_waits_for_tokens_and_absence_still_needs_the_h
 
 
 def test_resting_limit_order_is_followed_to_its_fill() -> None:
-    exchange, gw, reports, clock = setup()
+    exchange, gw, reports, _clock = setup()
     gw.place_all([intent(order_type="limit")])
     assert states(reports)[-1] == "ACCEPTED"
     gw.poll()

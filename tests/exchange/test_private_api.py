@@ -155,7 +155,7 @@ def test_history_events_carry_client_id_and_filled_and_show_after_their_lag() ->
 # --- the fake's Kraken rules, as the gateway reads them ------------------------------------
 
 def test_a_client_order_id_is_refused_only_while_its_order_is_open() -> None:
-    exchange, api, clock = setup()
+    exchange, _api, _clock = setup()
     first = order(exchange, price=49_000, clientOrderId="c-1")
     assert first["status"] == "placed"
     assert order(exchange, price=49_000, clientOrderId="c-1")["status"] == "clientOrderIdAlreadyExist"
@@ -191,7 +191,7 @@ def test_orders_status_shows_a_closed_order_for_five_seconds_only() -> None:
 
 
 def test_a_market_order_fills_in_full_unless_the_book_is_thin() -> None:
-    exchange, api, _ = setup()
+    exchange, _api, _ = setup()
     full = order(exchange, amount=0.002)
     assert [e["type"] for e in full["orderEvents"]] == ["EXECUTION"]
     exchange.depth[BTC] = 0.0005
@@ -213,7 +213,7 @@ def test_a_reduce_only_order_that_would_not_reduce_is_rejected_and_one_too_large
 
 
 def test_the_request_ccxt_builds_is_what_the_fake_reads() -> None:
-    exchange, api, clock = setup()
+    _exchange, api, clock = setup()
     h = intent_hash(BTC, 1, SignalKind.ENTER_LONG, Decimal(100))
     intent = OrderIntent(intent_hash=h, client_order_id=client_order_id_for(h), symbol=BTC,
                          kind=SignalKind.ENTER_LONG, side=Side.BUY, candle_time=1, notional=Decimal(100),
