@@ -1,6 +1,6 @@
 """The actors: one module per actor, plain logic classes they wrap, and the wiring that starts them."""
 
-from actors.gateway import ExchangeGatewayActor, OrderGateway, classify_send_error
+from actors.gateway import ExchangeGatewayActor, OrderGateway
 from actors.market_data import CandleFeed, MarketDataActor, SendHistory
 from actors.persistence import PersistenceActor
 from actors.portfolio import GetSymbolActors, PortfolioActor, PortfolioSettings
@@ -31,6 +31,5 @@ __all__ = [
     "SymbolSettings",
     "SymbolTrader",
     "TradingSystem",
-    "classify_send_error",
     "make_trader_factory",
 ]

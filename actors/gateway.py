@@ -1,33 +1,33 @@
 """The exchange gateway: the only caller of Kraken's private endpoints; the order lifecycle lives here.
 
-For each batch of PlaceOrder commands that arrive together:
-    L4: one `fetch_open_orders` for the account -> any open order for symbol+side blocks an entry
-        (check failed: fail-closed refuses with EXCHANGE_UNAVAILABLE, fail-open sends and says so)
-    -> report SUBMITTED -> `create_order` (one) or `create_orders` (batchorder, several) with each
-       intent's client order id
-    -> report ACCEPTED / FILLED / REJECTED (the exchange said no) / UNKNOWN (time-out, dropped
-       connection, 5xx, 429, garbage: never re-sent on a guess)
-Afterwards, on every poll:
-    UNKNOWN orders are resolved by client order id: `orders/status` (closed orders show there for
-    5 s only), fills (which carry cliOrdId), then order history. Proven absent (nothing anywhere,
-    looked up at least `absent_grace_s` after the send) and still fresh: re-sent with the SAME
-    client order id (Kraken answers clientOrderIdAlreadyExist if it exists after all); too old or
-    sent too often: NOT_PLACED. Never a new id for the same intent.
-    Accepted orders are followed through fills and open orders until final; unfilled limit orders
-    are cancelled after their time-out.
-Reconcile: unfinished intents from the database are resolved the same way, open orders the
-database does not know are adopted as EXTERNAL, and positions are read.
+A send (every send carries Kraken's `processBefore`, a few seconds ahead on the exchange's clock):
+    L4: one open-order check for the account; an open order on symbol+side blocks an entry (an
+        unreadable or self-contradictory answer is a failed check: fail-closed refuses)
+    -> the SUBMITTED state with its send time and processBefore is written durably (persist before send)
+    -> sendorder with the intent's client order id
+    -> ACCEPTED / PARTIALLY_FILLED / FILLED / REJECTED (the answer says so, confirmed later from the
+       order history) / UNKNOWN (time-out, dropped connection, 5xx, 429, garbage)
+An UNKNOWN is decided only after its processBefore (plus clock skew and history lag) has passed on
+the exchange's clock — then no copy can still execute — by a search complete for the window since
+the send: open orders, orders/status, fills paged by time, the order history paged from the send
+time. Found: followed as ours. Proven absent: re-sent (same client order id, new processBefore) only
+if young enough and if L3 and L4 pass again on positions and open orders fetched for that decision;
+otherwise REJECTED (NOT_PLACED), which is then final because no copy can still execute.
+Accepted orders are followed through fills and open orders; one that leaves the book is looked up
+(orders/status, then history) until its final state is proven; a limit order past its time-out is
+cancelled and its fills at the cancel are read from the cancel answer and the fills.
+Where the gateway cannot decide, the symbol is told (OrderBlocked) why and that `resolve SYMBOL`
+frees it; an answer that contradicts what we know for certain is an ExchangeMismatch: the symbol
+refuses entries until a consistent view returns, and nothing is booked from it.
 Reports go by tell to persistence first, then to the portfolio (which routes them to the symbol).
-Every private call first spends from Kraken's cost budget (waiting if it must).
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import ccxt
@@ -36,25 +36,38 @@ from loguru import logger
 
 from actors.timers import ActorTimers
 from exchange.budget import CostBudget
+from exchange.private_api import PrivateApi
+from exchange.reports import (
+    ExchangeStatus,
+    FillReport,
+    HistoryReport,
+    OpenOrderReport,
+    OrderStatusReport,
+    SendReport,
+    UnreadableAnswer,
+)
 from messages import (
+    CancelOrder,
     CancelOrders,
+    ExchangeMismatch,
     ExchangeOrder,
     Fill,
     Flush,
     GetInFlight,
     IntentRecord,
+    OrderBlocked,
     OrderIntent,
     OrderState,
     OrderUpdate,
     Ping,
     PlaceOrder,
     Position,
-    PositionSide,
     PositionsSnapshot,
     PositionsUnavailable,
     Reason,
     Reconcile,
     ReconciliationReport,
+    Resolve,
     Side,
     SyncPositions,
     Tick,
@@ -62,38 +75,14 @@ from messages import (
 )
 from messages._base import Message
 
-# Kraken sendStatus values that mean "not placed" (ccxt raises them as "... failed due to <status>").
-KRAKEN_REJECT_STATUSES = frozenset(
-    {
-        "invalidOrderType",
-        "invalidSide",
-        "invalidSize",
-        "invalidPrice",
-        "insufficientAvailableFunds",
-        "selfFill",
-        "tooManySmallOrders",
-        "maxPositionViolation",
-        "marketSuspended",
-        "marketInactive",
-        "clientOrderIdTooLong",
-        "outsidePriceCollar",
-        "postWouldExecute",
-        "iocWouldNotExecute",
-        "wouldNotReducePosition",
-        "invalidArgument",
-    }
-)
-
-# Errors that prove the exchange refused the request before placing anything.
+# Errors that prove the exchange refused the request before placing anything (4xx-like answers).
 _DEFINITE_REJECTIONS: tuple[type[Exception], ...] = (
     ccxt.InsufficientFunds,
     ccxt.BadRequest,  # includes BadSymbol
     ccxt.AuthenticationError,  # includes PermissionDenied
     ccxt.ArgumentsRequired,
-    ccxt.InvalidOrder,  # except DuplicateOrderId / OrderNotFound, handled first
 )
-
-BATCH_LIMIT = 100  # ccxt's createOrders maximum for Kraken
+_LIVE = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
 
 
 class ConnectGateway(Message):
@@ -105,78 +94,129 @@ class ConnectGateway(Message):
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    """How the gateway follows orders and resolves unknown outcomes."""
+    """How the gateway sends, follows orders and decides unknown outcomes."""
 
     fail_open: bool = False
     poll_interval_s: float = 1.0
     limit_timeout_s: float = 120.0  # unfilled limit orders are cancelled after this
-    absent_grace_s: float = 3.0  # a lookup this long after a send that finds nothing proves absence
     resend_max_age_s: float = 120.0  # proven absent and younger than this: re-sent, same client order id
     max_sends: int = 3  # sends of one intent at most (the first one and re-sends)
+    process_before_s: float = 5.0  # every request carries processBefore this far ahead (real seconds)
+    clock_skew_s: float = 2.0  # margin between our clock and the exchange's
+    history_lag_s: float = 5.0  # how long an event may take to show in the order history
+    clock_rate: float = 1.0  # exchange seconds per real second (a paper simulator runs faster)
+    pyramiding: bool = False  # re-sends pass L3 again: an open position blocks a re-sent entry
+    backoff_max_s: float = 30.0  # lookups that decide nothing are retried, at most this far apart
+    block_after_lookups: int = 3  # after this many undecided lookups the symbol shows BLOCKED
 
+    def exchange_ms(self, seconds: float) -> int:
+        """Real seconds as a span on the exchange's clock."""
+        return int(seconds * self.clock_rate * 1000)
 
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        result = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return result if result.is_finite() else None
+    @property
+    def window_ms(self) -> int:
+        """After processBefore plus this (exchange ms), a search that finds nothing proves absence."""
+        return self.exchange_ms(self.clock_skew_s + self.history_lag_s)
 
-
-def classify_send_error(exc: BaseException) -> tuple[OrderState, Reason, str]:
-    """Decide whether a failed send proves the order absent (REJECTED) or leaves it UNKNOWN."""
-    detail = f"{type(exc).__name__}: {exc}"
-    match = re.search(r"failed due to (\w+)", str(exc))
-    if match and match.group(1) in KRAKEN_REJECT_STATUSES:
-        return OrderState.REJECTED, Reason.EXCHANGE_REJECTED, detail
-    if isinstance(exc, (ccxt.DuplicateOrderId, ccxt.OrderNotFound)):
-        return OrderState.UNKNOWN, Reason.OUTCOME_UNKNOWN, detail  # it may exist after all: resolve by id
-    if isinstance(exc, _DEFINITE_REJECTIONS):
-        return OrderState.REJECTED, Reason.EXCHANGE_REJECTED, detail
-    return OrderState.UNKNOWN, Reason.OUTCOME_UNKNOWN, detail  # time-out, reset, 5xx, 429, garbage
-
-
-_CCXT_STATUS = {
-    "open": OrderState.ACCEPTED,
-    "closed": OrderState.FILLED,
-    "canceled": OrderState.CANCELED,
-    "cancelled": OrderState.CANCELED,
-    "expired": OrderState.CANCELED,
-    "rejected": OrderState.REJECTED,
-}
+    @property
+    def margin_ms(self) -> int:
+        """Searches start this much before a send (clock skew), on the exchange's clock."""
+        return self.exchange_ms(self.clock_skew_s) + 1000
 
 
 @dataclass
 class Tracked:
-    """One of our orders the gateway follows until it is final."""
+    """One of our orders the gateway follows until its final state is proven."""
 
     intent: OrderIntent
     state: OrderState
     exchange_order_id: str | None = None
-    filled: Decimal = Decimal(0)
-    sends: int = 0
-    last_send: float = 0.0  # monotonic time of the last send attempt
-    placed_at: float = 0.0  # monotonic time the exchange accepted it
-    accepted: bool = False  # the exchange holds (or held) it: never re-sent
+    filled: Decimal = Decimal(0)  # what the exchange says is filled (answers, status, history, fills)
+    booked: Decimal = Decimal(0)  # the amount of the fills booked (each fill id once)
+    booked_value: Decimal = Decimal(0)  # their amount times price
     fill_ids: set[str] = field(default_factory=set)
+    average_price: Decimal | None = None
+    sends: int = 0
+    sent_at_ms: int | None = None  # exchange ms of the latest send
+    process_before_ms: int | None = None  # no copy executes after this (exchange ms)
+    window_unknown: bool = False  # sent by schema version 1, without processBefore
+    placed_at: float = 0.0  # monotonic time the exchange accepted it (limit time-outs)
     lookups: int = 0
-    next_lookup: float = 0.0  # monotonic time of the next resolution attempt
+    next_lookup: float = 0.0
+    blocked: str = ""
+    confirm: bool = False  # final as answered, still to be confirmed by the order history
+    gone: bool = False  # accepted but no longer listed among open orders: being looked up
 
     @property
     def client_order_id(self) -> str:
         """The intent's client order id."""
         return self.intent.client_order_id
 
+    @property
+    def symbol(self) -> str:
+        """The intent's market."""
+        return self.intent.symbol
+
 
 @dataclass
 class Evidence:
-    """What the exchange shows of one client order id; `complete` when history was searched too."""
+    """What the exchange shows of one client order id in one complete search."""
 
-    order: dict[str, Any] | None = None
-    fills: list[dict[str, Any]] = field(default_factory=list)
-    complete: bool = False
+    open: OpenOrderReport | None = None
+    statuses: list[OrderStatusReport] = field(default_factory=list)
+    history: list[HistoryReport] = field(default_factory=list)
+    fills: list[FillReport] = field(default_factory=list)
+
+    def order_ids(self) -> set[str]:
+        """Every exchange order id seen for this client order id."""
+        ids = {s.exchange_order_id for s in self.statuses} | {h.exchange_order_id for h in self.history}
+        ids |= {f.exchange_order_id for f in self.fills}
+        if self.open is not None:
+            ids.add(self.open.exchange_order_id)
+        return ids
+
+    @property
+    def seen(self) -> bool:
+        """True when anything shows the order existed."""
+        return bool(self.open or self.statuses or self.history or self.fills)
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    """What a search proves: a state (None: nothing yet, look again), the filled amount, why."""
+
+    state: OrderState | None
+    filled: Decimal = Decimal(0)
+    detail: str = ""
+    absent: bool = False
+    blocked: str = ""
+
+
+def conclude(tracked: Tracked, evidence: Evidence) -> Conclusion:
+    """Decide one order from a complete search (the caller checks that the window has passed)."""
+    ids = evidence.order_ids()
+    if len(ids) > 1:
+        return Conclusion(None, blocked=f"{len(ids)} exchange orders carry client order id {tracked.client_order_id}: "
+                                        f"{', '.join(sorted(ids))}")
+    filled = max([tracked.booked, sum((f.amount for f in evidence.fills), Decimal(0))]
+                 + [s.filled for s in evidence.statuses] + [h.filled for h in evidence.history]
+                 + ([evidence.open.filled] if evidence.open else []))
+    amount = tracked.intent.amount
+    statuses = {s.status for s in evidence.statuses} | {h.status for h in evidence.history if h.status}
+    if evidence.open is not None:
+        return Conclusion(OrderState.PARTIALLY_FILLED if filled > 0 else OrderState.ACCEPTED, filled, "open")
+    if filled >= amount or ExchangeStatus.FILLED in statuses:
+        return Conclusion(OrderState.FILLED, max(filled, amount) if ExchangeStatus.FILLED in statuses else filled,
+                          "filled")
+    if ExchangeStatus.CANCELLED in statuses:
+        return Conclusion(OrderState.CANCELED, filled, "cancelled on the exchange")
+    if ExchangeStatus.REJECTED in statuses and filled == 0:
+        return Conclusion(OrderState.REJECTED, filled, "rejected by the exchange")
+    if ExchangeStatus.OPEN in {s.status for s in evidence.statuses}:
+        return Conclusion(None, filled, "orders/status shows it open but openorders does not list it")
+    if evidence.seen:
+        return Conclusion(None, filled, "placed, but its end is not in the history yet")
+    return Conclusion(None, absent=True)
 
 
 class OrderGateway:
@@ -188,19 +228,31 @@ class OrderGateway:
         *,
         settings: GatewaySettings | None = None,
         report: Callable[[OrderUpdate], None] = lambda update: None,
+        route: Callable[[Message], None] = lambda message: None,
+        record_sends: Callable[[Sequence[OrderUpdate]], str | None] = lambda updates: None,
+        find_intents: Callable[[Sequence[str]], list[IntentRecord]] = lambda cids: [],
         budget: CostBudget | None = None,
+        exchange_clock: Callable[[], int] | None = None,
+        refresh_clock: Callable[[], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], int] = now_ms,
     ) -> None:
-        self.exchange = exchange
+        self.api = exchange if isinstance(exchange, PrivateApi) else PrivateApi(exchange, budget)
         self.settings = settings or GatewaySettings()
-        self.report = report
-        self.budget = budget
+        self.report_to = report
+        self.route = route
+        self.record_sends = record_sends
+        self.find_intents = find_intents
+        self.exchange_now = exchange_clock or wall
+        self.refresh_clock = refresh_clock
         self.clock = clock
         self.wall = wall
         self.seq = 0
-        self.orders: dict[str, Tracked] = {}  # client order id -> our unfinished orders
-        self.external: set[str] = set()  # exchange order ids adopted as EXTERNAL
+        self.orders: dict[str, Tracked] = {}  # client order id -> our orders not proven final
+        self.watch: dict[str, Tracked] = {}  # final, but fills still to book or a rejection to confirm
+        self.external: dict[str, OpenOrderReport] = {}  # exchange order id -> adopted as EXTERNAL
+        self.mismatches: dict[tuple[str, str], str] = {}
+        self.fill_cursor_ms: int | None = None
 
     @property
     def fail_open(self) -> bool:
@@ -213,579 +265,734 @@ class OrderGateway:
         return self.seq
 
     def in_flight(self) -> int:
-        """Our orders being sent or resolved (outcome not known yet)."""
-        return sum(1 for t in self.orders.values() if t.state in (OrderState.SUBMITTED, OrderState.UNKNOWN))
-
-    # --- calls, paced by Kraken's budget ---------------------------------------------------
-
-    def _spend(self, endpoint: str, **cost: Any) -> None:
-        if self.budget is not None:
-            waited = self.budget.spend(endpoint, **cost)
-            if waited > 0.5:
-                logger.info("gateway: waited {:.1f}s for Kraken's cost budget ({})", waited, endpoint)
-
-    def _fetch_open_orders(self) -> list[dict[str, Any]]:
-        self._spend("openorders")
-        orders = self.exchange.fetch_open_orders()
-        if not isinstance(orders, list):
-            raise ValueError(f"unreadable open orders: {str(orders)[:200]}")
-        parsed = []
-        for order in orders:
-            if not isinstance(order, dict) or not isinstance(order.get("symbol"), str) or not order.get("id"):
-                raise ValueError(f"unreadable open order: {str(order)[:200]}")
-            try:
-                side = Side(str(order.get("side")).lower())
-            except ValueError:
-                raise ValueError(f"open order with unknown side: {str(order)[:200]}") from None
-            parsed.append({**order, "side": side})
-        return parsed
-
-    def _fetch_fills(self) -> list[dict[str, Any]]:
-        self._spend("fills")
-        trades = self.exchange.fetch_my_trades()
-        if not isinstance(trades, list):
-            raise ValueError(f"unreadable fills: {str(trades)[:200]}")
-        return [t for t in trades if isinstance(t, dict)]
-
-    def _fetch_status(self, client_order_ids: list[str]) -> list[dict[str, Any]]:
-        self._spend("orders/status")
-        orders = self.exchange.fetch_orders(params={"orderIds": [], "cliOrdIds": client_order_ids})
-        if not isinstance(orders, list):
-            raise ValueError(f"unreadable order status: {str(orders)[:200]}")
-        return [o for o in orders if isinstance(o, dict)]
-
-    def _fetch_history(self) -> list[dict[str, Any]]:
-        if self.budget is not None:
-            self.budget.spend_history("orders")
-        orders = self.exchange.fetch_closed_orders()
-        if not isinstance(orders, list):
-            raise ValueError(f"unreadable order history: {str(orders)[:200]}")
-        return [o for o in orders if isinstance(o, dict)]
+        """Our orders being sent or resolved (outcome not known yet), and filled ones whose fills are not booked."""
+        collecting = sum(1 for t in self.watch.values() if not t.confirm and t.booked < t.filled)
+        return collecting + sum(1 for t in self.orders.values() if t.state in (OrderState.SUBMITTED, OrderState.UNKNOWN))
 
     # --- placing ---------------------------------------------------------------------------
 
     def place_all(self, intents: Sequence[OrderIntent]) -> list[OrderUpdate]:
         """Check the exchange for open orders once, then place every intent that passes."""
         results: list[OrderUpdate] = []
-        open_orders: list[dict[str, Any]] = []
+        open_orders: list[OpenOrderReport] = []
         check_error: str | None = None
+        doubtful: dict[str, str] = {}
         if any(intent.is_entry for intent in intents):
             try:
-                open_orders = self._fetch_open_orders()
+                open_orders = self.api.open_orders()
+                doubtful = self._verify_known_open(open_orders)
             except Exception as exc:
                 check_error = f"{type(exc).__name__}: {exc}"
         taken: set[tuple[str, Side]] = set()
         to_send: list[OrderIntent] = []
         for intent in intents:
             key = (intent.symbol, intent.side)
+            if intent.client_order_id in self.orders and self.orders[intent.client_order_id].state is not \
+                    OrderState.INITIALIZED:
+                continue  # already being sent or followed: one order per intent
             if intent.is_entry:
-                if check_error is not None and not self.fail_open:
+                error = check_error or doubtful.get(intent.symbol)
+                if error is not None and (not self.fail_open or intent.symbol in doubtful):
                     results.append(self._emit(intent, OrderState.REJECTED, Reason.EXCHANGE_UNAVAILABLE,
-                                              f"open-order check failed, not sent (fail-closed): {check_error}"))
+                                              f"open-order check failed, not sent (fail-closed): {error}"))
                     continue
-                if check_error is not None:
-                    logger.warning(
-                        "{}: open-order check failed ({}); sending anyway because open_order_check = fail-open",
-                        intent.symbol, check_error,
-                    )
-                blocking = [o for o in open_orders if (o["symbol"], o["side"]) == key]
+                if error is not None:
+                    logger.warning("{}: open-order check failed ({}); sending anyway because open_order_check = "
+                                   "fail-open", intent.symbol, error)
+                blocking = [o for o in open_orders if (o.symbol, o.side) == key]
                 if blocking or key in taken:
-                    ids = ", ".join(str(o.get("clientOrderId") or o.get("id")) for o in blocking) or "this batch"
+                    ids = ", ".join(o.client_order_id or o.exchange_order_id for o in blocking) or "this batch"
                     results.append(self._emit(intent, OrderState.REJECTED, Reason.EXCHANGE_ORDER_OPEN,
                                               f"open {intent.side.value} order on the exchange: {ids}"))
                     continue
             taken.add(key)
             to_send.append(intent)
-        for start in range(0, len(to_send), BATCH_LIMIT):
-            results.extend(self._send(to_send[start : start + BATCH_LIMIT]))
+        results.extend(self._send(to_send))
         return results
 
-    def _send(self, intents: list[OrderIntent]) -> list[OrderUpdate]:
+    def _send(self, intents: Sequence[OrderIntent]) -> list[OrderUpdate]:
+        """Record each send durably (with its processBefore), then send each order on its own."""
         if not intents:
             return []
-        now = self.clock()
+        now_ex = self.exchange_now()
+        process_before = now_ex + self.settings.exchange_ms(self.settings.process_before_s)
+        submitted = []
         for intent in intents:
-            tracked = self.orders.setdefault(intent.client_order_id, Tracked(intent=intent, state=OrderState.SUBMITTED))
+            tracked = self._tracked(intent)
             tracked.sends += 1
-            tracked.last_send = now
-            self._update(tracked, OrderState.SUBMITTED, None, f"sending (attempt {tracked.sends})")
-        if len(intents) == 1:
-            return [self._send_one(intents[0])]
-        return self._send_batch(intents)
+            tracked.sent_at_ms, tracked.process_before_ms = now_ex, process_before
+            tracked.state, tracked.window_unknown, tracked.lookups = OrderState.SUBMITTED, False, 0
+            submitted.append(self._update_message(tracked, OrderState.SUBMITTED, None,
+                                                  f"sending (attempt {tracked.sends}), processBefore "
+                                                  f"{process_before}", sent_at=now_ex,
+                                                  process_before=process_before, sends=tracked.sends))
+        error = self.record_sends(submitted)
+        if error is not None:
+            logger.error("gateway: the sends could not be recorded durably ({}); {} orders not sent", error,
+                         len(intents))
+            return [self._update(self._tracked(i), OrderState.REJECTED, Reason.PERSISTENCE_UNAVAILABLE,
+                                 f"send not recorded durably, not sent: {error}") for i in intents]
+        for update in submitted:
+            self.route(update)  # persistence has it already
+        if self.fill_cursor_ms is None or now_ex - self.settings.margin_ms < self.fill_cursor_ms:
+            self.fill_cursor_ms = now_ex - self.settings.margin_ms
+        return [self._send_one(self._tracked(intent)) for intent in intents]
 
-    @staticmethod
-    def _order_args(intent: OrderIntent) -> tuple[str, float | None, dict[str, Any]]:
-        params: dict[str, Any] = {"clientOrderId": intent.client_order_id}
-        if intent.reduce_only:
-            params["reduceOnly"] = True
-        if intent.order_type == "limit" and intent.limit_price is not None:
-            return "limit", float(intent.limit_price), params
-        return "market", None, params
-
-    def _send_one(self, intent: OrderIntent) -> OrderUpdate:
-        order_type, price, params = self._order_args(intent)
-        self._spend("sendorder")
+    def _send_one(self, tracked: Tracked) -> OrderUpdate:
+        intent = tracked.intent
+        assert tracked.process_before_ms is not None
         try:
-            response = self.exchange.create_order(
-                intent.symbol, order_type, intent.side.value, float(intent.amount), price, params
-            )
+            answer = self.api.send(intent, tracked.process_before_ms)
+        except UnreadableAnswer as exc:
+            return self._unknown(tracked, str(exc))
         except Exception as exc:  # every failure is classified; none escapes the gateway
-            return self._send_failed(intent, exc)
-        return self._on_response(intent, response)
+            if isinstance(exc, _DEFINITE_REJECTIONS) and not isinstance(exc, ccxt.NetworkError):
+                logger.info("{} {} REJECTED: {}: {}", intent.symbol, intent.client_order_id, type(exc).__name__, exc)
+                return self._rejected(tracked, f"{type(exc).__name__}: {exc}", confirm=False)
+            logger.warning("{} {} outcome unknown: {}: {}", intent.symbol, intent.client_order_id,
+                           type(exc).__name__, exc)
+            return self._unknown(tracked, f"{type(exc).__name__}: {exc}")
+        return self._on_answer(tracked, answer)
 
-    def _send_batch(self, intents: list[OrderIntent]) -> list[OrderUpdate]:
-        requests = []
-        for intent in intents:
-            order_type, price, params = self._order_args(intent)
-            requests.append({"symbol": intent.symbol, "type": order_type, "side": intent.side.value,
-                             "amount": float(intent.amount), "price": price, "params": params})
-        self._spend("batchorder", batch_size=len(intents))
-        try:
-            responses = self.exchange.create_orders(requests)
-        except Exception as exc:
-            state, _, _ = classify_send_error(exc)
-            if state is OrderState.REJECTED and "failed due to" not in str(exc):
-                # refused before anything was sent (e.g. ccxt's own checks): try each order alone
-                logger.info("gateway: batch refused as a whole ({}); sending one by one", exc)
-                return [self._send_one(intent) for intent in intents]
-            return [self._send_failed(intent, exc) for intent in intents]
-        if not isinstance(responses, list):
-            return [self._unknown(intent, f"unreadable batch response: {str(responses)[:200]}") for intent in intents]
-        by_cid: dict[str, dict[str, Any]] = {}
-        by_tag: dict[int, dict[str, Any]] = {}
-        for response in responses:
-            if not isinstance(response, dict):
-                continue
-            info = response.get("info") if isinstance(response.get("info"), dict) else {}
-            cid = response.get("clientOrderId") or info.get("cliOrdId")
-            if cid:
-                by_cid[str(cid)] = response
-            tag = info.get("order_tag")
-            if isinstance(tag, (int, str)) and str(tag).isdigit():
-                by_tag[int(tag)] = response
-        results = []
-        for index, intent in enumerate(intents):
-            response = by_cid.get(intent.client_order_id) or by_tag.get(index)
-            if response is None:
-                results.append(self._unknown(intent, "batch response does not mention this order"))
-            else:
-                results.append(self._on_batch_item(intent, response))
-        return results
+    def _on_answer(self, tracked: Tracked, answer: SendReport) -> OrderUpdate:
+        if answer.client_order_id not in (None, tracked.client_order_id):
+            return self._unknown(tracked, f"the answer names client order id {answer.client_order_id!r}")
+        if answer.duplicate_id:
+            tracked.next_lookup = 0.0  # the id is used by an open order: it exists, look it up at once
+            tracked.window_unknown = False
+            return self._unknown(tracked, "clientOrderIdAlreadyExist: an open order carries this id; looking it up")
+        if answer.not_placed:
+            return self._rejected(tracked, f"sendorder: {answer.status}", confirm=True)
+        if not answer.placed or not answer.exchange_order_id:
+            return self._unknown(tracked, f"sendorder: unreadable status {answer.status!r}")
+        tracked.exchange_order_id = answer.exchange_order_id
+        tracked.placed_at = self.clock()
+        filled = answer.filled
+        if answer.executions:
+            total = sum((amount * price for _, amount, price in answer.executions), Decimal(0))
+            tracked.average_price = total / filled if filled else None
+        tracked.filled = max(tracked.filled, filled)
+        if tracked.filled >= tracked.intent.amount:
+            return self._final(tracked, OrderState.FILLED, None, "filled at once")
+        if answer.cancelled:
+            return self._final(tracked, OrderState.CANCELED, None,
+                               f"filled {tracked.filled} of {tracked.intent.amount}; the rest was cancelled (IoC)")
+        state = OrderState.PARTIALLY_FILLED if tracked.filled > 0 else OrderState.ACCEPTED
+        return self._update(tracked, state, None, "placed")
 
-    def _on_batch_item(self, intent: OrderIntent, response: dict[str, Any]) -> OrderUpdate:
-        info = response.get("info") if isinstance(response.get("info"), dict) else {}
-        status = str(info.get("status") or "")
-        if status == "clientOrderIdAlreadyExist":
-            return self._unknown(intent, "batchorder: clientOrderIdAlreadyExist (it may exist: resolving)")
-        if status in KRAKEN_REJECT_STATUSES:
-            return self._rejected(intent, f"batchorder: {status}")
-        return self._on_response(intent, response)
-
-    def _send_failed(self, intent: OrderIntent, exc: BaseException) -> OrderUpdate:
-        state, reason, detail = classify_send_error(exc)
-        log = logger.warning if state is OrderState.UNKNOWN else logger.info
-        log("{} {} {}: {}", intent.symbol, intent.client_order_id, state.value, detail)
-        if state is OrderState.REJECTED:
-            return self._rejected(intent, detail)
-        return self._unknown(intent, detail)
-
-    def _rejected(self, intent: OrderIntent, detail: str) -> OrderUpdate:
-        return self._update(self._tracked(intent), OrderState.REJECTED, Reason.EXCHANGE_REJECTED, detail)
-
-    def _unknown(self, intent: OrderIntent, detail: str) -> OrderUpdate:
-        tracked = self._tracked(intent)
-        if tracked.accepted:
-            return self._update(tracked, tracked.state, None, detail)  # it exists; resolution follows it
-        return self._update(tracked, OrderState.UNKNOWN, Reason.OUTCOME_UNKNOWN, detail)
+    # --- reports ---------------------------------------------------------------------------
 
     def _tracked(self, intent: OrderIntent) -> Tracked:
-        return self.orders.setdefault(intent.client_order_id, Tracked(intent=intent, state=OrderState.SUBMITTED))
+        return self.orders.setdefault(intent.client_order_id, Tracked(intent=intent, state=OrderState.INITIALIZED))
 
-    def _on_response(self, intent: OrderIntent, response: Any) -> OrderUpdate:
-        if not isinstance(response, dict) or not response.get("id"):
-            return self._unknown(intent, f"unreadable create_order response: {str(response)[:200]}")
-        client_id = response.get("clientOrderId")
-        if client_id not in (None, intent.client_order_id):
-            return self._unknown(intent, f"response names client order id {client_id!r}, expected {intent.client_order_id}")
-        tracked = self._tracked(intent)
-        return self._apply_order(tracked, response, fills=response.get("trades") or [])
+    def _update_message(self, tracked: Tracked, state: OrderState, reason: Reason | None, detail: str,
+                        fills: tuple[Fill, ...] = (), **fields: Any) -> OrderUpdate:
+        intent = tracked.intent
+        return OrderUpdate(
+            intent_hash=intent.intent_hash, client_order_id=intent.client_order_id, symbol=intent.symbol,
+            side=intent.side, state=state, reduce_only=intent.reduce_only, exchange_order_id=tracked.exchange_order_id,
+            amount=intent.amount, filled=tracked.filled, average_price=tracked.average_price, fills=fills,
+            reason=reason.value if reason else None, detail=detail, seq=self.next_seq(), **fields,
+        )
 
-    # --- applying what the exchange shows --------------------------------------------------
-
-    def _apply_order(self, tracked: Tracked, order: dict[str, Any], fills: Iterable[dict[str, Any]] = ()) -> OrderUpdate:
-        """Move a tracked order to what `order` (a ccxt order) and `fills` (ccxt trades) show."""
-        new_fills = self._new_fills(tracked, fills)
-        fill_total = tracked.filled + sum((f.amount for f in new_fills), Decimal(0))
-        reported = _decimal(order.get("filled")) or Decimal(0)
-        filled = max(fill_total, reported)
-        state = _CCXT_STATUS.get(str(order.get("status")), OrderState.ACCEPTED)
-        if state is OrderState.ACCEPTED and filled > 0:
-            state = OrderState.FILLED if filled >= tracked.intent.amount else OrderState.PARTIALLY_FILLED
-        if state is not OrderState.REJECTED:
-            if not tracked.accepted:
-                tracked.placed_at = self.clock()
-            tracked.accepted = True
-        if order.get("id"):
-            tracked.exchange_order_id = str(order["id"])
-        reason = Reason.EXCHANGE_REJECTED if state is OrderState.REJECTED else None
-        detail = "" if reason is None else str(order.get("info", ""))[:200]
-        return self._update(tracked, state, reason, detail, filled=filled,
-                            average_price=_decimal(order.get("average")), fills=tuple(new_fills))
-
-    def _new_fills(self, tracked: Tracked, trades: Iterable[dict[str, Any]]) -> list[Fill]:
-        fills = []
-        for trade in trades:
-            fill_id = trade.get("id")
-            amount, price = _decimal(trade.get("amount")), _decimal(trade.get("price"))
-            if not fill_id or amount is None or price is None or str(fill_id) in tracked.fill_ids:
-                continue
-            tracked.fill_ids.add(str(fill_id))
-            fee = _decimal((trade.get("fee") or {}).get("cost")) or Decimal(0)
-            timestamp = trade.get("timestamp")
-            fills.append(
-                Fill(
-                    fill_id=str(fill_id),
-                    symbol=tracked.intent.symbol,
-                    side=tracked.intent.side,
-                    amount=amount,
-                    price=price,
-                    fee=fee,
-                    exchange_order_id=str(trade.get("order") or tracked.exchange_order_id or "") or None,
-                    client_order_id=tracked.client_order_id,
-                    time=int(timestamp) if isinstance(timestamp, (int, float)) else self.wall(),
-                )
-            )
-        return fills
-
-    def _apply_fills_only(self, tracked: Tracked, trades: list[dict[str, Any]], resolving: bool = False
-                          ) -> OrderUpdate | None:
-        new_fills = self._new_fills(tracked, trades)
-        if not new_fills and (not resolving or tracked.filled == 0):
-            return None  # nothing new (a resolution still reports what earlier fills proved)
-        filled = tracked.filled + sum((f.amount for f in new_fills), Decimal(0))
-        tracked.accepted = True
-        state = OrderState.FILLED if filled >= tracked.intent.amount else OrderState.PARTIALLY_FILLED
-        if not tracked.exchange_order_id and new_fills:
-            tracked.exchange_order_id = new_fills[0].exchange_order_id
-        total = sum((f.amount * f.price for f in new_fills), Decimal(0))
-        average = (total / sum((f.amount for f in new_fills), Decimal(0))) if new_fills else None
-        return self._update(tracked, state, None, "from fills", filled=filled, average_price=average,
-                            fills=tuple(new_fills))
-
-    def _update(self, tracked: Tracked, state: OrderState, reason: Reason | None, detail: str, **fields: Any) -> OrderUpdate:
+    def _update(self, tracked: Tracked, state: OrderState, reason: Reason | None, detail: str,
+                fills: tuple[Fill, ...] = ()) -> OrderUpdate:
         tracked.state = state
-        if "filled" in fields:
-            tracked.filled = fields["filled"]
         if state.is_final:
             self.orders.pop(tracked.client_order_id, None)
-        intent = tracked.intent
-        update = OrderUpdate(
-            intent_hash=intent.intent_hash,
-            client_order_id=intent.client_order_id,
-            symbol=intent.symbol,
-            side=intent.side,
-            state=state,
-            reduce_only=intent.reduce_only,
-            exchange_order_id=tracked.exchange_order_id,
-            amount=intent.amount,
-            filled=fields.pop("filled", tracked.filled),
-            reason=reason.value if reason else None,
-            detail=detail,
-            seq=self.next_seq(),
-            **fields,
-        )
-        self.report(update)
+        update = self._update_message(tracked, state, reason, detail, fills)
+        self.report_to(update)
+        if tracked.blocked and (state.is_final or state in _LIVE):
+            self._unblock(tracked)
+        return update
+
+    def _final(self, tracked: Tracked, state: OrderState, reason: Reason | None, detail: str,
+               fills: tuple[Fill, ...] = (), confirm: bool = False) -> OrderUpdate:
+        """A final state; fills still to book (or a rejection to confirm) keep it watched."""
+        update = self._update(tracked, state, reason, detail, fills)
+        tracked.confirm = confirm
+        if confirm or tracked.booked < tracked.filled:
+            self.watch[tracked.client_order_id] = tracked
+        else:
+            self.watch.pop(tracked.client_order_id, None)
         return update
 
     def _emit(self, intent: OrderIntent, state: OrderState, reason: Reason | None, detail: str) -> OrderUpdate:
-        return self._update(self._tracked(intent), state, reason, detail)
+        return self._final(self._tracked(intent), state, reason, detail)
+
+    def _rejected(self, tracked: Tracked, detail: str, *, confirm: bool) -> OrderUpdate:
+        return self._final(tracked, OrderState.REJECTED, Reason.EXCHANGE_REJECTED, detail, confirm=confirm)
+
+    def _unknown(self, tracked: Tracked, detail: str) -> OrderUpdate:
+        return self._update(tracked, OrderState.UNKNOWN, Reason.OUTCOME_UNKNOWN, detail)
+
+    def _block(self, tracked: Tracked, detail: str) -> None:
+        text = (f"{detail}; after checking the exchange, `python run.py resolve {tracked.symbol}` gives up on "
+                f"order {tracked.client_order_id}")
+        if tracked.blocked != text:
+            tracked.blocked = text
+            logger.error("{}: BLOCKED: {}", tracked.symbol, text)
+            self.route(OrderBlocked(symbol=tracked.symbol, client_order_id=tracked.client_order_id, detail=text))
+
+    def _unblock(self, tracked: Tracked) -> None:
+        tracked.blocked = ""
+        self.route(OrderBlocked(symbol=tracked.symbol, client_order_id=tracked.client_order_id, detail=""))
+
+    def _mismatch(self, symbol: str, key: str, detail: str) -> None:
+        if self.mismatches.get((symbol, key)) != detail:
+            self.mismatches[(symbol, key)] = detail
+            logger.error("{}: exchange answer contradicts what we know: {}; entries refused until a consistent "
+                         "view returns", symbol, detail)
+            self.route(ExchangeMismatch(symbol=symbol, key=key, detail=detail))
+
+    def _consistent(self, symbol: str, key: str) -> None:
+        if self.mismatches.pop((symbol, key), None) is not None:
+            logger.info("{}: consistent again ({})", symbol, key)
+            self.route(ExchangeMismatch(symbol=symbol, key=key, detail=""))
+
+    # --- fills -----------------------------------------------------------------------------
+
+    def _book(self, tracked: Tracked, fills: Iterable[FillReport]) -> tuple[Fill, ...]:
+        """Book the new fills of one order (each id once); fills that contradict the order book nothing."""
+        new = [f for f in fills if f.fill_id not in tracked.fill_ids]
+        if not new:
+            return ()
+        key = f"fills:{tracked.client_order_id}"
+        strangers = [f for f in new if tracked.exchange_order_id and f.exchange_order_id != tracked.exchange_order_id]
+        total = tracked.booked + sum((f.amount for f in new), Decimal(0))
+        if strangers:
+            self._mismatch(tracked.symbol, key, f"fill {strangers[0].fill_id} names order {strangers[0].exchange_order_id}"
+                                                f", not {tracked.exchange_order_id} (cliOrdId {tracked.client_order_id})")
+            return ()
+        if total > tracked.intent.amount:
+            self._mismatch(tracked.symbol, key, f"fills of {total} for order {tracked.client_order_id} of "
+                                                f"{tracked.intent.amount}: more than its size; not booked")
+            return ()
+        if new[0].side is not tracked.intent.side:
+            self._mismatch(tracked.symbol, key, f"fill {new[0].fill_id} is a {new[0].side.value}, the order a "
+                                                f"{tracked.intent.side.value}")
+            return ()
+        self._consistent(tracked.symbol, key)
+        tracked.fill_ids.update(f.fill_id for f in new)
+        tracked.booked = total
+        if not tracked.exchange_order_id:
+            tracked.exchange_order_id = new[0].exchange_order_id
+        tracked.booked_value += sum((f.amount * f.price for f in new), Decimal(0))
+        tracked.average_price = tracked.booked_value / total
+        tracked.filled = max(tracked.filled, total)
+        return tuple(
+            Fill(fill_id=f.fill_id, symbol=tracked.symbol, side=f.side, amount=f.amount, price=f.price,
+                 exchange_order_id=f.exchange_order_id, client_order_id=tracked.client_order_id, time=f.time_ms)
+            for f in new
+        )
+
+    @staticmethod
+    def _fills_of(tracked: Tracked, fills: Iterable[FillReport]) -> list[FillReport]:
+        return [f for f in fills if f.client_order_id == tracked.client_order_id
+                or (tracked.exchange_order_id and f.exchange_order_id == tracked.exchange_order_id)]
 
     # --- following orders ------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Resolve unknown outcomes that are due, follow accepted orders, cancel stale limit orders."""
+        """Decide unknown outcomes that are due, follow accepted orders, confirm and collect what is watched."""
         now = self.clock()
-        live = [t for t in self.orders.values() if t.accepted and t.state in (OrderState.ACCEPTED,
-                                                                               OrderState.PARTIALLY_FILLED)]
-        unknown = [t for t in self.orders.values() if t.state is OrderState.UNKNOWN and now >= t.next_lookup]
-        if unknown:
-            self.resolve(unknown)
-        if live:
-            self._follow(live)
+        due = [t for t in self.orders.values() if t.state is OrderState.UNKNOWN and now >= t.next_lookup]
+        if due:
+            self.resolve(due)
+        live = [t for t in self.orders.values() if t.state in _LIVE]
+        if live or self.watch:
+            self.follow(live)
 
-    def _follow(self, live: list[Tracked]) -> None:
+    def follow(self, live: list[Tracked] | None = None) -> None:
+        """One look at open orders and new fills: book fills, notice orders that left the book, time out limits."""
+        live = [t for t in self.orders.values() if t.state in _LIVE] if live is None else live
+        started = self.exchange_now()
+        cursor = self.fill_cursor_ms if self.fill_cursor_ms is not None else started - self.settings.margin_ms
+        for tracked in live + list(self.watch.values()):
+            if tracked.sent_at_ms is not None:
+                cursor = min(cursor, tracked.sent_at_ms - self.settings.margin_ms)
         try:
-            trades = self._fetch_fills()
-            open_orders = self._fetch_open_orders()
+            open_orders = self.api.open_orders() if live else []
+            fills = self.api.fills_since(cursor)
         except Exception as exc:
-            logger.warning("gateway: could not follow {} open orders: {}: {}", len(live), type(exc).__name__, exc)
+            logger.warning("gateway: could not follow {} orders: {}: {}", len(live) + len(self.watch),
+                           type(exc).__name__, exc)
             return
-        by_cid, by_order = _group_trades(trades)
-        open_ids = {str(o.get("id")) for o in open_orders} | {str(o.get("clientOrderId")) for o in open_orders}
+        self.fill_cursor_ms = started - self.settings.margin_ms - self.settings.exchange_ms(self.settings.history_lag_s)
+        by_cid = {o.client_order_id: o for o in open_orders if o.client_order_id}
+        by_id = {o.exchange_order_id: o for o in open_orders}
         now = self.clock()
         for tracked in live:
             if tracked.client_order_id not in self.orders:
                 continue
-            mine = by_cid.get(tracked.client_order_id, []) + by_order.get(tracked.exchange_order_id or "", [])
-            if mine:
-                update = self._apply_fills_only(tracked, mine)
-                if update is not None and update.state.is_final:
+            booked = self._book(tracked, self._fills_of(tracked, fills))
+            resting = by_cid.get(tracked.client_order_id) or by_id.get(tracked.exchange_order_id or "")
+            if resting is not None:
+                self._consistent(tracked.symbol, f"openorders:{tracked.client_order_id}")
+                tracked.gone = False
+                tracked.exchange_order_id = tracked.exchange_order_id or resting.exchange_order_id
+                tracked.filled = max(tracked.filled, resting.filled)
+                if tracked.filled >= tracked.intent.amount:
+                    self._final(tracked, OrderState.FILLED, None, "filled", booked)
                     continue
-            still_open = tracked.client_order_id in open_ids or (tracked.exchange_order_id or "") in open_ids
-            if not still_open:
-                tracked.state = OrderState.UNKNOWN  # gone from the book, not fully filled: look it up
-                tracked.lookups = 0
-                self.resolve([tracked])
+                if booked or (tracked.filled > 0 and tracked.state is OrderState.ACCEPTED):
+                    self._update(tracked, OrderState.PARTIALLY_FILLED, None, "filling", booked)
+                if tracked.intent.order_type == "limit" and now - tracked.placed_at > self.settings.limit_timeout_s:
+                    self._cancel(tracked, Reason.CANCELED_BY_TIMEOUT, f"unfilled after {self.settings.limit_timeout_s:.0f}s")
                 continue
-            if tracked.intent.order_type == "limit" and now - tracked.placed_at > self.settings.limit_timeout_s:
-                self._cancel(tracked, Reason.CANCELED_BY_TIMEOUT,
-                             f"unfilled after {self.settings.limit_timeout_s:.0f}s")
+            if tracked.booked >= tracked.intent.amount:
+                self._final(tracked, OrderState.FILLED, None, "filled", booked)
+                continue
+            if booked:
+                self._update(tracked, OrderState.PARTIALLY_FILLED, None, "filling", booked)
+            if not tracked.gone or now >= tracked.next_lookup:
+                tracked.gone = True
+                self._look_up_gone(tracked)
+        for tracked in list(self.watch.values()):
+            booked = self._book(tracked, self._fills_of(tracked, fills))
+            if booked:
+                self._report_fills(tracked, booked)
+            if tracked.confirm:
+                self._confirm(tracked)
+            elif tracked.booked >= tracked.filled:
+                self.watch.pop(tracked.client_order_id, None)
+
+    def _report_fills(self, tracked: Tracked, fills: tuple[Fill, ...]) -> None:
+        """Fills of an order already final: stored (and counted) without changing its state."""
+        update = self._update_message(tracked, tracked.state, None, "fills of a finished order", fills)
+        self.report_to(update)
+
+    def _look_up_gone(self, tracked: Tracked) -> None:
+        """An accepted order no longer listed as open: prove how it ended (status, then history)."""
+        try:
+            evidence = self._search([tracked], with_history=False)
+            found = evidence[tracked.client_order_id]
+            result = conclude(tracked, found)
+            if result.state is None and not found.statuses:
+                evidence = self._search([tracked], with_history=True)
+                found = evidence[tracked.client_order_id]
+                result = conclude(tracked, found)
+        except Exception as exc:
+            self._retry_later(tracked, f"looking up order {tracked.client_order_id} failed: {type(exc).__name__}: {exc}")
+            return
+        if result.state is OrderState.ACCEPTED or result.state is OrderState.PARTIALLY_FILLED or (
+                result.state is None and ExchangeStatus.OPEN in {s.status for s in found.statuses}):
+            self._mismatch(tracked.symbol, f"openorders:{tracked.client_order_id}",
+                           f"order {tracked.client_order_id} is open (orders/status) but openorders does not list it")
+            tracked.gone = False
+            return
+        self._apply_conclusion(tracked, found, result)
+
+    def _apply_conclusion(self, tracked: Tracked, found: Evidence, result: Conclusion) -> None:
+        booked = self._book(tracked, found.fills)
+        if result.blocked:
+            self._retry_later(tracked, result.blocked)
+            return
+        if result.state is None:
+            self._retry_later(tracked, result.detail or "nothing decided yet")
+            return
+        if found.open is not None or found.statuses:
+            ident = found.open.exchange_order_id if found.open else found.statuses[0].exchange_order_id
+            tracked.exchange_order_id = tracked.exchange_order_id or ident
+        elif found.history:
+            tracked.exchange_order_id = tracked.exchange_order_id or found.history[-1].exchange_order_id
+        tracked.filled = max(tracked.filled, result.filled)
+        if result.state.is_final:
+            self._final(tracked, result.state, None if result.state is not OrderState.REJECTED else
+                        Reason.EXCHANGE_REJECTED, result.detail, booked)
+            return
+        if tracked.placed_at == 0.0:
+            tracked.placed_at = self.clock()
+        tracked.lookups = 0
+        self._update(tracked, result.state, None, result.detail, booked)
+
+    def _retry_later(self, tracked: Tracked, why: str) -> None:
+        tracked.lookups += 1
+        tracked.next_lookup = self.clock() + min(self.settings.backoff_max_s, 2.0 ** tracked.lookups)
+        logger.warning("{} {}: {}; looking again in {:.0f}s", tracked.symbol, tracked.client_order_id, why,
+                       tracked.next_lookup - self.clock())
+        if tracked.lookups >= self.settings.block_after_lookups:
+            self._block(tracked, f"{why} (after {tracked.lookups} lookups)")
+
+    def _confirm(self, tracked: Tracked) -> None:
+        """A rejection answered by the exchange, checked against the history once no copy can execute."""
+        if tracked.process_before_ms is None or not self._window_passed(tracked):
+            return
+        try:
+            evidence = self._search([tracked], with_history=True)[tracked.client_order_id]
+        except Exception as exc:
+            logger.warning("{} {}: confirming the rejection failed: {}", tracked.symbol, tracked.client_order_id, exc)
+            return
+        result = conclude(tracked, evidence)
+        self.watch.pop(tracked.client_order_id, None)
+        tracked.confirm = False
+        if result.absent or result.state is OrderState.REJECTED:
+            return
+        logger.error("{} {}: answered as rejected, but the exchange shows it placed ({}): taken back as ours",
+                     tracked.symbol, tracked.client_order_id, result.detail or result.blocked)
+        self.orders[tracked.client_order_id] = tracked
+        if result.state is None:
+            tracked.state = OrderState.UNKNOWN
+            self._retry_later(tracked, result.blocked or result.detail)
+            return
+        self._apply_conclusion(tracked, evidence, result)
 
     def _cancel(self, tracked: Tracked, reason: Reason | None, detail: str) -> str:
         if not tracked.exchange_order_id:
             return f"{tracked.client_order_id}: no exchange order id yet"
-        self._spend("cancelorder")
         try:
-            response = self.exchange.cancel_order(tracked.exchange_order_id, tracked.intent.symbol)
-        except ccxt.OrderNotFound:
-            tracked.state = OrderState.UNKNOWN  # filled or gone meanwhile: look it up
-            self.resolve([tracked])
-            return f"{tracked.client_order_id}: no longer open"
+            status, filled_at_cancel = self.api.cancel(tracked.exchange_order_id)
         except Exception as exc:
             logger.warning("gateway: cancel of {} failed: {}: {}", tracked.client_order_id, type(exc).__name__, exc)
             return f"{tracked.client_order_id}: cancel failed ({type(exc).__name__}), will retry"
-        status = response.get("status") if isinstance(response, dict) else None
-        if status in ("canceled", "cancelled"):
-            self._update(tracked, OrderState.CANCELED, reason, detail, filled=tracked.filled)
-            return f"{tracked.client_order_id}: canceled"
-        tracked.state = OrderState.UNKNOWN
-        self.resolve([tracked])
-        return f"{tracked.client_order_id}: cancel sent"
+        if status.lower() not in ("cancelled", "canceled"):
+            tracked.gone = True
+            self._look_up_gone(tracked)  # filled or gone meanwhile: prove how it ended
+            return f"{tracked.client_order_id}: not open any more ({status})"
+        if filled_at_cancel is not None:
+            tracked.filled = max(tracked.filled, filled_at_cancel)
+        booked: tuple[Fill, ...] = ()
+        try:  # a fill between the last poll and the cancel: read it now, not never
+            booked = self._book(tracked, self._fills_of(tracked, self.api.fills_since(
+                (tracked.sent_at_ms or self.exchange_now()) - self.settings.margin_ms)))
+        except Exception as exc:
+            logger.warning("{} {}: fills after the cancel unreadable ({}); they are collected later",
+                           tracked.symbol, tracked.client_order_id, exc)
+        self._final(tracked, OrderState.CANCELED, reason, f"{detail}; filled {tracked.filled}", booked)
+        if reason is Reason.CANCELED_BY_TIMEOUT:
+            logger.info("{} limit order {} cancelled: {}", tracked.symbol, tracked.client_order_id, detail)
+        return f"{tracked.client_order_id}: canceled"
+
+    def cancel_one(self, message: CancelOrder) -> str:
+        """Cancel one of our orders (flatten replaces a resting exit)."""
+        tracked = self.orders.get(message.client_order_id)
+        if tracked is None:
+            return f"{message.client_order_id}: not an open order of ours"
+        return self._cancel(tracked, None, "cancelled to be replaced")
 
     def cancel_open(self, symbol: str | None, traded: Iterable[str]) -> list[str]:
         """Cancel every open order on one traded symbol, or on all of them: ours and adopted ones."""
         scope = {symbol} if symbol is not None else set(traded)
         try:
-            open_orders = self._fetch_open_orders()
+            open_orders = self.api.open_orders()
         except Exception as exc:
             return [f"open orders unreadable ({type(exc).__name__}: {exc}); nothing was cancelled"]
         ours = {t.exchange_order_id: t for t in self.orders.values() if t.exchange_order_id}
         outcomes = []
         for order in open_orders:
-            if order["symbol"] not in scope:
+            if order.symbol not in scope:
                 continue
-            tracked = ours.get(str(order["id"])) or self.orders.get(str(order.get("clientOrderId")))
+            tracked = ours.get(order.exchange_order_id) or self.orders.get(order.client_order_id or "")
             if tracked is not None:
+                tracked.exchange_order_id = tracked.exchange_order_id or order.exchange_order_id
                 outcomes.append(self._cancel(tracked, None, "cancelled by operator"))
             else:
                 outcomes.append(self._cancel_foreign(order))
         return outcomes or ["no open orders"]
 
-    def _cancel_foreign(self, order: dict[str, Any]) -> str:
-        name = str(order.get("clientOrderId") or order["id"])
-        self._spend("cancelorder")
+    def _cancel_foreign(self, order: OpenOrderReport) -> str:
+        name = order.client_order_id or order.exchange_order_id
         try:
-            self.exchange.cancel_order(str(order["id"]), order["symbol"])
+            status, _ = self.api.cancel(order.exchange_order_id)
         except Exception as exc:
             return f"{name}: cancel failed ({type(exc).__name__}: {exc})"
-        self.report(OrderUpdate(
-            intent_hash=None, client_order_id=order.get("clientOrderId"), symbol=order["symbol"], side=order["side"],
-            state=OrderState.CANCELED, reduce_only=bool(order.get("reduceOnly")), exchange_order_id=str(order["id"]),
-            amount=_decimal(order.get("amount")), filled=_decimal(order.get("filled")) or Decimal(0),
-            reason=Reason.EXTERNAL_ORDER.value, detail="cancelled by operator", seq=self.next_seq(),
+        if status.lower() not in ("cancelled", "canceled"):
+            return f"{name}: not cancelled ({status})"
+        self.external.pop(order.exchange_order_id, None)
+        self.report_to(OrderUpdate(
+            intent_hash=None, client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
+            state=OrderState.CANCELED, reduce_only=order.reduce_only, exchange_order_id=order.exchange_order_id,
+            amount=order.amount, filled=order.filled, reason=Reason.EXTERNAL_ORDER.value,
+            detail="cancelled by operator", seq=self.next_seq(),
         ))
         return f"{name}: canceled"
 
-    # --- resolving unknown outcomes --------------------------------------------------------
+    # --- deciding unknown outcomes ---------------------------------------------------------
 
-    def resolve(self, candidates: list[Tracked]) -> None:
-        """Look our orders up by client order id; apply what is found; re-send what is proven absent."""
-        due = [t for t in candidates if t.client_order_id in self.orders]
-        if not due:
-            return
-        started = self.clock()
-        try:
-            evidence = self._evidence(due)
-        except Exception as exc:
-            logger.warning("gateway: resolving {} orders failed: {}: {}; trying again", len(due),
-                           type(exc).__name__, exc)
-            return
-        for tracked in due:
-            tracked.lookups += 1
-            backoff = min(max(self.settings.absent_grace_s, 2.0 ** (tracked.lookups - 1)), 30.0)
-            tracked.next_lookup = started + backoff
-            found = evidence.get(tracked.client_order_id, Evidence())
-            if found.order is not None:
-                self._apply_order(tracked, found.order, found.fills)
-            elif found.fills:
-                self._apply_fills_only(tracked, found.fills, resolving=True)
-            elif tracked.accepted:
-                if tracked.lookups in (5, 50):
-                    logger.error("gateway: {} was accepted but is nowhere to be found after {} lookups",
-                                 tracked.client_order_id, tracked.lookups)
-            elif found.complete and started - tracked.last_send >= self.settings.absent_grace_s:
-                self._proven_absent(tracked)
+    def _window_passed(self, tracked: Tracked) -> bool:
+        if tracked.process_before_ms is None:
+            return tracked.window_unknown  # schema-1 sends: searched at once, absence never proven
+        return self.exchange_now() > tracked.process_before_ms + self.settings.window_ms
 
-    def _evidence(self, due: list[Tracked]) -> dict[str, Evidence]:
-        evidence: dict[str, Evidence] = {t.client_order_id: Evidence() for t in due}
-        for order in self._fetch_status([t.client_order_id for t in due]):
-            cid = order.get("clientOrderId")
-            if cid in evidence:
-                evidence[str(cid)].order = order
-        missing = [t for t in due if evidence[t.client_order_id].order is None]
-        if missing:
-            by_cid, by_order = _group_trades(self._fetch_fills())
-            for t in missing:
-                evidence[t.client_order_id].fills = by_cid.get(t.client_order_id, []) + by_order.get(
-                    t.exchange_order_id or "", [])
-        absent = [t for t in missing if not evidence[t.client_order_id].fills]
-        if absent and (self.budget is None or self.budget.history_available()):
-            for order in self._fetch_history():  # history has its own small budget: only when needed
-                cid = order.get("clientOrderId")
-                if cid in evidence and evidence[str(cid)].order is None:
-                    evidence[str(cid)].order = order
-            for t in absent:
-                evidence[t.client_order_id].complete = True
+    def _search(self, due: Sequence[Tracked], *, with_history: bool) -> dict[str, Evidence]:
+        """Open orders, orders/status, fills and (if asked) history since the earliest send: one Evidence each."""
+        evidence = {t.client_order_id: Evidence() for t in due}
+        ids = {t.exchange_order_id: t.client_order_id for t in due if t.exchange_order_id}
+        for order in self.api.open_orders():
+            cid = order.client_order_id if order.client_order_id in evidence else ids.get(order.exchange_order_id)
+            if cid is not None:
+                evidence[cid].open = order
+        for status in self.api.order_status([t.client_order_id for t in due], list(ids)):
+            cid = status.client_order_id if status.client_order_id in evidence else ids.get(status.exchange_order_id)
+            if cid is not None:
+                evidence[cid].statuses.append(status)
+        starts = [t.sent_at_ms for t in due if t.sent_at_ms is not None]
+        since = (min(starts) if starts else self.exchange_now() - 24 * 3_600_000) - self.settings.margin_ms
+        for fill in self.api.fills_since(since):
+            cid = fill.client_order_id if fill.client_order_id in evidence else ids.get(fill.exchange_order_id)
+            if cid is not None:
+                evidence[cid].fills.append(fill)
+        if with_history:
+            for event in self.api.history_since(since):
+                cid = event.client_order_id if event.client_order_id in evidence else ids.get(event.exchange_order_id)
+                if cid is not None:
+                    evidence[cid].history.append(event)
         return evidence
 
-    def _proven_absent(self, tracked: Tracked) -> None:
-        intent = tracked.intent
-        age_s = (self.wall() - intent.created_at) / 1000
-        if tracked.sends < self.settings.max_sends and age_s <= self.settings.resend_max_age_s:
-            logger.warning("{} {}: proven absent (status, fills, history); re-sending with the same client order id",
-                           intent.symbol, intent.client_order_id)
-            self._send([intent])
+    def resolve(self, candidates: list[Tracked]) -> None:
+        """Decide the unknown orders whose window has passed: found -> followed; absent -> re-sent or NOT_PLACED."""
+        due = [t for t in candidates if t.client_order_id in self.orders and self._window_passed(t)]
+        if not due:
+            for tracked in candidates:
+                tracked.next_lookup = self.clock() + max(0.2, self.settings.poll_interval_s)
             return
-        why = (f"sent {tracked.sends} times" if tracked.sends >= self.settings.max_sends
-               else f"signal is {age_s:.0f}s old (> {self.settings.resend_max_age_s:.0f}s)")
-        self._update(tracked, OrderState.REJECTED, Reason.NOT_PLACED,
-                     f"proven absent on the exchange; not re-sent: {why}")
+        if self.refresh_clock is not None and any(t.process_before_ms is not None for t in due):
+            try:
+                self.refresh_clock()  # "after processBefore" on the exchange's own clock, read now
+            except Exception as exc:
+                logger.warning("gateway: the exchange's clock is unreadable ({}); deciding later", exc)
+                return
+            due = [t for t in due if self._window_passed(t)]
+            if not due:
+                return
+        try:
+            evidence = self._search(due, with_history=True)
+        except Exception as exc:
+            for tracked in due:
+                self._retry_later(tracked, f"the search failed: {type(exc).__name__}: {exc}")
+            return
+        absent: list[Tracked] = []
+        for tracked in due:
+            found = evidence[tracked.client_order_id]
+            result = conclude(tracked, found)
+            if result.absent:
+                if tracked.window_unknown:
+                    self._retry_later(tracked, "sent by an older version without processBefore and not found")
+                    self._block(tracked, "sent by an older version without processBefore; nothing on the exchange "
+                                         "shows it, but a late copy cannot be ruled out")
+                else:
+                    absent.append(tracked)
+                continue
+            self._apply_conclusion(tracked, found, result)
+        if absent:
+            self._proven_absent(absent)
+
+    def _proven_absent(self, absent: list[Tracked]) -> None:
+        """No copy can execute any more: send again if young, safe and not sent too often; else NOT_PLACED."""
+        resend: list[Tracked] = []
+        for tracked in absent:
+            age_s = (self.wall() - tracked.intent.created_at) / 1000
+            if tracked.sends == 0:
+                self._final(tracked, OrderState.REJECTED, Reason.NOT_PLACED, "claimed but never sent")
+            elif tracked.sends >= self.settings.max_sends:
+                self._final(tracked, OrderState.REJECTED, Reason.NOT_PLACED,
+                            f"proven absent; not re-sent: sent {tracked.sends} times")
+            elif age_s > self.settings.resend_max_age_s:
+                self._final(tracked, OrderState.REJECTED, Reason.NOT_PLACED,
+                            f"proven absent; not re-sent: signal is {age_s:.0f}s old "
+                            f"(> {self.settings.resend_max_age_s:.0f}s)")
+            else:
+                resend.append(tracked)
+        if not resend:
+            return
+        try:  # L3 and L4 again, on positions and open orders fetched for this decision
+            positions = {p.symbol: p.signed_contracts for p in self.api.positions()}
+            open_orders = self.api.open_orders()
+            doubtful = self._verify_known_open(open_orders)
+        except Exception as exc:
+            for tracked in resend:
+                self._retry_later(tracked, f"proven absent, but positions or open orders are unreadable for the "
+                                           f"re-send checks: {type(exc).__name__}: {exc}")
+            return
+        go: list[Tracked] = []
+        for tracked in resend:
+            refusal = self._recheck(tracked.intent, positions, open_orders, doubtful)
+            if refusal is not None:
+                reason, why = refusal
+                self._final(tracked, OrderState.REJECTED, Reason.NOT_PLACED,
+                            f"proven absent; not re-sent: {reason.value}: {why}")
+            else:
+                logger.warning("{} {}: proven absent (open orders, status, fills, history after processBefore); "
+                               "re-sending", tracked.symbol, tracked.client_order_id)
+                go.append(tracked)
+        self._send([t.intent for t in go])
+
+    def _recheck(self, intent: OrderIntent, positions: dict[str, Decimal], open_orders: list[OpenOrderReport],
+                 doubtful: dict[str, str]) -> tuple[Reason, str] | None:
+        """L3 and L4 for a re-send; None when it may go."""
+        position = positions.get(intent.symbol, Decimal(0))
+        if intent.reduce_only:
+            if position == 0 or (position > 0) == (intent.side is Side.BUY):
+                return Reason.NO_POSITION, f"position {position}: nothing for this exit to reduce"
+            return None
+        if position != 0 and (not self.settings.pyramiding or (position > 0) != (intent.side is Side.BUY)):
+            return Reason.POSITION_OPEN, f"position {position} is open"
+        if intent.symbol in doubtful:
+            return Reason.EXCHANGE_MISMATCH, doubtful[intent.symbol]
+        resting = [o for o in open_orders if o.symbol == intent.symbol and o.side is intent.side]
+        if resting:
+            return Reason.EXCHANGE_ORDER_OPEN, f"{intent.side.value} order {resting[0].client_order_id or resting[0].exchange_order_id} rests"
+        return None
+
+    def _verify_known_open(self, open_orders: list[OpenOrderReport]) -> dict[str, str]:
+        """Orders we know to be open but the answer omits: checked; symbol -> why its answer is not trusted."""
+        listed = {o.exchange_order_id for o in open_orders} | {o.client_order_id for o in open_orders if o.client_order_id}
+        missing_ours = [t for t in self.orders.values() if t.state in _LIVE and not t.gone
+                        and t.client_order_id not in listed and (t.exchange_order_id or "") not in listed]
+        missing_foreign = [o for oid, o in self.external.items() if oid not in listed]
+        if not missing_ours and not missing_foreign:
+            return {}
+        statuses = self.api.order_status([t.client_order_id for t in missing_ours],
+                                         [o.exchange_order_id for o in missing_foreign])
+        still_open = {s.exchange_order_id for s in statuses if s.status is ExchangeStatus.OPEN}
+        still_open |= {s.client_order_id for s in statuses if s.status is ExchangeStatus.OPEN and s.client_order_id}
+        closed = {s.exchange_order_id for s in statuses if s.status.is_closed}
+        doubtful: dict[str, str] = {}
+        for tracked in missing_ours:
+            if tracked.client_order_id in still_open or (tracked.exchange_order_id or "") in still_open:
+                why = f"openorders omits our open order {tracked.client_order_id}"
+                doubtful[tracked.symbol] = why
+                self._mismatch(tracked.symbol, f"openorders:{tracked.client_order_id}", why)
+        for order in missing_foreign:
+            if order.exchange_order_id in closed:
+                self.external.pop(order.exchange_order_id, None)
+                continue
+            why = (f"openorders omits order {order.client_order_id or order.exchange_order_id}, open at the last "
+                   "look, and nothing shows it closed")
+            doubtful[order.symbol] = why
+            self._mismatch(order.symbol, f"openorders:{order.exchange_order_id}", why)
+        return doubtful
 
     # --- reconciliation --------------------------------------------------------------------
 
     def reconcile(self, message: Reconcile) -> ReconciliationReport:
-        """Resolve unfinished intents, adopt strangers' open orders, read positions."""
+        """Take back unfinished intents, adopt strangers' open orders, read positions."""
         try:
-            open_orders = self._fetch_open_orders()
+            open_orders = self.api.open_orders()
         except Exception as exc:
             return ReconciliationReport(ok=False, reason=message.reason,
                                         detail=f"open orders unreadable: {type(exc).__name__}: {exc}")
-        recovered = [self._recover(record) for record in message.intents
-                     if record.client_order_id not in self.orders or self.orders[record.client_order_id].state
-                     is OrderState.UNKNOWN]
-        open_by_cid = {str(o.get("clientOrderId")): o for o in open_orders if o.get("clientOrderId")}
-        to_resolve = []
-        for tracked in recovered:
-            order = open_by_cid.get(tracked.client_order_id)
-            if order is not None:
-                self._apply_order(tracked, order)
-            else:
-                to_resolve.append(tracked)
-        if to_resolve:
-            self.resolve(to_resolve)
-        ours = set(self.orders) | {r.client_order_id for r in message.intents}
+        for record in message.intents:
+            self._recover(record)
+        unknown_cids = [o.client_order_id for o in open_orders if o.client_order_id and o.client_order_id not in
+                        self.orders and o.client_order_id not in self.watch]
+        if unknown_cids:  # an open order with one of our client order ids is ours, whatever the database said
+            try:
+                for record in self.find_intents(unknown_cids):
+                    self._recover(record, taken_back=True)
+            except Exception as exc:
+                return ReconciliationReport(ok=False, reason=message.reason,
+                                            detail=f"could not look up client order ids: {type(exc).__name__}: {exc}")
+        by_cid = {o.client_order_id: o for o in open_orders if o.client_order_id}
+        for tracked in list(self.orders.values()):
+            order = by_cid.get(tracked.client_order_id)
+            if order is not None and tracked.state not in _LIVE:
+                evidence = Evidence(open=order)
+                self._apply_conclusion(tracked, evidence, conclude(tracked, evidence))
         views, adopted = [], []
         for order in open_orders:
-            cid = order.get("clientOrderId")
-            view = ExchangeOrder(
-                symbol=order["symbol"], side=order["side"], exchange_order_id=str(order["id"]),
-                client_order_id=str(cid) if cid else None, amount=_decimal(order.get("amount")),
-                filled=_decimal(order.get("filled")) or Decimal(0), price=_decimal(order.get("price")),
-                reduce_only=bool(order.get("reduceOnly")), ours=cid in ours,
-            )
+            ours = order.client_order_id in self.orders or order.client_order_id in self.watch
+            view = ExchangeOrder(symbol=order.symbol, side=order.side, exchange_order_id=order.exchange_order_id,
+                                 client_order_id=order.client_order_id, amount=order.amount, filled=order.filled,
+                                 price=order.price, reduce_only=order.reduce_only, ours=ours)
             views.append(view)
-            if not view.ours and view.exchange_order_id not in self.external:
-                self.external.add(view.exchange_order_id)
+            if not ours and order.exchange_order_id not in self.external:
+                self.external[order.exchange_order_id] = order
                 adopted.append(view)
                 self._report_external(view)
-        positions = self.fetch_positions()
+        positions = self.fetch_positions(follow_first=False)
         if isinstance(positions, PositionsUnavailable):
             return ReconciliationReport(ok=False, reason=message.reason, detail=f"positions unreadable: "
                                         f"{positions.detail}", open_orders=tuple(views), adopted=tuple(adopted))
         return ReconciliationReport(ok=True, reason=message.reason, snapshot=positions, open_orders=tuple(views),
                                     adopted=tuple(adopted), unresolved=self.in_flight())
 
-    def _recover(self, record: IntentRecord) -> Tracked:
-        existing = self.orders.get(record.client_order_id)
-        if existing is not None:
-            return existing
+    def _recover(self, record: IntentRecord, taken_back: bool = False) -> None:
+        if record.client_order_id in self.orders:
+            return
         tracked = Tracked(intent=record.to_intent(), state=record.state, exchange_order_id=record.exchange_order_id,
-                          filled=record.filled, sends=1,
-                          accepted=record.state in (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED))
+                          filled=record.filled, booked=record.fills_booked, fill_ids=set(record.fill_ids),
+                          sends=record.sends, sent_at_ms=record.sent_at, process_before_ms=record.process_before,
+                          window_unknown=record.schema_v1)
+        if record.schema_v1 and tracked.sends == 0:
+            tracked.sends = 1
         self.orders[record.client_order_id] = tracked
-        return tracked
+        if taken_back:
+            logger.error("{} {}: an open order carries our client order id while the database says {}: taken back "
+                         "as ours", record.symbol, record.client_order_id, record.state.value)
+            return
+        if record.state in _LIVE:
+            tracked.placed_at = self.clock()
+            return
+        if record.state is OrderState.INITIALIZED and record.sent_at is None and not record.schema_v1:
+            # every send is recorded durably before it leaves: no record, no send
+            self._final(tracked, OrderState.REJECTED, Reason.NOT_PLACED, "claimed but never sent (no send recorded)")
+            return
+        tracked.state = OrderState.UNKNOWN
+        if not record.state.is_final:
+            logger.info("{} {}: recovered {} order; decided once its processBefore has passed", record.symbol,
+                        record.client_order_id, record.state.value)
 
     def _report_external(self, view: ExchangeOrder) -> None:
         logger.warning("{}: open {} order {} was not placed by this system: adopted as EXTERNAL; it blocks entries "
                        "on that side", view.symbol, view.side.value, view.client_order_id or view.exchange_order_id)
-        self.report(OrderUpdate(
+        self.report_to(OrderUpdate(
             intent_hash=None, client_order_id=view.client_order_id, symbol=view.symbol, side=view.side,
             state=OrderState.ACCEPTED, reduce_only=view.reduce_only, exchange_order_id=view.exchange_order_id,
             amount=view.amount, filled=view.filled, reason=Reason.EXTERNAL_ORDER.value,
             detail="placed outside this system", seq=self.next_seq(),
         ))
 
+    # --- operator --------------------------------------------------------------------------
+
+    def give_up(self, message: Resolve) -> list[str]:
+        """The operator checked the exchange: give up on this symbol's undecided orders and contradictions."""
+        outcomes = []
+        for tracked in [t for t in self.orders.values() if t.symbol == message.symbol]:
+            if tracked.state in (OrderState.UNKNOWN, OrderState.SUBMITTED) or tracked.blocked:
+                state = OrderState.CANCELED if tracked.state in _LIVE else OrderState.REJECTED
+                tracked.blocked = ""
+                self._final(tracked, state, Reason.GIVEN_UP, f"given up by {message.source} (resolve)")
+                tracked.confirm = True  # still watched: if it ever shows up, it is taken back as ours
+                self.watch[tracked.client_order_id] = tracked
+                self.route(OrderBlocked(symbol=tracked.symbol, client_order_id=tracked.client_order_id, detail=""))
+                outcomes.append(f"gave up on order {tracked.client_order_id} ({state.value})")
+        for symbol, key in [k for k in self.mismatches if k[0] == message.symbol]:
+            self._consistent(symbol, key)
+            outcomes.append(f"cleared {key}")
+        for oid, order in list(self.external.items()):
+            if order.symbol == message.symbol:
+                self.external.pop(oid)  # re-adopted at the next reconciliation if it still rests
+        return outcomes
+
     # --- positions -------------------------------------------------------------------------
 
-    def fetch_positions(self) -> PositionsSnapshot | PositionsUnavailable:
+    def fetch_positions(self, follow_first: bool = True) -> PositionsSnapshot | PositionsUnavailable:
         """Every open position, or a failure that says why (never an empty list on failure)."""
+        if follow_first and any(t.state in _LIVE for t in self.orders.values()):
+            self.follow()  # fills first, so a position that includes them is not taken for a contradiction
         try:
-            self._spend("openpositions")
-            raw = self.exchange.fetch_positions()
+            positions = self.api.positions()
         except Exception as exc:
             return PositionsUnavailable(reason=Reason.EXCHANGE_UNAVAILABLE.value,
                                         detail=f"{type(exc).__name__}: {exc}", seq=self.next_seq())
-        if not isinstance(raw, list):
-            return PositionsUnavailable(reason=Reason.EXCHANGE_UNAVAILABLE.value,
-                                        detail=f"unreadable positions: {str(raw)[:200]}", seq=self.next_seq())
-        positions = []
-        for item in raw:
-            position = _position(item)
-            if position is None:
-                return PositionsUnavailable(reason=Reason.EXCHANGE_UNAVAILABLE.value,
-                                            detail=f"unreadable position: {str(item)[:200]}", seq=self.next_seq())
-            if position.is_open:
-                positions.append(position)
         return PositionsSnapshot(positions=tuple(positions), seq=self.next_seq())
-
-
-def _group_trades(trades: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
-    by_cid: dict[str, list[dict[str, Any]]] = {}
-    by_order: dict[str, list[dict[str, Any]]] = {}
-    for trade in trades:
-        info = trade.get("info") if isinstance(trade.get("info"), dict) else {}
-        cid = info.get("cliOrdId") or trade.get("clientOrderId")
-        if cid:
-            by_cid.setdefault(str(cid), []).append(trade)
-        elif trade.get("order"):
-            by_order.setdefault(str(trade["order"]), []).append(trade)
-    return by_cid, by_order
-
-
-def _position(item: Any) -> Position | None:
-    if not isinstance(item, dict) or not isinstance(item.get("symbol"), str):
-        return None
-    contracts = _decimal(item.get("contracts"))
-    side = str(item.get("side") or "").lower()
-    if contracts is None or contracts < 0 or side not in ("long", "short", "flat", ""):
-        return None
-    return Position(
-        symbol=item["symbol"],
-        side=PositionSide(side) if side in ("long", "short") and contracts > 0 else PositionSide.FLAT,
-        contracts=contracts if side in ("long", "short") else Decimal(0),
-        entry_price=_decimal(item.get("entryPrice")),
-        unrealized_pnl=_decimal(item.get("unrealizedPnl")),
-    )
 
 
 class ExchangeGatewayActor(pykka.ThreadingActor):
     """The actor shell around OrderGateway: batches commands that arrive together; polls on a timer."""
 
     def __init__(self, exchange: Any, *, settings: GatewaySettings | None = None,
-                 budget: CostBudget | None = None, symbols: Iterable[str] = ()) -> None:
+                 budget: CostBudget | None = None, symbols: Iterable[str] = (),
+                 exchange_clock: Any = None, ask_timeout_s: float = 5.0) -> None:
         super().__init__()
         self.symbols = tuple(symbols)
-        self.gateway = OrderGateway(exchange, settings=settings, report=self._report, budget=budget)
+        self.ask_timeout_s = ask_timeout_s
+        self.gateway = OrderGateway(
+            exchange, settings=settings, report=self._report, route=self._route, record_sends=self._record_sends,
+            find_intents=self._find_intents, budget=budget, exchange_clock=exchange_clock,
+            refresh_clock=getattr(exchange_clock, "refresh", None),
+        )
         self.portfolio: pykka.ActorRef[Any] | None = None
         self.persistence: pykka.ActorRef[Any] | None = None
         self.timers: ActorTimers | None = None
@@ -805,7 +1012,7 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
             self.timers.stop()
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        """Stop the poll timer and report the death to the wiring: a core actor never dies silently."""
+        """Stop the timer and report the death: a core actor never dies silently."""
         if self.timers:
             self.timers.stop()
         from actors.system import report_core_failure
@@ -830,6 +1037,10 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
                 self._guarded("poll", self.gateway.poll)
             case CancelOrders():
                 return self._guarded("cancel", lambda: self.gateway.cancel_open(message.symbol, self.symbols))
+            case CancelOrder():
+                return self._guarded("cancel", lambda: self.gateway.cancel_one(message))
+            case Resolve():
+                return self._guarded("resolve", lambda: self.gateway.give_up(message))
             case GetInFlight():
                 return self.gateway.in_flight()
             case Ping():
@@ -858,7 +1069,10 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
             self._guarded("place", lambda: self.gateway.place_all(orders))
         if self._sync_requested:
             self._sync_requested = False
-            result = self.gateway.fetch_positions()
+            result = self._guarded("positions", self.gateway.fetch_positions)
+            if result is None:
+                result = PositionsUnavailable(reason=Reason.EXCHANGE_UNAVAILABLE.value, detail="position fetch crashed",
+                                              seq=self.gateway.next_seq())
             if isinstance(result, PositionsUnavailable):
                 logger.warning("positions unavailable: {}", result.detail)
             self._tell(self.portfolio, result)
@@ -875,6 +1089,30 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
         self._tell(self.persistence, update)
         self._tell(self.portfolio, update)
 
+    def _route(self, message: Message) -> None:
+        self._tell(self.portfolio, message)
+
+    def _record_sends(self, updates: Sequence[OrderUpdate]) -> str | None:
+        """Persist SUBMITTED reports and wait for the commit; the error text if it did not happen."""
+        from messages import RecordSends
+
+        if self.persistence is None:
+            return None  # tests without persistence
+        reply: pykka.Future[Any] = pykka.ThreadingFuture()
+        try:
+            self.persistence.tell(RecordSends(updates=tuple(updates), reply=reply))
+            reply.get(timeout=self.ask_timeout_s)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def _find_intents(self, cids: Sequence[str]) -> list[IntentRecord]:
+        from messages import FindIntents
+
+        if self.persistence is None:
+            return []
+        return self.persistence.ask(FindIntents(client_order_ids=tuple(cids)), timeout=self.ask_timeout_s)
+
     @staticmethod
     def _tell(target: pykka.ActorRef[Any] | None, message: Any) -> None:
         if target is None:
@@ -883,3 +1121,6 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
             target.tell(message)
         except pykka.ActorDeadError:
             logger.warning("gateway: {} is not running; report {} dropped", target, type(message).__name__)
+
+
+__all__ = ["ConnectGateway", "ExchangeGatewayActor", "GatewaySettings", "OrderGateway", "Position", "conclude"]

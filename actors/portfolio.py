@@ -23,8 +23,8 @@ from messages import (
     ControlReply,
     Event,
     EventKind,
+    ExchangeMismatch,
     ExchangeOrder,
-    Flatten,
     GetStatus,
     Halt,
     LoadOpenIntents,
@@ -32,6 +32,7 @@ from messages import (
     MarketSpec,
     NotReady,
     OpenOrdersSync,
+    OrderBlocked,
     OrderState,
     OrderUpdate,
     Pause,
@@ -113,6 +114,7 @@ class PortfolioActor(pykka.ThreadingActor):
         self.actors: dict[str, pykka.ActorRef[Any] | None] = {}
         self.supervisor_state: dict[str, SymbolState] = {}
         self.halt_reasons: dict[str, str] = {}
+        self.safe_mode: set[str] = set()  # halted after crashes, running with the strategy off
         self.last_seq = 0  # the newest gateway report seen: a fresh actor trusts only newer positions
         self.reconciled = False  # no symbol trades before the first successful reconciliation
         self.exchange_orders: dict[str, tuple[ExchangeOrder, ...]] = {}
@@ -153,14 +155,22 @@ class PortfolioActor(pykka.ThreadingActor):
 
         report_core_failure(self, exception_value)
 
-    def _start_symbol(self, symbol: str, restarts: int) -> pykka.ActorRef[Any] | None:
+    def _start_symbol(self, symbol: str, restarts: int, strategy_off: bool = False) -> pykka.ActorRef[Any] | None:
         since = now_ms() - self.settings.retention_ms
         bootstrap = self.persistence.ask(LoadSymbol(symbol=symbol, since=since), timeout=self.settings.ask_timeout_s)
         ports = ActorPorts(self.actor_ref, self.persistence, self.gateway, self.settings.ask_timeout_s)
         trader = self.trader_factory(self.markets[symbol], bootstrap, ports, restarts, self.last_seq)
+        trader.strategy_off = strategy_off
+        if strategy_off:
+            trader.set_halted(True, self.halt_reasons.get(symbol, "halted after repeated crashes"))
         ref = SymbolActor.start(trader, supervisor=self.actor_ref)
         self.actors[symbol] = ref
-        self.supervisor_state[symbol] = SymbolState.TRADING
+        if strategy_off:
+            self.safe_mode.add(symbol)
+        else:
+            self.safe_mode.discard(symbol)
+        if not strategy_off:
+            self.supervisor_state[symbol] = SymbolState.TRADING
         return ref
 
     # --- messages --------------------------------------------------------------------------
@@ -177,6 +187,16 @@ class PortfolioActor(pykka.ThreadingActor):
                 self._on_snapshot(message)
             case ReconciliationReport():
                 self._on_reconciliation(message)
+            case OrderBlocked():
+                if message.detail:
+                    self._record(Event(kind=EventKind.ORDER_UPDATE, symbol=message.symbol, reason=Reason.BLOCKED,
+                                       detail=message.detail))
+                self._forward(message.symbol, message)
+            case ExchangeMismatch():
+                self._record(Event(kind=EventKind.RECONCILE_MISMATCH, symbol=message.symbol,
+                                   reason=Reason.EXCHANGE_MISMATCH if message.detail else None,
+                                   detail=message.detail or f"consistent again: {message.key}"))
+                self._forward(message.symbol, message)
             case PositionsUnavailable():
                 self.last_seq = max(self.last_seq, message.seq)
                 self._record(Event(kind=EventKind.POSITION_SYNC_FAILED, reason=Reason(message.reason),
@@ -189,8 +209,6 @@ class PortfolioActor(pykka.ThreadingActor):
                 self._restart(message.symbol)
             case Pause() | Resume() | Halt() | Unhalt():
                 return self._control(message)
-            case Flatten():
-                return self._flatten(message)
             case GetStatus():
                 return self._status()
             case Ping():
@@ -203,10 +221,9 @@ class PortfolioActor(pykka.ThreadingActor):
                 if self.reconciled:
                     self.gateway.tell(Reconcile(reason="timer"))
             case Tick(name="reconcile-retry"):
-                records = self.persistence.ask(LoadOpenIntents(), timeout=self.settings.ask_timeout_s)
-                self.gateway.tell(Reconcile(intents=tuple(records), reason="retry"))
+                self._reconcile_with_intents("retry")
             case Tick(name="purge"):
-                self.persistence.tell(PurgeIntents(before=now_ms() - self.settings.retention_ms))
+                self.persistence.tell(PurgeIntents(before=now_ms() - self.settings.retention_ms))  # a tell: never waits
                 for symbol in self.actors:
                     self._forward(symbol, Tick(name="purge"))
             case ConnectMarketData():
@@ -214,6 +231,18 @@ class PortfolioActor(pykka.ThreadingActor):
             case _:
                 logger.error("portfolio: unexpected message {}", type(message).__name__)
         return None
+
+    def _reconcile_with_intents(self, reason: str) -> None:
+        """Reconcile with every unfinished intent; a slow database means: try again soon, never die."""
+        try:
+            records = self.persistence.ask(LoadOpenIntents(), timeout=self.settings.ask_timeout_s)
+        except Exception as exc:
+            logger.warning("portfolio: unfinished intents unreadable for the {} reconciliation ({!r}); trying again "
+                           "in {:.0f}s", reason, exc, self.settings.reconcile_retry_s)
+            if self.timers:
+                self.timers.after(self.settings.reconcile_retry_s, self.actor_ref, Tick(name="reconcile-retry"))
+            return
+        self.gateway.tell(Reconcile(intents=tuple(records), reason=reason))
 
     def _on_order_update(self, update: OrderUpdate) -> None:
         self.last_seq = max(self.last_seq, update.seq)
@@ -312,6 +341,20 @@ class PortfolioActor(pykka.ThreadingActor):
                 )
             except Exception as exc:
                 logger.error("{}: could not store the halt: {!r}", message.symbol, exc)
+            if message.symbol in self.safe_mode:
+                self.safe_mode.discard(message.symbol)
+                logger.error("{}: the symbol actor died with its strategy off too; exits and flatten need `unhalt`",
+                             message.symbol)
+                return
+            try:  # halted means exits only, not unmanaged: the position and its orders stay looked after
+                self._start_symbol(message.symbol, restarts=self.restart_policy.restarts(message.symbol),
+                                   strategy_off=True)
+                self._after_restart(message.symbol)
+                logger.warning("{}: restarted with its strategy off: orders followed, flatten works; `unhalt` turns "
+                               "the strategy on again", message.symbol)
+            except Exception as exc:
+                logger.error("{}: could not start it with the strategy off: {!r}", message.symbol, exc)
+                self.actors[message.symbol] = None
             return
         self.supervisor_state[message.symbol] = SymbolState.RESTARTING
         logger.warning("{} symbol actor restarts in {:.2f}s", message.symbol, delay)
@@ -330,6 +373,9 @@ class PortfolioActor(pykka.ThreadingActor):
             self._on_death(SymbolDied(symbol=symbol, actor_urn="", error=repr(exc)))
             return
         self._record(Event(kind=EventKind.ACTOR_RESTARTED, symbol=symbol, detail=f"restart #{restarts}"))
+        self._after_restart(symbol)
+
+    def _after_restart(self, symbol: str) -> None:
         if self.market_data is not None:
             self.market_data.tell(SendHistory(symbol=symbol))
         if symbol in self.exchange_orders:
@@ -366,28 +412,18 @@ class PortfolioActor(pykka.ThreadingActor):
             if isinstance(message, Unhalt) and self.supervisor_state.get(symbol) is SymbolState.HALTED:
                 self.supervisor_state[symbol] = SymbolState.RESTARTING
                 self.halt_reasons.pop(symbol, None)
+                running = self.actors.get(symbol)
+                if running is not None:  # the strategy-off actor makes way for a normal one
+                    self.actors[symbol] = None
+                    try:
+                        running.stop(timeout=self.settings.ask_timeout_s)
+                    except (pykka.ActorDeadError, pykka.Timeout):
+                        pass
                 self._restart(symbol)
                 continue
             self._forward(symbol, message.model_copy(update={"symbol": symbol}))
         logger.info("{} {} by {}", name, ", ".join(symbols), message.source)
         return ControlReply(ok=True, detail=f"{name} applied", symbols=tuple(symbols))
-
-    def _flatten(self, message: Flatten) -> ControlReply:
-        if message.symbol is not None and message.symbol not in self.markets:
-            return ControlReply(
-                ok=False,
-                detail=f"unknown symbol {message.symbol!r}; this system trades {', '.join(sorted(self.markets))}",
-            )
-        symbols = [message.symbol] if message.symbol else sorted(self.markets)
-        self._record(Event(kind=EventKind.CONTROL, symbol=message.symbol,
-                           detail=f"flatten {', '.join(symbols)} by {message.source}"))
-        running = [s for s in symbols if self.actors.get(s) is not None]
-        for symbol in running:
-            self._forward(symbol, message.model_copy(update={"symbol": symbol}))
-        skipped = sorted(set(symbols) - set(running))
-        detail = "flatten sent" + (f"; not running (halted or restarting): {', '.join(skipped)}" if skipped else "")
-        logger.warning("flatten {} by {}", ", ".join(symbols), message.source)
-        return ControlReply(ok=True, detail=detail, symbols=tuple(running))
 
     def _status(self) -> PortfolioStatus:
         symbols = []
@@ -396,7 +432,8 @@ class PortfolioActor(pykka.ThreadingActor):
             symbols.append(
                 SymbolStatus(
                     symbol=symbol,
-                    state=state if self.actors.get(symbol) is None else SymbolState.TRADING,
+                    state=state if self.actors.get(symbol) is None or state is SymbolState.HALTED
+                    else SymbolState.TRADING,
                     halted=state is SymbolState.HALTED,
                     halt_reason=self.halt_reasons.get(symbol, ""),
                     position=self.risk.positions.get(symbol),

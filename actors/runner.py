@@ -112,15 +112,17 @@ class TradingProcess:
         markets = self._retry("loading the market list", lambda: load_market_specs(public, cfg.trading.symbols))
         private.set_markets(public.markets, public.currencies)  # one listing, no second request
         interval = cfg.trading.tick_interval_s
+        rate = 1.0
         if self.endpoint.simulator is not None:  # ticks are in market time; the paper clock runs faster
             interval = max(0.25, interval / cfg.paper.speed)
+            rate = cfg.paper.speed
         self.system = TradingSystem(
             config=cfg,
             database_url=self.loaded.database_url,
             private_exchange=private,
             public_exchange=public,
             markets=markets,
-            candle_clock=ServerClock(public),
+            candle_clock=ServerClock(public, rate=rate),
             budget=CostBudget(),
             market_data_interval_s=interval,
             on_fatal=self._on_fatal,

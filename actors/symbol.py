@@ -21,11 +21,14 @@ from loguru import logger
 
 from messages import (
     UNRESOLVED_STATES,
+    AbandonIntent,
+    CancelOrder,
     Candles,
     ClaimIntent,
     ClaimResult,
     Event,
     EventKind,
+    ExchangeMismatch,
     ExchangeOrder,
     Flatten,
     GetStatus,
@@ -33,6 +36,7 @@ from messages import (
     MarketSpec,
     NotReady,
     OpenOrdersSync,
+    OrderBlocked,
     OrderIntent,
     OrderState,
     OrderUpdate,
@@ -44,6 +48,7 @@ from messages import (
     PositionSide,
     PositionSync,
     Reason,
+    Resolve,
     Resume,
     RiskDecision,
     RiskRelease,
@@ -92,6 +97,12 @@ class SymbolPorts(Protocol):
     def place_order(self, command: PlaceOrder) -> None:
         """Hand the order to the gateway (tell: never waits on the exchange)."""
 
+    def cancel_order(self, command: CancelOrder) -> None:
+        """Ask the gateway to cancel one of our orders (tell)."""
+
+    def abandon_intent(self, command: AbandonIntent) -> None:
+        """Tell persistence that a claim answered too late is given up (never sent)."""
+
     def record(self, event: Event) -> None:
         """Append an event to the log."""
 
@@ -109,6 +120,7 @@ class TrackedOrder:
     filled: Decimal = Decimal(0)
     exchange_order_id: str | None = None
     recovered: bool = False  # loaded at start: INITIALIZED/SUBMITTED then means "maybe sent"
+    order_type: str = "market"
 
     @property
     def unresolved(self) -> bool:
@@ -143,6 +155,7 @@ class SymbolTrader:
     clock: Callable[[], int] = now_ms
     restarts: int = 0
     min_position_seq: int = 0  # position syncs older than this may miss fills an earlier actor saw
+    strategy_off: bool = False  # halted after crashes: no strategy, but exits, flatten and orders are managed
 
     paused: bool = field(init=False, default=False)
     halted: bool = field(init=False, default=False)
@@ -158,6 +171,12 @@ class SymbolTrader:
     last_outcome: str | None = field(init=False, default=None)
     exchange_orders: tuple[ExchangeOrder, ...] = field(init=False, default=())
     not_ready: str = field(init=False, default="waiting for reconciliation with the exchange")
+    finished: dict[str, tuple[OrderState, Decimal, bool, Side]] = field(init=False, default_factory=dict)
+    blocked: dict[str, str] = field(init=False, default_factory=dict)  # client order id -> why (from the gateway)
+    mismatches: dict[str, str] = field(init=False, default_factory=dict)  # key -> contradiction (from the gateway)
+    position_mismatch: str = field(init=False, default="")
+    accept_next_sync: bool = field(init=False, default=False)
+    flatten_after_cancel: str | None = field(init=False, default=None)  # the resting exit being replaced
 
     def __post_init__(self) -> None:
         self.candles = deque(maxlen=max(self.settings.window, self.strategy.warmup + 1))
@@ -176,6 +195,7 @@ class SymbolTrader:
                 filled=record.filled,
                 exchange_order_id=record.exchange_order_id,
                 recovered=True,
+                order_type=record.order_type,
             )
         control = self.bootstrap.control
         self.paused, self.halted, self.halt_reason = control.paused, control.halted, control.reason
@@ -194,7 +214,7 @@ class SymbolTrader:
         if not fresh:
             return None
         self.candles.extend(fresh)
-        if not message.live:
+        if not message.live or self.strategy_off:
             return None
         kind = self.strategy.decide(list(self.candles), self.effective_side())
         if kind is None:
@@ -230,6 +250,9 @@ class SymbolTrader:
             same_direction = (contracts > 0) == (side is Side.BUY)
             if not self.settings.pyramiding or not same_direction:
                 return self._reject(signal, hash_hex, Reason.POSITION_OPEN, f"position {contracts} is open")
+        doubt = self.entry_doubt()
+        if doubt:  # an exchange answer contradicts what we know, or an order's fate is undecided
+            return self._reject(signal, hash_hex, Reason.EXCHANGE_MISMATCH, doubt)
         foreign = [o for o in self.exchange_orders if not o.ours and o.side is side]
         if foreign:  # L4 as last seen at reconciliation; the gateway checks again right before the send
             return self._reject(signal, hash_hex, Reason.EXCHANGE_ORDER_OPEN,
@@ -256,6 +279,8 @@ class SymbolTrader:
                 RiskRequest(symbol=self.symbol, intent_hash=hash_hex, notional=order_notional)
             )
         except Exception as exc:
+            # the portfolio may still grant it after the time-out: give it back (the release queues behind it)
+            self.ports.release_risk(RiskRelease(symbol=self.symbol, intent_hash=hash_hex))
             return self._reject(signal, hash_hex, Reason.RISK_UNAVAILABLE, f"portfolio did not answer: {exc!r}")
         if not decision.granted:
             return self._reject(signal, hash_hex, Reason.RISK_LIMIT, decision.detail)
@@ -263,18 +288,42 @@ class SymbolTrader:
         return self._claim_and_send(signal, intent, release_risk=True)
 
     def flatten(self, source: str) -> Decision:
-        """Close the position with a reduce-only market order, paused or not (an operator's command)."""
+        """Close the position with a reduce-only market order, paused, halted or not (an operator's command).
+
+        A resting exit is cancelled first and replaced once the cancel is proven; an exit already
+        in flight, or one whose fate is unknown, is said so rather than doubled.
+        """
         now = self.clock()
         price = self.candles[-1].close if self.candles else (self.position.entry_price if self.position else None)
         signal = Signal(symbol=self.symbol, kind=SignalKind.EXIT, candle_time=now, price=price or Decimal(0),
                         strategy="flatten", note=source)
         self.last_signal = f"FLATTEN by {source}"
         hash_hex = intent_hash(self.symbol, now, SignalKind.EXIT, Decimal(0))
+        if self.position is None:
+            return self._reject(signal, hash_hex, Reason.NOT_READY, self.not_ready)
+        contracts = self.effective_contracts()
+        if contracts == 0:
+            return self._reject(signal, hash_hex, Reason.NO_POSITION, "nothing to flatten: the position is flat")
+        side = Side.SELL if contracts > 0 else Side.BUY
+        for order in self.orders.values():
+            if not (order.reduce_only and order.side is side):
+                continue
+            if order.unresolved:
+                return self._reject(signal, hash_hex, Reason.ORDER_UNRESOLVED,
+                                    f"exit {order.client_order_id} outcome unknown; status says what frees it")
+            if order.order_type == "limit" and order.state in (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED):
+                if self.flatten_after_cancel != order.client_order_id:
+                    self.flatten_after_cancel = order.client_order_id
+                    self.ports.cancel_order(CancelOrder(symbol=self.symbol, client_order_id=order.client_order_id))
+                detail = (f"cancelling resting exit {order.client_order_id}; a market exit follows once the cancel "
+                          "is proven")
+                self.last_outcome = detail
+                return Decision(signal=signal, reason=Reason.ORDER_PENDING, detail=detail)
+            return self._reject(signal, hash_hex, Reason.ORDER_PENDING,
+                                f"exit already in flight: {order.client_order_id} ({order.state.value})")
         if hash_hex in self.seen:
             return self._reject(signal, hash_hex, Reason.DUPLICATE_INTENT, "flatten already sent", remember=False)
         self.seen[hash_hex] = now
-        if self.position is None:
-            return self._reject(signal, hash_hex, Reason.NOT_READY, self.not_ready)
         return self._exit(signal, hash_hex, order_type="market")
 
     def _exit(self, signal: Signal, hash_hex: str, order_type: str | None = None) -> Decision:
@@ -335,6 +384,9 @@ class SymbolTrader:
         except Exception as exc:
             if release_risk:
                 self.ports.release_risk(RiskRelease(symbol=self.symbol, intent_hash=intent.intent_hash))
+            # the claim may still commit after the time-out: it is given up, so it is never sent later
+            self.ports.abandon_intent(AbandonIntent(intent_hash=intent.intent_hash,
+                                                    detail=f"claim not confirmed in time: {exc!r}"))
             return self._reject(
                 signal, intent.intent_hash, Reason.PERSISTENCE_UNAVAILABLE, f"intent not stored, not sent: {exc}"
             )
@@ -350,6 +402,7 @@ class SymbolTrader:
             reduce_only=intent.reduce_only,
             amount=intent.amount,
             state=OrderState.INITIALIZED,
+            order_type=intent.order_type,
         )
         self.ports.place_order(PlaceOrder(intent=intent))
         self.last_outcome = f"SENT {intent.side.value} {intent.amount}"
@@ -382,31 +435,131 @@ class SymbolTrader:
         logger.info("{} {} not traded: {} ({})", self.symbol, signal.kind.value, reason.value, detail)
         return Decision(signal=signal, reason=reason, detail=detail)
 
-    def on_order_update(self, update: OrderUpdate) -> None:
-        """Apply the gateway's report on one of our orders (stale or repeated reports change nothing)."""
+    def on_order_update(self, update: OrderUpdate) -> Decision | None:
+        """Apply the gateway's report on one of our orders (moves the transition table does not allow change nothing)."""
         if update.client_order_id is None or update.intent_hash is None:
-            return
-        order = self.orders.get(update.client_order_id)
+            return None
+        cid = update.client_order_id
+        order = self.orders.get(cid)
         if order is None:
-            return  # finished already, or not ours
-        if not is_advance(order.state, update.state):
-            return
+            return self._taken_back(update)
+        if not is_advance(order.state, update.state, filled_before=order.filled, filled_after=update.filled):
+            return None
         if update.filled > order.filled:
             delta = update.filled - order.filled
             self.unsynced_fills.append((update.seq, delta if order.side is Side.BUY else -delta))
             order.filled = update.filled
         order.state = update.state
         order.exchange_order_id = update.exchange_order_id or order.exchange_order_id
+        order.recovered = order.recovered and update.state in UNRESOLVED_STATES
+        self.last_outcome = f"{update.state.value} {cid}" + (f" ({update.reason})" if update.reason else "")
+        if not update.state.is_final:
+            return None
+        del self.orders[cid]
+        self.blocked.pop(cid, None)
+        self._remember_finished(cid, update.state, order.filled, order.reduce_only, order.side)
+        if self.flatten_after_cancel == cid:
+            self.flatten_after_cancel = None
+            if self.effective_contracts() != 0:
+                return self.flatten("flatten (after the resting exit was cancelled)")
+        return None
+
+    def _taken_back(self, update: OrderUpdate) -> None:
+        """A report on an order that had ended: found on the exchange after all, its fills count."""
+        cid = update.client_order_id
+        assert cid is not None and update.intent_hash is not None
+        done = self.finished.get(cid)
+        if done is None:
+            return None
+        state, filled, reduce_only, side = done
+        if not is_advance(state, update.state, filled_before=filled, filled_after=update.filled):
+            return None
+        if update.filled > filled:
+            delta = update.filled - filled
+            self.unsynced_fills.append((update.seq, delta if side is Side.BUY else -delta))
+        logger.warning("{} {}: {} after {}: the exchange shows it after all; taken back", self.symbol, cid,
+                       update.state.value, state.value)
         if update.state.is_final:
-            del self.orders[update.client_order_id]
-        self.last_outcome = f"{update.state.value} {update.client_order_id}" + (
-            f" ({update.reason})" if update.reason else ""
-        )
+            self._remember_finished(cid, update.state, max(filled, update.filled), reduce_only, side)
+            return None
+        del self.finished[cid]
+        self.orders[cid] = TrackedOrder(intent_hash=update.intent_hash, client_order_id=cid, side=side,
+                                        reduce_only=reduce_only, amount=update.amount or update.filled,
+                                        state=update.state, filled=update.filled,
+                                        exchange_order_id=update.exchange_order_id)
+        return None
+
+    def _remember_finished(self, cid: str, state: OrderState, filled: Decimal, reduce_only: bool, side: Side) -> None:
+        self.finished[cid] = (state, filled, reduce_only, side)
+        while len(self.finished) > 1000:
+            del self.finished[next(iter(self.finished))]
+
+    def on_blocked(self, message: OrderBlocked) -> None:
+        """The gateway cannot decide one of our orders (or can again)."""
+        if message.detail:
+            self.blocked[message.client_order_id] = message.detail
+        else:
+            self.blocked.pop(message.client_order_id, None)
+
+    def on_mismatch(self, message: ExchangeMismatch) -> None:
+        """An exchange answer contradicts what we know (or the contradiction is gone)."""
+        if message.detail:
+            self.mismatches[message.key] = message.detail
+        else:
+            self.mismatches.pop(message.key, None)
+
+    def resolve(self, message: Resolve) -> str:
+        """The operator checked the exchange: take its next position as true and forget the contradictions."""
+        cleared = []
+        if self.position_mismatch:
+            cleared.append(f"position view ({self.position_mismatch}): the next sync is taken as true")
+        if self.mismatches:
+            cleared.append(f"{len(self.mismatches)} contradiction(s)")
+        self.accept_next_sync = True
+        self.position_mismatch = ""
+        self.mismatches.clear()
+        self.blocked.clear()
+        self.ports.record(Event(kind=EventKind.CONTROL, symbol=self.symbol, reason=Reason.GIVEN_UP,
+                                detail=f"resolve by {message.source}: " + ("; ".join(cleared) or "nothing blocked")))
+        return "; ".join(cleared) or "nothing was blocked here"
+
+    def entry_doubt(self) -> str:
+        """Why entries are refused while the exchange's view is in doubt ('' when it is not)."""
+        hint = f"; after checking the exchange, `python run.py resolve {self.symbol}` frees it"
+        if self.position_mismatch:
+            return self.position_mismatch + hint
+        for detail in self.mismatches.values():
+            return detail + hint
+        for detail in self.blocked.values():
+            return detail
+        return ""
 
     def on_position_sync(self, sync: PositionSync) -> None:
         """Take the portfolio's position push; fills reported after it still count on top of it."""
         if sync.seq < self.position_seq or sync.seq < self.min_position_seq:
             return
+        if self.position is not None and not self.accept_next_sync:
+            ours = sum((amount for seq, amount in self.unsynced_fills if seq < sync.seq), Decimal(0))
+            expected = self.position.signed_contracts + ours
+            reported = sync.position.signed_contracts
+            # Less open than we know it to be (our fills, the last trusted sync): believing it could let a
+            # second entry through, so it is not booked. More open (an external order filled) only makes L3
+            # stricter and is taken.
+            less_open = expected != 0 and (reported == 0 or (reported > 0) != (expected > 0)
+                                           or abs(reported) < abs(expected))
+            if less_open:  # not booked: the last trusted position and our fills stay
+                detail = (f"the exchange shows position {reported}, but the last position {self.position.signed_contracts}"
+                          f" and our fills since ({ours}) make {expected}")
+                if detail != self.position_mismatch:
+                    self.position_mismatch = detail
+                    logger.error("{}: {}; entries refused until a consistent view returns", self.symbol, detail)
+                    self.ports.record(Event(kind=EventKind.RECONCILE_MISMATCH, symbol=self.symbol,
+                                            reason=Reason.EXCHANGE_MISMATCH, detail=detail))
+                return
+        if self.position_mismatch:
+            logger.info("{}: the exchange's position agrees with our fills again", self.symbol)
+        self.position_mismatch = ""
+        self.accept_next_sync = False
         self.position = sync.position
         self.position_seq = sync.seq
         self.unsynced_fills = [(seq, amount) for seq, amount in self.unsynced_fills if seq > sync.seq]
@@ -452,10 +605,16 @@ class SymbolTrader:
             state = SymbolState.HALTED
         elif self.position is None:
             state = SymbolState.SYNCING
-        elif any(o.unresolved for o in self.orders.values()):
+        elif any(o.unresolved for o in self.orders.values()) or self.entry_doubt():
             state = SymbolState.BLOCKED
         else:
             state = SymbolState.TRADING
+        blocked = self.entry_doubt()
+        if not blocked:
+            unknown = [o for o in self.orders.values() if o.unresolved]
+            if unknown:
+                blocked = (f"order {unknown[0].client_order_id} outcome unknown: decided once its processBefore has "
+                           "passed and the exchange has been searched")
         return SymbolStatus(
             symbol=self.symbol,
             state=state,
@@ -484,6 +643,8 @@ class SymbolTrader:
             unrealized_pnl=self.unrealized_pnl(),
             exchange_orders=self.exchange_orders,
             not_ready=self.not_ready if self.position is None else "",
+            blocked=blocked,
+            strategy_off=self.strategy_off,
         )
 
     def unrealized_pnl(self) -> Decimal | None:
@@ -526,6 +687,12 @@ class ActorPorts:
     def place_order(self, command: PlaceOrder) -> None:
         self._gateway.tell(command)
 
+    def cancel_order(self, command: CancelOrder) -> None:
+        self._gateway.tell(command)
+
+    def abandon_intent(self, command: AbandonIntent) -> None:
+        self._persistence.tell(command)
+
     def record(self, event: Event) -> None:
         self._persistence.tell(event)
 
@@ -551,6 +718,12 @@ class SymbolActor(pykka.ThreadingActor):
                 return trader.on_position_sync(message)
             case OpenOrdersSync():
                 return trader.on_open_orders(message)
+            case OrderBlocked():
+                return trader.on_blocked(message)
+            case ExchangeMismatch():
+                return trader.on_mismatch(message)
+            case Resolve():
+                return trader.resolve(message)
             case NotReady():
                 return trader.on_not_ready(message)
             case Pause():

@@ -41,6 +41,8 @@ from messages import (
     Ping,
     PortfolioStatus,
     QueryPnl,
+    Reason,
+    Resolve,
     Resume,
     SymbolBootstrap,
     SymbolState,
@@ -188,15 +190,22 @@ class TradingSystem:
         self._ensure_running(self.persistence, "persistence")
         self.gateway = ExchangeGatewayActor.start(
             self.private_exchange,
-            settings=GatewaySettings(
-                fail_open=cfg.exchange.open_order_check == "fail-open",
-                poll_interval_s=self.poll_interval_s,
-                limit_timeout_s=cfg.trading.limit_timeout_s,
-                resend_max_age_s=cfg.exchange.resend_max_age_s,
+            settings=GatewaySettings(**{
+                "fail_open": cfg.exchange.open_order_check == "fail-open",
+                "poll_interval_s": self.poll_interval_s,
+                "limit_timeout_s": cfg.trading.limit_timeout_s,
+                "resend_max_age_s": cfg.exchange.resend_max_age_s,
+                "process_before_s": cfg.exchange.process_before_s,
+                "clock_skew_s": cfg.exchange.clock_skew_s,
+                "history_lag_s": cfg.exchange.history_lag_s,
+                "clock_rate": float(getattr(self.candle_clock, "rate", 1.0)),
+                "pyramiding": cfg.trading.pyramiding,
                 **self.gateway_overrides,
-            ),
+            }),
             budget=self.budget,
             symbols=list(self.markets),
+            exchange_clock=self.candle_clock,
+            ask_timeout_s=self.ask_timeout_s,
         )
         self._watch(self.gateway, "gateway")
         self._ensure_running(self.gateway, "gateway")
@@ -346,6 +355,51 @@ class TradingSystem:
             "unrealized_pnl": sum(unrealized, Decimal(0)) if unrealized else None,
         })
 
+    def _flatten(self, message: Flatten) -> ControlReply:
+        """Ask each symbol actor to flatten and say, per symbol, what it did (sent, nothing to do, in flight)."""
+        assert self.persistence is not None
+        symbols = [message.symbol] if message.symbol else sorted(self.markets)
+        self.persistence.tell(Event(kind=EventKind.CONTROL, symbol=message.symbol,
+                                    detail=f"flatten {', '.join(symbols)} by {message.source}"))
+        actors = self.symbol_actors()
+        outcomes, ok = [], True
+        for symbol in symbols:
+            ref = actors.get(symbol)
+            if ref is None:
+                outcomes.append(f"{symbol}: not running (restarting, or halted after crashing with its strategy off "
+                                "too: `unhalt` first)")
+                ok = False
+                continue
+            try:
+                decision = ref.ask(message.model_copy(update={"symbol": symbol}), timeout=self.ask_timeout_s)
+            except (pykka.ActorDeadError, pykka.Timeout) as exc:
+                outcomes.append(f"{symbol}: did not answer ({type(exc).__name__}); check status")
+                ok = False
+                continue
+            if decision.intent is not None:
+                outcomes.append(f"{symbol}: flatten sent: {decision.intent.side.value} {decision.intent.amount} "
+                                f"reduce-only market (cliOrdId {decision.intent.client_order_id})")
+            elif decision.reason is Reason.NO_POSITION:
+                outcomes.append(f"{symbol}: nothing to flatten")
+            else:
+                outcomes.append(f"{symbol}: {decision.detail or decision.reason}")
+                ok = ok and decision.reason in (Reason.ORDER_PENDING,)
+        logger.warning("flatten by {}: {}", message.source, "; ".join(outcomes))
+        return ControlReply(ok=ok, detail="; ".join(outcomes), symbols=tuple(symbols))
+
+    def _resolve(self, message: Resolve) -> ControlReply:
+        """The operator checked the exchange: the gateway gives up on undecided orders, the symbol on its doubts."""
+        assert self.gateway is not None and self.persistence is not None
+        self.persistence.tell(Event(kind=EventKind.CONTROL, symbol=message.symbol, reason=Reason.GIVEN_UP,
+                                    detail=f"resolve {message.symbol} by {message.source}"))
+        outcomes = list(self.gateway.ask(message, timeout=CANCEL_TIMEOUT_S) or [])
+        ref = self.symbol_actors().get(message.symbol)
+        if ref is not None:
+            outcomes.append(ref.ask(message, timeout=self.ask_timeout_s))
+        detail = "; ".join(o for o in outcomes if o) or "nothing was blocked"
+        logger.warning("resolve {} by {}: {}", message.symbol, message.source, detail)
+        return ControlReply(ok=True, detail=f"{message.symbol}: {detail}", symbols=(message.symbol,))
+
     def stop_feeds(self) -> None:
         """Stop the market-data actor: no new candles, so no new signals."""
         if self.market_data is not None:
@@ -372,14 +426,20 @@ class TradingSystem:
                 return int(left)
             pause.wait(0.2)
 
-    def control(self, message: Pause | Resume | Halt | Unhalt | CancelOrders | Flatten) -> ControlReply:
-        """Apply a control message: through the portfolio, or (cancels) at the gateway; return the reply."""
+    def control(self, message: Pause | Resume | Halt | Unhalt | CancelOrders | Flatten | Resolve) -> ControlReply:
+        """Apply a control message: through the portfolio, at the symbol actors (flatten, resolve) or the gateway
+        (cancels); the reply says what really happened."""
         assert self.portfolio is not None and self.gateway is not None and self.persistence is not None
-        if not isinstance(message, CancelOrders):
-            return self.portfolio.ask(message, timeout=self.ask_timeout_s)
-        if message.symbol is not None and message.symbol not in self.markets:
+        if isinstance(message, (Flatten, Resolve, CancelOrders)) and message.symbol is not None \
+                and message.symbol not in self.markets:
             return ControlReply(ok=False, detail=f"unknown symbol {message.symbol!r}; this system trades "
                                                  f"{', '.join(sorted(self.markets))}")
+        if isinstance(message, Flatten):
+            return self._flatten(message)
+        if isinstance(message, Resolve):
+            return self._resolve(message)
+        if not isinstance(message, CancelOrders):
+            return self.portfolio.ask(message, timeout=self.ask_timeout_s)
         self.persistence.tell(Event(kind=EventKind.CONTROL, symbol=message.symbol,
                                     detail=f"cancel {message.symbol or 'all symbols'} by {message.source}"))
         outcomes = self.gateway.ask(message, timeout=CANCEL_TIMEOUT_S) or ["cancel failed: see the log"]

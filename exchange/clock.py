@@ -10,8 +10,9 @@ from typing import Any
 class ServerClock:
     """Epoch ms on the exchange's clock: the `serverTime` of the tickers answer, refreshed on demand."""
 
-    def __init__(self, exchange: Any) -> None:
+    def __init__(self, exchange: Any, rate: float = 1.0) -> None:
         self.exchange = exchange
+        self.rate = rate  # exchange seconds per local second: a paper simulator may run faster
         self._server_ms: int | None = None
         self._local_at = 0.0
 
@@ -29,4 +30,4 @@ class ServerClock:
         """The exchange's time now: the last reading plus the local time since (refreshed if never read)."""
         if self._server_ms is None:
             return self.refresh()
-        return self._server_ms + int((time.monotonic() - self._local_at) * 1000)
+        return self._server_ms + int((time.monotonic() - self._local_at) * 1000 * self.rate)

@@ -129,6 +129,8 @@ class SymbolStatus(Message):
     realized_pnl: Decimal | None = None  # from this system's fills, fees included
     exchange_orders: tuple[ExchangeOrder, ...] = ()  # resting on the exchange at the last reconciliation
     not_ready: str = ""  # why the symbol may not trade yet (SYNCING)
+    blocked: str = ""  # why entries are refused (BLOCKED) and which command frees it
+    strategy_off: bool = False  # halted after crashes: the strategy is off, exits and flatten still work
 
 
 class PortfolioStatus(Message):

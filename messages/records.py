@@ -36,6 +36,7 @@ class IntentRecord(Message):
     process_before: int | None = None  # the latest send's processBefore (exchange ms)
     sends: int = 0
     fill_ids: frozenset[str] = frozenset()  # fills already stored for this order: never counted twice
+    fills_booked: Decimal = Decimal(0)  # the amount of those fills
     schema_v1: bool = False  # stored before sends recorded processBefore: a send's window is unknown
 
     # The fields an OrderIntent shares with its record: the one mapping between the two.

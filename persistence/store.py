@@ -472,15 +472,20 @@ class Store:
         """Records of these intent rows, each with the ids of the fills stored for its order."""
         Fill = self.models.Fill
         fill_ids: dict[str, set[str]] = {}
+        booked: dict[str, Decimal] = {}
         cids = [row.client_order_id for row in rows]
         for start in range(0, len(cids), 500):
             chunk = cids[start : start + 500]
-            for fill in Fill.select(Fill.fill_id, Fill.client_order_id).where(Fill.client_order_id.in_(chunk)):
+            query = Fill.select(Fill.fill_id, Fill.client_order_id, Fill.amount).where(Fill.client_order_id.in_(chunk))
+            for fill in query:
                 fill_ids.setdefault(fill.client_order_id, set()).add(fill.fill_id)
-        return [self._intent_record(row, frozenset(fill_ids.get(row.client_order_id, ()))) for row in rows]
+                booked[fill.client_order_id] = booked.get(fill.client_order_id, Decimal(0)) + Decimal(fill.amount)
+        return [self._intent_record(row, frozenset(fill_ids.get(row.client_order_id, ())),
+                                    booked.get(row.client_order_id, Decimal(0))) for row in rows]
 
     @staticmethod
-    def _intent_record(row: peewee.Model, fill_ids: frozenset[str] = frozenset()) -> IntentRecord:
+    def _intent_record(row: peewee.Model, fill_ids: frozenset[str] = frozenset(),
+                       fills_booked: Decimal = Decimal(0)) -> IntentRecord:
         return IntentRecord(
             intent_hash=row.intent_hash,
             client_order_id=row.client_order_id,
@@ -504,6 +509,7 @@ class Store:
             process_before=row.process_before,
             sends=row.sends or 0,
             fill_ids=fill_ids,
+            fills_booked=fills_booked,
             schema_v1=bool(row.schema_v1),
         )
 

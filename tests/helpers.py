@@ -9,7 +9,17 @@ from typing import Any
 
 import pykka
 
-from messages import ClaimIntent, ClaimResult, Event, PlaceOrder, RiskDecision, RiskRelease, RiskRequest
+from messages import (
+    AbandonIntent,
+    CancelOrder,
+    ClaimIntent,
+    ClaimResult,
+    Event,
+    PlaceOrder,
+    RiskDecision,
+    RiskRelease,
+    RiskRequest,
+)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, message: str = "condition") -> Any:
@@ -82,9 +92,14 @@ class FakePorts:
         self.released: list[RiskRelease] = []
         self.risk_requests: list[RiskRequest] = []
         self.fail_claim: Exception | None = None
+        self.fail_risk: Exception | None = None
+        self.cancels: list[CancelOrder] = []
+        self.abandoned: list[AbandonIntent] = []
 
     def reserve_risk(self, request: RiskRequest) -> RiskDecision:
         self.risk_requests.append(request)
+        if self.fail_risk is not None:
+            raise self.fail_risk
         return RiskDecision(granted=self.grant, reason=None if self.grant else "RISK_LIMIT", detail="test limit")
 
     def release_risk(self, release: RiskRelease) -> None:
@@ -100,6 +115,12 @@ class FakePorts:
 
     def place_order(self, command: PlaceOrder) -> None:
         self.placed.append(command)
+
+    def cancel_order(self, command: CancelOrder) -> None:
+        self.cancels.append(command)
+
+    def abandon_intent(self, command: AbandonIntent) -> None:
+        self.abandoned.append(command)
 
     def record(self, event: Event) -> None:
         self.events.append(event)

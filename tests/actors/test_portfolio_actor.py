@@ -169,8 +169,8 @@ def test_portfolio_routes_candles_and_control_and_rejects_unknown_symbols(parts)
     portfolio.tell(Candles(symbol=ETH, candles=(), live=False))  # routed, harmless
 
 
-def test_portfolio_routes_halt_and_flatten_to_every_symbol(parts) -> None:
-    from messages import Flatten, Halt, Unhalt
+def test_portfolio_routes_halt_and_unhalt_to_every_symbol(parts) -> None:
+    from messages import Halt, Unhalt
 
     portfolio, persistence, _ = parts
     reconciled(portfolio)
@@ -181,16 +181,10 @@ def test_portfolio_routes_halt_and_flatten_to_every_symbol(parts) -> None:
     assert all(ref.ask(GetStatus(), timeout=5).state is SymbolState.HALTED for ref in actors.values())
     assert portfolio.ask(Unhalt(symbol=ETH, source="test"), timeout=5).symbols == (ETH,)
     assert actors[ETH].ask(GetStatus(), timeout=5).state is SymbolState.TRADING
-    flatten = portfolio.ask(Flatten(source="test"), timeout=5)
-    assert flatten.ok and flatten.symbols == (BTC, ETH)
-    rows = {s: ref.ask(GetStatus(), timeout=5) for s, ref in actors.items()}
-    assert all(row.last_signal == "FLATTEN by test" for row in rows.values())
-    assert all(row.rejections.get("NO_POSITION") == 1 for row in rows.values())  # flat: nothing to close
-    events = [e for e in persistence.received(Event) if e.kind is EventKind.CONTROL]
-    assert events and "flatten BTC/USD:USD, ETH/USD:USD by test" in events[-1].detail
+    assert actors[BTC].ask(GetStatus(), timeout=5).state is SymbolState.HALTED
 
 
-def test_portfolio_restarts_a_dead_symbol_actor_then_halts_it(parts) -> None:
+def test_portfolio_restarts_a_dead_symbol_actor_then_halts_it_with_the_strategy_off(parts) -> None:
     portfolio, persistence, _ = parts
     first = portfolio.ask(GetSymbolActors(), timeout=5)[BTC]
     first.tell("boom")  # dies
@@ -199,8 +193,15 @@ def test_portfolio_restarts_a_dead_symbol_actor_then_halts_it(parts) -> None:
     wait_until(lambda: portfolio.ask(GetStatus(), timeout=5).symbols[0].state is SymbolState.HALTED)
     halts = [m for m in persistence.received(SetControl) if m.halted]
     assert halts and halts[0].symbol == BTC and halts[0].source == "supervisor"
-    assert portfolio.ask(GetSymbolActors(), timeout=5)[BTC] is None
+    # halted is exits only, not unmanaged: an actor with its strategy off still follows orders and flattens
+    third = wait_until(lambda: (r := portfolio.ask(GetSymbolActors(), timeout=5)[BTC]) not in (None, first, second)
+                       and r)
+    status = third.ask(GetStatus(), timeout=5)
+    assert status.strategy_off and status.halted
     assert portfolio.ask(GetSymbolActors(), timeout=5)[ETH].is_alive()
+    third.tell("boom")  # dying with the strategy off too: no more restarts until `unhalt`
+    wait_until(lambda: portfolio.ask(GetSymbolActors(), timeout=5)[BTC] is None)
+    assert portfolio.ask(GetStatus(), timeout=5).symbols[0].state is SymbolState.HALTED
 
 
 def test_portfolio_stops_its_symbol_actors(parts) -> None:

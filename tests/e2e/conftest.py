@@ -21,6 +21,9 @@ from tests.helpers import wait_until
 
 BTC, ETH, SOL = "BTC/USD:USD", "ETH/USD:USD", "SOL/USD:USD"
 CLIENT_TIMEOUT_MS = 1500
+# Short processBefore windows so that unknown outcomes are decided within seconds; the simulator's history
+# lag (3 s by default) stays inside processBefore + skew + lag.
+FAST_WINDOWS = {"process_before_s": 1.0, "clock_skew_s": 0.5, "history_lag_s": 3.5}
 
 
 @pytest.fixture
@@ -57,7 +60,7 @@ def build_live_system(sim: SimulatorHandle, config: AppConfig, database_url: str
         candle_clock=ServerClock(public),
         budget=CostBudget(),
         poll_interval_s=0.1,
-        gateway_overrides={"absent_grace_s": 1.0, **kwargs.pop("gateway_overrides", {})},
+        gateway_overrides={**FAST_WINDOWS, **kwargs.pop("gateway_overrides", {})},
         **kwargs,
     ).start()
 

@@ -111,7 +111,8 @@ def test_flatten_all_leaves_no_position_and_cancel_all_no_open_order(sim, live_s
 
 
 def test_control_takes_effect_within_a_second_while_an_order_is_in_flight(sim, live_system) -> None:
-    system = ready(live_system(config=THREE, gateway_overrides={}))
+    # processBefore 5 s ahead: the 1.2 s delay is within it, so the exchange still places the order
+    system = ready(live_system(config=THREE, gateway_overrides={"process_before_s": 5.0}))
     sim.admin.schedule_fault("latency", endpoint="sendorder", count=1, delay_ms=1200)
     refs = system.symbol_actors()
     refs[BTC].tell(signal(BTC, t=T0))

@@ -269,9 +269,6 @@ def test_cancel_status_refuses_unreadable_answers(answer: Any) -> None:
         parse_cancel_status(answer)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG exchange/reports.py parse_history: an order event (OrderPlaced, "
-                   "OrderCancelled, ...) without its order snapshot is skipped as if it said nothing of ours, so a "
-                   "history page that lost its content can still read as complete and prove an order absent")
 @pytest.mark.parametrize("snapshot", [None, {}])
 def test_an_order_event_without_its_snapshot_is_unreadable(snapshot: Any) -> None:
     with pytest.raises(UnreadableAnswer):

@@ -1,0 +1,193 @@
+"""Kraken's private endpoints through the real ccxt client, paced by the cost budget, answers parsed at the edge.
+
+ccxt builds and signs every request (`create_order_request`, its implicit raw endpoints) and maps
+Kraken's errors to its exceptions; this module turns each raw answer into the typed reports of
+`exchange.reports` and raises `UnreadableAnswer` for anything that is not evidence. Searches that
+page (fills by `lastFillTime`, history by continuation token) are complete for the asked window or
+raise: a search cut short never reads as "absent".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import ccxt
+from loguru import logger
+
+from exchange.budget import CostBudget
+from exchange.reports import (
+    FillReport,
+    HistoryReport,
+    OpenOrderReport,
+    OrderStatusReport,
+    SendReport,
+    UnreadableAnswer,
+    parse_cancel_status,
+    parse_fills,
+    parse_history,
+    parse_open_orders,
+    parse_order_status,
+    parse_positions,
+    parse_send_status,
+)
+from messages import OrderIntent, Position
+
+FILLS_PAGE = 100  # Kraken's fills endpoint returns the newest 100 (get-fills docs)
+MAX_FILL_PAGES = 50
+HISTORY_PAGE = 500
+MAX_HISTORY_PAGES = 40
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch ms as the ISO-8601 text Kraken takes (processBefore, lastFillTime)."""
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+# Reads are idempotent: a transient failure (time-out, 5xx, 429) is retried at once a few times, so one
+# dropped answer does not cost a whole search. Writes (sendorder, cancelorder) are never retried here.
+TRANSIENT = (ccxt.NetworkError, ccxt.ExchangeNotAvailable, ccxt.RateLimitExceeded, ccxt.DDoSProtection)
+READ_ATTEMPTS = 3
+
+
+class PrivateApi:
+    """The gateway's only way to the exchange: every call spends from Kraken's budget first."""
+
+    def __init__(self, exchange: Any, budget: CostBudget | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.exchange = exchange
+        self.budget = budget
+        self.sleep = sleep
+
+    def _read(self, endpoint: str, call: Callable[[], Any], **cost: Any) -> Any:
+        """Spend, call, and retry a transient failure (reads only)."""
+        for attempt in range(READ_ATTEMPTS):
+            self._spend(endpoint, **cost)
+            try:
+                return call()
+            except TRANSIENT as exc:
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+                logger.debug("gateway: {} failed ({}: {}); reading again", endpoint, type(exc).__name__, exc)
+                self.sleep(0.1 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    def _spend(self, endpoint: str, **cost: Any) -> None:
+        if self.budget is not None:
+            waited = self.budget.spend(endpoint, **cost)
+            if waited > 0.5:
+                logger.info("gateway: waited {:.1f}s for Kraken's cost budget ({})", waited, endpoint)
+
+    def symbol_of(self, market_id: str) -> str | None:
+        """The unified symbol of a Kraken market id (PF_XBTUSD -> BTC/USD:USD), None if not listed."""
+        by_id = getattr(self.exchange, "markets_by_id", None) or {}
+        found = by_id.get(market_id) or by_id.get(market_id.upper())
+        if isinstance(found, list):
+            found = found[0] if found else None
+        return found.get("symbol") if isinstance(found, dict) else None
+
+    def market_id(self, symbol: str) -> str:
+        """Kraken's id for a unified symbol."""
+        return str(self.exchange.market(symbol)["id"])
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def open_orders(self) -> list[OpenOrderReport]:
+        """Every order resting on the account."""
+        return parse_open_orders(self._read("openorders", self.exchange.privateGetOpenorders), self.symbol_of)
+
+    def positions(self) -> list[Position]:
+        """Every open position."""
+        return parse_positions(self._read("openpositions", self.exchange.privateGetOpenpositions), self.symbol_of)
+
+    def order_status(self, client_order_ids: Sequence[str] = (), order_ids: Sequence[str] = ()
+                     ) -> list[OrderStatusReport]:
+        """orders/status for these ids: open orders, and closed ones for 5 s only."""
+        if not client_order_ids and not order_ids:
+            return []
+        request = {"orderIds": list(order_ids), "cliOrdIds": list(client_order_ids)}
+        answer = self._read("orders/status", lambda: self.exchange.privateGetOrdersStatus(request))
+        return parse_order_status(answer, self.symbol_of)
+
+    def fills_since(self, since_ms: int) -> list[FillReport]:
+        """Every fill at or after `since_ms`, paging back by lastFillTime; raises if the search is cut short."""
+        fills: dict[str, FillReport] = {}
+        params: dict[str, Any] = {}
+        for _ in range(MAX_FILL_PAGES):
+            asked = dict(params)
+            page = parse_fills(self._read("fills", lambda asked=asked: self.exchange.privateGetFills(asked),
+                                          fills_since=bool(asked)), self.symbol_of)
+            for fill in page:
+                if fill.time_ms >= since_ms:
+                    fills.setdefault(fill.fill_id, fill)
+            if len(page) < FILLS_PAGE or not page:
+                return sorted(fills.values(), key=lambda f: (f.time_ms, f.fill_id))
+            oldest = min(f.time_ms for f in page)
+            if oldest < since_ms:
+                return sorted(fills.values(), key=lambda f: (f.time_ms, f.fill_id))
+            # lastFillTime pages to fills before that time; same-millisecond fills are re-read and deduplicated
+            params = {"lastFillTime": iso_ms(oldest + 1)}
+            if all(f.time_ms == oldest for f in page):
+                raise UnreadableAnswer(f"fills: more than {FILLS_PAGE} fills at {iso_ms(oldest)}; paging stalls")
+        raise UnreadableAnswer(f"fills: the search since {iso_ms(since_ms)} needs more than {MAX_FILL_PAGES} pages")
+
+    def history_since(self, since_ms: int) -> list[HistoryReport]:
+        """Every order-history event at or after `since_ms`, oldest first; raises if cut short."""
+        events: list[HistoryReport] = []
+        params: dict[str, Any] = {"since": since_ms, "sort": "asc", "count": HISTORY_PAGE}
+        for _ in range(MAX_HISTORY_PAGES):
+            asked = dict(params)
+            page, token = parse_history(self._read_history(lambda asked=asked: self.exchange.historyGetOrders(asked)),
+                                        self.symbol_of)
+            events.extend(page)
+            if token is None:
+                return events
+            params = {"since": since_ms, "sort": "asc", "count": HISTORY_PAGE, "continuation_token": token}
+        raise UnreadableAnswer(f"history: the search since {iso_ms(since_ms)} needs more than "
+                               f"{MAX_HISTORY_PAGES} pages")
+
+    def _read_history(self, call: Callable[[], Any]) -> Any:
+        for attempt in range(READ_ATTEMPTS):
+            if self.budget is not None:
+                self.budget.spend_history("orders")
+            try:
+                return call()
+            except TRANSIENT:
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+                self.sleep(0.1 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    # --- writes --------------------------------------------------------------------------
+
+    def order_request(self, intent: OrderIntent, process_before_ms: int) -> dict[str, Any]:
+        """The sendorder request for an intent, built by ccxt, with its cliOrdId and processBefore."""
+        params: dict[str, Any] = {"clientOrderId": intent.client_order_id, "processBefore": iso_ms(process_before_ms)}
+        if intent.reduce_only:
+            params["reduceOnly"] = True
+        if intent.order_type == "limit":
+            if intent.limit_price is None:
+                raise ValueError(f"{intent.client_order_id}: a limit order without a limit price")
+            return self.exchange.create_order_request(intent.symbol, "limit", intent.side.value,
+                                                      float(intent.amount), float(intent.limit_price), params)
+        return self.exchange.create_order_request(intent.symbol, "market", intent.side.value, float(intent.amount),
+                                                  None, params)
+
+    def send(self, intent: OrderIntent, process_before_ms: int) -> SendReport:
+        """One sendorder; ccxt's exceptions (time-outs, 5xx, Kraken errors) pass to the caller."""
+        request = self.order_request(intent, process_before_ms)
+        self._spend("sendorder")
+        answer = self.exchange.privatePostSendorder(request)
+        if not isinstance(answer, dict) or str(answer.get("result", "")).lower() != "success":
+            raise UnreadableAnswer(f"sendorder: not a success answer: {str(answer)[:200]}")
+        return parse_send_status(answer.get("sendStatus"), "sendorder")
+
+    def cancel(self, exchange_order_id: str) -> tuple[str, Decimal | None]:
+        """cancelorder by order id -> (status, filled at the cancel when the answer shows it)."""
+        self._spend("cancelorder")
+        return parse_cancel_status(self.exchange.privatePostCancelorder({"order_id": exchange_order_id}))

@@ -1,0 +1,460 @@
+"""Kraken's private answers parsed once, at the edge, into typed reports; anything unreadable is refused.
+
+The gateway decides only on these reports. An answer is evidence only when it is readable and
+consistent: a missing list, a wrong type, a non-finite or negative number, an unknown side or a
+`result` other than `success` raises `UnreadableAnswer` for the whole answer — never a partial or
+empty list that could be read as "nothing there".
+
+Shapes (Kraken Futures REST v3, and the history v2 API; ccxt's recorded traffic in
+shared/peers/ccxt-krakenfutures shows the same fields):
+- openorders: `openOrders[]` with order_id, cliOrdId, symbol, side, orderType, limitPrice,
+  unfilledSize, filledSize, reduceOnly, receivedTime.
+- fills: `fills[]` with fill_id, order_id, cliOrdId, symbol, side, size, price, fillTime (the
+  newest 100, older pages by `lastFillTime`).
+- orders/status: `orders[]` of {order: {orderId, cliOrdId, symbol, side, quantity, filled, ...},
+  status, updateReason, error}; status values ENTERED_BOOK, FULLY_EXECUTED, REJECTED, CANCELLED,
+  TRIGGER_PLACED, TRIGGER_ACTIVATION_FAILURE (upper case, unmapped by ccxt). Closed orders show
+  for 5 s only.
+- history/v2/orders: `elements[]` of {uid, timestamp (epoch ms), event: {NAME: {order: {uid,
+  clientId, tradeable, direction, quantity, filled, ...}, reason}}}, with `continuationToken`.
+- openpositions: `openPositions[]` with symbol, side (long/short), size, price.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from messages import Position, PositionSide, Side
+
+SymbolOf = Callable[[str], str | None]  # Kraken market id (PF_XBTUSD) -> unified symbol, None if unknown
+
+
+class UnreadableAnswer(ValueError):
+    """An answer that is not evidence: the call counts as failed."""
+
+
+class ExchangeStatus(StrEnum):
+    """What an order is on the exchange, as the typed reports say it."""
+
+    OPEN = "OPEN"  # resting (or untriggered), possibly partly filled
+    FILLED = "FILLED"
+    CANCELLED = "CANCELLED"  # by anyone: user, engine (IoC remainder), dead man's switch
+    REJECTED = "REJECTED"  # never placed
+
+    @property
+    def is_closed(self) -> bool:
+        """True when the order can no longer trade."""
+        return self is not ExchangeStatus.OPEN
+
+
+# Kraken's orders/status values (get-order-status docs), read case-insensitively.
+_STATUS_VALUES: dict[str, ExchangeStatus] = {
+    "entered_book": ExchangeStatus.OPEN,
+    "trigger_placed": ExchangeStatus.OPEN,
+    "untouched": ExchangeStatus.OPEN,
+    "partiallyfilled": ExchangeStatus.OPEN,
+    "partially_filled": ExchangeStatus.OPEN,
+    "placed": ExchangeStatus.OPEN,
+    "fully_executed": ExchangeStatus.FILLED,
+    "filled": ExchangeStatus.FILLED,
+    "cancelled": ExchangeStatus.CANCELLED,
+    "canceled": ExchangeStatus.CANCELLED,
+    "rejected": ExchangeStatus.REJECTED,
+    "trigger_activation_failure": ExchangeStatus.CANCELLED,
+}
+
+# Order-history event names (history v2 docs): what each says about the order.
+HISTORY_EVENTS: dict[str, ExchangeStatus | None] = {
+    "orderplaced": ExchangeStatus.OPEN,
+    "orderupdated": None,  # a fill or an edit: the snapshot's filled quantity tells
+    "orderedited": None,
+    "ordercancelled": ExchangeStatus.CANCELLED,
+    "orderrejected": ExchangeStatus.REJECTED,
+    "orderexpired": ExchangeStatus.CANCELLED,
+    "ordernotfound": None,
+}
+
+# sendorder / batchorder `status` values that mean the order was not placed (send-order docs).
+NOT_PLACED_STATUSES = frozenset(
+    {
+        "invalidordertype", "invalidside", "invalidsize", "invalidprice", "insufficientavailablefunds",
+        "selffill", "toomanysmallorders", "maxpositionviolation", "marketsuspended", "marketinactive",
+        "clientorderidtoolong", "outsidepricecollar", "postwouldexecute", "iocwouldnotexecute",
+        "wouldnotreduceposition", "invalidargument",
+        "wouldprocessafterspecifiedtime",  # processBefore passed before the engine got to it (send-order docs)
+        "rejected", "orderrejected",
+    }
+)
+DUPLICATE_ID_STATUS = "clientorderidalreadyexist"
+
+
+def decimal(value: Any, what: str, *, allow_negative: bool = False) -> Decimal:
+    """A finite number (not a bool), non-negative unless allowed; UnreadableAnswer otherwise."""
+    if value is None or isinstance(value, bool) or isinstance(value, (list, dict)):
+        raise UnreadableAnswer(f"{what} is not a number: {value!r}"[:200])
+    try:
+        result = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise UnreadableAnswer(f"{what} is not a number: {value!r}"[:200]) from None
+    if not result.is_finite() or (result < 0 and not allow_negative):
+        raise UnreadableAnswer(f"{what} is not a finite, non-negative number: {value!r}"[:200])
+    return result
+
+
+def optional_decimal(value: Any, what: str) -> Decimal | None:
+    """Like decimal(), but None and "" stay None."""
+    if value is None or value == "":
+        return None
+    return decimal(value, what)
+
+
+def time_ms(value: Any, what: str) -> int:
+    """Epoch ms from an ISO-8601 text or an epoch-ms number/text."""
+    if isinstance(value, bool) or value is None:
+        raise UnreadableAnswer(f"{what} is not a time: {value!r}")
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
+        number = decimal(value, what)
+        return int(number)
+    if isinstance(value, str):
+        try:
+            return int(datetime.fromisoformat(value.strip().replace("Z", "+00:00")).timestamp() * 1000)
+        except ValueError:
+            pass
+    raise UnreadableAnswer(f"{what} is not a time: {value!r}"[:200])
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UnreadableAnswer(f"{what} is missing or not text: {value!r}"[:200])
+    return value.strip()
+
+
+def _optional_text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _side(value: Any, what: str) -> Side:
+    text = str(value).strip().lower() if isinstance(value, str) else ""
+    if text in ("buy", "sell"):
+        return Side(text)
+    raise UnreadableAnswer(f"{what} has an unknown side: {value!r}"[:200])
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() == "true"
+
+
+def answer_list(answer: Any, key: str, endpoint: str) -> list[Any]:
+    """The list under `key` of a successful answer; UnreadableAnswer for anything else."""
+    if not isinstance(answer, Mapping):
+        raise UnreadableAnswer(f"{endpoint}: the answer is not a JSON object: {str(answer)[:200]}")
+    if str(answer.get("result", "")).lower() != "success":
+        raise UnreadableAnswer(f"{endpoint}: result is {answer.get('result')!r}, not success: {str(answer)[:200]}")
+    items = answer.get(key)
+    if not isinstance(items, list):
+        raise UnreadableAnswer(f"{endpoint}: the answer has no {key} list: {str(answer)[:200]}")
+    return items
+
+
+def _item(item: Any, endpoint: str) -> Mapping[str, Any]:
+    if not isinstance(item, Mapping):
+        raise UnreadableAnswer(f"{endpoint}: an element is not an object: {str(item)[:200]}")
+    return item
+
+
+def _symbol(raw: Any, symbol_of: SymbolOf, what: str) -> str:
+    market_id = _text(raw, what)
+    return symbol_of(market_id) or market_id.upper()
+
+
+@dataclass(frozen=True)
+class OpenOrderReport:
+    """An order resting on the exchange (openorders)."""
+
+    exchange_order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: Side
+    unfilled: Decimal
+    filled: Decimal
+    price: Decimal | None
+    reduce_only: bool
+    order_type: str
+    received_ms: int
+
+    @property
+    def amount(self) -> Decimal:
+        """The order's size: what is filled plus what rests."""
+        return self.filled + self.unfilled
+
+
+@dataclass(frozen=True)
+class FillReport:
+    """One execution (fills)."""
+
+    fill_id: str
+    exchange_order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: Side
+    amount: Decimal
+    price: Decimal
+    time_ms: int
+
+
+@dataclass(frozen=True)
+class OrderStatusReport:
+    """What orders/status says of one order (open, or closed within the last 5 s)."""
+
+    exchange_order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: Side
+    status: ExchangeStatus
+    filled: Decimal
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class HistoryReport:
+    """One order-history event."""
+
+    uid: str
+    time_ms: int
+    name: str  # Kraken's event name, e.g. OrderPlaced
+    status: ExchangeStatus | None  # what the event says; None: look at `filled`
+    exchange_order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: Side | None
+    quantity: Decimal | None
+    filled: Decimal
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class SendReport:
+    """Kraken's answer to one order request (sendStatus, or one batchStatus element)."""
+
+    status: str  # Kraken's status text, e.g. placed, insufficientAvailableFunds
+    exchange_order_id: str | None
+    client_order_id: str | None
+    order_tag: str | None
+    executions: tuple[tuple[str, Decimal, Decimal], ...]  # (execution id, amount, price)
+    cancelled: bool  # the engine cancelled what was left (an IoC/market remainder)
+
+    @property
+    def placed(self) -> bool:
+        """True when the exchange took the order."""
+        return self.status.lower() in ("placed", "edited", "filled")
+
+    @property
+    def not_placed(self) -> bool:
+        """True when the status proves the order was not placed."""
+        return self.status.lower() in NOT_PLACED_STATUSES
+
+    @property
+    def duplicate_id(self) -> bool:
+        """True when Kraken refused the client order id as used by an open order."""
+        return self.status.lower() == DUPLICATE_ID_STATUS
+
+    @property
+    def filled(self) -> Decimal:
+        """The amount executed at once."""
+        return sum((amount for _, amount, _ in self.executions), Decimal(0))
+
+
+def parse_open_orders(answer: Any, symbol_of: SymbolOf) -> list[OpenOrderReport]:
+    """openorders -> every resting order."""
+    reports = []
+    for raw in answer_list(answer, "openOrders", "openorders"):
+        item = _item(raw, "openorders")
+        reports.append(
+            OpenOrderReport(
+                exchange_order_id=_text(item.get("order_id"), "openorders: order_id"),
+                client_order_id=_optional_text(item.get("cliOrdId")),
+                symbol=_symbol(item.get("symbol"), symbol_of, "openorders: symbol"),
+                side=_side(item.get("side"), "openorders"),
+                unfilled=decimal(item.get("unfilledSize"), "openorders: unfilledSize"),
+                filled=decimal(item.get("filledSize", 0) or 0, "openorders: filledSize"),
+                price=optional_decimal(item.get("limitPrice"), "openorders: limitPrice"),
+                reduce_only=_flag(item.get("reduceOnly", False)),
+                order_type=str(item.get("orderType") or ""),
+                received_ms=time_ms(item.get("receivedTime"), "openorders: receivedTime"),
+            )
+        )
+    return reports
+
+
+def parse_fills(answer: Any, symbol_of: SymbolOf) -> list[FillReport]:
+    """fills -> executions, newest first as Kraken sends them."""
+    reports = []
+    for raw in answer_list(answer, "fills", "fills"):
+        item = _item(raw, "fills")
+        amount = decimal(item.get("size"), "fills: size")
+        price = decimal(item.get("price"), "fills: price")
+        if amount <= 0 or price <= 0:
+            raise UnreadableAnswer(f"fills: a fill of size {amount} at {price}: {str(item)[:200]}")
+        reports.append(
+            FillReport(
+                fill_id=_text(item.get("fill_id"), "fills: fill_id"),
+                exchange_order_id=_text(item.get("order_id"), "fills: order_id"),
+                client_order_id=_optional_text(item.get("cliOrdId")),
+                symbol=_symbol(item.get("symbol"), symbol_of, "fills: symbol"),
+                side=_side(item.get("side"), "fills"),
+                amount=amount,
+                price=price,
+                time_ms=time_ms(item.get("fillTime"), "fills: fillTime"),
+            )
+        )
+    return reports
+
+
+def parse_order_status(answer: Any, symbol_of: SymbolOf) -> list[OrderStatusReport]:
+    """orders/status -> one report per order; statuses read case-insensitively, unknown ones refused."""
+    reports = []
+    for raw in answer_list(answer, "orders", "orders/status"):
+        item = _item(raw, "orders/status")
+        order = _item(item.get("order"), "orders/status: order")
+        status_text = str(item.get("status") or "").strip().lower()
+        status = _STATUS_VALUES.get(status_text)
+        if status is None:
+            raise UnreadableAnswer(f"orders/status: unknown status {item.get('status')!r}")
+        reports.append(
+            OrderStatusReport(
+                exchange_order_id=_text(order.get("orderId"), "orders/status: orderId"),
+                client_order_id=_optional_text(order.get("cliOrdId")),
+                symbol=_symbol(order.get("symbol"), symbol_of, "orders/status: symbol"),
+                side=_side(order.get("side"), "orders/status"),
+                status=status,
+                filled=decimal(order.get("filled", 0) or 0, "orders/status: filled"),
+                reason=_optional_text(item.get("error")) or _optional_text(item.get("updateReason")),
+            )
+        )
+    return reports
+
+
+def parse_history(answer: Any, symbol_of: SymbolOf) -> tuple[list[HistoryReport], str | None]:
+    """history/v2/orders -> events (in the answer's order) and the continuation token, if any."""
+    if not isinstance(answer, Mapping) or not isinstance(answer.get("elements"), list):
+        raise UnreadableAnswer(f"history: the answer has no elements list: {str(answer)[:200]}")
+    reports = []
+    for raw in answer["elements"]:
+        item = _item(raw, "history")
+        event = _item(item.get("event"), "history: event")
+        if len(event) != 1:
+            raise UnreadableAnswer(f"history: an event with {len(event)} names: {str(item)[:200]}")
+        name, payload_raw = next(iter(event.items()))
+        payload = _item(payload_raw, f"history: {name}")
+        key = str(name).strip().lower()
+        order_raw = payload.get("order")
+        if order_raw is None:
+            order_raw = payload.get("newOrder")
+        if not order_raw:
+            if key in HISTORY_EVENTS:  # an order event without its order: the page is damaged, not evidence
+                raise UnreadableAnswer(f"history: a {name} event without its order: {str(item)[:200]}")
+            continue  # another kind of event (e.g. a trigger's) says nothing of our orders
+        order = _item(order_raw, f"history: {name} order")
+        direction = str(order.get("direction") or "").strip().lower()
+        reports.append(
+            HistoryReport(
+                uid=_text(item.get("uid"), "history: uid"),
+                time_ms=time_ms(item.get("timestamp"), "history: timestamp"),
+                name=str(name),
+                status=HISTORY_EVENTS.get(key),
+                exchange_order_id=_text(order.get("uid"), "history: order uid"),
+                client_order_id=_optional_text(order.get("clientId")) or _optional_text(order.get("cliOrdId")),
+                symbol=_symbol(order.get("tradeable"), symbol_of, "history: tradeable"),
+                side=Side(direction) if direction in ("buy", "sell") else None,
+                quantity=optional_decimal(order.get("quantity"), "history: quantity"),
+                filled=decimal(order.get("filled", 0) or 0, "history: filled"),
+                reason=_optional_text(payload.get("reason")),
+            )
+        )
+    token = answer.get("continuationToken")
+    return reports, (str(token) if token not in (None, "") else None)
+
+
+def parse_positions(answer: Any, symbol_of: SymbolOf) -> list[Position]:
+    """openpositions -> open positions (a size of 0 is flat)."""
+    positions = []
+    for raw in answer_list(answer, "openPositions", "openpositions"):
+        item = _item(raw, "openpositions")
+        side = str(item.get("side") or "").strip().lower()
+        if side not in ("long", "short"):
+            raise UnreadableAnswer(f"openpositions: unknown side {item.get('side')!r}")
+        size = decimal(item.get("size"), "openpositions: size")
+        positions.append(
+            Position(
+                symbol=_symbol(item.get("symbol"), symbol_of, "openpositions: symbol"),
+                side=PositionSide(side) if size > 0 else PositionSide.FLAT,
+                contracts=size,
+                entry_price=optional_decimal(item.get("price"), "openpositions: price"),
+                unrealized_pnl=_optional_signed(item.get("unrealizedPnl"), "openpositions: unrealizedPnl"),
+            )
+        )
+    return [p for p in positions if p.is_open]
+
+
+def _optional_signed(value: Any, what: str) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    return decimal(value, what, allow_negative=True)
+
+
+def parse_send_status(status: Any, endpoint: str) -> SendReport:
+    """One sendStatus (sendorder) or batchStatus element (batchorder)."""
+    item = _item(status, endpoint)
+    text = item.get("status")
+    if not isinstance(text, str) or not text:
+        raise UnreadableAnswer(f"{endpoint}: no status in {str(item)[:200]}")
+    executions = []
+    cancelled = False
+    events = item.get("orderEvents") or []
+    if not isinstance(events, list):
+        raise UnreadableAnswer(f"{endpoint}: orderEvents is not a list: {str(item)[:200]}")
+    for raw in events:
+        event = _item(raw, f"{endpoint}: orderEvents")
+        kind = str(event.get("type") or "").upper()
+        if kind == "EXECUTION":
+            executions.append((
+                _text(event.get("executionId"), f"{endpoint}: executionId"),
+                decimal(event.get("amount"), f"{endpoint}: execution amount"),
+                decimal(event.get("price"), f"{endpoint}: execution price"),
+            ))
+        elif kind in ("CANCEL", "REJECT"):
+            cancelled = kind == "CANCEL"
+    tag = item.get("order_tag")
+    return SendReport(
+        status=text,
+        exchange_order_id=_optional_text(item.get("order_id")),
+        client_order_id=_optional_text(item.get("cliOrdId")),
+        order_tag=str(tag) if tag is not None else None,
+        executions=tuple(executions),
+        cancelled=cancelled,
+    )
+
+
+def parse_cancel_status(answer: Any) -> tuple[str, Decimal | None]:
+    """cancelorder -> (status, the order's filled amount at the cancel if the answer shows it)."""
+    if not isinstance(answer, Mapping):
+        raise UnreadableAnswer(f"cancelorder: the answer is not an object: {str(answer)[:200]}")
+    item = answer.get("cancelStatus", answer)
+    item = _item(item, "cancelorder")
+    status = item.get("status")
+    if not isinstance(status, str) or not status:
+        raise UnreadableAnswer(f"cancelorder: no status in {str(item)[:200]}")
+    filled = None
+    for raw in item.get("orderEvents") or []:
+        event = _item(raw, "cancelorder: orderEvents")
+        order = event.get("order")
+        if isinstance(order, Mapping) and order.get("filled") is not None:
+            filled = decimal(order.get("filled"), "cancelorder: filled")
+    return status, filled
