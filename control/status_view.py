@@ -89,6 +89,8 @@ _SYMBOL_KNOWN = frozenset(
         "realized_pnl",
         "exchange_orders",
         "not_ready",
+        "blocked",
+        "strategy_off",
     }
 )
 _STATE_WORDS = {
@@ -198,6 +200,14 @@ def _state(row: Mapping[str, Any]) -> str:
     reason = _text(row.get("halt_reason"), default="")
     if reason and (row.get("halted") or state == "HALTED"):
         words = [f"{w} ({_clip(reason, False, 30)})" if w == "halted" else w for w in words]
+    if row.get("strategy_off"):
+        words.append("strategy off")
+    blocked_why = _text(row.get("blocked"), default="")
+    if blocked_why:
+        why = _clip(blocked_why, False, 60)
+        words = [f"{w} ({why})" if w.startswith("blocked") else w for w in words]
+        if not any(w.startswith("blocked") for w in words):
+            words.append(f"blocked ({why})")
     not_ready = _text(row.get("not_ready"), default="")
     if not_ready:
         why = _clip(not_ready, False, 36)

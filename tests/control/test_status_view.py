@@ -156,3 +156,13 @@ def test_fields_added_later_are_shown() -> None:
     assert "Gross exposure  240.50" in text
     assert "daily +3.50" in text
     assert "Mode            paper" in text
+
+
+def test_a_blocked_row_says_why_and_a_halted_one_that_its_strategy_is_off() -> None:
+    data = status_json()
+    data["symbols"][4]["blocked"] = "an order with unknown outcome; check the exchange, then: resolve XRP/USD:USD"
+    data["symbols"][3]["strategy_off"] = True
+    text = render_status(data)
+    assert "blocked: unknown order (an order with unknown outcome; check the exchange" in row_of(text, "XRP/USD:USD")
+    assert "strategy off" in row_of(text, "SOL/USD:USD")
+    assert "strategy_off=" not in text and "blocked=" not in text
