@@ -72,7 +72,7 @@ class Bot:
 
     def cli(self, *argv: str) -> subprocess.CompletedProcess[str]:
         """Run a control command against this bot."""
-        return subprocess.run([sys.executable, str(REPO / "run.py"), *argv, "--config", str(self.config)],
+        return subprocess.run([sys.executable, str(REPO / "run.py"), *argv, "--config", str(self.config)], check=False,
                               env=self.env, capture_output=True, text=True, timeout=60)
 
 

@@ -8,8 +8,8 @@ from configuration.loading import (
     render_config,
     validate_config,
 )
-from configuration.masking import looks_like_variable_name, mask_url, url_secrets
 from configuration.logs import InterceptHandler, register_secret, scrub, setup_logging
+from configuration.masking import looks_like_variable_name, mask_url, url_secrets
 from configuration.model import (
     AppConfig,
     ControlConfig,
@@ -27,11 +27,12 @@ __all__ = [
     "AppConfig",
     "ConfigError",
     "ControlConfig",
-    "PaperConfig",
     "DatabaseConfig",
     "ExchangeConfig",
+    "InterceptHandler",
     "LoadedConfig",
     "LoggingConfig",
+    "PaperConfig",
     "RiskConfig",
     "StrategyConfig",
     "SupervisionConfig",
@@ -40,11 +41,10 @@ __all__ = [
     "load_config",
     "looks_like_variable_name",
     "mask_url",
-    "url_secrets",
-    "render_config",
-    "validate_config",
-    "InterceptHandler",
     "register_secret",
+    "render_config",
     "scrub",
     "setup_logging",
+    "url_secrets",
+    "validate_config",
 ]

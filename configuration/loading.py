@@ -18,7 +18,6 @@ from configuration.model import AppConfig
 from strategies.base import StrategyParams
 from strategies.registry import UnknownStrategyError, strategy_class
 
-
 MAX_CONFIG_BYTES = 1024 * 1024  # a configuration is a few kilobytes; a larger file is a mistake
 
 

@@ -32,7 +32,8 @@ MAX_TEXT = 4096  # no string in the configuration is longer (URLs, paths)
 def _no_bool(value: Any) -> Any:
     """Refuse true/false where a number belongs (pydantic would read true as 1)."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a number, got {str(value).lower()}")
+        # pydantic reports a ValueError (not a TypeError) as a validation error
+        raise ValueError(f"must be a number, got {str(value).lower()}")  # noqa: TRY004
     return value
 
 

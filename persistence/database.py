@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -100,10 +101,8 @@ def check_database(url: str, *, sqlite_synchronous: str = "FULL") -> str:
     except OSError as exc:
         raise DatabaseUnavailableError(f"{describe_database(database)}: {exc.strerror or exc}") from None
     finally:
-        try:
+        with contextlib.suppress(Exception):  # a failed open leaves nothing worth reporting twice
             store.close()
-        except Exception:  # noqa: BLE001 - a failed open leaves nothing worth reporting twice
-            pass
     return describe_database(database)
 
 

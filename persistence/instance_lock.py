@@ -11,7 +11,6 @@ from urllib.parse import urlparse
 
 from configuration.masking import mask_url
 
-
 _ADVISORY_APP = 0x4B52414B  # "KRAK": the first key of our advisory locks
 
 
@@ -76,7 +75,11 @@ class InstanceLock:
     def _lock_postgres(self) -> None:
         import psycopg2
 
-        from persistence.database import DatabaseUnavailableError, describe_database, open_database
+        from persistence.database import (
+            DatabaseUnavailableError,
+            describe_database,
+            open_database,
+        )
 
         app, key = _ADVISORY_APP, int.from_bytes(hashlib.sha256(self.database_url.encode()).digest()[:4], "big") >> 1
         try:

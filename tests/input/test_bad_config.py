@@ -137,7 +137,7 @@ def test_every_number_is_finite_bounded_and_not_a_boolean(
 
 @pytest.mark.parametrize(("section", "key", "kind"), NUMERIC, ids=[f"{s}.{k}" for s, k, _ in NUMERIC])
 def test_every_number_has_an_upper_bound(section: str, key: str, kind: type) -> None:
-    field = getattr(AppConfig.model_fields[section].annotation, "model_fields")[key]
+    field = AppConfig.model_fields[section].annotation.model_fields[key]
     bounds = [getattr(m, "le", None) or getattr(m, "lt", None) for m in field.metadata]
     assert any(b is not None for b in bounds), f"{section}.{key} has no upper bound"
 

@@ -7,7 +7,12 @@ from collections.abc import Iterator
 import pytest
 from loguru import logger
 
-from configuration import looks_like_variable_name, mask_url, register_secret, url_secrets
+from configuration import (
+    looks_like_variable_name,
+    mask_url,
+    register_secret,
+    url_secrets,
+)
 from configuration.logs import _patch
 from persistence.database import DatabaseUrlError, open_database
 

@@ -123,7 +123,7 @@ def test_sqlite_file_that_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_sqlite_folder_missing_is_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, f'[database]\nurl = "sqlite:///{tmp_path}/new/deeper/trading.db"\n')
-    code, out, err = cli(capsys, "check-config", "--connect", str(path))
+    code, _, err = cli(capsys, "check-config", "--connect", str(path))
     assert code == 0, err
     assert (tmp_path / "new" / "deeper" / "trading.db").exists()
 
@@ -233,7 +233,7 @@ def html_server() -> Iterator[str]:
     """A web server that answers every path with a maintenance page."""
 
     class Page(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             body = b"<html><body>Down for maintenance</body></html>"
             self.send_response(200)
             self.send_header("Content-Type", "text/html")

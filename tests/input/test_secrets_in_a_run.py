@@ -81,7 +81,8 @@ def test_no_marker_secret_in_storage_logs_or_outputs(tmp_path: Path, exchange: s
            "KRAKEN_BOT_CONTROL_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
 
     def cli(*argv: str) -> str:
-        done = subprocess.run([sys.executable, str(REPO / "run.py"), *argv, "--config", str(config)], cwd=tmp_path,
+        done = subprocess.run([sys.executable, str(REPO / "run.py"), *argv, "--config", str(config)], check=False,
+                              cwd=tmp_path,
                               env=env, capture_output=True, text=True, timeout=60)
         return f"$ {' '.join(argv)} -> {done.returncode}\n{done.stdout}{done.stderr}"
 
