@@ -290,3 +290,24 @@ def test_every_problem_is_listed_at_once(tmp_path: Path, capsys: pytest.CaptureF
     assert code == 2
     assert all(any(line.startswith(f"  - {key}") for line in err.splitlines())
                for key in ("database.url", "control.port", "trading.symbols")), err
+
+
+def test_a_refused_run_starts_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, '[trading]\nsymbols = ["NOPE/USD:USD"]\n')
+    code, out, err = cli(capsys, "run", "--config", str(path))
+    assert code == 2 and "trading.symbols" in err
+    storage = tmp_path / "storage"
+    assert not (storage / "paper-exchange.json").exists()  # the paper account was never opened
+    assert not (storage / "trading.log").exists()  # logging (and so the actors) never started
+    assert "trading NOPE" not in out + err
+
+
+def test_an_unwritable_folder_is_one_line_even_for_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import configuration.preflight as preflight_module
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(preflight_module.tempfile, "TemporaryFile", refuse)
+    with pytest.raises(preflight_module.Problem, match=r"^storage_dir: cannot write in .* \(Permission denied\); make it"):
+        preflight_module.check_folder("storage_dir", tmp_path / "storage")
