@@ -507,10 +507,10 @@ class OrderGateway:
         """One look at open orders and new fills: book fills, notice orders that left the book, time out limits."""
         live = [t for t in self.orders.values() if t.state in _LIVE] if live is None else live
         started = self.exchange_now()
-        cursor = self.fill_cursor_ms if self.fill_cursor_ms is not None else started - self.settings.margin_ms
-        for tracked in live + list(self.watch.values()):
-            if tracked.sent_at_ms is not None:
-                cursor = min(cursor, tracked.sent_at_ms - self.settings.margin_ms)
+        cursor = self.fill_cursor_ms  # every order's fills come after its send; the cursor never passes a send
+        if cursor is None:
+            starts = [t.sent_at_ms for t in live + list(self.watch.values()) if t.sent_at_ms is not None]
+            cursor = (min(starts) if starts else started) - self.settings.margin_ms
         try:
             open_orders = self.api.open_orders() if live else []
             fills = self.api.fills_since(cursor)
@@ -847,6 +847,11 @@ class OrderGateway:
         still_open = {s.exchange_order_id for s in statuses if s.status is ExchangeStatus.OPEN}
         still_open |= {s.client_order_id for s in statuses if s.status is ExchangeStatus.OPEN and s.client_order_id}
         closed = {s.exchange_order_id for s in statuses if s.status.is_closed}
+        unseen = [o for o in missing_foreign if o.exchange_order_id not in closed | still_open]
+        if unseen:  # closed more than 5 s ago: the history says how it ended
+            since = min(o.received_ms for o in unseen) - self.settings.margin_ms
+            closed |= {e.exchange_order_id for e in self.api.history_since(since)
+                       if e.status is not None and e.status.is_closed}
         doubtful: dict[str, str] = {}
         for tracked in missing_ours:
             if tracked.client_order_id in still_open or (tracked.exchange_order_id or "") in still_open:
@@ -856,6 +861,7 @@ class OrderGateway:
         for order in missing_foreign:
             if order.exchange_order_id in closed:
                 self.external.pop(order.exchange_order_id, None)
+                self._consistent(order.symbol, f"openorders:{order.exchange_order_id}")
                 continue
             why = (f"openorders omits order {order.client_order_id or order.exchange_order_id}, open at the last "
                    "look, and nothing shows it closed")
@@ -883,6 +889,11 @@ class OrderGateway:
             except Exception as exc:
                 return ReconciliationReport(ok=False, reason=message.reason,
                                             detail=f"could not look up client order ids: {type(exc).__name__}: {exc}")
+        if self.external:
+            try:  # adopted orders that left the book are forgotten once proven closed; otherwise a mismatch
+                self._verify_known_open(open_orders)
+            except Exception as exc:
+                logger.warning("gateway: adopted orders could not be checked: {}: {}", type(exc).__name__, exc)
         by_cid = {o.client_order_id: o for o in open_orders if o.client_order_id}
         for tracked in list(self.orders.values()):
             order = by_cid.get(tracked.client_order_id)
@@ -917,6 +928,8 @@ class OrderGateway:
         if record.schema_v1 and tracked.sends == 0:
             tracked.sends = 1
         self.orders[record.client_order_id] = tracked
+        if record.sent_at is not None and self.fill_cursor_ms is not None:
+            self.fill_cursor_ms = min(self.fill_cursor_ms, record.sent_at - self.settings.margin_ms)
         if taken_back:
             logger.error("{} {}: an open order carries our client order id while the database says {}: taken back "
                          "as ours", record.symbol, record.client_order_id, record.state.value)

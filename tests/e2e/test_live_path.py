@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from exchange.private_api import READ_ATTEMPTS
 from messages import (
     EventKind,
     QueryEvents,
@@ -121,7 +122,8 @@ def test_fifty_concurrent_signals_give_one_order(sim, live_system) -> None:
 
 def test_open_order_check_failing_fails_closed_with_a_reason(sim, live_system) -> None:
     system = ready(live_system())
-    sim.admin.schedule_fault("unavailable", endpoint="openorders", count=1)
+    # every attempt fails (reads are retried at once, READ_ATTEMPTS times): the check has failed
+    sim.admin.schedule_fault("unavailable", endpoint="openorders", count=READ_ATTEMPTS)
     send(system, signal())
     quiet(system)
     assert placed(sim) == []
@@ -131,7 +133,7 @@ def test_open_order_check_failing_fails_closed_with_a_reason(sim, live_system) -
 
 def test_open_order_check_failing_with_fail_open_sends_once(sim, live_system) -> None:
     system = ready(live_system(config=make_config(exchange={"open_order_check": "fail-open"})))
-    sim.admin.schedule_fault("http_500", endpoint="openorders", count=1)
+    sim.admin.schedule_fault("http_500", endpoint="openorders", count=READ_ATTEMPTS)
     send(system, signal())
     send(system, signal())
     quiet(system)
