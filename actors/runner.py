@@ -27,6 +27,7 @@ from configuration import LoadedConfig, setup_logging
 from control import ControlError, start_control_endpoint
 from exchange import load_market_specs, make_kraken_client
 from exchange.budget import CostBudget
+from configuration.masking import mask_url
 from exchange.clock import ServerClock
 from exchange.markets import UnknownSymbolError
 from exchange.modes import CredentialsError, ExchangeEndpoint, open_endpoint
@@ -131,7 +132,7 @@ class TradingProcess:
         logger.info(
             "trading {} in {} mode on {}; strategy {}; database {}; stop with Ctrl-C or `python run.py stop`",
             ", ".join(cfg.trading.symbols), cfg.mode, self.endpoint.description, cfg.strategy.name,
-            self.loaded.database_url.split("?")[0].split("@")[-1],
+            mask_url(self.loaded.database_url),
         )
 
     def _retry(self, what: str, action: Callable[[], Any]) -> Any:

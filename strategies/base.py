@@ -16,7 +16,7 @@ from messages.signals import SignalKind
 class StrategyParams(BaseModel):
     """A strategy's parameters: validated, frozen, no unknown keys."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # `fast = true` or "5" is an error
 
 
 class Strategy(ABC):

@@ -16,8 +16,8 @@ from strategies.base import Strategy, StrategyParams
 class MovingAverageCrossoverParams(StrategyParams):
     """fast and slow: the two simple-moving-average lengths in candles; shorts: also trade short."""
 
-    fast: int = Field(default=5, ge=1)
-    slow: int = Field(default=20, ge=2)
+    fast: int = Field(default=5, ge=1, le=10_000)
+    slow: int = Field(default=20, ge=2, le=10_000)
     shorts: bool = True
 
     @model_validator(mode="after")

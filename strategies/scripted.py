@@ -25,9 +25,9 @@ from strategies.base import Strategy, StrategyParams
 class ScriptedParams(StrategyParams):
     """period: candles per cycle; hold: candles from entry to exit; offset: shifts the cycle; sides."""
 
-    period: int = Field(default=4, ge=2)
-    hold: int = Field(default=2, ge=1)
-    offset: int = Field(default=0, ge=0)
+    period: int = Field(default=4, ge=2, le=100_000)
+    hold: int = Field(default=2, ge=1, le=100_000)
+    offset: int = Field(default=0, ge=0, le=100_000)
     sides: Literal["alternate", "long", "short"] = "alternate"
 
     @model_validator(mode="after")

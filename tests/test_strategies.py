@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from messages import Candle, PositionSide, SignalKind, timeframe_ms
 from strategies import MovingAverageCrossover, ScriptedParams, ScriptedStrategy, build_strategy, scripted_signal
 
@@ -59,3 +61,13 @@ def test_scripted_signals_are_a_pure_function_of_the_candle_time() -> None:
 def test_strategies_are_built_by_name() -> None:
     assert isinstance(build_strategy("scripted", {"period": 6, "hold": 3}), ScriptedStrategy)
     assert build_strategy("ma_crossover", {}).warmup == 21
+
+
+@pytest.mark.parametrize("value", [True, "5", 5.0, 10**9])
+def test_strategy_parameters_are_strict_bounded_integers(value: object) -> None:
+    from pydantic import ValidationError
+
+    from strategies.ma_crossover import MovingAverageCrossoverParams
+
+    with pytest.raises(ValidationError):
+        MovingAverageCrossoverParams(fast=value)
