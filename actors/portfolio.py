@@ -252,8 +252,9 @@ class PortfolioActor(pykka.ThreadingActor):
                         update.amount, price, update.state.value, update.client_order_id)
         self.risk.on_order_update(update)
         self._forward(update.symbol, update)
-        if update.filled > 0 and update.state in (OrderState.PARTIALLY_FILLED, OrderState.FILLED):
-            self.gateway.tell(SyncPositions(reason="fill"))
+        if update.fills or (update.filled > 0 and update.state in (OrderState.PARTIALLY_FILLED, OrderState.FILLED,
+                                                                    OrderState.CANCELED)):
+            self.gateway.tell(SyncPositions(reason="fill"))  # also a partial fill whose rest was cancelled
 
     def _on_reconciliation(self, report: ReconciliationReport) -> None:
         if not report.ok:

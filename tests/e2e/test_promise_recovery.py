@@ -378,10 +378,6 @@ def test_market_entry_larger_than_the_book_fills_partially_and_ends_canceled(sim
     assert check_promise(sim, sqlite_url, system.status()) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG actors/portfolio.py:PortfolioActor._on_order_update: a position sync "
-                   "is asked only for PARTIALLY_FILLED/FILLED updates, so an entry that ends CANCELED with a partial "
-                   "fill (IoC remainder, limit time-out) leaves status showing the position FLAT 0 (and the risk "
-                   "book's open_positions 0) until the next timer sync (position_sync_interval_s)")
 @pytest.mark.timeout(45)
 def test_partially_filled_canceled_entry_shows_its_position_in_status(sim, live_system, sqlite_url) -> None:
     """Case 15: after the market entry larger than the book ends CANCELED with 275 of 375 filled, status shows
