@@ -1,19 +1,90 @@
-"""The short soak: the bot killed (SIGKILL) at random moments while trading under faults, then checked."""
+"""The short soak: the bot killed (SIGKILL) while trading on Kraken's rules under faults, then checked.
+
+Kraken's rules as the simulator has them by default (processBefore honoured, history published late, finite
+book, partial fills), the `late` fault (sends held inside the exchange, some processed before their
+processBefore, some after), the other faults (503, 429, apiLimitExceeded, resets, time-outs, accept-then-drop),
+and the cliOrdId uniqueness switched off (`cli_ord_id_scope="none"`): nothing may rest on the exchange refusing
+a duplicate. Every kill is aimed 0-400 ms after a send was recorded. The long run is benchmarks/soak.py.
+"""
 
 from __future__ import annotations
 
+import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.soak import SoakRun
+from tests.e2e.soak import SoakReport, SoakRun, SoakSettings, free_port, write_config
+from tests.helpers import wait_until
+
+REPRODUCE = ("python -c \"from pathlib import Path; from tests.e2e.soak import SoakRun, SoakSettings; "
+             "r = SoakRun(Path('/tmp/soak-ci'), kills=6, min_life_s=2.0, max_life_s=4.0, seed=3, aimed=1.0, "
+             "settings=SoakSettings(cli_ord_id_scope='none')).run(); print(r.summary(), *r.problems, sep='\\n')\"")
 
 
-@pytest.mark.timeout(240)
-def test_short_soak_kills_never_double_an_order_or_a_position(tmp_path: Path) -> None:
-    report = SoakRun(tmp_path, kills=3, min_life_s=1.5, max_life_s=4.0, final_s=6.0, seed=3).run()
+@pytest.mark.timeout(150)
+def test_short_soak_kills_under_late_sends_never_double_an_order_or_a_position(tmp_path: Path) -> None:
+    """Covers cases 2, 3 and 5 under crashes (a held send processed after the bot gave up, a recovered intent
+    decided only after its processBefore, re-sends through L3/L4) and case 4/1 (absence proven only by the
+    complete search). Before the rebuild it failed with two placed orders for one intent (re-send on "absent"
+    after a short grace, then the held copy executes) and positions of 2.00x one entry; with scope "none" the
+    exchange's duplicate refusal cannot hide it. Fill completeness is asserted below (xfail: a known bug)."""
+    settings = SoakSettings(cli_ord_id_scope="none")
+    report = SoakRun(tmp_path, kills=6, min_life_s=2.0, max_life_s=4.0, seed=3, aimed=1.0,
+                     settings=settings).run()
     print(report.summary())
-    assert report.problems == [], report.summary() + "\n" + "\n".join(report.problems)
-    assert report.kills == 3 and report.intents > 0 and report.orders_placed > 0
-    assert sum(report.faults_injected.values()) > 0  # it really ran under faults
+    assert report.kills == 6 and report.runs == 7 and report.intents > 0 and report.orders_placed > 0
+    assert "placed" in report.late_outcomes and "wouldProcessAfterSpecifiedTime" in report.late_outcomes
     assert 0 < report.max_position_ratio <= 1.0
+    # every problem but the lost fills of the bug below (those have their own xfail test)
+    others = [p for p in report.problems if not (p.startswith("fill ") and p.endswith(" is not stored"))]
+    assert others == [], report.summary() + "\n" + "\n".join(report.problems)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "BUG persistence/store.py:open_intents (with actors/gateway.py:reconcile/_recover): an order FILLED from "
+    "its send answer is stored FILLED before its fills are booked (fills are booked only from the fills "
+    "endpoint, by the gateway's in-memory watch list); a kill in between loses them for good: after the "
+    "restart open_intents skips FILLED intents, so the fills are never booked. Soak reproduction: " + REPRODUCE))
+def test_a_kill_between_a_filled_send_and_its_fills_loses_no_fill(tmp_path: Path) -> None:
+    """Case 9 (fills by id across restarts): the bot is killed as soon as its database shows an intent FILLED
+    with no fill stored for it (the send answer said filled; the fills endpoint is read on the next poll);
+    after a restart and a clean stop, every fill of that order must be in the database."""
+    run = SoakRun(tmp_path, kills=0, seed=4, settings=SoakSettings(cli_ord_id_scope="none"))
+    (tmp_path / "storage").mkdir()
+    run.start_simulator()
+    try:
+        write_config(tmp_path, run.base_url, free_port(), run.settings)
+        bot = run.start_bot()
+        try:
+            victim = wait_until(lambda: _filled_without_fills(run.database()), timeout=45, message="an intent FILLED before its fills are stored")
+        finally:
+            bot.send_signal(signal.SIGKILL)
+            bot.wait(10)
+        report = SoakReport(scope="none", seed=4)
+        run.final_run(report)
+        if any("exited" in p or "settle" in p or "stopped" in p for p in report.problems):
+            pytest.fail("the restarted bot did not run and stop cleanly: " + "; ".join(report.problems))
+        run.check(report)
+    finally:
+        run.stop_simulator()
+    lost = [p for p in report.problems if p.startswith("fill ") and victim in p]
+    assert lost == [], f"intent {victim}: " + "; ".join(lost)
+
+
+def _filled_without_fills(database: Path) -> str | None:
+    """The client order id of an intent stored FILLED with no fill stored for it, if any."""
+    if not database.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1)
+        try:
+            row = db.execute("SELECT client_order_id FROM intent WHERE status = 'FILLED' AND client_order_id "
+                             "NOT IN (SELECT client_order_id FROM fill WHERE client_order_id IS NOT NULL)").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row else None
