@@ -919,7 +919,7 @@ class OrderGateway:
                                     adopted=tuple(adopted), unresolved=self.in_flight())
 
     def _recover(self, record: IntentRecord, taken_back: bool = False) -> None:
-        if record.client_order_id in self.orders:
+        if record.client_order_id in self.orders or record.client_order_id in self.watch:
             return
         tracked = Tracked(intent=record.to_intent(), state=record.state, exchange_order_id=record.exchange_order_id,
                           filled=record.filled, booked=record.fills_booked, fill_ids=set(record.fill_ids),
@@ -927,6 +927,12 @@ class OrderGateway:
                           window_unknown=record.schema_v1)
         if record.schema_v1 and tracked.sends == 0:
             tracked.sends = 1
+        if record.state.is_final and not taken_back:  # filled, its fills not all stored: book them
+            if record.fills_booked < record.filled:
+                self.watch[record.client_order_id] = tracked
+                if record.sent_at is not None and self.fill_cursor_ms is not None:
+                    self.fill_cursor_ms = min(self.fill_cursor_ms, record.sent_at - self.settings.margin_ms)
+            return
         self.orders[record.client_order_id] = tracked
         if record.sent_at is not None and self.fill_cursor_ms is not None:
             self.fill_cursor_ms = min(self.fill_cursor_ms, record.sent_at - self.settings.margin_ms)

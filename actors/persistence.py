@@ -36,9 +36,11 @@ from messages import (
     RecordSends,
     SetControl,
     Tick,
+    now_ms,
 )
 from persistence import StorageError, Store, describe_database
 
+UNBOOKED_WINDOW_MS = 7 * 24 * 3_600_000  # filled intents whose fills are not stored are looked for this far back
 MAX_PENDING_WRITES = 100_000  # beyond this, the oldest unwritten events are dropped (and said so)
 DATABASE_GIVE_UP_S = 20.0  # a database that refuses every write this long stops the process
 WRITE_RETRY_S = 1.0
@@ -176,6 +178,8 @@ class PersistenceActor(pykka.ThreadingActor):
                 )
             case LoadSymbol():
                 return self.store.load_symbol(message.symbol, message.since)
+            case LoadOpenIntents(with_unbooked=True):
+                return self.store.open_intents() + self.store.unbooked_intents(now_ms() - UNBOOKED_WINDOW_MS)
             case LoadOpenIntents():
                 return self.store.open_intents()
             case FindIntents():

@@ -123,7 +123,7 @@ class PortfolioActor(pykka.ThreadingActor):
     # --- lifecycle -------------------------------------------------------------------------
 
     def on_start(self) -> None:
-        records = self.persistence.ask(LoadOpenIntents(), timeout=self.settings.ask_timeout_s)
+        records = self.persistence.ask(LoadOpenIntents(with_unbooked=True), timeout=self.settings.ask_timeout_s)
         self.risk.load_open_intents(records)
         for symbol in self.markets:
             self._start_symbol(symbol, restarts=0)
@@ -235,7 +235,7 @@ class PortfolioActor(pykka.ThreadingActor):
     def _reconcile_with_intents(self, reason: str) -> None:
         """Reconcile with every unfinished intent; a slow database means: try again soon, never die."""
         try:
-            records = self.persistence.ask(LoadOpenIntents(), timeout=self.settings.ask_timeout_s)
+            records = self.persistence.ask(LoadOpenIntents(with_unbooked=True), timeout=self.settings.ask_timeout_s)
         except Exception as exc:
             logger.warning("portfolio: unfinished intents unreadable for the {} reconciliation ({!r}); trying again "
                            "in {:.0f}s", reason, exc, self.settings.reconcile_retry_s)

@@ -131,7 +131,13 @@ class SymbolBootstrap(Message):
 
 
 class LoadOpenIntents(Message):
-    """Persistence query: every intent whose order is not final (for risk reservations)."""
+    """Persistence query: every intent whose order is not final (for risk reservations).
+
+    `with_unbooked` adds final intents whose stored fills fall short of their filled amount (filled
+    at once, killed before the fills were read): reconciliation books them.
+    """
+
+    with_unbooked: bool = False
 
 
 class PurgeIntents(Message):

@@ -179,6 +179,15 @@ class Store:
             query = query.where(Intent.symbol == symbol)
         return self._records(list(query.order_by(Intent.created_at, Intent.id)))
 
+    def unbooked_intents(self, since: int) -> list[IntentRecord]:
+        """Final intents updated at or after `since` whose stored fills add up to less than their filled amount."""
+        Intent = self.models.Intent
+        query = (Intent.select()
+                 .where(Intent.status.in_([OrderState.FILLED.value, OrderState.CANCELED.value])
+                        & (Intent.updated_at >= since) & (Intent.filled != "0"))
+                 .order_by(Intent.created_at, Intent.id))
+        return [r for r in self._records(list(query)) if r.fills_booked < r.filled]
+
     def find_intents(self, client_order_ids: Iterable[str]) -> list[IntentRecord]:
         """The stored intents (final ones too) with these client order ids."""
         Intent = self.models.Intent

@@ -29,7 +29,7 @@ def test_short_soak_kills_under_late_sends_never_double_an_order_or_a_position(t
     decided only after its processBefore, re-sends through L3/L4) and case 4/1 (absence proven only by the
     complete search). Before the rebuild it failed with two placed orders for one intent (re-send on "absent"
     after a short grace, then the held copy executes) and positions of 2.00x one entry; with scope "none" the
-    exchange's duplicate refusal cannot hide it. Fill completeness is asserted below (xfail: a known bug)."""
+    exchange's duplicate refusal cannot hide it. Every fill is in the database too."""
     settings = SoakSettings(cli_ord_id_scope="none")
     report = SoakRun(tmp_path, kills=6, min_life_s=2.0, max_life_s=4.0, seed=3, aimed=1.0,
                      settings=settings).run()
@@ -37,17 +37,10 @@ def test_short_soak_kills_under_late_sends_never_double_an_order_or_a_position(t
     assert report.kills == 6 and report.runs == 7 and report.intents > 0 and report.orders_placed > 0
     assert "placed" in report.late_outcomes and "wouldProcessAfterSpecifiedTime" in report.late_outcomes
     assert 0 < report.max_position_ratio <= 1.0
-    # every problem but the lost fills of the bug below (those have their own xfail test)
-    others = [p for p in report.problems if not (p.startswith("fill ") and p.endswith(" is not stored"))]
-    assert others == [], report.summary() + "\n" + "\n".join(report.problems)
+    assert report.problems == [], report.summary() + "\n" + "\n".join(report.problems)
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG persistence/store.py:open_intents (with actors/gateway.py:reconcile/_recover): an order FILLED from "
-    "its send answer is stored FILLED before its fills are booked (fills are booked only from the fills "
-    "endpoint, by the gateway's in-memory watch list); a kill in between loses them for good: after the "
-    "restart open_intents skips FILLED intents, so the fills are never booked. Soak reproduction: " + REPRODUCE))
 def test_a_kill_between_a_filled_send_and_its_fills_loses_no_fill(tmp_path: Path) -> None:
     """Case 9 (fills by id across restarts): the bot is killed as soon as its database shows an intent FILLED
     with no fill stored for it (the send answer said filled; the fills endpoint is read on the next poll);
