@@ -990,12 +990,13 @@ class OrderGateway:
         """Every open position, or a failure that says why (never an empty list on failure)."""
         if follow_first and any(t.state in _LIVE for t in self.orders.values()):
             self.follow()  # fills first, so a position that includes them is not taken for a contradiction
+        before = self.exchange_now() - self.settings.margin_ms  # every fill timed before this is in the answer
         try:
             positions = self.api.positions()
         except Exception as exc:
             return PositionsUnavailable(reason=Reason.EXCHANGE_UNAVAILABLE.value,
                                         detail=f"{type(exc).__name__}: {exc}", seq=self.next_seq())
-        return PositionsSnapshot(positions=tuple(positions), seq=self.next_seq())
+        return PositionsSnapshot(positions=tuple(positions), seq=self.next_seq(), exchange_time=before)
 
 
 class ExchangeGatewayActor(pykka.ThreadingActor):

@@ -304,7 +304,8 @@ class PortfolioActor(pykka.ThreadingActor):
         by_symbol = {p.symbol: p for p in snapshot.positions}
         for symbol in self.markets:
             position = by_symbol.get(symbol) or Position.flat(symbol)
-            self._forward(symbol, PositionSync(position=position, seq=snapshot.seq, as_of=snapshot.as_of))
+            self._forward(symbol, PositionSync(position=position, seq=snapshot.seq, as_of=snapshot.as_of,
+                                                    exchange_time=snapshot.exchange_time))
         foreign = sorted(set(by_symbol) - set(self.markets))
         if foreign:
             logger.debug("positions in symbols not traded here: {}", ", ".join(foreign))

@@ -162,6 +162,7 @@ class SymbolTrader:
     halt_reason: str = field(init=False, default="")
     position: Position | None = field(init=False, default=None)
     position_seq: int = field(init=False, default=-1)
+    position_exchange_time: int | None = field(init=False, default=None)
     orders: dict[str, TrackedOrder] = field(init=False, default_factory=dict)
     seen: dict[str, int] = field(init=False, default_factory=dict)
     unsynced_fills: list[tuple[int, Decimal]] = field(init=False, default_factory=list)
@@ -447,7 +448,8 @@ class SymbolTrader:
             return None
         if update.filled > order.filled:
             delta = update.filled - order.filled
-            self.unsynced_fills.append((update.seq, delta if order.side is Side.BUY else -delta))
+            if not self._in_last_sync(update, delta):
+                self.unsynced_fills.append((update.seq, delta if order.side is Side.BUY else -delta))
             order.filled = update.filled
         order.state = update.state
         order.exchange_order_id = update.exchange_order_id or order.exchange_order_id
@@ -476,7 +478,8 @@ class SymbolTrader:
             return None
         if update.filled > filled:
             delta = update.filled - filled
-            self.unsynced_fills.append((update.seq, delta if side is Side.BUY else -delta))
+            if not self._in_last_sync(update, delta):
+                self.unsynced_fills.append((update.seq, delta if side is Side.BUY else -delta))
         logger.warning("{} {}: {} after {}: the exchange shows it after all; taken back", self.symbol, cid,
                        update.state.value, state.value)
         if update.state.is_final:
@@ -488,6 +491,15 @@ class SymbolTrader:
                                         state=update.state, filled=update.filled,
                                         exchange_order_id=update.exchange_order_id)
         return None
+
+    def _in_last_sync(self, update: OrderUpdate, delta: Decimal) -> bool:
+        """True when the new fills are already in the last synced position: each of them timed by the exchange
+        before that position was read (e.g. an order recovered after a restart, decided after the first sync)."""
+        if self.position_exchange_time is None or not update.fills:
+            return False
+        if sum((f.amount for f in update.fills), Decimal(0)) < delta:
+            return False  # part of the amount has no fill (and no exchange time) yet: counted, to be safe
+        return max(f.time for f in update.fills) < self.position_exchange_time
 
     def _remember_finished(self, cid: str, state: OrderState, filled: Decimal, reduce_only: bool, side: Side) -> None:
         self.finished[cid] = (state, filled, reduce_only, side)
@@ -562,6 +574,7 @@ class SymbolTrader:
         self.accept_next_sync = False
         self.position = sync.position
         self.position_seq = sync.seq
+        self.position_exchange_time = sync.exchange_time
         self.unsynced_fills = [(seq, amount) for seq, amount in self.unsynced_fills if seq > sync.seq]
 
     def on_open_orders(self, sync: OpenOrdersSync) -> None:

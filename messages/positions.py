@@ -55,6 +55,7 @@ class PositionsSnapshot(Message):
     positions: tuple[Position, ...]
     seq: int
     as_of: int = Field(default_factory=now_ms)
+    exchange_time: int | None = None  # exchange ms before which every fill is surely included (clock skew allowed)
 
 
 class PositionsUnavailable(Message):
@@ -71,3 +72,4 @@ class PositionSync(Message):
     position: Position
     seq: int
     as_of: int = Field(default_factory=now_ms)
+    exchange_time: int | None = None  # fills the exchange timed before this are in `position`

@@ -162,3 +162,40 @@ def test_a_halted_symbol_with_its_strategy_off_ignores_candles_but_flattens() ->
     trader.on_position_sync(PositionSync(position=long("0.002"), seq=1))
     assert trader.flatten("test").accepted
     assert trader.status().strategy_off
+
+
+def test_fills_of_a_recovered_order_timed_before_the_first_sync_are_not_counted_twice() -> None:
+    from messages import ControlRecord, Fill, IntentRecord, SymbolBootstrap
+
+    record = IntentRecord(intent_hash="a" * 64, client_order_id="c-1", symbol=BTC, kind=SignalKind.ENTER_LONG,
+                          side=Side.BUY, candle_time=T0, reduce_only=False, amount=Decimal("0.002"),
+                          price=Decimal(50_000), notional=Decimal(100), order_type="market",
+                          state=OrderState.UNKNOWN, created_at=T0, updated_at=T0)
+    bootstrap = SymbolBootstrap(symbol=BTC, recent_hashes=frozenset(), open_intents=(record,),
+                                control=ControlRecord(symbol=BTC))
+    trader = make_trader(bootstrap=bootstrap, synced=False)
+    # the first sync after the restart already holds the fill that happened while the bot was down
+    trader.on_position_sync(PositionSync(position=long("0.002"), seq=3, exchange_time=T0 + 10_000))
+    fill = Fill(fill_id="f-1", symbol=BTC, side=Side.BUY, amount=Decimal("0.002"), price=Decimal(50_000),
+                client_order_id="c-1", time=T0 + 1_000)
+    trader.on_order_update(OrderUpdate(intent_hash="a" * 64, client_order_id="c-1", symbol=BTC, side=Side.BUY,
+                                       state=OrderState.FILLED, amount=Decimal("0.002"), filled=Decimal("0.002"),
+                                       fills=(fill,), seq=5))
+    assert trader.effective_contracts() == Decimal("0.002")
+    trader.on_position_sync(PositionSync(position=long("0.002"), seq=6, exchange_time=T0 + 20_000))
+    assert trader.status().state is SymbolState.TRADING  # no false "less open than our fills" mismatch
+
+
+def test_a_fill_after_the_sync_counts_on_top_of_it() -> None:
+    from messages import Fill
+
+    trader = make_trader()
+    trader.on_position_sync(PositionSync(position=Position.flat(BTC), seq=1, exchange_time=T0))
+    assert trader.on_signal(sig()).accepted
+    order = next(iter(trader.orders.values()))
+    fill = Fill(fill_id="f-2", symbol=BTC, side=Side.BUY, amount=Decimal("0.002"), price=Decimal(50_000),
+                client_order_id=order.client_order_id, time=T0 + 5_000)
+    trader.on_order_update(OrderUpdate(intent_hash=order.intent_hash, client_order_id=order.client_order_id,
+                                       symbol=BTC, side=Side.BUY, state=OrderState.FILLED, amount=order.amount,
+                                       filled=Decimal("0.002"), fills=(fill,), seq=4))
+    assert trader.effective_contracts() == Decimal("0.002")
