@@ -507,10 +507,12 @@ class OrderGateway:
         """One look at open orders and new fills: book fills, notice orders that left the book, time out limits."""
         live = [t for t in self.orders.values() if t.state in _LIVE] if live is None else live
         started = self.exchange_now()
-        cursor = self.fill_cursor_ms  # every order's fills come after its send; the cursor never passes a send
+        cursor = self.fill_cursor_ms  # every order's fills come after its send
+        starts = [t.sent_at_ms for t in self.watch.values() if t.sent_at_ms is not None and t.booked < t.filled]
         if cursor is None:
-            starts = [t.sent_at_ms for t in live + list(self.watch.values()) if t.sent_at_ms is not None]
-            cursor = (min(starts) if starts else started) - self.settings.margin_ms
+            starts += [t.sent_at_ms for t in live if t.sent_at_ms is not None]
+        if starts or cursor is None:  # fills still missing are searched for from their order's send, however late
+            cursor = min([*starts, started] + ([cursor] if cursor is not None else [])) - self.settings.margin_ms
         try:
             open_orders = self.api.open_orders() if live else []
             fills = self.api.fills_since(cursor)
@@ -990,9 +992,8 @@ class OrderGateway:
         """Every open position, or a failure that says why (never an empty list on failure)."""
         if follow_first and any(t.state in _LIVE for t in self.orders.values()):
             self.follow()  # fills first, so a position that includes them is not taken for a contradiction
-        before = self.exchange_now() - self.settings.margin_ms  # every fill timed before this is in the answer
         try:
-            positions = self.api.positions()
+            positions, before = self.api.positions_read(self.settings.clock_rate)
         except Exception as exc:
             return PositionsUnavailable(reason=Reason.EXCHANGE_UNAVAILABLE.value,
                                         detail=f"{type(exc).__name__}: {exc}", seq=self.next_seq())

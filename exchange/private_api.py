@@ -33,6 +33,7 @@ from exchange.reports import (
     parse_order_status,
     parse_positions,
     parse_send_status,
+    time_ms,
 )
 from messages import OrderIntent, Position
 
@@ -103,7 +104,21 @@ class PrivateApi:
 
     def positions(self) -> list[Position]:
         """Every open position."""
-        return parse_positions(self._read("openpositions", self.exchange.privateGetOpenpositions), self.symbol_of)
+        return self.positions_read()[0]
+
+    def positions_read(self, clock_rate: float = 1.0) -> tuple[list[Position], int | None]:
+        """Every open position, and the exchange time before which every fill is surely in them: the answer's
+        serverTime less the call's duration (on the exchange's clock); None when the answer carries no time."""
+        started = time.monotonic()
+        answer = self._read("openpositions", self.exchange.privateGetOpenpositions)
+        took_ms = (time.monotonic() - started) * 1000 * clock_rate
+        positions = parse_positions(answer, self.symbol_of)
+        stamp = answer.get("serverTime") if isinstance(answer, dict) else None
+        try:
+            server_ms = time_ms(stamp, "openpositions: serverTime") if stamp is not None else None
+        except UnreadableAnswer:
+            server_ms = None
+        return positions, (None if server_ms is None else int(server_ms - took_ms) - 1)
 
     def order_status(self, client_order_ids: Sequence[str] = (), order_ids: Sequence[str] = ()
                      ) -> list[OrderStatusReport]:

@@ -581,11 +581,6 @@ def test_recovered_intent_whose_first_lookups_fail_is_looked_up_again_with_backo
     assert check_promise(sim, sqlite_url, second.status()) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG actors/symbol.py:SymbolTrader.on_order_update: the fills of a recovered order that filled before the "
-    "restart are already in the reconciliation's position snapshot, but its FILLED report (seq after the snapshot) "
-    "is added on top as 'our fills since': effective position 2x the exchange's, the next sync is 'less open' -> "
-    "EXCHANGE_MISMATCH, the symbol BLOCKED until `resolve`"))
 @pytest.mark.timeout(45)
 def test_recovered_intent_that_filled_before_the_restart_counts_its_fill_once_in_the_symbols_position(
         sim, live_system, sqlite_url) -> None:
@@ -618,10 +613,6 @@ def test_recovered_intent_that_filled_before_the_restart_counts_its_fill_once_in
     assert check_promise(sim, sqlite_url, second.status()) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG actors/gateway.py:OrderGateway.follow: every poll resets fill_cursor_ms to now - margin - history lag, "
-    "so a watched order's fill (booked < filled) that shows in `fills` later than that look-back is filtered out "
-    "by fills_since and never booked: the fill is missing from the database and the order stays watched forever"))
 @pytest.mark.timeout(45)
 def test_partial_fill_hidden_past_the_cancel_is_collected_later_and_stored(sim, proxied_system, proxy,
                                                                            sqlite_url) -> None:
