@@ -842,6 +842,9 @@ class OrderGateway:
         missing_ours = [t for t in self.orders.values() if t.state in _LIVE and not t.gone
                         and t.client_order_id not in listed and (t.exchange_order_id or "") not in listed]
         missing_foreign = [o for oid, o in self.external.items() if oid not in listed]
+        for oid, order in self.external.items():
+            if oid in listed:  # listed again: that contradiction is gone
+                self._consistent(order.symbol, f"openorders:{oid}")
         if not missing_ours and not missing_foreign:
             return {}
         statuses = self.api.order_status([t.client_order_id for t in missing_ours],

@@ -323,7 +323,9 @@ class PortfolioActor(pykka.ThreadingActor):
 
     def _on_death(self, message: SymbolDied) -> None:
         current = self.actors.get(message.symbol)
-        if current is None or current.actor_urn != message.actor_urn:
+        failed_restart = current is None and message.actor_urn == "" and \
+            self.supervisor_state.get(message.symbol) is SymbolState.RESTARTING
+        if not failed_restart and (current is None or current.actor_urn != message.actor_urn):
             return  # an older actor's death, already handled
         self.actors[message.symbol] = None
         delay = self.restart_policy.on_death(message.symbol)

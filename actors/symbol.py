@@ -475,6 +475,11 @@ class SymbolTrader:
             return None
         state, filled, reduce_only, side = done
         if not is_advance(state, update.state, filled_before=filled, filled_after=update.filled):
+            if update.filled > filled:  # more filled on a finished order (e.g. a rejection found filled): it counts
+                delta = update.filled - filled
+                if not self._in_last_sync(update, delta):
+                    self.unsynced_fills.append((update.seq, delta if side is Side.BUY else -delta))
+                self._remember_finished(cid, state, update.filled, reduce_only, side)
             return None
         if update.filled > filled:
             delta = update.filled - filled

@@ -176,10 +176,6 @@ def test_a_slow_read_in_the_reconcile_retry_timer_keeps_the_portfolio_alive_and_
     assert gate.calls >= 3  # at start, the slow retry, and the retry that worked
 
 
-@pytest.mark.xfail(strict=True, reason="BUG actors/portfolio.py:_restart: a restart whose LoadSymbol read times out "
-                                       "calls _on_death with actor_urn '' while actors[symbol] is None, which "
-                                       "_on_death takes for an older actor's death and ignores: no restart is ever "
-                                       "scheduled again and the symbol stays RESTARTING with no actor forever")
 def test_a_slow_read_in_the_symbol_restart_timer_still_brings_the_symbol_back(
     start_system: StartSystem, monkeypatch: pytest.MonkeyPatch, log_lines: list[str]
 ) -> None:

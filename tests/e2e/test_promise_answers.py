@@ -298,10 +298,6 @@ def test_an_empty_open_orders_list_while_an_adopted_order_rests_is_a_lie_and_ref
     assert check_promise(sim, sqlite_url, system.status()) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG actors/gateway.py:_verify_known_open: returns early when no known order "
-                                       "is missing, so an adopted external order's mismatch "
-                                       "(openorders:<order id>) is never cleared once openorders lists it again; "
-                                       "the symbol stays BLOCKED (EXCHANGE_MISMATCH) until `resolve`")
 def test_once_open_orders_lists_the_adopted_order_again_the_view_is_consistent_without_resolve(
     sim: SimulatorHandle, proxy: CorruptingProxy, proxied_system: ProxiedStart, sqlite_url: str
 ) -> None:
