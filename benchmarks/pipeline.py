@@ -55,7 +55,7 @@ def run(count: int, rounds: int, database_url: str) -> dict[str, float]:
     def on_create(call: dict) -> None:
         now = time.perf_counter()
         with lock:
-            latencies.append(now - sent_at[call["params"]["clientOrderId"]])
+            latencies.append(now - sent_at[call["cliOrdId"]])
 
     exchange.before_create = on_create
     config = AppConfig.model_validate({
