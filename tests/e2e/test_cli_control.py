@@ -55,9 +55,9 @@ def reconciled(cli: Cli) -> bool:
 def test_pause_resume_halt_flatten_cancel_and_stop_from_the_command_line(tmp_path: Path) -> None:
     run = SoakRun(tmp_path, kills=0, seed=9)
     run.start_simulator()
-    config = write_config(tmp_path, run.base_url, free_port())
+    config = write_config(tmp_path, run.base_url, free_port(), run.settings)
     cli = Cli(run, config)
-    bot = run.start_bot(config)
+    bot = run.start_bot()
     try:
         wait_for(lambda: reconciled(cli), 30, "the bot to run and reconcile")
         # pause one symbol: it sends nothing more while the others keep trading
@@ -75,7 +75,7 @@ def test_pause_resume_halt_flatten_cancel_and_stop_from_the_command_line(tmp_pat
         assert cli("stop").returncode == 0
         assert bot.wait(60) == 0
         assert cli("status").returncode == 3  # nothing running now, and it says so
-        bot = run.start_bot(config)
+        bot = run.start_bot()
         wait_for(lambda: reconciled(cli), 30, "the restarted bot to reconcile")
         assert {r["symbol"]: r["state"] for r in cli.status()["symbols"]}["BTC/USD:USD"] == "PAUSED"
         # resume restores it
