@@ -131,7 +131,7 @@ class PortfolioActor(pykka.ThreadingActor):
         self.timers.every(self.settings.position_sync_interval_s, self.actor_ref, Tick(name="sync"))
         self.timers.every(self.settings.purge_interval_s, self.actor_ref, Tick(name="purge"), first_in=60.0)
         self.timers.every(self.settings.reconcile_interval_s, self.actor_ref, Tick(name="reconcile"))
-        self.gateway.tell(Reconcile(intents=tuple(records), reason="start"))
+        self._to_gateway(Reconcile(intents=tuple(records), reason="start"))
         logger.info("portfolio started {} symbol actors; reconciling with the exchange", len(self.markets))
 
     def on_stop(self) -> None:
@@ -216,10 +216,10 @@ class PortfolioActor(pykka.ThreadingActor):
             case GetSymbolActors():
                 return dict(self.actors)
             case Tick(name="sync"):
-                self.gateway.tell(SyncPositions(reason="timer"))
+                self._to_gateway(SyncPositions(reason="timer"))
             case Tick(name="reconcile"):
                 if self.reconciled:
-                    self.gateway.tell(Reconcile(reason="timer"))
+                    self._to_gateway(Reconcile(reason="timer"))
             case Tick(name="reconcile-retry"):
                 self._reconcile_with_intents("retry")
             case Tick(name="purge"):
@@ -242,7 +242,7 @@ class PortfolioActor(pykka.ThreadingActor):
             if self.timers:
                 self.timers.after(self.settings.reconcile_retry_s, self.actor_ref, Tick(name="reconcile-retry"))
             return
-        self.gateway.tell(Reconcile(intents=tuple(records), reason=reason))
+        self._to_gateway(Reconcile(intents=tuple(records), reason=reason))
 
     def _on_order_update(self, update: OrderUpdate) -> None:
         self.last_seq = max(self.last_seq, update.seq)
@@ -254,7 +254,7 @@ class PortfolioActor(pykka.ThreadingActor):
         self._forward(update.symbol, update)
         if update.fills or (update.filled > 0 and update.state in (OrderState.PARTIALLY_FILLED, OrderState.FILLED,
                                                                     OrderState.CANCELED)):
-            self.gateway.tell(SyncPositions(reason="fill"))  # also a partial fill whose rest was cancelled
+            self._to_gateway(SyncPositions(reason="fill"))  # also a partial fill whose rest was cancelled
 
     def _on_reconciliation(self, report: ReconciliationReport) -> None:
         if not report.ok:
@@ -384,7 +384,7 @@ class PortfolioActor(pykka.ThreadingActor):
             self.market_data.tell(SendHistory(symbol=symbol))
         if symbol in self.exchange_orders:
             self._forward(symbol, OpenOrdersSync(symbol=symbol, orders=self.exchange_orders[symbol]))
-        self.gateway.tell(SyncPositions(reason="restart"))
+        self._to_gateway(SyncPositions(reason="restart"))
 
     # --- control ---------------------------------------------------------------------------
 
@@ -454,6 +454,13 @@ class PortfolioActor(pykka.ThreadingActor):
             max_total_notional=limits.max_total_notional,
             reconciled=self.reconciled,
         )
+
+    def _to_gateway(self, message: Any) -> None:
+        """Tell the gateway; a dead gateway is the runner's to notice (heartbeat), not a reason to die here."""
+        try:
+            self.gateway.tell(message)
+        except pykka.ActorDeadError:
+            logger.error("portfolio: the exchange gateway is not running; {} dropped", type(message).__name__)
 
     def _record(self, event: Event) -> None:
         self.persistence.tell(event)
