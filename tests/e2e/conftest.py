@@ -16,6 +16,7 @@ from exchange.budget import CostBudget
 from exchange.clock import ServerClock
 from messages import GetStatus, Ping, Signal, SignalKind, SymbolState
 from simulator import SimulatorHandle, start_simulator
+from tests.e2e.corrupting_proxy import CorruptingProxy
 from tests.conftest import make_config, settle
 from tests.helpers import wait_until
 
@@ -45,9 +46,12 @@ LiveStart = Callable[..., TradingSystem]
 
 
 def build_live_system(sim: SimulatorHandle, config: AppConfig, database_url: str, candles: bool = False,
-                      **kwargs: Any) -> TradingSystem:
-    """A TradingSystem whose gateway (and market data) drive ccxt against the simulator."""
-    private = ccxt_client(sim)
+                      private: Any = None, **kwargs: Any) -> TradingSystem:
+    """A TradingSystem whose gateway (and market data) drive ccxt against the simulator.
+
+    `private`: the gateway's ccxt client (default: one straight to the simulator; e.g. one through the proxy).
+    """
+    private = private or ccxt_client(sim)
     public = ccxt_client(sim, private=False)
     markets = load_market_specs(public, config.trading.symbols)
     private.load_markets()
@@ -73,6 +77,30 @@ def live_system(sim: SimulatorHandle, sqlite_url: str) -> Iterator[LiveStart]:
     def start(config: AppConfig | None = None, database_url: str | None = None, candles: bool = False,
               **kwargs: Any) -> TradingSystem:
         system = build_live_system(sim, config or make_config(), database_url or sqlite_url, candles, **kwargs)
+        started.append(system)
+        return system
+
+    yield start
+    for system in reversed(started):
+        system.stop()
+
+
+@pytest.fixture
+def proxy(sim: SimulatorHandle) -> Iterator[CorruptingProxy]:
+    """The corrupting proxy in front of the simulator."""
+    with CorruptingProxy(sim.base_url) as running:
+        yield running
+
+
+@pytest.fixture
+def proxied_system(sim: SimulatorHandle, proxy: CorruptingProxy, sqlite_url: str) -> Iterator[LiveStart]:
+    """Start TradingSystems whose gateway's ccxt client goes through the corrupting proxy; stopped after the test."""
+    started: list[TradingSystem] = []
+
+    def start(config: AppConfig | None = None, database_url: str | None = None, **kwargs: Any) -> TradingSystem:
+        private = proxy.client(sim.api_key, sim.api_secret, timeout_ms=CLIENT_TIMEOUT_MS)
+        system = build_live_system(sim, config or make_config(), database_url or sqlite_url, private=private,
+                                   **kwargs)
         started.append(system)
         return system
 

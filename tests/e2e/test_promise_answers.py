@@ -8,17 +8,13 @@ count of orders comes from the simulator's own record; every test ends with `che
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from actors import TradingSystem
-from configuration import AppConfig
-from exchange import load_market_specs
-from exchange.budget import CostBudget
-from exchange.clock import ServerClock
 from messages import (
     EventKind,
     Flatten,
@@ -37,8 +33,6 @@ from simulator import SimulatorHandle
 from tests.conftest import make_config
 from tests.e2e.conftest import (
     BTC,
-    CLIENT_TIMEOUT_MS,
-    FAST_WINDOWS,
     ccxt_client,
     placed,
     quiet,
@@ -145,34 +139,6 @@ def empty_open_orders(doc: Any) -> Any:
 ProxiedStart = Callable[..., TradingSystem]
 
 
-@pytest.fixture
-def proxy(sim: SimulatorHandle) -> Iterator[CorruptingProxy]:
-    with CorruptingProxy(sim.base_url) as running:
-        yield running
-
-
-@pytest.fixture
-def proxied_system(sim: SimulatorHandle, proxy: CorruptingProxy, sqlite_url: str) -> Iterator[ProxiedStart]:
-    """Start TradingSystems whose private ccxt client goes through the corrupting proxy; stopped after the test."""
-    started: list[TradingSystem] = []
-
-    def start(config: AppConfig | None = None, **kwargs: Any) -> TradingSystem:
-        config = config or make_config()
-        private = proxy.client(sim.api_key, sim.api_secret, timeout_ms=CLIENT_TIMEOUT_MS)
-        public = ccxt_client(sim, private=False)
-        markets = load_market_specs(public, config.trading.symbols)
-        private.load_markets()
-        system = TradingSystem(
-            config=config, database_url=sqlite_url, private_exchange=private, public_exchange=None,
-            markets=markets, candle_clock=ServerClock(public), budget=CostBudget(), poll_interval_s=0.1,
-            gateway_overrides={**FAST_WINDOWS, **kwargs.pop("gateway_overrides", {})}, **kwargs,
-        ).start()
-        started.append(system)
-        return system
-
-    yield start
-    for system in reversed(started):
-        system.stop()
 
 
 # --- case 13: a symbol halted after repeated crashes still follows orders and flattens -------------

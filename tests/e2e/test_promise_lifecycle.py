@@ -13,32 +13,25 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from actors import TradingSystem
-from configuration import AppConfig
-from exchange import load_market_specs
-from exchange.budget import CostBudget
-from exchange.clock import ServerClock
 from messages import ClaimIntent, Flatten, QueryEvents, Reason, SignalKind, SymbolState
 from persistence import StorageError, Store, open_database
 from simulator import SimulatorHandle
 from tests.conftest import make_config
 from tests.e2e.conftest import (
     BTC,
-    CLIENT_TIMEOUT_MS,
-    FAST_WINDOWS,
     SOL,
     ccxt_client,
     quiet,
     ready,
     signal,
 )
-from tests.e2e.corrupting_proxy import CorruptingProxy
 from tests.e2e.promise import check_promise
 from tests.helpers import wait_until
 
@@ -136,35 +129,6 @@ def stranger(sim: SimulatorHandle) -> Any:
 
 # --- a trading system whose private client goes through the corrupting proxy ------------------------------
 
-@pytest.fixture
-def proxy(sim: SimulatorHandle) -> Iterator[CorruptingProxy]:
-    with CorruptingProxy(sim.base_url) as running:
-        yield running
-
-
-@pytest.fixture
-def proxied_system(sim: SimulatorHandle, proxy: CorruptingProxy, sqlite_url: str
-                   ) -> Iterator[Callable[..., TradingSystem]]:
-    """Start TradingSystems whose gateway's ccxt client talks to the simulator through the proxy."""
-    started: list[TradingSystem] = []
-
-    def start(config: AppConfig | None = None, database_url: str | None = None, **kwargs: Any) -> TradingSystem:
-        config = config or make_config()
-        private = proxy.client(sim.api_key, sim.api_secret, timeout_ms=CLIENT_TIMEOUT_MS)
-        public = ccxt_client(sim, private=False)
-        markets = load_market_specs(public, config.trading.symbols)
-        private.load_markets()
-        system = TradingSystem(
-            config=config, database_url=database_url or sqlite_url, private_exchange=private, public_exchange=None,
-            markets=markets, candle_clock=ServerClock(public), budget=CostBudget(), poll_interval_s=0.1,
-            gateway_overrides={**FAST_WINDOWS, **kwargs.pop("gateway_overrides", {})}, **kwargs,
-        ).start()
-        started.append(system)
-        return system
-
-    yield start
-    for system in reversed(started):
-        system.stop()
 
 
 # --- case 5 -----------------------------------------------------------------------------------------------
