@@ -13,8 +13,7 @@ class ServerClock:
     def __init__(self, exchange: Any, rate: float = 1.0) -> None:
         self.exchange = exchange
         self.rate = rate  # exchange seconds per local second: a paper simulator may run faster
-        self._server_ms: int | None = None
-        self._local_at = 0.0
+        self._reading: tuple[int, float] | None = None  # (server ms, local monotonic s): one atomic value
 
     def refresh(self) -> int:
         """Ask the exchange for its time (one public tickers request); return it."""
@@ -22,12 +21,14 @@ class ServerClock:
         stamp = response.get("serverTime") if isinstance(response, dict) else None
         if not isinstance(stamp, str):
             raise ValueError(f"the tickers answer carries no serverTime: {str(response)[:200]}")
-        self._server_ms = int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
-        self._local_at = time.monotonic()
-        return self._server_ms
+        server_ms = int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+        self._reading = (server_ms, time.monotonic())  # read from other threads too (claims): swapped whole
+        return server_ms
 
     def __call__(self) -> int:
         """The exchange's time now: the last reading plus the local time since (refreshed if never read)."""
-        if self._server_ms is None:
+        reading = self._reading
+        if reading is None:
             return self.refresh()
-        return self._server_ms + int((time.monotonic() - self._local_at) * 1000 * self.rate)
+        server_ms, local_at = reading
+        return server_ms + int((time.monotonic() - local_at) * 1000 * self.rate)

@@ -99,6 +99,10 @@ class OrderIntent(Message):
     order_type: str = "market"  # "market" or "limit"
     limit_price: Decimal | None = None
     created_at: int = Field(default_factory=now_ms)
+    # Set when the claim itself records the first send (SUBMITTED in the claim's transaction): the exchange
+    # time of the claim and the processBefore every copy of the first send carries (exchange epoch ms).
+    sent_at: int | None = None
+    process_before: int | None = None
 
     @property
     def is_entry(self) -> bool:
