@@ -80,6 +80,10 @@ class SymbolSettings:
     limit_offset_bps: Decimal = Decimal(0)
     retention_ms: int = 24 * 3_600_000
     window: int = 500  # candles kept; at least the strategy's warm-up
+    # The first send's processBefore, this far after the claim on the exchange's clock (exchange ms): the claim
+    # then records the send durably in its own transaction. None: the gateway records it before sending.
+    process_before_ms: int | None = None
+    seen_max: int = 2_000  # hashes kept in memory: a cache in front of the database's unique hash (L1)
 
 
 class SymbolPorts(Protocol):
@@ -153,6 +157,7 @@ class SymbolTrader:
     ports: SymbolPorts
     bootstrap: SymbolBootstrap
     clock: Callable[[], int] = now_ms
+    exchange_clock: Callable[[], int] | None = None  # the exchange's time (exchange.clock.ServerClock)
     restarts: int = 0
     min_position_seq: int = 0  # position syncs older than this may miss fills an earlier actor saw
     strategy_off: bool = False  # halted after crashes: no strategy, but exits, flatten and orders are managed
@@ -235,7 +240,7 @@ class SymbolTrader:
             return self._reject(signal, hash_hex, Reason.PAUSED, "symbol is paused")
         if hash_hex in self.seen:  # L1, in memory; the durable claim below is L1's second half
             return self._reject(signal, hash_hex, Reason.DUPLICATE_INTENT, "this signal was seen before", remember=False)
-        self.seen[hash_hex] = self.clock()
+        self._remember(hash_hex, self.clock())
         if self.position is None:
             return self._reject(signal, hash_hex, Reason.NOT_READY, self.not_ready)
         if signal.kind.is_entry:
@@ -324,7 +329,7 @@ class SymbolTrader:
                                 f"exit already in flight: {order.client_order_id} ({order.state.value})")
         if hash_hex in self.seen:
             return self._reject(signal, hash_hex, Reason.DUPLICATE_INTENT, "flatten already sent", remember=False)
-        self.seen[hash_hex] = now
+        self._remember(hash_hex, now)
         return self._exit(signal, hash_hex, order_type="market")
 
     def _exit(self, signal: Signal, hash_hex: str, order_type: str | None = None) -> Decision:
@@ -357,7 +362,10 @@ class SymbolTrader:
             offset = signal.price * self.settings.limit_offset_bps / Decimal(10_000)
             raw = signal.price - offset if side is Side.BUY else signal.price + offset
             limit_price = (raw / self.market.price_tick).to_integral_value() * self.market.price_tick
+        sent_at = self._exchange_now() if self.settings.process_before_ms is not None else None
         return OrderIntent(
+            sent_at=sent_at,
+            process_before=None if sent_at is None else sent_at + (self.settings.process_before_ms or 0),
             intent_hash=hash_hex,
             client_order_id=client_order_id_for(hash_hex),
             symbol=self.symbol,
@@ -614,6 +622,29 @@ class SymbolTrader:
         """Forget in-memory hashes older than the retention window (the database keeps its own)."""
         cutoff = self.clock() - self.settings.retention_ms
         self.seen = {h: t for h, t in self.seen.items() if t >= cutoff}
+
+    def _remember(self, hash_hex: str, when: int) -> None:
+        """Keep a hash in the L1 cache; beyond `seen_max` the oldest is forgotten (the claim still refuses it)."""
+        self.seen[hash_hex] = when
+        while len(self.seen) > self.settings.seen_max:
+            del self.seen[next(iter(self.seen))]
+
+    def _exchange_now(self) -> int | None:
+        """The exchange's time for a claim that records the send, None when it has not been read yet.
+
+        A claim never waits on the exchange: a ServerClock that has no reading yet answers None (`peek`), and
+        the gateway then records the send itself before sending.
+        """
+        clock = self.exchange_clock
+        if clock is None:
+            return None
+        try:
+            peek = getattr(clock, "peek", None)
+            return peek() if peek is not None else clock()
+        except Exception as exc:  # noqa: BLE001 - a clock that cannot be read leaves the send to the gateway
+            logger.debug("{}: exchange clock unreadable at claim ({!r}); the gateway records the send", self.symbol,
+                         exc)
+            return None
 
     def status(self) -> SymbolStatus:
         """This symbol's status report."""

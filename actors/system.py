@@ -53,14 +53,20 @@ from persistence import open_database
 from strategies import Strategy, build_strategy
 
 
-def make_trader_factory(config: AppConfig, strategy_factory: Any = None) -> Any:
-    """Return the function the portfolio uses to build a SymbolTrader from durable state."""
+def make_trader_factory(config: AppConfig, strategy_factory: Any = None, *, exchange_clock: Any = None,
+                        process_before_ms: int | None = None) -> Any:
+    """Return the function the portfolio uses to build a SymbolTrader from durable state.
+
+    With an exchange clock and a processBefore span, each claim records the first send durably (SUBMITTED,
+    with its processBefore) in the claim's own transaction, so the gateway sends without another commit.
+    """
     settings = SymbolSettings(
         pyramiding=config.trading.pyramiding,
         order_notional=config.trading.order_notional,
         order_type=config.trading.order_type,
         limit_offset_bps=config.trading.limit_offset_bps,
         retention_ms=int(config.trading.intent_retention_hours * 3_600_000),
+        process_before_ms=process_before_ms if exchange_clock is not None else None,
     )
 
     def build(market: MarketSpec, bootstrap: SymbolBootstrap, ports: ActorPorts, restarts: int, floor: int) -> SymbolTrader:
@@ -75,6 +81,7 @@ def make_trader_factory(config: AppConfig, strategy_factory: Any = None) -> Any:
             settings=settings,
             ports=ports,
             bootstrap=bootstrap,
+            exchange_clock=exchange_clock,
             restarts=restarts,
             min_position_seq=floor,
         )
@@ -188,20 +195,21 @@ class TradingSystem:
         self.persistence = PersistenceActor.start(database, give_up_after_s=self.database_give_up_s)
         self._watch(self.persistence, "persistence")
         self._ensure_running(self.persistence, "persistence")
+        gateway_settings = GatewaySettings(**{
+            "fail_open": cfg.exchange.open_order_check == "fail-open",
+            "poll_interval_s": self.poll_interval_s,
+            "limit_timeout_s": cfg.trading.limit_timeout_s,
+            "resend_max_age_s": cfg.exchange.resend_max_age_s,
+            "process_before_s": cfg.exchange.process_before_s,
+            "clock_skew_s": cfg.exchange.clock_skew_s,
+            "history_lag_s": cfg.exchange.history_lag_s,
+            "clock_rate": float(getattr(self.candle_clock, "rate", 1.0)),
+            "pyramiding": cfg.trading.pyramiding,
+            **self.gateway_overrides,
+        })
         self.gateway = ExchangeGatewayActor.start(
             self.private_exchange,
-            settings=GatewaySettings(**{
-                "fail_open": cfg.exchange.open_order_check == "fail-open",
-                "poll_interval_s": self.poll_interval_s,
-                "limit_timeout_s": cfg.trading.limit_timeout_s,
-                "resend_max_age_s": cfg.exchange.resend_max_age_s,
-                "process_before_s": cfg.exchange.process_before_s,
-                "clock_skew_s": cfg.exchange.clock_skew_s,
-                "history_lag_s": cfg.exchange.history_lag_s,
-                "clock_rate": float(getattr(self.candle_clock, "rate", 1.0)),
-                "pyramiding": cfg.trading.pyramiding,
-                **self.gateway_overrides,
-            }),
+            settings=gateway_settings,
             budget=self.budget,
             symbols=list(self.markets),
             exchange_clock=self.candle_clock,
@@ -212,7 +220,9 @@ class TradingSystem:
         restart = cfg.supervision
         self.portfolio = PortfolioActor.start(
             markets=self.markets,
-            trader_factory=make_trader_factory(cfg, self.strategy_factory),
+            trader_factory=make_trader_factory(
+                cfg, self.strategy_factory, exchange_clock=self.candle_clock,
+                process_before_ms=gateway_settings.exchange_ms(gateway_settings.process_before_s)),
             risk=RiskBook(
                 limits=RiskLimits(
                     max_open_positions=cfg.risk.max_open_positions,

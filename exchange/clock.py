@@ -25,10 +25,15 @@ class ServerClock:
         self._reading = (server_ms, time.monotonic())  # read from other threads too (claims): swapped whole
         return server_ms
 
-    def __call__(self) -> int:
-        """The exchange's time now: the last reading plus the local time since (refreshed if never read)."""
+    def peek(self) -> int | None:
+        """The exchange's time now, or None when it has never been read (never asks the exchange)."""
         reading = self._reading
         if reading is None:
-            return self.refresh()
+            return None
         server_ms, local_at = reading
         return server_ms + int((time.monotonic() - local_at) * 1000 * self.rate)
+
+    def __call__(self) -> int:
+        """The exchange's time now: the last reading plus the local time since (refreshed if never read)."""
+        now = self.peek()
+        return self.refresh() if now is None else now
