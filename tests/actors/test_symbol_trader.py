@@ -226,3 +226,54 @@ def test_purge_forgets_only_old_in_memory_hashes(retention_h: int) -> None:
     trader.on_signal(sig(SignalKind.EXIT, t=T0 + 60_000))
     trader.purge_seen()
     assert len(trader.seen) == 1
+
+
+class ReadClock:
+    """An exchange clock like exchange.clock.ServerClock: peek answers None until it has been read."""
+
+    def __init__(self, now: int | None) -> None:
+        self.now = now
+
+    def peek(self) -> int | None:
+        return self.now
+
+    def __call__(self) -> int:  # a claim must never make the clock ask the exchange
+        raise AssertionError("the claim asked the exchange for its time")
+
+
+def test_a_claim_carries_the_first_sends_process_before_on_the_exchange_clock() -> None:
+    ports = FakePorts()
+    trader = make_trader(ports, process_before_ms=5_000)
+    trader.exchange_clock = ReadClock(T0 + 123)
+    assert trader.on_signal(sig()).accepted
+    intent = ports.placed[0].intent
+    assert (intent.sent_at, intent.process_before) == (T0 + 123, T0 + 5_123)
+
+
+def test_without_a_clock_reading_the_claim_leaves_the_send_to_the_gateway() -> None:
+    ports = FakePorts()
+    trader = make_trader(ports, process_before_ms=5_000)
+    trader.exchange_clock = ReadClock(None)
+    assert trader.on_signal(sig()).accepted
+    intent = ports.placed[0].intent
+    assert intent.sent_at is None and intent.process_before is None
+
+
+def test_l1_cache_is_bounded_and_the_durable_claim_still_refuses_an_old_duplicate() -> None:
+    ports = FakePorts(grant=False)  # risk refuses: each signal is only remembered
+    trader = make_trader(ports, seen_max=10)
+    for i in range(25):
+        trader.on_signal(sig(t=T0 + i * 60_000))
+    assert len(trader.seen) == 10
+    ports.grant = True
+    first = sig(t=T0 + 30 * 60_000)
+    assert trader.on_signal(first).accepted
+    update(trader, OrderState.REJECTED)  # the order ends; its hash stays claimed in the database
+    for i in range(12):  # push the claimed hash out of the cache
+        ports.grant = False
+        trader.on_signal(sig(t=T0 + (40 + i) * 60_000))
+    assert intent_hash(BTC, first.candle_time, first.kind, Decimal(100)) not in trader.seen
+    ports.grant = True
+    decision = trader.on_signal(first)
+    assert not decision.accepted and decision.reason is Reason.DUPLICATE_INTENT
+    assert len(ports.placed) == 1
