@@ -227,6 +227,20 @@ class PaperConfig(Section):
     state_file: Text = "storage/paper-exchange.json"  # the paper account survives restarts; "" keeps it in memory
 
 
+class RetentionConfig(Section):
+    """How long final orders, fills and events stay in the database (0: forever, the default).
+
+    Older final rows are written to gzip JSON-lines files in `archive_dir` (fsynced), then deleted; nothing of an
+    order that is not final is ever touched. Realized PnL is kept as running totals, so it survives the archive.
+    """
+
+    orders_days: Number = Field(default=0, ge=0, le=36_600)
+    fills_days: Number = Field(default=0, ge=0, le=36_600)
+    events_days: Number = Field(default=0, ge=0, le=36_600)
+    archive_dir: Annotated[StrictStr, Field(min_length=1, max_length=MAX_TEXT)] = "storage/archive"  # relative to the config file
+    check_interval_s: Number = Field(default=3600, ge=10, le=7 * 86_400)
+
+
 class AppConfig(Section):
     """The whole configuration."""
 
@@ -241,3 +255,4 @@ class AppConfig(Section):
     logging: LoggingConfig = LoggingConfig()
     control: ControlConfig = ControlConfig()
     paper: PaperConfig = PaperConfig()
+    retention: RetentionConfig = RetentionConfig()
