@@ -18,11 +18,13 @@ shared/peers/ccxt-krakenfutures shows the same fields):
 - history/v2/orders: `elements[]` of {uid, timestamp (epoch ms), event: {NAME: {order: {uid,
   clientId, tradeable, direction, quantity, filled, ...}, reason}}}, with `continuationToken`.
 - openpositions: `openPositions[]` with symbol, side (long/short), size, price.
+- batchorder: `batchStatus[]`, one element per instruction: {status, order_tag, order_id, cliOrdId,
+  dateTimeReceived, orderEvents} for a send (matched to its instruction by order_tag).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -458,3 +460,43 @@ def parse_cancel_status(answer: Any) -> tuple[str, Decimal | None]:
         if isinstance(order, Mapping) and order.get("filled") is not None:
             filled = decimal(order.get("filled"), "cancelorder: filled")
     return status, filled
+
+
+def parse_batch_status(answer: Any, expected: Sequence[tuple[str, str | None]]) -> list[SendReport]:
+    """batchorder -> one SendReport per send instruction, in the order of `expected` ((order_tag, cliOrdId) each).
+
+    Kraken answers `batchStatus[]`, one element per instruction, each naming the `order_tag` it answers (and
+    the `cliOrdId` when the order has one) (batch-order docs). Each element is matched by its order_tag (by
+    its cliOrdId when it has no tag); an element that matches nothing or matches twice, one whose cliOrdId
+    contradicts its tag, a missing element or a count mismatch makes the whole answer unreadable: the
+    caller then treats every order of the batch as UNKNOWN, never as a guess.
+    """
+    items = answer_list(answer, "batchStatus", "batchorder")
+    if len(items) != len(expected):
+        raise UnreadableAnswer(f"batchorder: {len(items)} batchStatus elements for {len(expected)} instructions: "
+                               f"{str(items)[:200]}")
+    by_tag = {tag: index for index, (tag, _) in enumerate(expected)}
+    by_cid = {cid: index for index, (_, cid) in enumerate(expected) if cid is not None}
+    if len(by_tag) != len(expected):
+        raise ValueError("batchorder: order tags must be unique within a batch")
+    found: list[SendReport | None] = [None] * len(expected)
+    for raw in items:
+        report = parse_send_status(raw, "batchorder")
+        if report.order_tag is not None:
+            index = by_tag.get(report.order_tag)
+        else:
+            index = by_cid.get(report.client_order_id) if report.client_order_id is not None else None
+        if index is None:
+            raise UnreadableAnswer(f"batchorder: an element answers no instruction of the batch (order_tag "
+                                   f"{report.order_tag!r}, cliOrdId {report.client_order_id!r}): {str(raw)[:200]}")
+        if found[index] is not None:
+            raise UnreadableAnswer(f"batchorder: two elements answer instruction {expected[index][0]!r}")
+        wanted_cid = expected[index][1]
+        if report.client_order_id is not None and report.client_order_id != wanted_cid:
+            raise UnreadableAnswer(f"batchorder: element for order_tag {expected[index][0]!r} names cliOrdId "
+                                   f"{report.client_order_id!r}, the instruction carried {wanted_cid!r}")
+        found[index] = report
+    missing = [expected[i][0] for i, report in enumerate(found) if report is None]
+    if missing:  # unreachable with equal counts and no duplicates, kept as a guard
+        raise UnreadableAnswer(f"batchorder: no element for order_tag(s) {', '.join(missing)}")
+    return [report for report in found if report is not None]
