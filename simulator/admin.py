@@ -89,7 +89,8 @@ class SimulatorAdmin:
         """Every order instruction received (send / edit / cancel, from sendorder, batchorder, editorder and
         cancelorder), oldest first, with its outcome: `seq`, `time` (processed), `received`, `fault` (`late` for a
         held request), `endpoint`, `kind`, `cliOrdId`, `order_id`, `symbol`, `side`, `orderType`, `size`,
-        `limitPrice`, `reduceOnly`, `processBefore`, `status` (Kraken's status string) and `filled`.
+        `limitPrice`, `reduceOnly`, `processBefore`, `batch` (batchorder: the request's number, one per batch),
+        `status` (Kraken's status string) and `filled`.
         Optionally only those with this cliOrdId / market / kind.
         """
         sym = None if symbol is None else self._symbol(symbol)

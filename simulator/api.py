@@ -140,11 +140,13 @@ class KrakenApi:
         authenticator: Authenticator,
         limiter: RateLimiter,
         status_window_ms: int = 5_000,
+        batch_max_instructions: int = 100,
     ) -> None:
         self.exchange = exchange
         self.auth = authenticator
         self.limiter = limiter
         self.status_window_ms = status_window_ms
+        self.batch_max_instructions = batch_max_instructions
 
     # -- helpers -----------------------------------------------------------------
     def _ok(self, **payload: Any) -> ApiResponse:
@@ -320,6 +322,9 @@ class KrakenApi:
         if e == "batchorder":
             if batch is None:
                 return self.error("Json Parse Error", 400)
+            if len(batch) > self.batch_max_instructions:  # no maximum documented: refused whole (harsher reading)
+                return self.error(f"invalidArgument: batchOrder holds {len(batch)} instructions, more than "
+                                  f"{self.batch_max_instructions}", 400)
             return self._ok(batchStatus=ex.batch(batch, process_before))
         if e == "editorder":
             if "orderId" not in single and "cliOrdId" not in single:

@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--volatility", type=float, default=0.03, help="daily volatility of the random walk")
     parser.add_argument("--spread", type=float, default=0.0002, help="relative bid/ask spread")
     parser.add_argument("--no-rate-limit", action="store_true", help="disable Kraken's cost budgets")
+    parser.add_argument("--extra-markets", type=int, default=0, metavar="N",
+                        help="list N synthetic perpetuals PF_X001USD ... beside the 8 real markets (default 0)")
     parser.add_argument("--state-file", default=None, metavar="PATH",
                         help="keep the account in this JSON file: resumed on start, saved while running and on exit")
     return parser
@@ -51,6 +53,7 @@ def main(argv: list[str]) -> int:
             volatility=args.volatility,
             spread=args.spread,
             rate_limit=not args.no_rate_limit,
+            extra_markets=args.extra_markets,
             state_file=args.state_file,
         )
     except ValueError as exc:

@@ -88,6 +88,11 @@ class SimulatorConfig(BaseModel):
     resting_fill: Literal["partial", "full"] = "partial"  # resting orders fill a limited quantity per tick
     history_lag_ms: int = Field(3_000, ge=0)  # order-history events become visible this long after they happen
     history_page_max: int = Field(100, ge=1)  # most elements one history page returns (default and cap of count)
+    # Kraken documents no maximum number of batchorder instructions: a larger batch is refused whole (the harsher
+    # reading), `{"result":"error","error":"invalidArgument: ..."}` (HTTP 400, ccxt BadRequest)
+    batch_max_instructions: int = Field(100, ge=1)
+    # synthetic linear perpetuals listed beside the 8 real ones (PF_X001USD ...), for benchmarks of many symbols
+    extra_markets: int = Field(0, ge=0, le=999)
     advance_interval_s: float = Field(0.25, gt=0)
     faults: FaultConfig = Field(default_factory=FaultConfig)
     # The paper account survives restarts: loaded on start if the file exists, saved atomically (see state.py).

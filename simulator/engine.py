@@ -160,6 +160,7 @@ class Exchange:
         self.trigger_history: list[HistoryEvent] = []
         self.order_requests: list[dict[str, object]] = []  # every order instruction received (admin record)
         self.request_context: dict[str, object] = {}  # set by the API around one request (receipt time, fault)
+        self.batch_seq = 0  # batchorder requests processed (numbers them in the order request record)
         self._taken: dict[str, tuple[int, dict[Decimal, Decimal]]] = {}  # symbol+side -> (tick, price -> taken)
         self.suspended: set[str] = set()
         self.dead_man_ms: int | None = None
@@ -331,6 +332,7 @@ class Exchange:
             "limitPrice": None if params.get("limitPrice") is None else str(params.get("limitPrice")),
             "reduceOnly": _flag(params.get("reduceOnly", False)),
             "processBefore": self.request_context.get("process_before"),
+            "batch": self.request_context.get("batch"),  # batchorder: the request's number (one per batch)
             "status": out.get("status"),
             "filled": text(order.filled) if order is not None else None,
         }
@@ -856,6 +858,8 @@ class Exchange:
         with self.lock:
             now = self.sync()
             late = self.too_late(process_before_ms, now)
+            self.batch_seq += 1
+            self.request_context["batch"] = self.batch_seq  # the admin record names the request of each instruction
             results: list[dict[str, object]] = []
             for item in instructions:
                 if not isinstance(item, Mapping):
@@ -1115,6 +1119,7 @@ class Exchange:
         self.order_history = order_history
         self.trigger_history = trigger_history
         self.order_requests = list(order_requests or [])
+        self.batch_seq = max((int(r.get("batch") or 0) for r in self.order_requests), default=0)
         self.dead_man_ms = None if dead_man is None else int(dead_man)
         self.ids_drawn = ids_drawn
         self._ids = random.Random(stable_seed(self.seed, "ids", "resume", ids_drawn))

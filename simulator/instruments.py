@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -188,10 +189,43 @@ INSTRUMENTS: dict[str, Instrument] = {
 
 _BY_UNIFIED: dict[str, str] = {i.unified_symbol: i.symbol for i in INSTRUMENTS.values()}
 
+# Synthetic markets (SimulatorConfig.extra_markets): PF_X001USD ... PF_X999USD, ccxt's X001/USD:USD ...
+_SYNTHETIC = re.compile(r"PF_X(\d{3})USD")
+_SYNTHETIC_UNIFIED = re.compile(r"X(\d{3})/USD:USD")
+
+
+def synthetic_symbol(number: int) -> str:
+    """The Kraken id of synthetic market `number` (1..999), e.g. PF_X001USD."""
+    if not 1 <= number <= 999:
+        raise ValueError(f"synthetic market numbers run from 1 to 999, not {number}")
+    return f"PF_X{number:03d}USD"
+
+
+def synthetic_instrument(number: int) -> Instrument:
+    """Synthetic linear perpetual `number`: a price between 5 and about 200 USD, tick 0.001, size step 0.1, a
+    best book level worth about 2,000 USD (so a 100-1000 USD market order fills at once), Kraken's mid tiers."""
+    price = round(5 + (number * 37 % 196) + (number % 7) / 10, 3)
+    impact = max(Decimal("0.1"), (Decimal(400) / Decimal(repr(price))).quantize(Decimal("0.1")))
+    return _inst(synthetic_symbol(number), f"X{number:03d}", "0.001", 1, f"{impact:.2f}", "1000000",
+                 "2024-01-02T00:00:00.000Z", FEE_SCHEDULE_LINEAR, "Synthetic", _MID, price, 1.0)
+
+
+def synthetic_markets(count: int) -> dict[str, Instrument]:
+    """The first `count` synthetic markets, by Kraken id."""
+    return {i.symbol: i for i in (synthetic_instrument(n) for n in range(1, count + 1))}
+
 
 def resolve_symbol(name: str) -> str | None:
-    """Kraken symbol for `PF_XBTUSD`, `pf_xbtusd` or ccxt's `BTC/USD:USD`; None if unknown."""
+    """Kraken symbol for `PF_XBTUSD`, `pf_xbtusd` or ccxt's `BTC/USD:USD` (and the synthetic `PF_X001USD` /
+    `X001/USD:USD`, listed only by a simulator with extra markets); None if unknown."""
     upper = name.strip().upper()
     if upper in INSTRUMENTS:
         return upper
-    return _BY_UNIFIED.get(name.strip())
+    if _SYNTHETIC.fullmatch(upper) and upper != "PF_X000USD":
+        return upper
+    found = _BY_UNIFIED.get(name.strip())
+    if found is None:
+        match = _SYNTHETIC_UNIFIED.fullmatch(name.strip())
+        if match and match.group(1) != "000":
+            return f"PF_X{match.group(1)}USD"
+    return found

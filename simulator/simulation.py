@@ -17,7 +17,7 @@ from simulator.clock import Clock, RealClock, SteppedClock, wall_ms
 from simulator.config import SimulatorConfig
 from simulator.engine import Exchange
 from simulator.faults import FaultInjector
-from simulator.instruments import INSTRUMENTS, Instrument, resolve_symbol
+from simulator.instruments import INSTRUMENTS, Instrument, resolve_symbol, synthetic_markets
 from simulator.orders import iso
 from simulator.prices import MarketData
 from simulator.ratelimit import RateLimiter
@@ -31,16 +31,18 @@ from simulator.state import (
 REQUEST_LOG_SIZE = 10_000
 
 
-def select_instruments(symbols: list[str] | None) -> dict[str, Instrument]:
-    """The configured subset of markets (all when None); ValueError on an unknown symbol."""
+def select_instruments(symbols: list[str] | None, extra_markets: int = 0) -> dict[str, Instrument]:
+    """The configured subset of markets (all when None, with `extra_markets` synthetic ones after the real
+    ones); ValueError on an unknown symbol."""
+    listed = {**INSTRUMENTS, **synthetic_markets(extra_markets)}
     if symbols is None:
-        return dict(INSTRUMENTS)
+        return listed
     chosen: dict[str, Instrument] = {}
     for name in symbols:
         symbol = resolve_symbol(name)
-        if symbol is None:
+        if symbol is None or symbol not in listed:
             raise ValueError(f"unknown market {name!r}")
-        chosen[symbol] = INSTRUMENTS[symbol]
+        chosen[symbol] = listed[symbol]
     return chosen
 
 
@@ -55,7 +57,7 @@ class Simulator:
             key, secret = generate_credentials()
             self.api_key = config.api_key or key
             self.api_secret = config.api_secret or secret
-        self.instruments = select_instruments(config.symbols)
+        self.instruments = select_instruments(config.symbols, config.extra_markets)
         self.stop_event = threading.Event()
         self.requests: deque[dict[str, object]] = deque(maxlen=REQUEST_LOG_SIZE)
         # `late` fault: requests held inside the exchange, processed at their due time on the simulator clock
@@ -139,7 +141,7 @@ class Simulator:
         self.limiter = RateLimiter(self.clock.now_ms(), cfg.rate_limit)
         self.faults = FaultInjector(cfg.faults.model_copy(deep=True), cfg.seed)
         self.api = KrakenApi(self.exchange, Authenticator(self.api_key, self.api_secret), self.limiter,
-                             cfg.status_window_ms)
+                             cfg.status_window_ms, cfg.batch_max_instructions)
         self.exchange.sync()
 
     def _log_resume(self, saved: dict[str, Any]) -> None:
