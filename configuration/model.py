@@ -75,6 +75,9 @@ class ExchangeConfig(Section):
     process_before_s: Number = Field(default=5.0, ge=1, le=60)  # every order carries processBefore = now + this
     clock_skew_s: Number = Field(default=2.0, ge=0, le=60)  # margin for our clock against the exchange's
     history_lag_s: Number = Field(default=5.0, ge=0, le=300)  # Kraken's delay publishing order history events
+    # orders in one batchorder at most (orders that arrive together leave in ceil(N / batch_max) requests);
+    # Kraken documents no maximum, the simulator refuses more than 100 (the harsher reading)
+    batch_max: StrictInt = Field(default=100, ge=1, le=500)
 
     @field_validator("url")
     @classmethod
