@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -11,11 +12,17 @@ import pytest
 
 from actors.market_data import (
     BAD_DATA,
+    CLOSE_TICK,
     BadMarketData,
     CandleFeed,
+    CloseSchedule,
+    CloseSettings,
+    GetMarketDataStats,
     MarketDataActor,
+    MarketDataStats,
     RefusedRow,
     SendHistory,
+    clone_client,
     parse_candle,
 )
 from messages import (
@@ -33,7 +40,7 @@ from strategies import Strategy
 from strategies.base import StrategyParams
 from tests.conftest import StartSystem, make_config, settle
 from tests.fakes import FakeExchange
-from tests.helpers import start_recorder
+from tests.helpers import start_recorder, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -301,3 +308,266 @@ def test_negative_nan_and_inconsistent_candles_never_reach_the_symbol_actor(star
     assert len(recorded) == 3
     assert all("candle refused" in e.detail for e in recorded)
     assert system.market_data.is_alive()
+
+
+
+# --- a candle close as one step: fetch when a candle can have closed, all symbols at once --------------
+
+SECOND = 1_000
+SYMBOLS = [f"S{i:02d}/USD:USD" for i in range(20)]
+
+
+class ExchangeClock:
+    """The exchange's time as a test sets it; counts the reads that would be a tickers request."""
+
+    rate = 1.0
+
+    def __init__(self, t: int) -> None:
+        self.t = t
+        self.refreshes = 0
+
+    def refresh(self) -> int:
+        self.refreshes += 1
+        return self.t
+
+    def __call__(self) -> int:
+        return self.t
+
+
+class CountingExchange(FakeExchange):
+    """Counts OHLCV requests and how many are in flight at once; `gate` (if set) holds every request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[str] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.gate: threading.Event | None = None
+        self.hold: dict[str, threading.Event] = {}
+        self._count = threading.Lock()
+
+    def fetch_ohlcv(self, symbol: str, *args: Any, **kwargs: Any) -> list[list[float]]:
+        with self._count:
+            self.requests.append(symbol)
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            for event in (self.gate, self.hold.get(symbol)):
+                if event is not None:
+                    assert event.wait(20), "a held request was never released"
+            return super().fetch_ohlcv(symbol, *args, **kwargs)
+        finally:
+            with self._count:
+                self.in_flight -= 1
+
+
+class Probe(MarketDataActor):
+    """The market-data actor, reachable from the test's thread (its counters are plain ints)."""
+
+    started: list[Probe] = []  # noqa: RUF012 - one per test, reset in the test
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        Probe.started.append(self)
+
+
+def exchange_with(symbols: list[str], count: int) -> CountingExchange:
+    exchange = CountingExchange()
+    for symbol in symbols:
+        exchange.ohlcv[symbol] = rows(T0, count)
+    return exchange
+
+
+def add_candle(exchange: FakeExchange, symbols: list[str]) -> None:
+    for symbol in symbols:
+        last = exchange.ohlcv[symbol][-1][0]
+        exchange.ohlcv[symbol] = [*exchange.ohlcv[symbol], rows(last + MINUTE, 1)[0]]
+
+
+def stats(actor: Any) -> MarketDataStats:
+    result = actor.ask(GetMarketDataStats(), timeout=5)
+    assert isinstance(result, MarketDataStats)
+    return result
+
+
+def test_the_schedule_knows_when_a_candle_can_have_closed() -> None:
+    schedule = CloseSchedule(MINUTE, CloseSettings(publication_delay_ms=SECOND))
+    close = T0 + 10 * MINUTE
+    assert schedule.newest_closed(close) == T0 + 8 * MINUTE  # T0+9m's candle closed, but is not published yet
+    assert schedule.newest_closed(close + SECOND) == T0 + 9 * MINUTE
+    assert schedule.next_close(close) == close + SECOND
+    assert schedule.next_close(close + SECOND) == close + MINUTE + SECOND
+    have = {BTC: T0 + 8 * MINUTE}
+    assert schedule.due([BTC], have, close + 999) == []  # between closes: nothing to fetch
+    assert schedule.due([BTC], have, close + SECOND) == [BTC]
+    assert schedule.due(["NEW"], have, close) == ["NEW"]  # no history yet: always due
+
+
+def test_a_candle_not_published_yet_is_asked_again_with_back_off_and_not_forever() -> None:
+    settings = CloseSettings(publication_delay_ms=SECOND, retry_initial_ms=500, retry_max=3)
+    schedule = CloseSchedule(MINUTE, settings)
+    now = T0 + 10 * MINUTE + SECOND
+    target = T0 + 9 * MINUTE
+    have = {BTC: T0 + 8 * MINUTE}
+    waits = []
+    for _ in range(3):
+        assert schedule.due([BTC], have, now) == [BTC]
+        assert schedule.record(BTC, target, have[BTC], failed=False, now_ms=now) == "not published yet"
+        wake = schedule.wake_at(now)
+        assert schedule.due([BTC], have, wake - 1) == []  # waiting out the back-off
+        waits.append(wake - now)
+        now = wake
+    assert waits == [500, 1000, 2000]
+    assert schedule.record(BTC, target, have[BTC], failed=False, now_ms=now) == "given up until the next close"
+    assert schedule.due([BTC], have, now + 30 * SECOND) == []
+    assert schedule.wake_at(now) == T0 + 11 * MINUTE + SECOND  # the next close
+    assert schedule.due([BTC], have, T0 + 11 * MINUTE + SECOND) == [BTC]  # a new close: asked again
+    have[BTC] = T0 + 10 * MINUTE
+    assert schedule.record(BTC, T0 + 10 * MINUTE, have[BTC], False, T0 + 11 * MINUTE + SECOND) is None
+    assert schedule.waiting() == 0
+    # an unreachable exchange is retried until it answers (capped back-off, no limit on attempts)
+    for attempt in range(10):
+        assert schedule.record(ETH := "ETH/USD:USD", T0, None, failed=True, now_ms=T0 + MINUTE) == "failed"
+    assert schedule.wake_at(T0 + MINUTE) <= T0 + MINUTE + settings.failure_backoff_max_ms
+
+
+def test_between_closes_no_ohlcv_request_and_one_round_right_after_a_close() -> None:
+    exchange = exchange_with(SYMBOLS, 11)  # T0 .. T0+10m; the last one is forming
+    clock = ExchangeClock(T0 + 10 * MINUTE + 20 * SECOND)
+    target, inbox = start_recorder()
+    feed = CandleFeed(exchange, SYMBOLS, "1m", history=5, clock=clock, concurrency=5)
+    actor = MarketDataActor.start(feed, target, tick_interval_s=3600,
+                                  settings=CloseSettings(publication_delay_ms=SECOND))
+    history = inbox.wait_for(Candles, len(SYMBOLS))
+    assert {c.symbol for c in history} == set(SYMBOLS) and not any(c.live for c in history)
+    assert len(exchange.requests) == len(SYMBOLS)  # the warm-up: one request per symbol
+    for t in (30 * SECOND, 45 * SECOND, 59 * SECOND, MINUTE, MINUTE + 999):  # up to the close + publication delay
+        clock.t = T0 + 10 * MINUTE + t
+        actor.tell(Tick(name=CLOSE_TICK))
+    assert actor.ask(Ping(), timeout=5)
+    assert len(exchange.requests) == len(SYMBOLS)  # five checks, each only a read of the exchange's clock
+    assert clock.refreshes >= 6
+    add_candle(exchange, SYMBOLS)  # T0+11m is forming: T0+10m has closed
+    clock.t = T0 + 11 * MINUTE + SECOND
+    actor.tell(Tick(name=CLOSE_TICK))
+    live = inbox.wait_for(Candles, 2 * len(SYMBOLS))[len(SYMBOLS):]
+    assert sorted(c.symbol for c in live) == sorted(SYMBOLS)  # every symbol, once, in one round
+    assert all(c.live and [x.open_time for x in c.candles] == [T0 + 10 * MINUTE] for c in live)
+    assert len(exchange.requests) == 2 * len(SYMBOLS)
+    clock.t += 10 * SECOND
+    actor.tell(Tick(name=CLOSE_TICK))
+    after = stats(actor)
+    assert len(exchange.requests) == 2 * len(SYMBOLS)  # the close was handled: nothing due until the next
+    assert after.rounds == 2 and after.last_round_symbols == len(SYMBOLS) and after.ohlcv_requests == 40
+    assert after.last_close_lag_ms == SECOND  # on the exchange clock: told at close + publication delay
+    actor.stop()
+
+
+def test_a_round_is_concurrent_within_the_bound_and_tells_each_symbol_as_soon_as_it_is_in() -> None:
+    exchange = exchange_with(SYMBOLS, 11)
+    exchange.gate = threading.Event()
+    slow = SYMBOLS[0]
+    exchange.hold[slow] = threading.Event()
+    target, inbox = start_recorder()
+    feed = CandleFeed(exchange, SYMBOLS, "1m", history=5, clock=ExchangeClock(T0 + 10 * MINUTE + 20 * SECOND),
+                      concurrency=4)
+    actor = MarketDataActor.start(feed, target, tick_interval_s=3600)
+    wait_until(lambda: exchange.in_flight == 4, message="four requests in flight")
+    assert len(exchange.requests) == 4  # the bound: no fifth request while four are in flight
+    exchange.gate.set()
+    others = inbox.wait_for(Candles, len(SYMBOLS) - 1)
+    assert slow not in {c.symbol for c in others}  # told while the slow symbol's request is still out
+    assert exchange.in_flight == 1
+    exchange.hold[slow].set()
+    inbox.wait_for(Candles, len(SYMBOLS))
+    assert exchange.most_in_flight == 4 and len(exchange.requests) == len(SYMBOLS)
+    actor.stop()
+
+
+def test_a_slow_round_skips_ticks_and_the_mailbox_never_grows() -> None:
+    Probe.started = []
+    exchange = exchange_with(SYMBOLS, 11)
+    exchange.gate = threading.Event()
+    target, inbox = start_recorder()
+    clock = ExchangeClock(T0 + 10 * MINUTE + 20 * SECOND)
+    feed = CandleFeed(exchange, SYMBOLS, "1m", history=5, clock=clock, concurrency=5)
+    actor = Probe.start(feed, target, tick_interval_s=0.005)  # a tick every 5 ms, the round takes far longer
+    [probe] = Probe.started
+    deepest = 0
+
+    def many_skipped() -> bool:
+        nonlocal deepest
+        deepest = max(deepest, actor.actor_inbox.qsize())
+        return probe.stats().skipped_ticks >= 30
+
+    wait_until(many_skipped, timeout=10, message="ticks skipped while the round runs")
+    assert deepest <= 1  # at most the one check that is running... and never a queue of them
+    assert len(exchange.requests) == 5 and probe.stats().rounds == 0
+    exchange.gate.set()
+    inbox.wait_for(Candles, len(SYMBOLS))
+    checks = stats(actor).checks
+    wait_until(lambda: stats(actor).checks >= checks + 5, message="more checks after the round")
+    after = stats(actor)
+    assert after.rounds == 1 and len(exchange.requests) == len(SYMBOLS)  # skipped ticks did not queue rounds
+    assert actor.actor_inbox.qsize() <= 1
+    actor.stop()
+
+
+def test_a_closed_candle_published_late_is_fetched_again_soon() -> None:
+    exchange = exchange_with([BTC], 11)
+    clock = ExchangeClock(T0 + 10 * MINUTE + 20 * SECOND)
+    target, inbox = start_recorder()
+    feed = CandleFeed(exchange, [BTC], "1m", history=5, clock=clock)
+    actor = MarketDataActor.start(feed, target, tick_interval_s=3600,
+                                  settings=CloseSettings(publication_delay_ms=SECOND, retry_initial_ms=500))
+    inbox.wait_for(Candles)
+    clock.t = T0 + 11 * MINUTE + SECOND  # closed, but the exchange still shows T0+10m as its newest (forming) row
+    actor.tell(Tick(name=CLOSE_TICK))
+    assert stats(actor).retries_waiting == 1 and len(exchange.requests) == 2
+    clock.t += 400
+    actor.tell(Tick(name=CLOSE_TICK))
+    assert len(exchange.requests) == 2 and stats(actor).rounds == 2  # within the back-off: not asked again
+    add_candle(exchange, [BTC])
+    clock.t += 100
+    actor.tell(Tick(name=CLOSE_TICK))  # the back-off is over
+    [_, live] = inbox.wait_for(Candles, 2)
+    assert live.live and [c.open_time for c in live.candles] == [T0 + 10 * MINUTE]
+    assert len(exchange.requests) == 3 and stats(actor).retries_waiting == 0
+    actor.stop()
+
+
+def test_the_retry_wakes_the_actor_by_itself() -> None:
+    """No tick needed: the actor sets its own timer for the next retry (and for the next close)."""
+    import time
+
+    start, began = T0 + 11 * MINUTE + SECOND, time.monotonic()  # T0+10m has closed; not published yet
+
+    def running() -> int:
+        return start + int((time.monotonic() - began) * 1000)
+
+    exchange = exchange_with([BTC], 10)
+    target, inbox = start_recorder()
+    feed = CandleFeed(exchange, [BTC], "1m", history=5, clock=running)
+    actor = MarketDataActor.start(feed, target, tick_interval_s=3600,
+                                  settings=CloseSettings(publication_delay_ms=SECOND, retry_initial_ms=50))
+    [history] = inbox.wait_for(Candles)
+    assert history.candles[-1].open_time == T0 + 8 * MINUTE  # T0+9m is the newest row: taken as forming
+    wait_until(lambda: len(exchange.requests) >= 2, message="a retry on the actor's own timer")
+    add_candle(exchange, [BTC])
+    add_candle(exchange, [BTC])
+    live = inbox.wait_for(Candles, 2, timeout=10)[1]
+    assert [c.open_time for c in live.candles] == [T0 + 9 * MINUTE, T0 + 10 * MINUTE]
+    assert stats(actor).retries_waiting == 0
+    actor.stop()
+
+
+def test_each_worker_thread_gets_its_own_ccxt_client() -> None:
+    from exchange import make_kraken_client
+
+    public = make_kraken_client("http://127.0.0.1:9")
+    clone = clone_client(public)
+    assert clone is not public and clone.session is not public.session
+    assert clone.urls == public.urls and clone.timeout == public.timeout
+    fake = FakeExchange()
+    assert clone_client(fake) is fake  # a fake is shared as it is
+    clone.close()
