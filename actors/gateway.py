@@ -3,8 +3,13 @@
 A send (every send carries Kraken's `processBefore`, a few seconds ahead on the exchange's clock):
     L4: one open-order check for the account; an open order on symbol+side blocks an entry (an
         unreadable or self-contradictory answer is a failed check: fail-closed refuses)
-    -> the SUBMITTED state with its send time and processBefore is written durably (persist before send)
-    -> sendorder with the intent's client order id
+    -> the SUBMITTED state with its send time and processBefore is durable (persist before send): written
+       by the claim itself when the intent carries `process_before` (a first send; if that time is
+       already too close when the gateway gets to it, the order is not sent: NOT_PLACED), otherwise
+       written here, with a fresh processBefore, before anything leaves
+    -> the orders that arrived together leave in ⌈N/batch_max⌉ batchorders (one alone by sendorder),
+       each with the intents' client order ids and the request-level `ProcessBefore`; a batch whose
+       request fails leaves every order in it UNKNOWN, a definite refusal of the request rejects them all
     -> ACCEPTED / PARTIALLY_FILLED / FILLED / REJECTED (the answer says so, confirmed later from the
        order history) / UNKNOWN (time-out, dropped connection, 5xx, 429, garbage)
 An UNKNOWN is decided only after its processBefore (plus clock skew and history lag) has passed on
@@ -106,6 +111,8 @@ class GatewaySettings:
     history_lag_s: float = 5.0  # how long an event may take to show in the order history
     clock_rate: float = 1.0  # exchange seconds per real second (a paper simulator runs faster)
     pyramiding: bool = False  # re-sends pass L3 again: an open position blocks a re-sent entry
+    batch_max: int = 100  # orders in one batchorder at most ([exchange] batch_max; Kraken documents no maximum)
+    send_margin_s: float = 0.25  # a claimed processBefore closer than this when the gateway gets to it: not sent
     backoff_max_s: float = 30.0  # lookups that decide nothing are retried, at most this far apart
     block_after_lookups: int = 3  # after this many undecided lookups the symbol shows BLOCKED
 
@@ -311,32 +318,74 @@ class OrderGateway:
         return results
 
     def _send(self, intents: Sequence[OrderIntent]) -> list[OrderUpdate]:
-        """Record each send durably (with its processBefore), then send each order on its own."""
+        """Make every send durable first, then send them together: ⌈N/batch_max⌉ requests.
+
+        A first send whose intent carries `process_before` was recorded durably by the claim itself (SUBMITTED,
+        in the claim's transaction): it writes nothing here and goes with exactly that processBefore, unless the
+        exchange's clock is already within `send_margin_s` of it (then it is not sent: NOT_PLACED). Every other
+        send (no processBefore claimed, or a re-send) records SUBMITTED with a fresh processBefore first.
+        """
         if not intents:
             return []
         now_ex = self.exchange_now()
-        process_before = now_ex + self.settings.exchange_ms(self.settings.process_before_s)
-        submitted = []
+        results: list[OrderUpdate] = []
+        claimed: list[Tracked] = []
+        recorded: list[Tracked] = []
         for intent in intents:
             tracked = self._tracked(intent)
-            tracked.sends += 1
-            tracked.sent_at_ms, tracked.process_before_ms = now_ex, process_before
-            tracked.state, tracked.window_unknown, tracked.lookups = OrderState.SUBMITTED, False, 0
-            submitted.append(self._update_message(tracked, OrderState.SUBMITTED, None,
-                                                  f"sending (attempt {tracked.sends}), processBefore "
-                                                  f"{process_before}", sent_at=now_ex,
-                                                  process_before=process_before, sends=tracked.sends))
-        error = self.record_sends(submitted)
-        if error is not None:
-            logger.error("gateway: the sends could not be recorded durably ({}); {} orders not sent", error,
-                         len(intents))
-            return [self._update(self._tracked(i), OrderState.REJECTED, Reason.PERSISTENCE_UNAVAILABLE,
-                                 f"send not recorded durably, not sent: {error}") for i in intents]
-        for update in submitted:
-            self.route(update)  # persistence has it already
-        if self.fill_cursor_ms is None or now_ex - self.settings.margin_ms < self.fill_cursor_ms:
-            self.fill_cursor_ms = now_ex - self.settings.margin_ms
-        return [self._send_one(self._tracked(intent)) for intent in intents]
+            (claimed if tracked.sends == 0 and intent.process_before is not None else recorded).append(tracked)
+        going: list[Tracked] = []
+        margin_ms = self.settings.exchange_ms(self.settings.send_margin_s)
+        for tracked in claimed:
+            intent = tracked.intent
+            assert intent.process_before is not None
+            if now_ex >= intent.process_before - margin_ms:
+                results.append(self._final(tracked, OrderState.REJECTED, Reason.NOT_PLACED,
+                                           f"processBefore passed before the send (processBefore "
+                                           f"{intent.process_before}, exchange time {now_ex}): not sent"))
+                continue
+            sent_at = intent.sent_at if intent.sent_at is not None else now_ex
+            self._submitted(tracked, sent_at, intent.process_before)
+            self.route(self._update_message(tracked, OrderState.SUBMITTED, None,
+                                            f"sending (attempt 1), processBefore {intent.process_before} "
+                                            "(recorded with the claim)", sent_at=sent_at,
+                                            process_before=intent.process_before, sends=1))
+            going.append(tracked)
+        if recorded:
+            process_before = now_ex + self.settings.exchange_ms(self.settings.process_before_s)
+            submitted = []
+            for tracked in recorded:
+                self._submitted(tracked, now_ex, process_before)
+                submitted.append(self._update_message(tracked, OrderState.SUBMITTED, None,
+                                                      f"sending (attempt {tracked.sends}), processBefore "
+                                                      f"{process_before}", sent_at=now_ex,
+                                                      process_before=process_before, sends=tracked.sends))
+            error = self.record_sends(submitted)
+            if error is not None:
+                logger.error("gateway: the sends could not be recorded durably ({}); {} orders not sent", error,
+                             len(recorded))
+                results.extend(self._update(t, OrderState.REJECTED, Reason.PERSISTENCE_UNAVAILABLE,
+                                            f"send not recorded durably, not sent: {error}") for t in recorded)
+            else:
+                for update in submitted:
+                    self.route(update)  # persistence has it already
+                going.extend(recorded)
+        if not going:
+            return results
+        earliest = min(t.sent_at_ms for t in going if t.sent_at_ms is not None) - self.settings.margin_ms
+        if self.fill_cursor_ms is None or earliest < self.fill_cursor_ms:
+            self.fill_cursor_ms = earliest
+        size = max(1, self.settings.batch_max)
+        for start in range(0, len(going), size):
+            chunk = going[start:start + size]
+            # one order alone goes by sendorder (same cost, its processBefore a documented query parameter)
+            results.extend([self._send_one(chunk[0])] if len(chunk) == 1 else self._send_batch(chunk))
+        return results
+
+    def _submitted(self, tracked: Tracked, sent_at: int, process_before: int) -> None:
+        tracked.sends += 1
+        tracked.sent_at_ms, tracked.process_before_ms = sent_at, process_before
+        tracked.state, tracked.window_unknown, tracked.lookups = OrderState.SUBMITTED, False, 0
 
     def _send_one(self, tracked: Tracked) -> OrderUpdate:
         intent = tracked.intent
@@ -346,15 +395,35 @@ class OrderGateway:
         except UnreadableAnswer as exc:
             return self._unknown(tracked, str(exc))
         except Exception as exc:  # every failure is classified; none escapes the gateway
-            if isinstance(exc, _DEFINITE_REJECTIONS) and not isinstance(exc, ccxt.NetworkError):
-                logger.info("{} {} REJECTED: {}: {}", intent.symbol, intent.client_order_id, type(exc).__name__, exc)
-                return self._rejected(tracked, f"{type(exc).__name__}: {exc}", confirm=False)
-            logger.warning("{} {} outcome unknown: {}: {}", intent.symbol, intent.client_order_id,
-                           type(exc).__name__, exc)
-            return self._unknown(tracked, f"{type(exc).__name__}: {exc}")
+            return self._failed(tracked, exc, "sendorder")
         return self._on_answer(tracked, answer)
 
-    def _on_answer(self, tracked: Tracked, answer: SendReport) -> OrderUpdate:
+    def _send_batch(self, chunk: list[Tracked]) -> list[OrderUpdate]:
+        """One batchorder for these orders. Its ProcessBefore (one for the request) is the earliest of theirs: no
+        copy of any of them executes after the processBefore recorded for it. A failed request leaves them all
+        UNKNOWN (decided by the search after the window), a definite refusal of the request rejects them all."""
+        process_before = min(t.process_before_ms for t in chunk if t.process_before_ms is not None)
+        try:
+            answers = self.api.send_batch([t.intent for t in chunk], process_before)
+        except UnreadableAnswer as exc:
+            logger.warning("batchorder of {} orders: answer unreadable ({}); every one is UNKNOWN", len(chunk), exc)
+            return [self._unknown(t, f"batchorder: {exc}") for t in chunk]
+        except Exception as exc:  # every failure is classified; none escapes the gateway
+            return [self._failed(t, exc, "batchorder") for t in chunk]
+        return [self._on_answer(t, answer, "batchorder") for t, answer in zip(chunk, answers)]
+
+    def _failed(self, tracked: Tracked, exc: Exception, endpoint: str) -> OrderUpdate:
+        """A send request that raised: a definite refusal rejects, anything else leaves the outcome unknown."""
+        intent = tracked.intent
+        if isinstance(exc, _DEFINITE_REJECTIONS) and not isinstance(exc, ccxt.NetworkError):
+            logger.info("{} {} REJECTED ({}): {}: {}", intent.symbol, intent.client_order_id, endpoint,
+                        type(exc).__name__, exc)
+            return self._rejected(tracked, f"{type(exc).__name__}: {exc}", confirm=False)
+        logger.warning("{} {} outcome unknown ({}): {}: {}", intent.symbol, intent.client_order_id, endpoint,
+                       type(exc).__name__, exc)
+        return self._unknown(tracked, f"{type(exc).__name__}: {exc}")
+
+    def _on_answer(self, tracked: Tracked, answer: SendReport, endpoint: str = "sendorder") -> OrderUpdate:
         if answer.client_order_id not in (None, tracked.client_order_id):
             return self._unknown(tracked, f"the answer names client order id {answer.client_order_id!r}")
         if answer.duplicate_id:
@@ -362,9 +431,9 @@ class OrderGateway:
             tracked.window_unknown = False
             return self._unknown(tracked, "clientOrderIdAlreadyExist: an open order carries this id; looking it up")
         if answer.not_placed:
-            return self._rejected(tracked, f"sendorder: {answer.status}", confirm=True)
+            return self._rejected(tracked, f"{endpoint}: {answer.status}", confirm=True)
         if not answer.placed or not answer.exchange_order_id:
-            return self._unknown(tracked, f"sendorder: unreadable status {answer.status!r}")
+            return self._unknown(tracked, f"{endpoint}: unreadable status {answer.status!r}")
         tracked.exchange_order_id = answer.exchange_order_id
         tracked.placed_at = self.clock()
         filled = answer.filled

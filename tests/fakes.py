@@ -19,7 +19,15 @@ It is never kinder than Kraken (docs: https://docs.kraken.com/api/docs/futures-a
 - a market order is an IoC: it fills in full at the fake's price unless a test sets a finite
   `depth` for its market, and what is left is cancelled;
 - a reduce-only order that would not reduce the position is rejected (`wouldNotReducePosition`);
-  one larger than the position is cut to it.
+  one larger than the position is cut to it;
+- batchorder (send-batch-order docs) takes `batchOrder` instructions (`order: "send"` with an `order_tag`,
+  `order: "cancel"`) and the request-level `ProcessBefore` (a form field beside `json=`; here the request dict's
+  `ProcessBefore` key, which exchange.client.KrakenFutures turns into that field): a batch handled at or after
+  it places nothing and answers every instruction `wouldProcessAfterSpecifiedTime`; a `processBefore` inside an
+  instruction is ignored (undocumented there: the harsher reading, as the simulator); a malformed ProcessBefore
+  or a batch of more than `batch_max_instructions` (100, the simulator's harsher reading of an undocumented
+  limit) is refused whole (`invalidArgument`, ccxt BadRequest), nothing placed. Each element of `batchStatus`
+  carries the instruction's `order_tag` (and `cliOrdId` when it has one).
 """
 
 from __future__ import annotations
@@ -180,13 +188,17 @@ class FakeExchange:
         self.history: list[tuple[int, dict[str, Any]]] = []  # (time ms, history element), oldest first
         self.positions: dict[str, float] = {}  # signed contracts
         self.entry: dict[str, float] = {}
-        self.create_calls: list[dict[str, Any]] = []  # every sendorder request, in order (see _call)
+        self.create_calls: list[dict[str, Any]] = []  # every order request (sendorder, batch send), in order
         self.ohlcv: dict[str, list[list[float]]] = {}
         # hooks: before_create is called with the call record before the exchange handles it (may block or
         # raise: the request never arrived); create_response replaces the raw sendorder answer (may raise:
         # the order was handled, the answer lost)
         self.before_create: Callable[[dict[str, Any]], None] | None = None
         self.create_response: Callable[[dict[str, Any]], Any] | None = None
+        self.batch_calls: list[dict[str, Any]] = []  # every batchorder request as received (its send
+        # instructions are in create_calls too, each with "endpoint": "batchorder")
+        self.batch_max_instructions = 100
+        self.batch_response: Callable[[dict[str, Any]], Any] | None = None  # replaces the raw batchorder answer
         self.fail_open_orders: BaseException | None = None
         self.fail_positions: BaseException | None = None
         self.fail: dict[str, BaseException] = {}  # endpoint (fills, history, orders/status, cancelorder) -> error
@@ -345,32 +357,93 @@ class FakeExchange:
             return self.create_response(answer)
         return answer
 
+    def privatePostBatchorder(self, request: dict[str, Any]) -> dict[str, Any]:
+        """batchorder: the instructions in order, all refused when the request's ProcessBefore has passed."""
+        instructions = request.get("batchOrder")
+        before = request.get("ProcessBefore")
+        sends = [self._call(i, "batchorder", before) for i in instructions or [] if isinstance(i, dict)
+                 and str(i.get("order", "")).lower() == "send"]
+        with self._lock:
+            self.calls.append("batchorder")
+            self.batch_calls.append(dict(request))
+            self.create_calls.extend(sends)
+            self._changed.notify_all()
+        if self.before_create is not None:
+            for call in sends:
+                self.before_create(call)  # may block or raise: the request never arrived
+        error = self.fail.get("batchorder")
+        if error is not None:
+            raise error
+        if not isinstance(instructions, list):
+            raise ccxt.BadRequest("krakenfutures {\"result\":\"error\",\"error\":\"invalidArgument: batchOrder\"}")
+        if len(instructions) > self.batch_max_instructions:
+            raise ccxt.BadRequest(f"krakenfutures invalidArgument: batchOrder holds {len(instructions)} instructions, "
+                                  f"more than {self.batch_max_instructions}")
+        deadline = parse_iso(before) if before is not None else None
+        with self._lock:
+            now = self.now_ms()
+            statuses = [self._batch_one(item, now, deadline is not None and now >= deadline) for item in instructions]
+            self._changed.notify_all()
+        answer = self._answer(now, batchStatus=statuses)
+        if self.batch_response is not None:
+            return self.batch_response(answer)
+        return answer
+
+    def _batch_one(self, item: Any, now: int, late: bool) -> dict[str, Any]:
+        if not isinstance(item, dict):
+            return {"status": "invalidArgument", "orderEvents": []}
+        kind = str(item.get("order", "")).lower()
+        cid = item.get("cliOrdId")
+        if kind not in ("send", "cancel"):
+            return {"status": "invalidArgument", "orderEvents": []}
+        if late:  # processed at or after the request's ProcessBefore: nothing applied, no trace
+            entry: dict[str, Any] = {"status": TOO_LATE, "orderEvents": []}
+            if kind == "send":
+                entry.update(order_tag=item.get("order_tag"), dateTimeReceived=iso(now))
+            if cid is not None:
+                entry["cliOrdId"] = cid
+            return entry
+        if kind == "cancel":
+            return self._cancel(item, now)
+        # a processBefore inside an instruction is not documented: ignored (the harsher reading)
+        status = self._send({k: v for k, v in item.items() if k not in ("order", "order_tag", "processBefore")}, now)
+        entry = {"status": status["status"], "order_tag": item.get("order_tag"),
+                 "dateTimeReceived": status["receivedTime"], "orderEvents": status.get("orderEvents", [])}
+        for key in ("order_id", "cliOrdId"):
+            if key in status:
+                entry[key] = status[key]
+        return entry
+
     def privatePostCancelorder(self, params: dict[str, Any]) -> dict[str, Any]:
         self._enter("cancelorder")
         with self._lock:
-            now = self.now_ms()
+            answer = self._cancel(params, self.now_ms())
+            return self._answer(self.now_ms(), cancelStatus=answer)
+
+    def _cancel(self, params: dict[str, Any], now: int) -> dict[str, Any]:
+        with self._lock:
             order = self.orders.get(str(params.get("order_id") or ""))
             if order is None and params.get("cliOrdId"):
                 order = next((o for o in self.orders.values() if o.client_order_id == params["cliOrdId"]
                               and o.status == "open"), None)
             if order is None or order.status in ("rejected", "canceled"):
-                return self._answer(now, cancelStatus={"status": "notFound", "receivedTime": iso(now),
-                                                       "orderEvents": []})
+                return {"status": "notFound", "receivedTime": iso(now), "orderEvents": []}
             if order.status == "filled":
-                return self._answer(now, cancelStatus={"status": "filled", "order_id": order.id,
-                                                       "receivedTime": iso(now), "orderEvents": []})
+                return {"status": "filled", "order_id": order.id, "receivedTime": iso(now), "orderEvents": []}
             self._close(order, "canceled", now, "cancelled_by_user")
             self._changed.notify_all()
-            return self._answer(now, cancelStatus={
-                "status": "cancelled", "order_id": order.id, "receivedTime": iso(now),
-                "orderEvents": [{"uid": order.id, "order": order.event_json(), "type": "CANCEL"}]})
+            return {"status": "cancelled", "order_id": order.id, "receivedTime": iso(now),
+                    "orderEvents": [{"uid": order.id, "order": order.event_json(), "type": "CANCEL"}]}
 
     # --- the engine -------------------------------------------------------------------------
 
-    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One sendorder as tests read it: the raw request plus its fields in unified terms."""
+    def _call(self, request: dict[str, Any], endpoint: str = "sendorder", batch_before: Any = None) -> dict[str, Any]:
+        """One order request as tests read it (a sendorder, or one send instruction of a batchorder, whose
+        processBefore is the request's): the raw request plus its fields in unified terms."""
         market = self.markets_by_id.get(str(request.get("symbol")))
         return {
+            "endpoint": endpoint,
+            "order_tag": request.get("order_tag"),
             "request": dict(request),
             "symbol": market[0]["symbol"] if market else request.get("symbol"),
             "side": request.get("side"),
@@ -379,7 +452,7 @@ class FakeExchange:
             "price": float(request["limitPrice"]) if request.get("limitPrice") is not None else None,
             "cliOrdId": request.get("cliOrdId"),
             "reduceOnly": request.get("reduceOnly") is True,
-            "processBefore": request.get("processBefore"),
+            "processBefore": request.get("processBefore") if endpoint == "sendorder" else batch_before,
         }
 
     def _event(self, order: FakeOrder, now: int, name: str, reason: str, old: dict[str, Any] | None = None) -> None:
@@ -517,7 +590,7 @@ class FakeExchange:
             self.entry[symbol] = entry
 
     def wait_for_create_calls(self, count: int, timeout: float = 5.0) -> bool:
-        """Wait until at least `count` sendorder calls arrived."""
+        """Wait until at least `count` order requests (sendorders and batch send instructions) arrived."""
         with self._changed:
             return self._changed.wait_for(lambda: len(self.create_calls) >= count, timeout)
 

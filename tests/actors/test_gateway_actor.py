@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 from typing import Any
 
@@ -34,7 +35,7 @@ from messages import (
 from tests.fakes import FakeExchange, TestClock
 from tests.helpers import start_recorder
 
-BTC, ETH = "BTC/USD:USD", "ETH/USD:USD"
+BTC, ETH, SOL = "BTC/USD:USD", "ETH/USD:USD", "SOL/USD:USD"
 
 
 def intent(symbol: str = BTC, t: int = 1, side: Side = Side.BUY, reduce_only: bool = False,
@@ -98,11 +99,30 @@ def test_gateway_checks_open_orders_once_per_batch() -> None:
     assert exchange.calls.count("openorders") == 1 and [s for _, s in final(reports)] == ["FILLED", "FILLED"]
 
 
-def test_every_order_goes_as_its_own_sendorder_never_a_batchorder() -> None:
-    exchange = FakeExchange()  # the fake has no batchorder endpoint: calling one would fail the sends
-    reports = run(exchange, [intent(BTC), intent(ETH, amount="0.03")])
-    assert [c for c in exchange.calls if c != "openorders"] == ["sendorder", "sendorder"]
+def test_orders_that_arrive_together_go_in_one_batchorder_with_processbefore() -> None:
+    clock = TestClock()
+    exchange = FakeExchange(clock=clock)
+    reports: list[OrderUpdate] = []
+    OrderGateway(exchange, report=reports.append, exchange_clock=clock).place_all(
+        [intent(BTC), intent(ETH, amount="0.03")])
+    assert [c for c in exchange.calls if c != "openorders"] == ["batchorder"]
+    batch = exchange.batch_calls[0]
+    assert batch["ProcessBefore"] == iso_ms(clock() + 5_000)  # the request-level field, one for the batch
+    # each instruction built by ccxt's create_order_request, plus order "send" and a unique tag; no processBefore
+    assert batch["batchOrder"] == [
+        {"symbol": "PF_XBTUSD", "side": "buy", "size": "0.002", "cliOrdId": intent(BTC).client_order_id,
+         "orderType": "mkt", "order": "send", "order_tag": "1"},
+        {"symbol": "PF_ETHUSD", "side": "buy", "size": "0.03", "cliOrdId": intent(ETH).client_order_id,
+         "orderType": "mkt", "order": "send", "order_tag": "2"}]
     assert [s for _, s in final(reports)] == ["FILLED", "FILLED"]
+    assert all(r.exchange_order_id for r in reports if r.state is OrderState.FILLED)
+
+
+def test_one_order_alone_goes_by_sendorder() -> None:
+    exchange = FakeExchange()
+    reports = run(exchange, [intent(BTC)])
+    assert [c for c in exchange.calls if c != "openorders"] == ["sendorder"]
+    assert [s for _, s in final(reports)] == ["FILLED"]
 
 
 def test_two_entries_for_one_symbol_and_side_in_one_batch_send_one() -> None:
@@ -271,3 +291,30 @@ def test_gateway_actor_survives_a_bug_in_the_exchange_client() -> None:
     gateway.tell(SyncPositions())
     assert "ZeroDivisionError" in portfolio_inbox.wait_for(PositionsUnavailable)[0].detail
     assert gateway.ask(Ping(), timeout=5) is True
+
+
+def test_claimed_first_sends_through_the_actor_write_no_recordsends_and_go_in_one_batch() -> None:
+    clock = TestClock()
+    exchange = FakeExchange(clock=clock)
+    portfolio, portfolio_inbox = start_recorder()
+    persistence, persistence_inbox = start_recorder(committing)
+    gateway = ExchangeGatewayActor.start(exchange, exchange_clock=clock)
+    gateway.tell(ConnectGateway(portfolio=portfolio, persistence=persistence))
+    release = threading.Event()
+    exchange.before_create = lambda call: release.wait(5) if call["symbol"] == SOL else None
+    gateway.tell(PlaceOrder(intent=intent(SOL, amount="1")))  # holds the gateway inside its send
+    assert exchange.wait_for_create_calls(1)
+    claimed = [i.model_copy(update={"sent_at": clock(), "process_before": clock() + 5_000})
+               for i in (intent(BTC), intent(ETH, amount="0.03"))]
+    for one in claimed:  # queued behind the held send: they meet in one flush
+        gateway.tell(PlaceOrder(intent=one))
+    release.set()
+    states = [u.state for u in portfolio_inbox.wait_for(OrderUpdate, 6)]
+    assert states.count(OrderState.SUBMITTED) == 3 and states.count(OrderState.FILLED) == 3
+    gateway.ask(Ping(), timeout=5)
+    recorded = persistence_inbox.received(RecordSends)  # only the unclaimed SOL send: the claims hold SUBMITTED
+    assert [[u.symbol for u in r.updates] for r in recorded] == [[SOL]]
+    assert [u.state for u in persistence_inbox.received(OrderUpdate)] == [OrderState.FILLED] * 3
+    assert [c for c in exchange.calls if c != "poll"] == ["openorders", "sendorder", "openorders", "batchorder"]
+    assert exchange.batch_calls[0]["ProcessBefore"] == iso_ms(clock() + 5_000)
+    gateway.stop()

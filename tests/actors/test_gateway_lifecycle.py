@@ -16,6 +16,7 @@ import pytest
 
 from actors.gateway import GatewaySettings, OrderGateway
 from exchange.budget import Bucket, CostBudget
+from exchange.private_api import iso_ms
 from messages import (
     IntentRecord,
     OrderIntent,
@@ -306,11 +307,12 @@ def test_cancel_open_cancels_every_open_order_in_scope_and_nothing_else() -> Non
     assert gw.cancel_open(None, ["SOL/USD:USD"]) == ["no open orders"]
 
 
-def test_several_orders_go_one_sendorder_each() -> None:
+def test_several_orders_go_in_one_batchorder() -> None:
     exchange, gw, reports, _ = setup()
     eth = intent(symbol="ETH/USD:USD", amount="0.03")
     gw.place_all([intent(), eth])
-    assert exchange.calls.count("sendorder") == 2 and len(exchange.create_calls) == 2
+    assert exchange.calls.count("batchorder") == 1 and "sendorder" not in exchange.calls
+    assert len(exchange.create_calls) == 2
     assert sorted(r.state.value for r in reports if r.state is not OrderState.SUBMITTED) == ["FILLED", "FILLED"]
 
 
@@ -415,3 +417,243 @@ def test_a_market_order_cut_short_by_a_thin_book_ends_cancelled_with_its_fill() 
     gw.place_all([intent()])
     assert states(reports)[-1] == "CANCELED" and reports[-1].filled == Decimal("0.0005")
     assert exchange.positions[BTC] == 0.0005
+
+
+# --- batch sends ---------------------------------------------------------------------------------
+
+SYMBOLS = ["BTC/USD:USD", "ETH/USD:USD", "SOL/USD:USD", "XRP/USD:USD", "LTC/USD:USD", "DOGE/USD:USD",
+           "ADA/USD:USD", "DOT/USD:USD"]
+AMOUNTS = {"BTC/USD:USD": "0.002", "ETH/USD:USD": "0.03", "SOL/USD:USD": "1", "XRP/USD:USD": "100",
+           "LTC/USD:USD": "1", "DOGE/USD:USD": "1000", "ADA/USD:USD": "200", "DOT/USD:USD": "10"}
+
+
+def entries(count: int, t: int = 1, **fields: Any) -> list[OrderIntent]:
+    """One entry on each of the first `count` markets."""
+    return [intent(t, symbol=s, amount=AMOUNTS[s]).model_copy(update=fields) for s in SYMBOLS[:count]]
+
+
+def batch_setup(**settings: Any) -> tuple[FakeExchange, OrderGateway, list[OrderUpdate], TestClock, list[Any]]:
+    """setup() plus a record of every durable RecordSends (the updates it was asked to commit)."""
+    clock = TestClock()
+    exchange = FakeExchange(clock=clock)
+    reports: list[OrderUpdate] = []
+    recorded: list[Any] = []
+
+    gw = OrderGateway(exchange, settings=GatewaySettings(**settings), report=reports.append, clock=clock.seconds,
+                      route=lambda m: reports.append(m) if isinstance(m, OrderUpdate) else None,
+                      record_sends=lambda updates: recorded.append(list(updates)), exchange_clock=clock)
+    return exchange, gw, reports, clock, recorded
+
+
+def finals(reports: list[OrderUpdate]) -> dict[str, OrderUpdate]:
+    return {r.client_order_id: r for r in reports if r.state.is_final}
+
+
+def placed_once_each(exchange: FakeExchange, intents: list[OrderIntent]) -> bool:
+    counts = [sum(1 for o in exchange.placed_orders() if o.client_order_id == i.client_order_id) for i in intents]
+    return counts == [1] * len(intents)
+
+
+def test_n_orders_go_in_ceil_n_over_batch_max_requests() -> None:
+    exchange, gw, reports, clock, _ = batch_setup(batch_max=3)
+    intents = entries(8)
+    gw.place_all(intents)
+    sends = [c for c in exchange.calls if c in ("batchorder", "sendorder")]
+    assert sends == ["batchorder", "batchorder", "batchorder"] and exchange.calls.count("openorders") == 1
+    assert [len(b["batchOrder"]) for b in exchange.batch_calls] == [3, 3, 2]
+    assert {b["ProcessBefore"] for b in exchange.batch_calls} == {iso_ms(clock() + 5_000)}
+    assert all(r.state is OrderState.FILLED for r in finals(reports).values()) and len(finals(reports)) == 8
+    assert placed_once_each(exchange, intents)
+
+
+def test_a_remainder_of_one_goes_by_sendorder() -> None:
+    exchange, gw, reports, _, _ = batch_setup(batch_max=2)
+    gw.place_all(entries(3))
+    assert [c for c in exchange.calls if c in ("batchorder", "sendorder")] == ["batchorder", "sendorder"]
+    assert len(finals(reports)) == 3
+
+
+def test_a_batch_whose_answer_is_lost_leaves_every_order_unknown_until_the_search_finds_them() -> None:
+    exchange, gw, reports, clock, _ = batch_setup()
+    exchange.batch_response = answer_lost(ccxt.RequestTimeout("krakenfutures POST batchorder timed out"))
+    intents = entries(3)
+    gw.place_all(intents)
+    assert [r.state for r in reports if r.state is not OrderState.SUBMITTED] == [OrderState.UNKNOWN] * 3
+    clock.advance(WINDOW_S - 1)
+    gw.poll()
+    assert "history" not in exchange.calls and not finals(reports)  # a copy could still be in flight
+    clock.advance(2)
+    gw.poll()
+    assert all(r.state is OrderState.FILLED and r.fills for r in finals(reports).values())
+    assert len(finals(reports)) == 3 and exchange.calls.count("batchorder") == 1  # found, never re-sent
+    assert placed_once_each(exchange, intents) and gw.orders == {}
+
+
+def test_a_batch_that_never_arrived_is_proven_absent_and_re_sent_once() -> None:
+    exchange, gw, reports, clock, recorded = batch_setup()
+    fail_first(exchange, ccxt.NetworkError("connection reset"))  # before_create: the request never arrived
+    intents = entries(3)
+    gw.place_all(intents)
+    assert [r.state for r in reports if r.state is not OrderState.SUBMITTED] == [OrderState.UNKNOWN] * 3
+    clock.advance(WINDOW_S + 1)
+    gw.poll()
+    assert exchange.calls.count("batchorder") == 2  # the re-sends went together too
+    assert [[u.sends for u in batch] for batch in recorded] == [[1, 1, 1], [2, 2, 2]]  # each recorded first
+    assert all(r.state is OrderState.FILLED for r in finals(reports).values()) and len(finals(reports)) == 3
+    assert placed_once_each(exchange, intents)
+
+
+def test_a_definite_refusal_of_the_batch_request_rejects_every_order() -> None:
+    exchange, gw, reports, _, _ = batch_setup()
+    exchange.fail["batchorder"] = ccxt.BadRequest("krakenfutures invalidArgument")
+    gw.place_all(entries(3))
+    assert [(r.state, r.reason) for r in finals(reports).values()] == \
+        [(OrderState.REJECTED, Reason.EXCHANGE_REJECTED.value)] * 3
+    assert exchange.placed_orders() == [] and gw.orders == {}
+
+
+def test_a_batch_larger_than_the_exchange_takes_is_refused_whole_and_nothing_placed() -> None:
+    exchange, gw, reports, _, _ = batch_setup(batch_max=5)
+    exchange.batch_max_instructions = 4  # the exchange takes fewer than we send: refused, not cut
+    gw.place_all(entries(5))
+    assert all(r.state is OrderState.REJECTED for r in finals(reports).values()) and len(finals(reports)) == 5
+    assert exchange.placed_orders() == []
+
+
+@pytest.mark.parametrize("damage", ["drop", "retag", "recid"])
+def test_a_batch_answer_missing_or_unmatched_entry_leaves_every_order_unknown_never_a_guess(damage: str) -> None:
+    exchange, gw, reports, clock, _ = batch_setup()
+
+    def damaged(answer: dict) -> dict:
+        statuses = answer["batchStatus"]
+        if damage == "drop":
+            statuses.pop()
+        elif damage == "retag":
+            statuses[0]["order_tag"] = "99"
+        else:
+            statuses[0]["cliOrdId"] = statuses[1]["cliOrdId"]
+        return answer
+
+    exchange.batch_response = damaged
+    intents = entries(3)
+    gw.place_all(intents)
+    unknown = [r for r in reports if r.state is OrderState.UNKNOWN]
+    assert len(unknown) == 3 and all("batchorder" in r.detail for r in unknown)
+    clock.advance(WINDOW_S + 1)
+    gw.poll()  # the orders were placed: the search finds every one, nothing is re-sent
+    assert all(r.state is OrderState.FILLED for r in finals(reports).values()) and len(finals(reports)) == 3
+    assert exchange.calls.count("batchorder") == 1 and placed_once_each(exchange, intents)
+
+
+def test_a_batch_processed_after_its_processbefore_places_nothing_and_is_confirmed_rejected() -> None:
+    exchange, gw, reports, clock, _ = batch_setup()
+    exchange.before_create = lambda call: clock.advance(6)  # held past processBefore inside the exchange
+    gw.place_all(entries(2))
+    rejected = list(finals(reports).values())
+    assert [r.detail for r in rejected] == ["batchorder: wouldProcessAfterSpecifiedTime"] * 2
+    assert exchange.placed_orders() == [] and len(gw.watch) == 2  # confirmed from the history once no copy can run
+    exchange.before_create = None
+    clock.advance(WINDOW_S)
+    gw.poll()
+    assert gw.watch == {} and exchange.placed_orders() == []
+
+
+# --- SUBMITTED folded into the claim -------------------------------------------------------------
+
+def claimed(intents: list[OrderIntent], clock: TestClock, ahead_ms: int = 5_000) -> list[OrderIntent]:
+    """The intents as a claim that recorded their first send made them: sent_at now, processBefore ahead."""
+    return [i.model_copy(update={"sent_at": clock(), "process_before": clock() + ahead_ms + n})
+            for n, i in enumerate(intents)]
+
+
+def test_a_claimed_first_send_goes_with_the_claimed_processbefore_and_records_nothing() -> None:
+    exchange, gw, reports, clock, recorded = batch_setup()
+    [one] = claimed(entries(1), clock, ahead_ms=4_321)
+    clock.advance(1)
+    gw.place_all([one])
+    assert recorded == []  # the claim's transaction holds SUBMITTED already
+    assert exchange.create_calls[0]["processBefore"] == iso_ms(one.process_before)  # exactly the claimed one
+    submitted = [r for r in reports if r.state is OrderState.SUBMITTED]
+    assert len(submitted) == 1 and submitted[0].process_before == one.process_before  # the symbol is told
+    assert submitted[0].sent_at == one.sent_at and submitted[0].sends == 1
+    assert finals(reports)[one.client_order_id].state is OrderState.FILLED
+
+
+def test_claimed_first_sends_in_one_batch_carry_the_earliest_claimed_processbefore() -> None:
+    exchange, gw, reports, clock, recorded = batch_setup()
+    intents = claimed(entries(3), clock)
+    gw.place_all(intents)
+    assert recorded == [] and exchange.calls.count("batchorder") == 1
+    assert exchange.batch_calls[0]["ProcessBefore"] == iso_ms(min(i.process_before for i in intents))
+    assert len(finals(reports)) == 3
+
+
+def test_a_claimed_first_send_whose_processbefore_has_nearly_passed_is_not_sent() -> None:
+    exchange, gw, reports, clock, recorded = batch_setup()
+    late, fresh = claimed(entries(2), clock, ahead_ms=1_000)
+    late = late.model_copy(update={"process_before": clock() + 200})  # inside the 250 ms send margin
+    gw.place_all([late, fresh])
+    result = finals(reports)[late.client_order_id]
+    assert (result.state, result.reason) == (OrderState.REJECTED, Reason.NOT_PLACED.value)
+    assert "processBefore passed before the send" in result.detail
+    assert [c["cliOrdId"] for c in exchange.create_calls] == [fresh.client_order_id]  # only the other one left
+    assert recorded == [] and late.client_order_id not in gw.orders and late.client_order_id not in gw.watch
+
+
+def test_a_claimed_first_send_already_past_its_processbefore_sends_nothing_at_all() -> None:
+    exchange, gw, reports, clock, recorded = batch_setup()
+    [one] = claimed(entries(1), clock, ahead_ms=1_000)
+    clock.advance(2)
+    gw.place_all([one])
+    assert finals(reports)[one.client_order_id].reason == Reason.NOT_PLACED.value
+    assert "sendorder" not in exchange.calls and "batchorder" not in exchange.calls and recorded == []
+
+
+def test_a_re_send_of_a_claimed_intent_records_durably_first_with_a_fresh_processbefore() -> None:
+    exchange, gw, reports, clock, recorded = batch_setup()
+    [one] = claimed(entries(1), clock)
+    order: list[str] = []
+    exchange.before_create = lambda call: order.append(f"send {call['processBefore']}")
+    original = gw.record_sends
+    gw.record_sends = lambda updates: (order.append(f"record {updates[0].process_before}"), original(updates))[1]
+    fail = [ccxt.NetworkError("reset")]
+
+    def hook(call: dict) -> None:
+        order.append(f"send {call['processBefore']}")
+        if fail:
+            raise fail.pop()
+
+    exchange.before_create = hook
+    gw.place_all([one])
+    assert order == [f"send {iso_ms(one.process_before)}"] and recorded == []
+    clock.advance(WINDOW_S + 1)
+    gw.poll()  # proven absent: the re-send is recorded (sends 2, a new processBefore) before it leaves
+    fresh = clock() + 5_000
+    assert order[1:] == [f"record {fresh}", f"send {iso_ms(fresh)}"]
+    assert [[u.sends for u in batch] for batch in recorded] == [[2]]
+    assert finals(reports)[one.client_order_id].state is OrderState.FILLED and placed_once_each(exchange, [one])
+
+
+def test_an_intent_without_a_claimed_processbefore_records_its_send_as_before() -> None:
+    exchange, gw, reports, clock, recorded = batch_setup()
+    gw.place_all(entries(2))
+    assert [[(u.state, u.sends, u.process_before) for u in batch] for batch in recorded] == \
+        [[(OrderState.SUBMITTED, 1, clock() + 5_000)] * 2]
+
+
+def test_a_recovered_claimed_send_is_searched_after_its_window_not_sent_again() -> None:
+    exchange, gw, reports, clock, recorded = batch_setup()
+    [one] = claimed(entries(1), clock)
+    exchange.create_response = answer_lost(ccxt.RequestTimeout("timed out"))
+    gw.place_all([one])  # the process dies here; the database holds SUBMITTED from the claim
+    exchange.create_response = None
+    reports2: list[OrderUpdate] = []  # a new gateway after a restart, the same exchange
+    fresh = OrderGateway(exchange, report=reports2.append, clock=clock.seconds, exchange_clock=clock)
+    record = record_of(one, OrderState.SUBMITTED, sent_at=one.sent_at, process_before=one.process_before, sends=1)
+    assert fresh.reconcile(Reconcile(intents=(record,), reason="startup")).ok
+    fresh.poll()
+    assert not [r for r in reports2 if r.client_order_id == one.client_order_id and r.state.is_final]
+    clock.advance(WINDOW_S + 1)
+    fresh.poll()
+    done = [r for r in reports2 if r.client_order_id == one.client_order_id and r.state.is_final]
+    assert done and done[-1].state is OrderState.FILLED and len(exchange.create_calls) == 1
