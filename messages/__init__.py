@@ -55,6 +55,7 @@ from messages.reconciliation import (
 )
 from messages.records import (
     AbandonIntent,
+    ArchiveHistory,
     ClaimIntent,
     ClaimResult,
     ControlRecord,
@@ -75,6 +76,7 @@ from messages.signals import Signal, SignalKind
 
 __all__ = [
     "AbandonIntent",
+    "ArchiveHistory",
     "FindIntents",
     "RecordSends",
     "OrderBlocked",

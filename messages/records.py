@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from messages._base import Message
 from messages.events import Event
@@ -144,6 +144,18 @@ class PurgeIntents(Message):
     """Persistence command: delete final intents created before `before` (epoch ms)."""
 
     before: int
+
+
+class ArchiveHistory(Message):
+    """Persistence command (tell): move final orders, fills and events older than `before` to gzip files, then delete.
+
+    Nothing that is not final is touched (see Store.archive). Rows go to
+    `folder/<table>-<before>.jsonl.gz`, fsynced before they are deleted.
+    """
+
+    before: int  # epoch ms: rows older than this may go
+    folder: str  # where the archive files are written (created if missing)
+    tables: tuple[Literal["orders", "fills", "events"], ...] = ("orders", "fills", "events")
 
 
 class QueryEvents(Message):
