@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import peewee
 
-SCHEMA_VERSION = 2  # 2: intents keep limit_price, sent_at, process_before and sends
+SCHEMA_VERSION = 3  # 2: intents keep limit_price, sent_at, process_before and sends; 3: booked, fills_complete, PnL totals
 
 
 @dataclass(frozen=True)
@@ -19,11 +19,12 @@ class Models:
     Fill: type[peewee.Model]
     Event: type[peewee.Model]
     ControlState: type[peewee.Model]
+    PnlTotal: type[peewee.Model]
 
     @property
     def all(self) -> list[type[peewee.Model]]:
         """Every model, in creation order."""
-        return [self.SchemaInfo, self.Intent, self.Order, self.Fill, self.Event, self.ControlState]
+        return [self.SchemaInfo, self.Intent, self.Order, self.Fill, self.Event, self.ControlState, self.PnlTotal]
 
 
 def build_models(database: peewee.Database) -> Models:
@@ -67,6 +68,12 @@ def build_models(database: peewee.Database) -> Models:
         process_before = peewee.BigIntegerField(null=True)  # no copy of the order executes after this (exchange ms)
         sends = peewee.IntegerField(default=0)
         schema_v1 = peewee.BooleanField(default=False)  # stored by version 1, before sends recorded processBefore
+        booked = peewee.TextField(default="0")  # the amount of the fills stored for this intent's order
+        # True once the intent is final and its stored fills cover its filled amount: start-up looks only at False.
+        fills_complete = peewee.BooleanField(default=False, index=True)
+
+        class Meta:
+            indexes = ((("symbol", "created_at"), False),)  # the newest hashes of one symbol (recent_hashes)
 
     class Order(Base):
         """An order on the exchange: ours (with its intent) or EXTERNAL (placed outside the system)."""
@@ -120,4 +127,15 @@ def build_models(database: peewee.Database) -> Models:
         source = peewee.CharField(max_length=64, default="")
         updated_at = peewee.BigIntegerField()
 
-    return Models(SchemaInfo, Intent, Order, Fill, Event, ControlState)
+    class PnlTotal(Base):
+        """Running average-cost totals per symbol, kept by the writer with every fill it stores."""
+
+        symbol = peewee.CharField(primary_key=True, max_length=64)
+        position = peewee.TextField(default="0")  # signed contracts
+        entry = peewee.TextField(default="0")  # average entry price of the open position
+        realized = peewee.TextField(default="0")  # realized PnL, fees subtracted
+        fees = peewee.TextField(default="0")
+        fill_count = peewee.IntegerField(default=0)
+        updated_at = peewee.BigIntegerField(default=0)
+
+    return Models(SchemaInfo, Intent, Order, Fill, Event, ControlState, PnlTotal)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate
@@ -90,49 +96,338 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+_wrap_driver_errors = peewee.__exception_wrapper__  # turns DB-API errors into peewee's, as peewee does
+
+_MISSING = object()
+CACHE_LIMIT = 20_000  # final intents and orders kept in memory beyond the open ones (an optimisation only)
+RECENT_HASHES_LIMIT = 2_000
+ARCHIVE_TABLES = ("orders", "fills", "events")
+ARCHIVE_BATCH = 5_000
+
+_NOT_FINAL = tuple(s.value for s in OrderState if s not in FINAL_STATES)
+_FINAL = tuple(s.value for s in FINAL_STATES)
+
+
+@dataclass(frozen=True, slots=True)
+class _IntentRow:
+    """The columns of one intent row that the writer decides on (its cache entry; replaced, never mutated)."""
+
+    intent_hash: str
+    client_order_id: str
+    status: OrderState
+    filled: Decimal
+    exchange_order_id: str | None
+    reason: str | None
+    sent_at: int | None
+    process_before: int | None
+    sends: int
+    schema_v1: bool
+    booked: Decimal
+    fills_complete: bool
+    updated_at: int
+
+    def completed(self) -> _IntentRow:
+        """This row with fills_complete recomputed: final, and its stored fills cover what it filled."""
+        complete = self.status.is_final and self.booked >= self.filled
+        return self if complete == self.fills_complete else replace(self, fills_complete=complete)
+
+    def params(self) -> tuple[object, ...]:
+        """The parameters of the intent UPDATE statement."""
+        return (self.status.value, self.reason, self.exchange_order_id, str(self.filled), self.updated_at,
+                self.sent_at, self.process_before, self.sends, self.schema_v1, str(self.booked),
+                self.fills_complete, self.intent_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class _OrderRow:
+    """The columns of one order row that the writer decides on."""
+
+    id: int
+    client_order_id: str | None
+    exchange_order_id: str | None
+    state: OrderState
+    filled: Decimal
+    reason: str | None
+    detail: str
+    amount: str | None
+    average_price: str | None
+    updated_at: int
+
+    def params(self) -> tuple[object, ...]:
+        """The parameters of the order UPDATE statement."""
+        return (self.state.value, self.reason, self.detail, str(self.filled), self.updated_at, self.average_price,
+                self.amount, self.exchange_order_id, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Totals:
+    """A symbol's running average-cost book (the pnl_total row)."""
+
+    position: Decimal = Decimal(0)
+    entry: Decimal = Decimal(0)
+    realized: Decimal = Decimal(0)  # fees subtracted
+    fees: Decimal = Decimal(0)
+    fill_count: int = 0
+
+    def add(self, side: str, amount: Decimal, price: Decimal, fee: Decimal) -> _Totals:
+        """The book after one fill: the same steps, in the same order, as the full scan it replaces."""
+        position, entry = self.position, self.entry
+        pnl = self.realized - fee
+        signed = amount if side == "buy" else -amount
+        if amount == 0:
+            pass  # nothing traded (a fee-only report): the full scan divided by zero here
+        elif position == 0 or (position > 0) == (signed > 0):
+            total = abs(position) + amount
+            entry = (entry * abs(position) + price * amount) / total
+            position += signed
+        else:
+            closing = min(abs(position), amount)
+            pnl += closing * (price - entry) * (1 if position > 0 else -1)
+            position += signed
+            if position != 0 and (position > 0) == (signed > 0):
+                entry = price  # reversed through zero: the rest opens at this price
+        return _Totals(position, entry if position != 0 else Decimal(0), pnl, self.fees + fee, self.fill_count + 1)
+
+
+@dataclass
+class _Batch:
+    """What one apply_batch writes at its end (rows decided in memory, written with executemany)."""
+
+    intents: dict[str, None] = field(default_factory=dict)  # intent hashes to UPDATE, in first-touch order
+    orders: dict[int, None] = field(default_factory=dict)  # order row ids to UPDATE
+    totals: dict[str, None] = field(default_factory=dict)  # symbols whose pnl_total row to upsert
+    events: list[Event] = field(default_factory=list)
+
+
+_INTENT_INSERT_COLUMNS = (
+    *IntentRecord.INTENT_FIELDS, "status", "filled", "exchange_order_id", "reason", "updated_at", "sent_at",
+    "process_before", "sends", "schema_v1", "booked", "fills_complete",
+)
+_INTENT_STATE_COLUMNS = ("intent_hash", "client_order_id", "status", "filled", "exchange_order_id", "reason",
+                         "sent_at", "process_before", "sends", "schema_v1", "booked", "fills_complete", "updated_at")
+_ORDER_STATE_COLUMNS = ("id", "client_order_id", "exchange_order_id", "state", "filled", "reason", "detail",
+                        "amount", "average_price", "updated_at")
+
+
+def _columns(names: Iterable[str]) -> str:
+    return ", ".join(f'"{name}"' for name in names)
+
+
+class _Sql:
+    """The hot path's fixed statements, in the database's parameter style.
+
+    The write path bypasses peewee's query builder: peewee rebuilds every statement's SQL on every
+    call (tens of Context.sql calls per column), which cost the single writer ~5 ms per intent;
+    these strings are built once, and sqlite3 / psycopg2 keep them prepared.
+    """
+
+    def __init__(self, database: peewee.Database) -> None:
+        p = database.param
+        self.postgres = isinstance(database, peewee.PostgresqlDatabase)
+
+        def marks(count: int) -> str:
+            return ", ".join([p] * count)
+
+        self.claim = (f'INSERT INTO "intent" ({_columns(_INTENT_INSERT_COLUMNS)}) '
+                      f"VALUES ({marks(len(_INTENT_INSERT_COLUMNS))}) ON CONFLICT DO NOTHING")
+        self.claim_existing = (f'SELECT "status" FROM "intent" WHERE "intent_hash" = {p} OR "client_order_id" = {p} '
+                               "LIMIT 1")
+        self.intent_by_hash = f'SELECT {_columns(_INTENT_STATE_COLUMNS)} FROM "intent" WHERE "intent_hash" = {p}'
+        self.intent_by_cid = f'SELECT {_columns(_INTENT_STATE_COLUMNS)} FROM "intent" WHERE "client_order_id" = {p}'
+        self.intent_update = (
+            f'UPDATE "intent" SET "status" = {p}, "reason" = {p}, "exchange_order_id" = {p}, "filled" = {p}, '
+            f'"updated_at" = {p}, "sent_at" = {p}, "process_before" = {p}, "sends" = {p}, "schema_v1" = {p}, '
+            f'"booked" = {p}, "fills_complete" = {p} WHERE "intent_hash" = {p}'
+        )
+        order_insert = ("client_order_id", "exchange_order_id", "intent_hash", "origin", "symbol", "side",
+                        "reduce_only", "amount", "filled", "average_price", "state", "reason", "detail",
+                        "created_at", "updated_at")
+        self.order_insert = (f'INSERT INTO "order" ({_columns(order_insert)}) VALUES ({marks(len(order_insert))}) '
+                             'ON CONFLICT ("exchange_order_id") DO NOTHING' + (' RETURNING "id"' if self.postgres
+                                                                               else ""))
+        self.order_by_cid = (f'SELECT {_columns(_ORDER_STATE_COLUMNS)} FROM "order" WHERE "client_order_id" = {p} '
+                             'ORDER BY "id" LIMIT 1')
+        self.order_by_xid = f'SELECT {_columns(_ORDER_STATE_COLUMNS)} FROM "order" WHERE "exchange_order_id" = {p}'
+        self.order_update = (
+            f'UPDATE "order" SET "state" = {p}, "reason" = {p}, "detail" = {p}, "filled" = {p}, "updated_at" = {p}, '
+            f'"average_price" = {p}, "amount" = {p}, "exchange_order_id" = {p} WHERE "id" = {p}'
+        )
+        fill = ("fill_id", "symbol", "side", "amount", "price", "fee", "exchange_order_id", "client_order_id", "time")
+        self.fill_insert = (f'INSERT INTO "fill" ({_columns(fill)}) VALUES ({marks(len(fill))}) '
+                            'ON CONFLICT ("fill_id") DO NOTHING')
+        event = ("time", "kind", "symbol", "reason", "intent_hash", "detail")
+        self.event_insert = f'INSERT INTO "event" ({_columns(event)}) VALUES ({marks(len(event))})'
+        totals = ("symbol", "position", "entry", "realized", "fees", "fill_count", "updated_at")
+        self.totals_upsert = (
+            f'INSERT INTO "pnl_total" ({_columns(totals)}) VALUES ({marks(len(totals))}) '
+            'ON CONFLICT ("symbol") DO UPDATE SET '
+            + ", ".join(f'"{c}" = excluded."{c}"' for c in totals[1:])
+        )
+
+    def many(self, cursor: Any, sql: str, rows: list[tuple[object, ...]]) -> None:
+        """Run one statement for many rows (psycopg2's executemany is a loop of round trips: page them)."""
+        if not rows:
+            return
+        if self.postgres:
+            from psycopg2.extras import execute_batch
+
+            execute_batch(cursor, sql, rows, page_size=500)
+        else:
+            cursor.executemany(sql, rows)
+
+
+def _intent_from(row: Sequence[Any]) -> _IntentRow:
+    (h, cid, status, filled, xid, reason, sent_at, process_before, sends, schema_v1, booked, complete,
+     updated_at) = row
+    return _IntentRow(h, cid, OrderState(status), Decimal(filled or "0"), xid, reason, sent_at, process_before,
+                      sends or 0, bool(schema_v1), Decimal(booked or "0"), bool(complete), updated_at)
+
+
+def _order_from(row: Sequence[Any]) -> _OrderRow:
+    oid, cid, xid, state, filled, reason, detail, amount, average_price, updated_at = row
+    return _OrderRow(oid, cid, xid, OrderState(state), Decimal(filled or "0"), reason, detail or "", amount,
+                     average_price, updated_at)
+
+
+def _event_params(e: Event) -> tuple[object, ...]:
+    return (e.time, e.kind.value, e.symbol, e.reason.value if e.reason else None, e.intent_hash, e.detail)
+
+
+def _append_fsynced(path: Path, data: bytes) -> None:
+    """Append one complete gzip member to `path` and fsync it (and, when it is new, its folder)."""
+    new = not path.exists()
+    with open(path, "ab") as handle:
+        handle.write(gzip.compress(data))
+        handle.flush()
+        os.fsync(handle.fileno())
+    if new:
+        descriptor = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 class Store:
-    """Reads and writes intents, orders, fills, events and control state (use from one thread)."""
+    """Reads and writes intents, orders, fills, events and control state (use from one thread).
 
-    def __init__(self, database: peewee.Database) -> None:
+    The store is the database's only writer, so it keeps in memory the state of the intents and
+    orders it writes (every unfinished one it has touched, a bounded number of finished ones) and the
+    PnL totals: it decides transitions without reading, and a cache miss costs one indexed SELECT.
+    """
+
+    def __init__(self, database: peewee.Database, *, cache_limit: int = CACHE_LIMIT) -> None:
         self.database = database
         self.models: Models = build_models(database)
+        self._sql = _Sql(database)
+        self._cache_limit = cache_limit
+        self._trim_at = (cache_limit, cache_limit)  # sizes of the intent and order caches that start a trim
+        self._intents: dict[str, _IntentRow] = {}  # hash -> row: every intent touched since open (bounded)
+        self._intent_by_cid: dict[str, str] = {}  # client order id -> hash, for the rows in _intents
+        self._foreign_cids: dict[str, None] = {}  # client order ids known to have no intent (external orders)
+        self._orders: dict[int, _OrderRow] = {}  # row id -> order row
+        self._order_by_cid: dict[str, int] = {}
+        self._order_by_xid: dict[str, int] = {}
+        self._no_order: dict[str, None] = {}  # client order ids claimed here that have no order row yet
+        self._totals: dict[str, _Totals] = {}
+        self._undo: list[tuple[dict[Any, Any], Any, Any]] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
     def open(self) -> None:
         """Connect and create the schema on first use; refuse a schema newer than this code."""
         self.database.connect(reuse_if_open=True)
+        self._forget()
         with self.database.atomic():
-            self.database.create_tables(self.models.all, safe=True)
             info = self.models.SchemaInfo
-            row = info.get_or_none(info.key == "version")
-            if row is None:
-                info.create(key="version", value=str(SCHEMA_VERSION))
-            elif int(row.value) > SCHEMA_VERSION:
+            version: int | None = None
+            if self.database.table_exists(info._meta.table_name):
+                row = info.get_or_none(info.key == "version")
+                version = int(row.value) if row is not None else None
+            if version is not None and version > SCHEMA_VERSION:
                 raise SchemaVersionError(
-                    f"the database has schema version {row.value}, newer than this program's "
+                    f"the database has schema version {version}, newer than this program's "
                     f"{SCHEMA_VERSION}: upgrade the program or point database.url elsewhere"
                 )
-            elif int(row.value) < SCHEMA_VERSION:
-                self._migrate(int(row.value))
+            if version is not None and version < SCHEMA_VERSION:
+                self._add_columns()  # before create_tables: it creates the indexes on the new columns
+            self.database.create_tables(self.models.all, safe=True)
+            if version is None:
+                info.create(key="version", value=str(SCHEMA_VERSION))
+            elif version < SCHEMA_VERSION:
+                self._migrate(version)
                 info.update(value=str(SCHEMA_VERSION)).where(info.key == "version").execute()
+        self._load_totals()
+
+    def _add_columns(self) -> None:
+        """Add the intent columns that versions 1 and 2 lacked."""
+        Intent = self.models.Intent
+        have = {column.name for column in self.database.get_columns(Intent._meta.table_name)}
+        migrator = SchemaMigrator.from_database(self.database)
+        added = [
+            migrator.add_column(Intent._meta.table_name, name, getattr(Intent, name))
+            for name in ("limit_price", "sent_at", "process_before", "sends", "schema_v1", "booked", "fills_complete")
+            if name not in have
+        ]
+        if added:
+            migrate(*added)
 
     def _migrate(self, version: int) -> None:
-        """Bring a database written by an older version up to SCHEMA_VERSION (inside open's transaction)."""
+        """Bring the data of an older version up to SCHEMA_VERSION (inside open's transaction)."""
+        Intent = self.models.Intent
         if version < 2:
-            Intent = self.models.Intent
-            have = {column.name for column in self.database.get_columns(Intent._meta.table_name)}
-            migrator = SchemaMigrator.from_database(self.database)
-            added = [
-                migrator.add_column(Intent._meta.table_name, name, getattr(Intent, name))
-                for name in ("limit_price", "sent_at", "process_before", "sends", "schema_v1")
-                if name not in have
-            ]
-            migrate(*added)
             # Unfinished intents of version 1 were sent without processBefore: their window is unknown.
-            Intent.update(schema_v1=True).where(Intent.status.not_in([s.value for s in FINAL_STATES])).execute()
+            Intent.update(schema_v1=True).where(Intent.status.not_in(list(_FINAL))).execute()
+        if version < 3:
+            self._build_booked_and_totals()
+
+    def _build_booked_and_totals(self) -> None:
+        """Version 3: each intent's booked amount and fills_complete flag, and the PnL totals, from every fill once."""
+        Intent = self.models.Intent
+        cursor = self.database.execute_sql(
+            'SELECT "client_order_id", "symbol", "side", "amount", "price", "fee" FROM "fill" ORDER BY "time", "id"')
+        booked: dict[str, Decimal] = {}
+        totals: dict[str, _Totals] = {}
+        for cid, symbol, side, amount, price, fee in cursor:
+            amount = Decimal(amount)
+            if cid is not None:
+                booked[cid] = booked.get(cid, Decimal(0)) + amount
+            totals[symbol] = totals.get(symbol, _Totals()).add(side, amount, Decimal(price), Decimal(fee or "0"))
+        p = self.database.param
+        self.database.execute_sql(f'UPDATE "intent" SET "booked" = {p}, "fills_complete" = {p}', ("0", False))
+        with _wrap_driver_errors:
+            raw = self.database.cursor()
+            rows = [(str(amount), cid) for cid, amount in booked.items()]
+            self._sql.many(raw, f'UPDATE "intent" SET "booked" = {p} WHERE "client_order_id" = {p}', rows)
+        # Final intents whose fills cover what they filled: decided in Python (amounts are decimal strings).
+        complete: list[tuple[object, ...]] = []
+        query = Intent.select(Intent.id, Intent.filled, Intent.booked).where(Intent.status.in_(list(_FINAL)))
+        for row in query.tuples().iterator():
+            if Decimal(row[2] or "0") >= Decimal(row[1] or "0"):
+                complete.append((True, row[0]))
+        with _wrap_driver_errors:
+            self._sql.many(self.database.cursor(), f'UPDATE "intent" SET "fills_complete" = {p} WHERE "id" = {p}',
+                           complete)
+        now = now_ms()
+        with _wrap_driver_errors:
+            self._sql.many(self.database.cursor(), self._sql.totals_upsert, [
+                (symbol, str(t.position), str(t.entry), str(t.realized), str(t.fees), t.fill_count, now)
+                for symbol, t in totals.items()
+            ])
+
+    def _load_totals(self) -> None:
+        T = self.models.PnlTotal
+        self._totals = {
+            row.symbol: _Totals(Decimal(row.position), Decimal(row.entry), Decimal(row.realized), Decimal(row.fees),
+                                row.fill_count)
+            for row in T.select()
+        }
+
+    def _forget(self) -> None:
+        """Drop every cached row (the database may have been written by someone else since)."""
+        for cache in (self._intents, self._intent_by_cid, self._foreign_cids, self._orders, self._order_by_cid,
+                      self._order_by_xid, self._no_order):
+            cache.clear()
 
     def close(self) -> None:
         """Close this thread's connection."""
@@ -151,19 +446,30 @@ class Store:
         assert result is not None
         return result
 
-    def _claim(self, claim: ClaimIntent) -> ClaimResult:
+    def _claim(self, cursor: Any, claim: ClaimIntent, now: int) -> ClaimResult:
+        """Insert one intent; a duplicate (hash or client order id) inserts nothing and undoes nothing else."""
         intent = claim.intent
-        Intent = self.models.Intent
-        try:
-            with self.database.atomic():  # a savepoint: a duplicate undoes only itself
-                Intent.insert(
-                    **intent_row(intent), status=OrderState.INITIALIZED.value, updated_at=now_ms()
-                ).execute()
-        except peewee.IntegrityError:
-            existing = Intent.get_or_none(
-                (Intent.intent_hash == intent.intent_hash) | (Intent.client_order_id == intent.client_order_id)
-            )
-            return ClaimResult(claimed=False, existing_state=OrderState(existing.status) if existing else None)
+        known = self._intents.get(intent.intent_hash)
+        if known is None and intent.client_order_id in self._intent_by_cid:
+            known = self._intents.get(self._intent_by_cid[intent.client_order_id])
+        if known is not None:
+            return ClaimResult(claimed=False, existing_state=known.status)
+        row = intent_row(intent)
+        if intent.process_before is not None:  # the first send is recorded by the claim itself
+            status, sent_at, process_before, sends = (OrderState.SUBMITTED, intent.sent_at if intent.sent_at
+                                                      is not None else now, intent.process_before, 1)
+        else:
+            status, sent_at, process_before, sends = OrderState.INITIALIZED, None, None, 0
+        params = (*(row[name] for name in IntentRecord.INTENT_FIELDS), status.value, "0", None, None, now, sent_at,
+                  process_before, sends, False, "0", False)
+        cursor.execute(self._sql.claim, params)
+        if cursor.rowcount != 1:
+            cursor.execute(self._sql.claim_existing, (intent.intent_hash, intent.client_order_id))
+            existing = cursor.fetchone()
+            return ClaimResult(claimed=False, existing_state=OrderState(existing[0]) if existing else None)
+        self._put_intent(_IntentRow(intent.intent_hash, intent.client_order_id, status, Decimal(0), None, None,
+                                    sent_at, process_before, sends, False, Decimal(0), False, now))
+        self._put(self._no_order, intent.client_order_id, None)
         return ClaimResult(claimed=True)
 
     def intent(self, intent_hash: str) -> IntentRecord | None:
@@ -172,19 +478,24 @@ class Store:
         return self._records([row])[0] if row else None
 
     def open_intents(self, symbol: str | None = None) -> list[IntentRecord]:
-        """Intents whose order is not final, oldest first."""
+        """Intents whose order is not final, oldest first (an indexed read of the few unfinished rows)."""
         Intent = self.models.Intent
-        query = Intent.select().where(Intent.status.not_in([s.value for s in FINAL_STATES]))
-        if symbol is not None:
-            query = query.where(Intent.symbol == symbol)
-        return self._records(list(query.order_by(Intent.created_at, Intent.id)))
+        query = Intent.select().where(Intent.status.in_(list(_NOT_FINAL)))
+        rows = list(query.order_by(Intent.created_at, Intent.id))
+        if symbol is not None:  # filtered here: the status index finds the few open rows, a symbol has many
+            rows = [row for row in rows if row.symbol == symbol]
+        return self._records(rows)
 
     def unbooked_intents(self, since: int) -> list[IntentRecord]:
-        """Final intents updated at or after `since` whose stored fills add up to less than their filled amount."""
+        """Final intents updated at or after `since` whose stored fills add up to less than their filled amount.
+
+        An indexed read: fills_complete is False only for unfinished intents and for these.
+        """
         Intent = self.models.Intent
         query = (Intent.select()
-                 .where(Intent.status.in_([OrderState.FILLED.value, OrderState.CANCELED.value])
-                        & (Intent.updated_at >= since) & (Intent.filled != "0"))
+                 .where((Intent.fills_complete == False)
+                        & Intent.status.in_([OrderState.FILLED.value, OrderState.CANCELED.value])
+                        & (Intent.updated_at >= since))
                  .order_by(Intent.created_at, Intent.id))
         return [r for r in self._records(list(query)) if r.fills_booked < r.filled]
 
@@ -202,7 +513,8 @@ class Store:
         Intent = self.models.Intent
         with _writing(self.database, f"abandoned intent {intent_hash[:12]}"):
             changed = (
-                Intent.update(status=OrderState.REJECTED.value, reason=Reason.NOT_PLACED.value, updated_at=now_ms())
+                Intent.update(status=OrderState.REJECTED.value, reason=Reason.NOT_PLACED.value, updated_at=now_ms(),
+                              fills_complete=True)
                 .where((Intent.intent_hash == intent_hash) & (Intent.status == OrderState.INITIALIZED.value)
                        & Intent.sent_at.is_null())
                 .execute()
@@ -210,144 +522,267 @@ class Store:
             if changed:
                 self._insert_events([Event(kind=EventKind.ORDER_UPDATE, reason=Reason.NOT_PLACED,
                                            intent_hash=intent_hash, detail=f"REJECTED never sent: {detail}")])
+        if changed:
+            self._drop_intent(intent_hash)
         return bool(changed)
 
-    def recent_hashes(self, symbol: str, since: int) -> frozenset[str]:
-        """Hashes of intents for `symbol` created at or after `since` (epoch ms)."""
+    def recent_hashes(self, symbol: str, since: int, limit: int = RECENT_HASHES_LIMIT) -> frozenset[str]:
+        """The newest `limit` hashes of intents for `symbol` created at or after `since` (epoch ms).
+
+        A cache for the symbol actor: the unique hash at claim is the authority, so a bounded set is enough.
+        """
         Intent = self.models.Intent
-        query = Intent.select(Intent.intent_hash).where((Intent.symbol == symbol) & (Intent.created_at >= since))
-        return frozenset(row.intent_hash for row in query)
+        query = (Intent.select(Intent.intent_hash)
+                 .where((Intent.symbol == symbol) & (Intent.created_at >= since))
+                 .order_by(Intent.created_at.desc())
+                 .limit(limit))
+        return frozenset(row[0] for row in query.tuples())
 
     def purge_intents(self, before: int) -> int:
         """Delete final intents created before `before`; unfinished ones are kept whatever their age."""
         Intent = self.models.Intent
-        return (
+        removed = (
             Intent.delete()
-            .where((Intent.created_at < before) & (Intent.status.in_([s.value for s in FINAL_STATES])))
+            .where((Intent.created_at < before) & (Intent.status.in_(list(_FINAL))))
             .execute()
         )
+        if removed:
+            for h in [h for h, row in self._intents.items() if row.status.is_final]:
+                self._drop_intent(h)
+        return removed
 
     # --- batched writes --------------------------------------------------------------------
 
     def apply_batch(self, items: Sequence[Event | OrderUpdate | ClaimIntent | RecordSends]
                     ) -> list[ClaimResult | None]:
-        """Write claims, order updates and events in one transaction (one commit, one fsync), in order.
+        """Write claims, order updates, fills and events in one transaction (one commit, one fsync), in order.
 
         Returns, for each item, its ClaimResult (claims) or None. Raises StorageError if the
         transaction fails: then nothing of the batch was stored and no claim succeeded.
+        Claims and fills are inserted as they come (each answer needs its row count); the intent and
+        order rows they change are decided in memory and written once each at the end.
         """
         results: list[ClaimResult | None] = []
         if not items:
             return results
-        with _writing(self.database, f"{len(items)} records"):
-            events = []
-            for item in items:
-                if isinstance(item, ClaimIntent):
-                    result = self._claim(item)
-                    results.append(result)
-                    if result.claimed and item.event is not None:
-                        events.append(item.event)
-                    continue
-                results.append(None)
-                if isinstance(item, RecordSends):
-                    for update in item.updates:
-                        self._apply_order_update(update)
-                        events.append(_order_event(update))
-                elif isinstance(item, OrderUpdate):
-                    self._apply_order_update(item)
-                    events.append(_order_event(item))
-                else:
-                    events.append(item)
-            self._insert_events(events)
+        batch = _Batch()
+        self._undo = []
+        try:
+            with _writing(self.database, f"{len(items)} records"), _wrap_driver_errors:
+                cursor = self.database.cursor()
+                now = now_ms()
+                for item in items:
+                    if isinstance(item, ClaimIntent):
+                        result = self._claim(cursor, item, now)
+                        results.append(result)
+                        if result.claimed and item.event is not None:
+                            batch.events.append(item.event)
+                        continue
+                    results.append(None)
+                    if isinstance(item, RecordSends):
+                        for update in item.updates:
+                            self._apply_order_update(cursor, update, now, batch)
+                            batch.events.append(_order_event(update))
+                    elif isinstance(item, OrderUpdate):
+                        self._apply_order_update(cursor, item, now, batch)
+                        batch.events.append(_order_event(item))
+                    else:
+                        batch.events.append(item)
+                self._write_batch(cursor, batch, now)
+        except BaseException:
+            self._rollback_cache()
+            raise
+        finally:
+            self._undo = None
+        self._trim_cache()
         return results
 
-    def _insert_events(self, events: Iterable[Event]) -> None:
-        rows = [
-            {
-                "time": e.time,
-                "kind": e.kind.value,
-                "symbol": e.symbol,
-                "reason": e.reason.value if e.reason else None,
-                "intent_hash": e.intent_hash,
-                "detail": e.detail,
-            }
-            for e in events
-        ]
-        for start in range(0, len(rows), 500):
-            self.models.Event.insert_many(rows[start : start + 500]).execute()
+    def _write_batch(self, cursor: Any, batch: _Batch, now: int) -> None:
+        sql = self._sql
+        sql.many(cursor, sql.intent_update, [self._intents[h].params() for h in batch.intents])
+        sql.many(cursor, sql.order_update, [self._orders[oid].params() for oid in batch.orders])
+        sql.many(cursor, sql.totals_upsert, [
+            (symbol, str(t.position), str(t.entry), str(t.realized), str(t.fees), t.fill_count, now)
+            for symbol, t in ((symbol, self._totals[symbol]) for symbol in batch.totals)
+        ])
+        sql.many(cursor, sql.event_insert, [_event_params(e) for e in batch.events])
 
-    def _apply_order_update(self, update: OrderUpdate) -> None:
-        m = self.models
-        now = now_ms()
-        if update.intent_hash is not None:
-            row = m.Intent.get_or_none(m.Intent.intent_hash == update.intent_hash)
-            if row is not None and is_advance(OrderState(row.status), update.state,
-                                              filled_before=Decimal(row.filled or "0"), filled_after=update.filled):
-                fields: dict[str, object] = {
-                    "status": update.state.value,
-                    "reason": update.reason,
-                    "exchange_order_id": update.exchange_order_id or row.exchange_order_id,
-                    "filled": str(update.filled),
-                    "updated_at": now,
-                }
-                if update.sent_at is not None:
-                    fields.update(sent_at=update.sent_at, process_before=update.process_before, schema_v1=False)
-                if update.sends is not None:
-                    fields["sends"] = update.sends
-                m.Intent.update(**fields).where(m.Intent.id == row.id).execute()
-        self._upsert_order(update, now)
-        if update.fills:
-            m.Fill.insert_many(
-                [
-                    {
-                        "fill_id": f.fill_id,
-                        "symbol": f.symbol,
-                        "side": f.side.value,
-                        "amount": str(f.amount),
-                        "price": str(f.price),
-                        "fee": str(f.fee),
-                        "exchange_order_id": f.exchange_order_id or update.exchange_order_id,
-                        "client_order_id": f.client_order_id or update.client_order_id,
-                        "time": f.time,
-                    }
-                    for f in update.fills
-                ]
-            ).on_conflict_ignore().execute()
+    def _apply_order_update(self, cursor: Any, update: OrderUpdate, now: int, batch: _Batch) -> None:
+        intent = self._intent_for_hash(cursor, update.intent_hash) if update.intent_hash is not None else None
+        if intent is not None and is_advance(intent.status, update.state, filled_before=intent.filled,
+                                             filled_after=update.filled):
+            intent = replace(intent, status=update.state, reason=update.reason,
+                             exchange_order_id=update.exchange_order_id or intent.exchange_order_id,
+                             filled=update.filled, updated_at=now)
+            if update.sent_at is not None:
+                intent = replace(intent, sent_at=update.sent_at, process_before=update.process_before,
+                                 schema_v1=False)
+            if update.sends is not None:
+                intent = replace(intent, sends=update.sends)
+            self._put_intent(intent.completed())
+            batch.intents[intent.intent_hash] = None
+        self._upsert_order(cursor, update, now, batch)
+        for f in update.fills:
+            cid = f.client_order_id or update.client_order_id
+            cursor.execute(self._sql.fill_insert, (
+                f.fill_id, f.symbol, f.side.value, str(f.amount), str(f.price), str(f.fee),
+                f.exchange_order_id or update.exchange_order_id, cid, f.time))
+            if cursor.rowcount != 1:
+                continue  # stored before: counted then, never twice
+            totals = self._totals.get(f.symbol, _Totals()).add(f.side.value, f.amount, f.price, f.fee)
+            self._put(self._totals, f.symbol, totals)
+            batch.totals[f.symbol] = None
+            if cid is None:
+                continue
+            booked = (self._intents.get(update.intent_hash) if update.intent_hash is not None
+                      and cid == update.client_order_id else None) or self._intent_for_cid(cursor, cid)
+            if booked is not None:
+                self._put_intent(replace(booked, booked=booked.booked + f.amount).completed())
+                batch.intents[booked.intent_hash] = None
 
-    def _upsert_order(self, update: OrderUpdate, now: int) -> None:
-        Order = self.models.Order
-        row = None
-        if update.client_order_id:
-            row = Order.get_or_none(Order.client_order_id == update.client_order_id)
-        if row is None and update.exchange_order_id:
-            row = Order.get_or_none(Order.exchange_order_id == update.exchange_order_id)
-        fields = {
-            "state": update.state.value,
-            "reason": update.reason,
-            "detail": update.detail,
-            "filled": str(update.filled),
-            "updated_at": now,
-        }
-        if update.average_price is not None:
-            fields["average_price"] = str(update.average_price)
-        if update.amount is not None:
-            fields["amount"] = str(update.amount)
-        if update.exchange_order_id:
-            fields["exchange_order_id"] = update.exchange_order_id
+    def _upsert_order(self, cursor: Any, update: OrderUpdate, now: int, batch: _Batch) -> None:
+        row = self._order_for(cursor, update)
         if row is None:
-            Order.insert(
-                client_order_id=update.client_order_id,
-                intent_hash=update.intent_hash,
-                origin="OURS" if update.intent_hash else "EXTERNAL",
-                symbol=update.symbol,
-                side=update.side.value,
-                reduce_only=update.reduce_only,
-                created_at=now,
-                **fields,
-            ).execute()
-        elif is_advance(OrderState(row.state), update.state, filled_before=Decimal(row.filled or "0"),
-                        filled_after=update.filled):
-            Order.update(**fields).where(Order.id == row.id).execute()
+            amount = str(update.amount) if update.amount is not None else None
+            average = str(update.average_price) if update.average_price is not None else None
+            cursor.execute(self._sql.order_insert, (
+                update.client_order_id, update.exchange_order_id, update.intent_hash,
+                "OURS" if update.intent_hash else "EXTERNAL", update.symbol, update.side.value, update.reduce_only,
+                amount, str(update.filled), average, update.state.value, update.reason, update.detail, now, now))
+            if cursor.rowcount == 1:
+                oid = cursor.fetchone()[0] if self._sql.postgres else cursor.lastrowid
+                self._put_order(_OrderRow(oid, update.client_order_id, update.exchange_order_id, update.state,
+                                          update.filled, update.reason, update.detail, amount, average, now))
+                return
+            # Another row holds this exchange order id (an order first recorded without our client order id).
+            cursor.execute(self._sql.order_by_xid, (update.exchange_order_id,))
+            found = cursor.fetchone()
+            if found is None:
+                raise StorageError(f"order {update.exchange_order_id} was neither inserted nor found")
+            row = _order_from(found)
+            self._put_order(row)
+        if not is_advance(row.state, update.state, filled_before=row.filled, filled_after=update.filled):
+            return
+        row = replace(
+            row, state=update.state, reason=update.reason, detail=update.detail, filled=update.filled, updated_at=now,
+            average_price=str(update.average_price) if update.average_price is not None else row.average_price,
+            amount=str(update.amount) if update.amount is not None else row.amount,
+            exchange_order_id=update.exchange_order_id or row.exchange_order_id,
+        )
+        self._put_order(row)
+        batch.orders[row.id] = None
+
+    # --- the writer's cache ----------------------------------------------------------------
+
+    def _put(self, cache: dict[Any, Any], key: Any, value: Any) -> None:
+        """Set a cache entry, remembering the old one while a batch may still roll back."""
+        if self._undo is not None:
+            self._undo.append((cache, key, cache.get(key, _MISSING)))
+        cache[key] = value
+
+    def _pop(self, cache: dict[Any, Any], key: Any) -> None:
+        if key in cache:
+            if self._undo is not None:
+                self._undo.append((cache, key, cache[key]))
+            del cache[key]
+
+    def _rollback_cache(self) -> None:
+        """The transaction failed: put back every entry the batch changed, newest change first."""
+        for cache, key, old in reversed(self._undo or []):
+            if old is _MISSING:
+                cache.pop(key, None)
+            else:
+                cache[key] = old
+
+    def _put_intent(self, row: _IntentRow) -> None:
+        self._put(self._intents, row.intent_hash, row)
+        if self._intent_by_cid.get(row.client_order_id) != row.intent_hash:
+            self._put(self._intent_by_cid, row.client_order_id, row.intent_hash)
+
+    def _drop_intent(self, intent_hash: str) -> None:
+        row = self._intents.pop(intent_hash, None)
+        if row is not None and self._intent_by_cid.get(row.client_order_id) == intent_hash:
+            del self._intent_by_cid[row.client_order_id]
+
+    def _put_order(self, row: _OrderRow) -> None:
+        self._put(self._orders, row.id, row)
+        if row.client_order_id is not None:
+            self._pop(self._no_order, row.client_order_id)
+            if row.client_order_id not in self._order_by_cid:
+                self._put(self._order_by_cid, row.client_order_id, row.id)
+        if row.exchange_order_id is not None and self._order_by_xid.get(row.exchange_order_id) != row.id:
+            self._put(self._order_by_xid, row.exchange_order_id, row.id)
+
+    def _intent_for_hash(self, cursor: Any, intent_hash: str) -> _IntentRow | None:
+        row = self._intents.get(intent_hash)
+        if row is None:
+            cursor.execute(self._sql.intent_by_hash, (intent_hash,))
+            found = cursor.fetchone()
+            if found is not None:
+                row = _intent_from(found)
+                self._put_intent(row)
+        return row
+
+    def _intent_for_cid(self, cursor: Any, client_order_id: str) -> _IntentRow | None:
+        known = self._intent_by_cid.get(client_order_id)
+        if known is not None:
+            return self._intents[known]
+        if client_order_id in self._foreign_cids:
+            return None
+        cursor.execute(self._sql.intent_by_cid, (client_order_id,))
+        found = cursor.fetchone()
+        if found is None:
+            self._foreign_cids[client_order_id] = None  # true whatever the batch does: it holds no such claim
+            return None
+        row = _intent_from(found)
+        self._put_intent(row)
+        return row
+
+    def _order_for(self, cursor: Any, update: OrderUpdate) -> _OrderRow | None:
+        """The order row an update is about: by client order id first, then by exchange order id."""
+        cid, xid = update.client_order_id, update.exchange_order_id
+        if cid:
+            oid = self._order_by_cid.get(cid)
+            if oid is not None:
+                return self._orders[oid]
+            if cid in self._no_order:
+                return None  # claimed here, no order row yet: insert (an exchange id taken elsewhere is caught)
+            cursor.execute(self._sql.order_by_cid, (cid,))
+            found = cursor.fetchone()
+            if found is not None:
+                row = _order_from(found)
+                self._put_order(row)
+                return row
+        if xid:
+            oid = self._order_by_xid.get(xid)
+            if oid is not None:
+                return self._orders[oid]
+            cursor.execute(self._sql.order_by_xid, (xid,))
+            found = cursor.fetchone()
+            if found is not None:
+                row = _order_from(found)
+                self._put_order(row)
+                return row
+        return None
+
+    def _trim_cache(self) -> None:
+        """Keep the cache bounded: past the limit, forget the finished rows (a miss reads them back)."""
+        for cache in (self._no_order, self._foreign_cids):
+            if len(cache) > self._cache_limit:
+                cache.clear()
+        if len(self._intents) > self._trim_at[0]:
+            for h in [h for h, row in self._intents.items() if row.status.is_final]:
+                self._drop_intent(h)
+            self._trim_at = (self._cache_limit + len(self._intents), self._trim_at[1])  # the open ones stay
+        if len(self._orders) > self._trim_at[1]:
+            for oid in [oid for oid, row in self._orders.items() if row.state.is_final]:
+                row = self._orders.pop(oid)
+                if row.client_order_id is not None and self._order_by_cid.get(row.client_order_id) == oid:
+                    del self._order_by_cid[row.client_order_id]
+                if row.exchange_order_id is not None and self._order_by_xid.get(row.exchange_order_id) == oid:
+                    del self._order_by_xid[row.exchange_order_id]
+            self._trim_at = (self._trim_at[0], self._cache_limit + len(self._orders))
+
 
     # --- control state ---------------------------------------------------------------------
 
@@ -452,28 +887,88 @@ class Store:
         return list(query.dicts())
 
     def realized_pnl(self) -> dict[str, Decimal]:
-        """Realized PnL per symbol from this system's fills (average cost, fees subtracted)."""
-        Fill = self.models.Fill
-        result: dict[str, Decimal] = {}
-        books: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> signed contracts, average entry
-        for row in Fill.select().order_by(Fill.time, Fill.id):
-            amount, price = Decimal(row.amount), Decimal(row.price)
-            signed = amount if row.side == "buy" else -amount
-            position, entry = books.get(row.symbol, (Decimal(0), Decimal(0)))
-            pnl = result.get(row.symbol, Decimal(0)) - Decimal(row.fee or "0")
-            if position == 0 or (position > 0) == (signed > 0):
-                total = abs(position) + amount
-                entry = (entry * abs(position) + price * amount) / total
-                position += signed
-            else:
-                closing = min(abs(position), amount)
-                pnl += closing * (price - entry) * (1 if position > 0 else -1)
-                position += signed
-                if position != 0 and (position > 0) == (signed > 0):
-                    entry = price  # reversed through zero: the rest opens at this price
-            books[row.symbol] = (position, entry if position != 0 else Decimal(0))
-            result[row.symbol] = pnl
-        return result
+        """Realized PnL per symbol from this system's fills (average cost, fees subtracted): the running totals."""
+        T = self.models.PnlTotal
+        return {symbol: Decimal(realized) for symbol, realized in T.select(T.symbol, T.realized).tuples()}
+
+    def pnl_totals(self) -> dict[str, dict[str, object]]:
+        """The running totals per symbol: position, average entry, realized (fees subtracted), fees, fill count."""
+        T = self.models.PnlTotal
+        return {
+            row.symbol: {"position": Decimal(row.position), "entry": Decimal(row.entry),
+                         "realized": Decimal(row.realized), "fees": Decimal(row.fees), "fill_count": row.fill_count,
+                         "updated_at": row.updated_at}
+            for row in T.select()
+        }
+
+    # --- retention -------------------------------------------------------------------------
+
+    def archive(self, before_ms: int, kinds: Iterable[str], folder: str | Path,
+                batch_size: int = ARCHIVE_BATCH, max_rows: int | None = None) -> dict[str, int]:
+        """Move final orders, fills and events older than `before_ms` to gzip JSON-lines files, then delete them.
+
+        `kinds` names the tables ("orders", "fills", "events"). Each batch of rows is appended to
+        `folder/<table>-<before_ms>.jsonl.gz` as one gzip member and fsynced before the same rows are
+        deleted, so a crash in between leaves them in both places, never in neither. Nothing that is
+        not final is touched: orders not in a final state, and no order, fill or event of an intent
+        whose fills are not complete (unfinished, or final with fills still to book). Returns the rows moved per table; `max_rows` stops each table after
+        about that many (call again to go on).
+        """
+        unknown = set(kinds) - set(ARCHIVE_TABLES)
+        if unknown:
+            raise ValueError(f"unknown archive tables {sorted(unknown)}; choose from {list(ARCHIVE_TABLES)}")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        p = self.database.param
+        final_states = ", ".join([p] * len(_FINAL))
+        # An intent whose fills_complete is False is unfinished, or final with fills still to book: keep all of it.
+        keep = f'(SELECT "{{}}" FROM "intent" WHERE "fills_complete" = {p})'
+        where = {
+            "orders": ((f'"updated_at" < {p} AND "state" IN ({final_states}) AND '
+                       f'("intent_hash" IS NULL OR "intent_hash" NOT IN {keep.format("intent_hash")})'),
+                       (before_ms, *_FINAL, False)),
+            "fills": ((f'"time" < {p} AND ("client_order_id" IS NULL OR "client_order_id" NOT IN '
+                      f'{keep.format("client_order_id")})'), (before_ms, False)),
+            "events": ((f'"time" < {p} AND ("intent_hash" IS NULL OR "intent_hash" NOT IN '
+                       f'{keep.format("intent_hash")})'), (before_ms, False)),
+        }
+        tables = {"orders": self.models.Order, "fills": self.models.Fill, "events": self.models.Event}
+        moved: dict[str, int] = {}
+        for kind in dict.fromkeys(kinds):
+            model = tables[kind]
+            table = model._meta.table_name
+            columns = [f.column_name for f in model._meta.sorted_fields]
+            condition, params = where[kind]
+            path = folder / f"{kind}-{before_ms}.jsonl.gz"
+            moved[kind] = 0
+            last_id = 0
+            while max_rows is None or moved[kind] < max_rows:
+                rows = self.database.execute_sql(
+                    f'SELECT {_columns(columns)} FROM "{table}" WHERE "id" > {p} AND {condition} '
+                    f'ORDER BY "id" LIMIT {int(batch_size)}', (last_id, *params)).fetchall()
+                if not rows:
+                    break
+                records = [dict(zip(columns, row, strict=True)) for row in rows]
+                _append_fsynced(path, "".join(json.dumps(r, default=str) + "\n" for r in records).encode())
+                ids = [r["id"] for r in records]
+                with _writing(self.database, f"archived {kind}"):
+                    self.database.execute_sql(
+                        f'DELETE FROM "{table}" WHERE "id" IN ({", ".join([p] * len(ids))}) AND {condition}',
+                        (*ids, *params))
+                if kind == "orders":
+                    self._forget_orders()  # only final rows went, but the cache is cheap to rebuild
+                moved[kind] += len(ids)
+                last_id = ids[-1]
+        return moved
+
+    def _forget_orders(self) -> None:
+        self._orders.clear()
+        self._order_by_cid.clear()
+        self._order_by_xid.clear()
+
+    def _insert_events(self, events: Iterable[Event]) -> None:
+        with _wrap_driver_errors:
+            self._sql.many(self.database.cursor(), self._sql.event_insert, [_event_params(e) for e in events])
 
     # --- helpers ---------------------------------------------------------------------------
 
