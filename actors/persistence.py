@@ -21,6 +21,7 @@ from loguru import logger
 from actors.timers import ActorTimers
 from messages import (
     AbandonIntent,
+    ArchiveHistory,
     ClaimIntent,
     ClaimResult,
     Event,
@@ -44,13 +45,14 @@ UNBOOKED_WINDOW_MS = 7 * 24 * 3_600_000  # filled intents whose fills are not st
 MAX_PENDING_WRITES = 100_000  # beyond this, the oldest unwritten events are dropped (and said so)
 DATABASE_GIVE_UP_S = 20.0  # a database that refuses every write this long stops the process
 WRITE_RETRY_S = 1.0
+ARCHIVE_STEP_ROWS = 20_000  # rows per table per step: claims that arrive meanwhile wait at most one step
 
 
 def _is_told(message: Any) -> bool:
     """True for the messages this actor only ever gets by `tell` (a claim with a reply future is told)."""
     if isinstance(message, (ClaimIntent, RecordSends)):
         return message.reply is not None
-    return isinstance(message, (Event, OrderUpdate, AbandonIntent, Flush, Tick))
+    return isinstance(message, (Event, OrderUpdate, AbandonIntent, ArchiveHistory, Flush, Tick))
 
 
 class DatabaseUnusable(RuntimeError):
@@ -149,6 +151,10 @@ class PersistenceActor(pykka.ThreadingActor):
                     logger.error("persistence: could not mark intent {} NOT_PLACED: {}; the next start does",
                                  message.intent_hash[:12], exc)
                 return None
+            case ArchiveHistory():
+                self._flush()
+                self._archive(message)
+                return None
             case Ping():
                 return True
             case Flush():
@@ -195,6 +201,21 @@ class PersistenceActor(pykka.ThreadingActor):
                 return self.store.events(message.symbol, message.kind, message.reason, message.limit)
             case _:
                 raise TypeError(f"persistence: unexpected message {type(message).__name__}")
+
+    def _archive(self, message: ArchiveHistory) -> None:
+        """One step of an archive run; if a table had more, the rest follows as a new message (claims go between)."""
+        try:
+            moved = self.store.archive(message.before, message.tables, message.folder, max_rows=ARCHIVE_STEP_ROWS)
+        except (StorageError, peewee.PeeweeException, OSError, ValueError) as exc:
+            logger.error("persistence: archiving {} before {} to {} failed: {}: {}; nothing unwritten was deleted",
+                         ", ".join(message.tables), message.before, message.folder, type(exc).__name__, exc)
+            return
+        if any(moved.values()):
+            logger.info("persistence: archived to {} and deleted (older than {}): {}", message.folder, message.before,
+                        ", ".join(f"{count} {table}" for table, count in moved.items()))
+        rest = tuple(table for table, count in moved.items() if count >= ARCHIVE_STEP_ROWS)
+        if rest:
+            self.actor_ref.tell(message.model_copy(update={"tables": rest}))
 
     def _claim(self, message: ClaimIntent) -> ClaimResult:
         try:

@@ -9,6 +9,7 @@ import pytest
 
 from actors.persistence import PersistenceActor
 from messages import (
+    ArchiveHistory,
     ClaimIntent,
     Event,
     EventKind,
@@ -18,8 +19,10 @@ from messages import (
     OrderIntent,
     OrderState,
     OrderUpdate,
+    Ping,
     PurgeIntents,
     QueryEvents,
+    QueryPnl,
     Reason,
     SetControl,
     Side,
@@ -28,7 +31,13 @@ from messages import (
     intent_hash,
     now_ms,
 )
-from persistence import SCHEMA_VERSION, SchemaVersionError, StorageError, Store, open_database
+from persistence import (
+    SCHEMA_VERSION,
+    SchemaVersionError,
+    StorageError,
+    Store,
+    open_database,
+)
 
 BTC = "BTC/USD:USD"
 
@@ -154,3 +163,39 @@ def test_a_full_disk_refuses_the_claim_and_loses_no_earlier_data(tmp_path) -> No
     boot = ref.ask(LoadSymbol(symbol=BTC, since=0), timeout=10)
     assert boot.recent_hashes == {first.intent_hash}
     assert ref.ask(ClaimIntent(intent=make_intent(3)), timeout=10).claimed  # small writes still fit
+
+
+def test_archive_history_is_a_tell_that_moves_final_rows_and_survives_a_bad_folder(db_url: str, tmp_path) -> None:
+    ref = PersistenceActor.start(open_database(db_url))
+    done, still_open = make_intent(1), make_intent(2)
+    for intent in (done, still_open):
+        ref.ask(ClaimIntent(intent=intent), timeout=10)
+    fill = Fill(fill_id="f-1", symbol=BTC, side=Side.BUY, amount=Decimal("0.002"), price=Decimal(50_000), time=1)
+    ref.tell(update_for(done, OrderState.FILLED, exchange_order_id="ex-1", filled=Decimal("0.002"), fills=(fill,)))
+    ref.tell(update_for(still_open, OrderState.ACCEPTED, exchange_order_id="ex-2"))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    ref.tell(ArchiveHistory(before=now_ms() + 60_000, folder=str(blocked / "sub")))  # cannot be created
+    ref.tell(ArchiveHistory(before=now_ms() + 60_000, folder=str(tmp_path / "archive"), tables=("orders", "fills")))
+    assert ref.ask(Ping(), timeout=10) and ref.is_alive()
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "archive").iterdir()) == ["fills", "orders"]
+    assert ref.ask(LoadOpenIntents(with_unbooked=True), timeout=10)[0].intent_hash == still_open.intent_hash
+    assert ref.ask(QueryPnl(), timeout=10) == {BTC: Decimal(0)}
+    ref.stop()
+    store = Store(open_database(db_url))
+    store.open()
+    assert [o["exchange_order_id"] for o in store.orders()] == ["ex-2"] and store.fills() == []
+    store.close()
+
+
+def test_a_claim_with_process_before_is_answered_after_submitted_is_on_disk(db_url: str) -> None:
+    ref = PersistenceActor.start(open_database(db_url))
+    intent = make_intent(1).model_copy(update={"sent_at": 5_000, "process_before": 35_000})
+    assert ref.ask(ClaimIntent(intent=intent), timeout=10).claimed
+    ref.stop()
+    store = Store(open_database(db_url))
+    store.open()
+    record = store.intent(intent.intent_hash)
+    assert (record.state, record.sent_at, record.process_before, record.sends) == (OrderState.SUBMITTED, 5_000,
+                                                                                   35_000, 1)
+    store.close()
