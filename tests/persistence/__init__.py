@@ -1,0 +1,1 @@
+"""Tests of the store: the write path, running totals, start-up queries, migration and retention."""
