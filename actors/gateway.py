@@ -113,6 +113,7 @@ class GatewaySettings:
     pyramiding: bool = False  # re-sends pass L3 again: an open position blocks a re-sent entry
     batch_max: int = 100  # orders in one batchorder at most ([exchange] batch_max; Kraken documents no maximum)
     send_margin_s: float = 0.25  # a claimed processBefore closer than this when the gateway gets to it: not sent
+    gather_s: float = 0.002  # orders wait this long (real s) for the rest of their burst: one check, one batch
     backoff_max_s: float = 30.0  # lookups that decide nothing are retried, at most this far apart
     block_after_lookups: int = 3  # after this many undecided lookups the symbol shows BLOCKED
 
@@ -1116,7 +1117,7 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
         match message:
             case PlaceOrder():
                 self._orders.append(message.intent)
-                self._schedule_flush()
+                self._schedule_flush(self.gateway.settings.gather_s)
             case SyncPositions():
                 self._sync_requested = True
                 self._schedule_flush()
@@ -1135,7 +1136,7 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
             case Resolve():
                 return self._guarded("resolve", lambda: self.gateway.give_up(message))
             case GetInFlight():
-                return self.gateway.in_flight()
+                return self.gateway.in_flight() + len(self._orders)  # orders gathered for the next send count too
             case Ping():
                 return True
             case ConnectGateway():
@@ -1144,10 +1145,14 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
                 logger.error("gateway: unexpected message {}", type(message).__name__)
         return None
 
-    def _schedule_flush(self) -> None:
+    def _schedule_flush(self, delay_s: float = 0.0) -> None:
+        """Flush after what is queued now; orders wait `gather_s` more, so the rest of a burst joins their batch."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.actor_ref.tell(Flush())
+            if delay_s > 0 and self.timers is not None:
+                self.timers.after(delay_s, self.actor_ref, Flush())
+            else:
+                self.actor_ref.tell(Flush())
 
     def _flush(self) -> None:
         self._flush_scheduled = False
