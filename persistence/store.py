@@ -470,6 +470,7 @@ class Store:
         self._put_intent(_IntentRow(intent.intent_hash, intent.client_order_id, status, Decimal(0), None, None,
                                     sent_at, process_before, sends, False, Decimal(0), False, now))
         self._put(self._no_order, intent.client_order_id, None)
+        self._foreign_cids.pop(intent.client_order_id, None)  # it has an intent now (a miss only costs a read)
         return ClaimResult(claimed=True)
 
     def intent(self, intent_hash: str) -> IntentRecord | None:
@@ -659,8 +660,7 @@ class Store:
             found = cursor.fetchone()
             if found is None:
                 raise StorageError(f"order {update.exchange_order_id} was neither inserted nor found")
-            row = _order_from(found)
-            self._put_order(row)
+            row = self._found_by_xid(_order_from(found), update.client_order_id)
         if not is_advance(row.state, update.state, filled_before=row.filled, filled_after=update.filled):
             return
         row = replace(
@@ -756,14 +756,20 @@ class Store:
         if xid:
             oid = self._order_by_xid.get(xid)
             if oid is not None:
-                return self._orders[oid]
+                return self._found_by_xid(self._orders[oid], cid)
             cursor.execute(self._sql.order_by_xid, (xid,))
             found = cursor.fetchone()
             if found is not None:
-                row = _order_from(found)
-                self._put_order(row)
-                return row
+                return self._found_by_xid(_order_from(found), cid)
         return None
+
+    def _found_by_xid(self, row: _OrderRow, client_order_id: str | None) -> _OrderRow:
+        """Cache a row found by exchange order id; the update's client order id finds it from now on."""
+        self._put_order(row)
+        if client_order_id and row.client_order_id != client_order_id:
+            self._pop(self._no_order, client_order_id)
+            self._put(self._order_by_cid, client_order_id, row.id)
+        return row
 
     def _trim_cache(self) -> None:
         """Keep the cache bounded: past the limit, forget the finished rows (a miss reads them back)."""
@@ -776,13 +782,11 @@ class Store:
             self._trim_at = (self._cache_limit + len(self._intents), self._trim_at[1])  # the open ones stay
         if len(self._orders) > self._trim_at[1]:
             for oid in [oid for oid, row in self._orders.items() if row.state.is_final]:
-                row = self._orders.pop(oid)
-                if row.client_order_id is not None and self._order_by_cid.get(row.client_order_id) == oid:
-                    del self._order_by_cid[row.client_order_id]
-                if row.exchange_order_id is not None and self._order_by_xid.get(row.exchange_order_id) == oid:
-                    del self._order_by_xid[row.exchange_order_id]
+                del self._orders[oid]
+            for mapping in (self._order_by_cid, self._order_by_xid):
+                for key in [key for key, oid in mapping.items() if oid not in self._orders]:
+                    del mapping[key]
             self._trim_at = (self._trim_at[0], self._cache_limit + len(self._orders))
-
 
     # --- control state ---------------------------------------------------------------------
 

@@ -99,7 +99,8 @@ def test_an_order_first_seen_without_our_id_is_the_row_later_updated(store: Stor
     store.claim_intent(a)
     store.apply_batch([OrderUpdate(intent_hash=None, client_order_id=None, symbol=BTC, side=Side.BUY,
                                    state=OrderState.ACCEPTED, exchange_order_id="ex-9")])
-    store.apply_batch([update_for(a, OrderState.FILLED, exchange_order_id="ex-9", filled=Decimal("0.002"))])
+    store.apply_batch([update_for(a, OrderState.PARTIALLY_FILLED, exchange_order_id="ex-9", filled=Decimal("0.001"))])
+    store.apply_batch([update_for(a, OrderState.FILLED, filled=Decimal("0.002"))])  # by client order id alone
     assert [(o["exchange_order_id"], o["state"], o["origin"]) for o in store.orders()] == [
         ("ex-9", "FILLED", "EXTERNAL")]
     assert store.intent(a.intent_hash).state is OrderState.FILLED
