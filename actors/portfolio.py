@@ -19,6 +19,7 @@ from actors.supervision import RestartPolicy
 from actors.symbol import ActorPorts, SymbolActor, SymbolTrader
 from actors.timers import ActorTimers
 from messages import (
+    ArchiveHistory,
     Candles,
     ControlReply,
     Event,
@@ -86,6 +87,10 @@ class PortfolioSettings:
     purge_interval_s: float = 3600.0
     retention_ms: int = 24 * 3_600_000
     ask_timeout_s: float = 5.0
+    # [retention]: table -> age (ms) past which its final rows are archived then deleted; empty keeps everything
+    archive_after_ms: tuple[tuple[str, int], ...] = ()
+    archive_dir: str = "storage/archive"
+    archive_interval_s: float = 3600.0
 
 
 class PortfolioActor(pykka.ThreadingActor):
@@ -131,6 +136,8 @@ class PortfolioActor(pykka.ThreadingActor):
         self.timers.every(self.settings.position_sync_interval_s, self.actor_ref, Tick(name="sync"))
         self.timers.every(self.settings.purge_interval_s, self.actor_ref, Tick(name="purge"), first_in=60.0)
         self.timers.every(self.settings.reconcile_interval_s, self.actor_ref, Tick(name="reconcile"))
+        if self.settings.archive_after_ms:
+            self.timers.every(self.settings.archive_interval_s, self.actor_ref, Tick(name="archive"), first_in=60.0)
         self._to_gateway(Reconcile(intents=tuple(records), reason="start"))
         logger.info("portfolio started {} symbol actors; reconciling with the exchange", len(self.markets))
 
@@ -226,6 +233,11 @@ class PortfolioActor(pykka.ThreadingActor):
                 self.persistence.tell(PurgeIntents(before=now_ms() - self.settings.retention_ms))  # a tell: never waits
                 for symbol in self.actors:
                     self._forward(symbol, Tick(name="purge"))
+            case Tick(name="archive"):
+                now = now_ms()
+                for table, age_ms in self.settings.archive_after_ms:  # tells: the writer does it between claims
+                    self.persistence.tell(ArchiveHistory(before=now - age_ms, folder=self.settings.archive_dir,
+                                                         tables=(table,)))
             case ConnectMarketData():
                 self.market_data = message.market_data
             case _:

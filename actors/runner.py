@@ -127,6 +127,7 @@ class TradingProcess:
             budget=CostBudget(),
             market_data_interval_s=interval,
             on_fatal=self._on_fatal,
+            archive_dir=str(self.loaded.resolve(cfg.retention.archive_dir)),
         ).start()
         self.control_server = start_control_endpoint(self, self.loaded)
         logger.info(

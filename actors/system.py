@@ -173,6 +173,7 @@ class TradingSystem:
     gateway_overrides: dict[str, Any] = field(default_factory=dict)  # GatewaySettings fields (tests)
     on_fatal: Callable[[CoreActorDeath], None] | None = None  # told once, from the dying actor's thread
     database_give_up_s: float = DATABASE_GIVE_UP_S  # a database refusing every write this long stops the process
+    archive_dir: str | None = None  # [retention] archive_dir resolved against the config file (default: as written)
     death: CoreActorDeath | None = field(default=None, init=False)
     fatal: threading.Event = field(default_factory=threading.Event, init=False)
     persistence: pykka.ActorRef[Any] | None = field(default=None, init=False)
@@ -242,6 +243,11 @@ class TradingSystem:
                 reconcile_interval_s=cfg.exchange.reconcile_interval_s,
                 retention_ms=int(cfg.trading.intent_retention_hours * 3_600_000),
                 ask_timeout_s=self.ask_timeout_s,
+                archive_after_ms=tuple((table, int(days * 86_400_000)) for table, days in (
+                    ("orders", cfg.retention.orders_days), ("fills", cfg.retention.fills_days),
+                    ("events", cfg.retention.events_days)) if days > 0),
+                archive_dir=self.archive_dir or cfg.retention.archive_dir,
+                archive_interval_s=cfg.retention.check_interval_s,
             ),
             persistence=self.persistence,
             gateway=self.gateway,
