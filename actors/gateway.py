@@ -113,7 +113,10 @@ class GatewaySettings:
     pyramiding: bool = False  # re-sends pass L3 again: an open position blocks a re-sent entry
     batch_max: int = 100  # orders in one batchorder at most ([exchange] batch_max; Kraken documents no maximum)
     send_margin_s: float = 0.25  # a claimed processBefore closer than this when the gateway gets to it: not sent
-    gather_s: float = 0.002  # orders wait this long (real s) for the rest of their burst: one check, one batch
+    # orders wait until no other order came for gather_s (real s), at most gather_max_s after the first: the rest
+    # of their burst joins them, one open-order check and one batch carry it
+    gather_s: float = 0.005
+    gather_max_s: float = 0.05
     backoff_max_s: float = 30.0  # lookups that decide nothing are retried, at most this far apart
     block_after_lookups: int = 3  # after this many undecided lookups the symbol shows BLOCKED
 
@@ -1091,6 +1094,7 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
         self.persistence: pykka.ActorRef[Any] | None = None
         self.timers: ActorTimers | None = None
         self._orders: list[OrderIntent] = []
+        self._first_order = self._last_order = 0.0  # monotonic arrival of the first and latest gathered order
         self._sync_requested = False
         self._reconcile: Reconcile | None = None
         self._flush_scheduled = False
@@ -1116,6 +1120,9 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         match message:
             case PlaceOrder():
+                self._last_order = time.monotonic()
+                if not self._orders:
+                    self._first_order = self._last_order
                 self._orders.append(message.intent)
                 self._schedule_flush(self.gateway.settings.gather_s)
             case SyncPositions():
@@ -1156,6 +1163,13 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        settings = self.gateway.settings
+        if self._orders and self._reconcile is None and not self._sync_requested and self.timers is not None:
+            now = time.monotonic()  # a burst still arriving: wait until it has been quiet gather_s (at most gather_max_s)
+            quiet_for, waited = now - self._last_order, now - self._first_order
+            if quiet_for < settings.gather_s and waited < settings.gather_max_s:
+                self._schedule_flush(min(settings.gather_s - quiet_for, settings.gather_max_s - waited))
+                return
         reconcile, self._reconcile = self._reconcile, None
         if reconcile is not None:  # before any order: no symbol trades before it has reconciled
             report = self._guarded("reconcile", lambda: self.gateway.reconcile(reconcile))
