@@ -26,10 +26,11 @@ from tests.conftest import make_config
 from tests.e2e.conftest import build_live_system, ready
 from tests.helpers import wait_until
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(180)
 
 MINUTE = 60_000
-SYMBOLS = sorted(i.unified_symbol for i in INSTRUMENTS.values())  # every market the simulator lists
+EXTRA = 92  # synthetic markets (PF_X001USD ...) beside the simulator's real ones: 100 symbols in all
+SYMBOLS = sorted(i.unified_symbol for i in INSTRUMENTS.values()) + [f"X{n:03d}/USD:USD" for n in range(1, EXTRA + 1)]
 START = 1_780_000_000_000 - 1_780_000_000_000 % MINUTE + 20_000  # 20 s into a minute
 
 
@@ -57,8 +58,8 @@ class Watching(Strategy):
 
 @pytest.fixture
 def stepped() -> Iterator[SimulatorHandle]:
-    handle = start_simulator(clock="stepped", seed=3, rate_limit=True, start_time_ms=START, history_days=1,
-                             volatility=0.0001)
+    handle = start_simulator(clock="stepped", seed=3, rate_limit=True, start_time_ms=START, history_days=0.05,
+                             volatility=0.0001, extra_markets=EXTRA)
     yield handle
     handle.stop()
 
@@ -96,6 +97,7 @@ def test_at_a_close_every_symbol_gets_its_candle_in_one_round_and_between_closes
                                strategy_factory=Watching)
     try:
         ready(system)
+        assert len(system.symbol_actors()) == 100
         warm = START - START % MINUTE - MINUTE  # at START (20 s in) the newest closed candle
         wait_until(lambda: all(t == warm for t in newest(system).values()), timeout=20,
                    message="every symbol warmed up")
