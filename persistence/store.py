@@ -126,11 +126,6 @@ class _IntentRow:
     fills_complete: bool
     updated_at: int
 
-    def completed(self) -> _IntentRow:
-        """This row with fills_complete recomputed: final, and its stored fills cover what it filled."""
-        complete = self.status.is_final and self.booked >= self.filled
-        return self if complete == self.fills_complete else replace(self, fills_complete=complete)
-
     def params(self) -> tuple[object, ...]:
         """The parameters of the intent UPDATE statement."""
         return (self.status.value, self.reason, self.exchange_order_id, str(self.filled), self.updated_at,
@@ -612,15 +607,17 @@ class Store:
         intent = self._intent_for_hash(cursor, update.intent_hash) if update.intent_hash is not None else None
         if intent is not None and is_advance(intent.status, update.state, filled_before=intent.filled,
                                              filled_after=update.filled):
-            intent = replace(intent, status=update.state, reason=update.reason,
-                             exchange_order_id=update.exchange_order_id or intent.exchange_order_id,
-                             filled=update.filled, updated_at=now)
+            changes: dict[str, Any] = {
+                "status": update.state, "reason": update.reason, "filled": update.filled, "updated_at": now,
+                "exchange_order_id": update.exchange_order_id or intent.exchange_order_id,
+                "fills_complete": update.state.is_final and intent.booked >= update.filled,
+            }
             if update.sent_at is not None:
-                intent = replace(intent, sent_at=update.sent_at, process_before=update.process_before,
-                                 schema_v1=False)
+                changes.update(sent_at=update.sent_at, process_before=update.process_before, schema_v1=False)
             if update.sends is not None:
-                intent = replace(intent, sends=update.sends)
-            self._put_intent(intent.completed())
+                changes["sends"] = update.sends
+            intent = replace(intent, **changes)  # one copy: the writer's CPU is the pipeline's budget
+            self._put_intent(intent)
             batch.intents[intent.intent_hash] = None
         self._upsert_order(cursor, update, now, batch)
         for f in update.fills:
@@ -638,7 +635,9 @@ class Store:
             booked = (self._intents.get(update.intent_hash) if update.intent_hash is not None
                       and cid == update.client_order_id else None) or self._intent_for_cid(cursor, cid)
             if booked is not None:
-                self._put_intent(replace(booked, booked=booked.booked + f.amount).completed())
+                total = booked.booked + f.amount
+                self._put_intent(replace(booked, booked=total,
+                                         fills_complete=booked.status.is_final and total >= booked.filled))
                 batch.intents[booked.intent_hash] = None
 
     def _upsert_order(self, cursor: Any, update: OrderUpdate, now: int, batch: _Batch) -> None:
