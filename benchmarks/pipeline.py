@@ -1,18 +1,26 @@
 #!/usr/bin/env python3
-"""Signal-to-gateway latency and intents per second through the running actors.
+"""Signal-to-gateway latency and intents per second through the running actors, beside same-run floors.
 
 For 1, 10 and 300 symbols: a zero-latency in-process exchange (ccxt-shaped), durable SQLite
 (WAL, synchronous=FULL). Each round, every symbol gets one new entry signal at once (as at a candle
 close); the round ends when every order reached the exchange and the fills came back. Latency is
 from the tell of the signal to the gateway's create_order call for it.
 
-    python benchmarks/pipeline.py [--rounds-scale 1.0] [--database-url URL]
+Floors, measured in the same run (the machine is shared): raw sqlite3 `executemany` of the same
+rows with the same journal mode and synchronous setting (claims + one commit; then the FILLED
+update, order, fill and events + one commit), and a pykka ask round trip. The latency floor is the
+claim commit of the round's rows plus two ask round trips (risk, claim); the throughput floor is
+the round's rows written raw. A store-only figure: ms per intent through Store.apply_batch for the
+claim (SUBMITTED folded in) and the FILLED update with its fill and events, against the raw floor.
+
+    python benchmarks/pipeline.py [--rounds-scale 1.0] [--database-url URL] [--store-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -23,15 +31,156 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import pykka  # noqa: E402
 from loguru import logger  # noqa: E402
 
 from actors import TradingSystem  # noqa: E402
 from configuration import AppConfig  # noqa: E402
 from exchange import load_market_specs  # noqa: E402
-from messages import Ping, Signal, SignalKind, client_order_id_for, intent_hash  # noqa: E402
+from messages import (  # noqa: E402
+    ClaimIntent,
+    Event,
+    EventKind,
+    Fill,
+    OrderIntent,
+    OrderState,
+    OrderUpdate,
+    Ping,
+    Side,
+    Signal,
+    SignalKind,
+    client_order_id_for,
+    intent_hash,
+)
+from persistence import Store, open_database  # noqa: E402
+from persistence.store import _Sql  # noqa: E402
 from tests.fakes import FakeExchange  # noqa: E402
 
 T0 = 1_800_000_000_000
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+# --- floors ------------------------------------------------------------------------------------
+
+class _Echo(pykka.ThreadingActor):
+    def on_receive(self, message: object) -> object:
+        return True
+
+
+def ask_floor(count: int = 3000) -> tuple[float, float]:
+    """pykka ask round trip to an idle actor: p50, p99 in ms."""
+    ref = _Echo.start()
+    try:
+        for _ in range(200):
+            ref.ask(Ping(), timeout=5)
+        times = []
+        for _ in range(count):
+            t = time.perf_counter()
+            ref.ask(Ping(), timeout=5)
+            times.append((time.perf_counter() - t) * 1000)
+    finally:
+        ref.stop()
+    return statistics.median(times), percentile(times, 0.99)
+
+
+def make_intent(symbol: str, t: int, *, process_before: int | None = None) -> OrderIntent:
+    h = intent_hash(symbol, t, SignalKind.ENTER_LONG, Decimal(10))
+    return OrderIntent(intent_hash=h, client_order_id=client_order_id_for(h), symbol=symbol, kind=SignalKind.ENTER_LONG,
+                       side=Side.BUY, candle_time=t, notional=Decimal(10), amount=Decimal("0.1"), price=Decimal(100),
+                       sent_at=t if process_before else None, process_before=process_before)
+
+
+def round_items(count: int, r: int) -> tuple[list[ClaimIntent], list[OrderUpdate]]:
+    """One round's writes for `count` symbols: the claims (SUBMITTED folded in), then the FILLED reports."""
+    claims, fills = [], []
+    for n in range(count):
+        symbol = f"S{n:03d}/USD:USD"
+        intent = make_intent(symbol, T0 + r * 60_000, process_before=T0 + r * 60_000 + 30_000)
+        claims.append(ClaimIntent(intent=intent, event=Event(kind=EventKind.INTENT_CLAIMED, symbol=symbol,
+                                                             intent_hash=intent.intent_hash, detail="claimed")))
+        fill = Fill(fill_id=f"fill-{r}-{n}", symbol=symbol, side=Side.BUY, amount=Decimal("0.1"), price=Decimal(100),
+                    fee=Decimal("0.005"), client_order_id=intent.client_order_id, exchange_order_id=f"ex-{r}-{n}")
+        fills.append(OrderUpdate(intent_hash=intent.intent_hash, client_order_id=intent.client_order_id, symbol=symbol,
+                                 side=Side.BUY, state=OrderState.FILLED, exchange_order_id=f"ex-{r}-{n}",
+                                 amount=Decimal("0.1"), filled=Decimal("0.1"), average_price=Decimal(100),
+                                 fills=(fill,)))
+    return claims, fills
+
+
+def fresh_database(folder: str, name: str) -> str:
+    """A SQLite file with the store's schema (created by the store itself)."""
+    path = f"{folder}/{name}.db"
+    store = Store(open_database(f"sqlite:///{path}", sqlite_synchronous="FULL"))
+    store.open()
+    store.close()
+    return path
+
+
+def raw_write_floor(folder: str, count: int, rounds: int) -> tuple[list[float], list[float]]:
+    """Raw sqlite3 executemany of a round's rows, WAL and synchronous=FULL as the store: (claim commit ms, all ms)."""
+    path = fresh_database(folder, f"floor{count}")
+    sql = _Sql(open_database(f"sqlite:///{path}"))
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=wal")
+    conn.execute("PRAGMA synchronous=FULL")
+    cur = conn.cursor()
+    claim_ms, total_ms = [], []
+    for r in range(rounds):
+        claims, updates = round_items(count, r)
+        now = T0
+        intents = [(*(c.intent.intent_hash, c.intent.client_order_id, c.intent.symbol, c.intent.kind.value,
+                      c.intent.side.value, c.intent.candle_time, str(c.intent.notional), str(c.intent.amount),
+                      str(c.intent.price), False, "market", None, now), "SUBMITTED", "0", None, None, now,
+                    c.intent.sent_at, c.intent.process_before, 1, False, "0", False) for c in claims]
+        claim_events = [(now, "INTENT_CLAIMED", c.intent.symbol, None, c.intent.intent_hash, "claimed") for c in claims]
+        t = time.perf_counter()
+        cur.execute("BEGIN")
+        cur.executemany(sql.claim, intents)
+        cur.executemany(sql.event_insert, claim_events)
+        cur.execute("COMMIT")
+        middle = time.perf_counter()
+        cur.execute("BEGIN")
+        cur.executemany(sql.intent_update, [("FILLED", None, u.exchange_order_id, "0.1", now, u.sent_at, None, 1,
+                                             False, "0.1", True, u.intent_hash) for u in updates])
+        cur.executemany(sql.order_insert, [(u.client_order_id, u.exchange_order_id, u.intent_hash, "OURS", u.symbol,
+                                            "buy", False, "0.1", "0.1", "100", "FILLED", None, "", now, now)
+                                           for u in updates])
+        f = [u.fills[0] for u in updates]
+        cur.executemany(sql.fill_insert, [(x.fill_id, x.symbol, "buy", "0.1", "100", "0.005", x.exchange_order_id,
+                                           x.client_order_id, now) for x in f])
+        cur.executemany(sql.totals_upsert, [(u.symbol, "0.1", "100", "-0.005", "0.005", 1, now) for u in updates])
+        cur.executemany(sql.event_insert, [(now, "ORDER_UPDATE", u.symbol, None, u.intent_hash, "FILLED buy")
+                                           for u in updates])
+        cur.execute("COMMIT")
+        end = time.perf_counter()
+        claim_ms.append((middle - t) * 1000)
+        total_ms.append((end - t) * 1000)
+    conn.close()
+    return claim_ms, total_ms
+
+
+def store_only(folder: str, count: int, rounds: int) -> dict[str, float]:
+    """Store.apply_batch per intent: one batch of claims, one batch of FILLED reports with their fills."""
+    path = fresh_database(folder, f"store{count}")
+    store = Store(open_database(f"sqlite:///{path}", sqlite_synchronous="FULL"))
+    store.open()
+    wall, cpu = [], []
+    try:
+        for r in range(rounds):
+            claims, updates = round_items(count, r)
+            t, c = time.perf_counter(), time.process_time()
+            results = store.apply_batch(claims)
+            store.apply_batch(updates)
+            wall.append((time.perf_counter() - t) * 1000 / count)
+            cpu.append((time.process_time() - c) * 1000 / count)
+            assert all(x.claimed for x in results)
+    finally:
+        store.close()
+    return {"wall_ms": statistics.median(wall), "cpu_ms": statistics.median(cpu)}
 
 
 def symbols_for(count: int) -> dict[str, tuple[str, float, float, float]]:
@@ -102,19 +251,44 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds-scale", type=float, default=1.0, help="multiply the number of rounds")
     parser.add_argument("--database-url", default="", help="default: a fresh SQLite file per run")
+    parser.add_argument("--store-only", action="store_true", help="only the store and floor figures")
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     print(f"# pipeline benchmark, {time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, "
-          f"{platform.machine()}, SQLite synchronous=FULL")
-    print(f"{'symbols':>8} {'intents':>8} {'intents/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
-    for count, rounds in ((1, 300), (10, 60), (300, 4)):
+          f"{platform.machine()}, SQLite {sqlite3.sqlite_version} WAL synchronous=FULL")
+    ask50, ask99 = ask_floor()
+    print(f"# floor: pykka ask round trip p50 {ask50:.3f} ms, p99 {ask99:.3f} ms")
+    plan = ((1, 300), (10, 60), (300, 4))
+    floors: dict[int, tuple[list[float], list[float]]] = {}
+    print("\n## store only: ms per intent through Store.apply_batch (claim+SUBMITTED, FILLED+fill+events)")
+    print(f"{'batch':>6} {'store ms':>9} {'cpu ms':>8} {'floor ms':>9} {'ratio':>6}")
+    with tempfile.TemporaryDirectory() as folder:
+        for count, rounds in plan:
+            store_rounds = max(5, int(rounds * args.rounds_scale))
+            floors[count] = raw_write_floor(folder, count, max(5, store_rounds))
+            result = store_only(folder, count, store_rounds)
+            floor = statistics.median(floors[count][1]) / count
+            print(f"{count:>6} {result['wall_ms']:>9.3f} {result['cpu_ms']:>8.3f} {floor:>9.3f} "
+                  f"{result['wall_ms'] / floor:>6.1f}")
+    if args.store_only:
+        return 0
+    print("\n## pipeline: signal to gateway (latency), intents/s; floors as the module docstring says")
+    print(f"{'symbols':>8} {'intents':>8} {'intents/s':>10} {'floor/s':>8} {'ratio':>6} {'p50 ms':>8} "
+          f"{'floor':>7} {'ratio':>6} {'p99 ms':>8} {'floor':>7} {'ratio':>6}")
+    for count, rounds in plan:
         rounds = max(1, int(rounds * args.rounds_scale))
         with tempfile.TemporaryDirectory() as folder:
             url = args.database_url or f"sqlite:///{folder}/bench.db"
             result = run(count, rounds, url)
-        print(f"{result['symbols']:>8} {result['intents']:>8} {result['intents_per_s']:>10.0f} "
-              f"{result['p50_ms']:>8.2f} {result['p99_ms']:>8.2f}")
+        claim_ms, total_ms = floors[count]
+        rate_floor = count / (statistics.median(total_ms) / 1000)
+        p50_floor = statistics.median(claim_ms) + 2 * ask50
+        p99_floor = percentile(claim_ms, 0.99) + 2 * ask99
+        print(f"{result['symbols']:>8} {result['intents']:>8} {result['intents_per_s']:>10.0f} {rate_floor:>8.0f} "
+              f"{rate_floor / result['intents_per_s']:>6.1f} {result['p50_ms']:>8.2f} {p50_floor:>7.2f} "
+              f"{result['p50_ms'] / p50_floor:>6.1f} {result['p99_ms']:>8.2f} {p99_floor:>7.2f} "
+              f"{result['p99_ms'] / p99_floor:>6.1f}")
     return 0
 
 
