@@ -1144,7 +1144,9 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
                 return self._guarded("resolve", lambda: self.gateway.give_up(message))
             case GetInFlight():
                 return self.gateway.in_flight() + len(self._orders)  # orders gathered for the next send count too
-            case Ping():
+            case Ping():  # a barrier: orders gathered before it are sent before it is answered
+                if self._orders:
+                    self._flush(gather=False)
                 return True
             case ConnectGateway():
                 self.portfolio, self.persistence = message.portfolio, message.persistence
@@ -1161,10 +1163,10 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
             else:
                 self.actor_ref.tell(Flush())
 
-    def _flush(self) -> None:
+    def _flush(self, gather: bool = True) -> None:
         self._flush_scheduled = False
         settings = self.gateway.settings
-        if self._orders and self._reconcile is None and not self._sync_requested and self.timers is not None:
+        if gather and self._orders and self._reconcile is None and not self._sync_requested and self.timers is not None:
             now = time.monotonic()  # a burst still arriving: wait until it has been quiet gather_s (at most gather_max_s)
             quiet_for, waited = now - self._last_order, now - self._first_order
             if quiet_for < settings.gather_s and waited < settings.gather_max_s:
