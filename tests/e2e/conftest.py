@@ -61,7 +61,9 @@ def build_live_system(sim: SimulatorHandle, config: AppConfig, database_url: str
         private_exchange=private,
         public_exchange=public if candles else None,
         markets=markets,
-        candle_clock=ServerClock(public),
+        # the bot's clock runs at the simulator's speed, as run.py's paper mode wires it (a stepped clock: 1)
+        candle_clock=ServerClock(public, rate=sim.simulator.config.speed
+                                 if sim.simulator.config.clock == "real" else 1.0),
         budget=CostBudget(),
         poll_interval_s=0.1,
         gateway_overrides={**FAST_WINDOWS, **kwargs.pop("gateway_overrides", {})},
