@@ -1094,6 +1094,8 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
         self.persistence: pykka.ActorRef[Any] | None = None
         self.timers: ActorTimers | None = None
         self._orders: list[OrderIntent] = []
+        self._all_symbols = frozenset(self.symbols)
+        self._gathered: set[str] = set()  # symbols of the gathered orders
         self._first_order = self._last_order = 0.0  # monotonic arrival of the first and latest gathered order
         self._sync_requested = False
         self._reconcile: Reconcile | None = None
@@ -1124,7 +1126,11 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
                 if not self._orders:
                     self._first_order = self._last_order
                 self._orders.append(message.intent)
-                self._schedule_flush(self.gateway.settings.gather_s)
+                self._gathered.add(message.intent.symbol)
+                if self._all_symbols and self._gathered >= self._all_symbols:
+                    self._flush(gather=False)  # every symbol we trade has its order: nothing more can join
+                else:
+                    self._schedule_flush(self.gateway.settings.gather_s)
             case SyncPositions():
                 self._sync_requested = True
                 self._schedule_flush()
@@ -1179,6 +1185,7 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
                 report = ReconciliationReport(ok=False, reason=reconcile.reason, detail="reconciliation crashed")
             self._tell(self.portfolio, report)
         orders, self._orders = self._orders, []
+        self._gathered = set()
         if orders:
             self._guarded("place", lambda: self.gateway.place_all(orders))
         if self._sync_requested:

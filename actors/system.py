@@ -206,6 +206,7 @@ class TradingSystem:
             "history_lag_s": cfg.exchange.history_lag_s,
             "clock_rate": float(getattr(self.candle_clock, "rate", 1.0)),
             "pyramiding": cfg.trading.pyramiding,
+            "batch_max": cfg.exchange.batch_max,
             **self.gateway_overrides,
         })
         self.gateway = ExchangeGatewayActor.start(

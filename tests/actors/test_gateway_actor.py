@@ -17,6 +17,7 @@ from actors.gateway import (
 )
 from exchange.private_api import iso_ms
 from messages import (
+    GetInFlight,
     OrderIntent,
     OrderState,
     OrderUpdate,
@@ -317,4 +318,36 @@ def test_claimed_first_sends_through_the_actor_write_no_recordsends_and_go_in_on
     assert [u.state for u in persistence_inbox.received(OrderUpdate)] == [OrderState.FILLED] * 3
     assert [c for c in exchange.calls if c != "poll"] == ["openorders", "sendorder", "openorders", "batchorder"]
     assert exchange.batch_calls[0]["ProcessBefore"] == iso_ms(clock() + 5_000)
+    gateway.stop()
+
+
+def test_a_burst_covering_every_traded_symbol_is_sent_without_waiting_for_more() -> None:
+    clock = TestClock()
+    exchange = FakeExchange(clock=clock)
+    portfolio, portfolio_inbox = start_recorder()
+    settings = GatewaySettings(gather_s=30.0, gather_max_s=30.0)  # a burst would otherwise wait half a minute
+    gateway = ExchangeGatewayActor.start(exchange, settings=settings, exchange_clock=clock, symbols=[BTC, ETH])
+    gateway.tell(ConnectGateway(portfolio=portfolio, persistence=None))
+    gateway.tell(PlaceOrder(intent=intent(BTC)))
+    gateway.tell(PlaceOrder(intent=intent(ETH, amount="0.03")))
+    filled = portfolio_inbox.wait_for(OrderUpdate, 4, timeout=5)
+    assert [u.state for u in filled].count(OrderState.FILLED) == 2
+    assert [c for c in exchange.calls if c != "poll"] == ["openorders", "batchorder"]
+    gateway.stop()
+
+
+def test_a_burst_short_of_some_symbols_still_waits_to_gather() -> None:
+    clock = TestClock()
+    exchange = FakeExchange(clock=clock)
+    portfolio, portfolio_inbox = start_recorder()
+    settings = GatewaySettings(gather_s=30.0, gather_max_s=30.0)
+    gateway = ExchangeGatewayActor.start(exchange, settings=settings, exchange_clock=clock, symbols=[BTC, ETH, SOL])
+    gateway.tell(ConnectGateway(portfolio=portfolio, persistence=None))
+    gateway.tell(PlaceOrder(intent=intent(BTC)))
+    gateway.tell(PlaceOrder(intent=intent(ETH, amount="0.03")))
+    assert gateway.ask(GetInFlight(), timeout=5) == 2  # both gathered, SOL may still come: nothing sent yet
+    assert [c for c in exchange.calls if c != "poll"] == []
+    assert gateway.ask(Ping(), timeout=5)  # the barrier sends what is gathered
+    assert [c for c in exchange.calls if c != "poll"] == ["openorders", "batchorder"]
+    assert len(portfolio_inbox.wait_for(OrderUpdate, 4, timeout=5)) >= 4
     gateway.stop()
