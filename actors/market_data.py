@@ -424,7 +424,8 @@ class MarketDataActor(pykka.ThreadingActor):
     Every `tick_interval_s` (and at the exact moment a close is due) a check reads the exchange's clock (one
     public tickers request) and fetches only the symbols whose newest closed candle is missing: between
     closes no OHLCV request is made. A round fetches its symbols concurrently (`CandleFeed.fetch_each`) and
-    tells each symbol's Candles as soon as its answer is in. A tick that comes while a check is queued or
+    then tells every symbol's Candles together: the burst of one close reaches the symbols, the claims and the
+    gateway at once (one commit, one open-order check, one batchorder per `batch_max`). A tick that comes while a check is queued or
     running is skipped (counted), so a slow exchange never grows the mailbox. Bad market data never stops
     it: refused rows and unreadable answers are logged and told to `events` (the persistence actor) as events;
     the good rows carry on.
@@ -510,22 +511,28 @@ class MarketDataActor(pykka.ThreadingActor):
         self._plan(now)
 
     def _round(self, symbols: list[str], now: int) -> int:
-        """Fetch `symbols` concurrently; tell each one's candles as it comes; return the exchange time after."""
+        """Fetch `symbols` concurrently, then hand every symbol's closed candles on at once (one burst: the
+        symbols decide together, their claims share a commit and their orders one open-order check and batch);
+        return the exchange time after."""
         target = self.schedule.newest_closed(now)
         started = time.monotonic()
         last_told: int | None = None
         retried: dict[str, list[str]] = {}
+        fetched: list[Candles] = []
         for symbol, outcome in self.feed.fetch_each(symbols):
             failed = isinstance(outcome, Exception)
             if isinstance(outcome, Exception):
                 self._report_fetch_failure(symbol, outcome)
             else:
                 self._recovered(symbol, f"candles for {symbol} available again")
-                if outcome is not None and outcome.candles and self._tell(outcome):
-                    last_told = self.feed.clock()
+                if outcome is not None and outcome.candles:
+                    fetched.append(outcome)
             why = self.schedule.record(symbol, target, self.feed.last_closed.get(symbol), failed, self.feed.clock())
             if why is not None and not failed:
                 retried.setdefault(why, []).append(symbol)
+        for candles in fetched:
+            if self._tell(candles):
+                last_told = self.feed.clock()
         self._rounds += 1
         lag = None if last_told is None else last_told - (target + self.feed.tf_ms)
         self._last_round = (len(symbols), time.monotonic() - started, lag)
