@@ -29,7 +29,7 @@ PRIVATE_GET = frozenset({"accounts", "openpositions", "openorders", "fills", "or
 PRIVATE_POST = frozenset(
     {"sendorder", "editorder", "cancelorder", "cancelallorders", "cancelallordersafter", "batchorder", "orders/status"}
 )
-HISTORY_GET = frozenset({"orders", "triggers"})
+HISTORY_GET = frozenset({"orders", "triggers", "executions"})
 ORDER_ENTRY = ("/sendorder", "/batchorder", "/editorder", "/cancelorder")
 
 

@@ -50,6 +50,8 @@ TOO_LATE = "wouldProcessAfterSpecifiedTime"
 # Not documented: the reason Kraken's history gives when the engine cancels an IoC/market remainder. We use the
 # lower-cased OrderUpdateReason closest to it; clients must rely on the event type and the filled quantity.
 IOC_REMAINDER_REASON = "ioc_would_not_execute_reason"
+# The simulated market's side of every execution (the executions feed shows both orders): not the account's.
+MARKET_ACCOUNT_UID = "00000000-0000-4000-8000-000000000000"
 
 Params = Mapping[str, Any]
 
@@ -986,18 +988,19 @@ class Exchange:
             return {"flex": flex, "cash": cash}
 
     def history(self, which: str, params: Params) -> dict[str, object]:
-        """`/history/v2/orders` or `/triggers`, paged by time as Kraken documents it; ValueError on bad input.
+        """`/history/v2/orders`, `/triggers` or `/executions`, paged by time as Kraken documents it; ValueError on bad
+        input.
 
-        Kraken (https://docs.kraken.com/api/docs/futures-api/history/get-order-events): `since` / `before` in epoch
-        ms, `sort` asc|desc (default desc), `count` (upper bound "determined by a global limit"), an opaque
-        `continuation_token` (valid with the same sort) and `len` = number of elements returned. ccxt's recorded
-        tokens are base64 of "<timestamp>/<sequence>"; ours name the first element of the next page the same way.
-        Harsher readings (undocumented): events are published `history_lag_ms` after they happen, a page holds at
-        most `history_page_max` elements (also the default count), and `since` is inclusive, `before` exclusive.
+        Kraken (https://docs.kraken.com/api/docs/futures-api/history/get-order-events and get-execution-events):
+        `since` / `before` in epoch ms, `sort` asc|desc (default desc), `count` (upper bound "determined by a global
+        limit"), an opaque `continuation_token` (valid with the same sort) and `len` = number of elements returned.
+        ccxt's recorded tokens are base64 of "<timestamp>/<sequence>"; ours name the first element of the next page
+        the same way. Harsher readings (undocumented): events are published `history_lag_ms` after they happen, a
+        page holds at most `history_page_max` elements (also the default count), and `since` is inclusive, `before`
+        exclusive. The executions feed lists every fill of the account as one `Execution` event (`_execution_json`).
         """
         with self.lock:
             now = self.sync()
-            events = self.order_history if which == "orders" else self.trigger_history
             since = _history_ms(params.get("since"), "since")
             before = _history_ms(params.get("before"), "before")
             tradeable = params.get("tradeable")
@@ -1012,28 +1015,112 @@ class Exchange:
             token = params.get("continuation_token") or params.get("continuationToken")
             start_seq = None if not token else _decode_token(str(token))
             visible_until = now - self.history_lag_ms
+            items: list[tuple[int, str | None]]
+            if which == "executions":
+                items = [(f.time_ms, f.symbol) for f in self.fills]
+            else:
+                events = self.order_history if which == "orders" else self.trigger_history
+                items = [(e.time_ms, e.symbol) for e in events]
             selected = [
-                (seq, e)
-                for seq, e in enumerate(events)
-                if e.time_ms <= visible_until
-                and (since is None or e.time_ms >= since)
-                and (before is None or e.time_ms < before)
-                and (tradeable is None or e.symbol == str(tradeable).upper())
+                seq
+                for seq, (time_ms, symbol) in enumerate(items)
+                if time_ms <= visible_until
+                and (since is None or time_ms >= since)
+                and (before is None or time_ms < before)
+                and (tradeable is None or symbol == str(tradeable).upper())
                 and (start_seq is None or (seq <= start_seq if desc else seq >= start_seq))
             ]
             if desc:
                 selected.reverse()
             page = selected[:count]
+            if which == "executions":
+                elements = self._execution_elements(page)
+            else:
+                elements = [events[seq].to_json() for seq in page]
             out: dict[str, object] = {
                 "accountUid": self.account_uid,
                 "len": str(len(page)),
-                "elements": [e.to_json() for _, e in page],
+                "elements": elements,
                 "serverTime": iso(now),
             }
             if len(selected) > count:
-                seq, event = selected[count]
-                out["continuationToken"] = base64.b64encode(f"{event.time_ms}/{seq}".encode()).decode()
+                seq = selected[count]
+                out["continuationToken"] = base64.b64encode(f"{items[seq][0]}/{seq}".encode()).decode()
             return out
+
+    def _execution_elements(self, seqs: list[int]) -> list[dict[str, object]]:
+        """The fills at these positions of `self.fills` as execution events, in the order asked.
+
+        Shape of Kraken's documented example (get-execution-events): element {uid, timestamp, event: {Execution:
+        {execution: {uid, makerOrder, takerOrder, timestamp, quantity, price, markPrice, limitFilled, usdValue,
+        makerOrderData / takerOrderData {fee, positionSize}}, takerReducedQuantity}}}; each order snapshot {uid,
+        accountUid, clientId, tradeable, direction (Buy/Sell), quantity, filled, timestamp, limitPrice, orderType,
+        reduceOnly, lastUpdateTimestamp}. Our choices (undocumented): the execution `uid` is the fill's `fill_id` of
+        /fills (Kraken does not say whether the two ids are equal, so the bot never relies on it); the other side is
+        the simulated market's order (its own uid, `MARKET_ACCOUNT_UID`, no clientId); the account's snapshot shows
+        the order as it was after this execution (`filled` includes it, `quantity` is what was left, as the order
+        history's snapshots); times are epoch-ms strings as in ccxt's recorded history traffic; markPrice is the fill
+        price (the simulator keeps no mark per fill).
+        """
+        wanted = set(seqs)
+        filled_after: dict[int, Decimal] = {}
+        running: dict[str, Decimal] = {}
+        last = max(seqs, default=-1)
+        for seq, fill in enumerate(self.fills[: last + 1]):
+            running[fill.order_id] = running.get(fill.order_id, ZERO) + fill.size
+            if seq in wanted:
+                filled_after[seq] = running[fill.order_id]
+        out = []
+        for seq in seqs:
+            fill = self.fills[seq]
+            order = self.orders.get(fill.order_id)
+            stamp = str(fill.time_ms)
+            ours: dict[str, object]
+            if order is not None:
+                ours = order.history_json(self.account_uid)
+                size = order.size if order.size is not None else filled_after[seq]
+                ours["filled"] = text(filled_after[seq])
+                ours["quantity"] = text(max(ZERO, size - filled_after[seq]))
+                ours["lastUpdateTimestamp"] = stamp
+            else:  # not expected: every fill belongs to an order the account placed
+                ours = {"uid": fill.order_id, "accountUid": self.account_uid, "tradeable": fill.symbol,
+                        "direction": "Buy" if fill.side == "buy" else "Sell", "quantity": "0",
+                        "filled": text(filled_after[seq]), "timestamp": stamp, "limitPrice": "",
+                        "orderType": "IoC", "clientId": fill.cli_ord_id or "", "reduceOnly": False,
+                        "lastUpdateTimestamp": stamp}
+            market = {
+                "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sim-market-order/{fill.fill_id}")),
+                "accountUid": MARKET_ACCOUNT_UID,
+                "tradeable": fill.symbol,
+                "direction": "Sell" if fill.side == "buy" else "Buy",
+                "quantity": "0",
+                "filled": text(fill.size),
+                "timestamp": stamp,
+                "limitPrice": text(fill.price),
+                "orderType": "Limit" if fill.fill_type == "taker" else "IoC",
+                "reduceOnly": False,
+                "lastUpdateTimestamp": stamp,
+            }
+            taker = fill.fill_type != "maker"
+            data = {"fee": text(fill.fee), "positionSize": ""}
+            execution: dict[str, object] = {
+                "uid": fill.fill_id,
+                "makerOrder": market if taker else ours,
+                "takerOrder": ours if taker else market,
+                "timestamp": stamp,
+                "quantity": text(fill.size),
+                "price": text(fill.price),
+                "markPrice": text(fill.price),
+                "limitFilled": not taker,
+                "usdValue": text((fill.size * fill.price).quantize(Decimal("0.01"))),
+                "takerOrderData" if taker else "makerOrderData": data,
+            }
+            out.append({
+                "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sim-execution-event/{fill.fill_id}")),
+                "timestamp": stamp,
+                "event": {"Execution": {"execution": execution, "takerReducedQuantity": ""}},
+            })
+        return out
 
     # -- admin -----------------------------------------------------------------------
     def set_suspended(self, symbol: str, suspended: bool) -> None:
