@@ -5,6 +5,13 @@ Kraken's errors to its exceptions; this module turns each raw answer into the ty
 `exchange.reports` and raises `UnreadableAnswer` for anything that is not evidence. Searches that
 page (fills by `lastFillTime`, history by continuation token) are complete for the asked window or
 raise: a search cut short never reads as "absent".
+
+The fills endpoint pages by time only ("the 100 entries before lastFillTime"), so it cannot page through a
+millisecond holding 100 fills or more (a batchorder of market orders filled at once). Those milliseconds, and only
+those, are read from the execution history (history/v2/executions, paged by continuation token), which publishes
+late: a millisecond not yet settled (older than the caller's `settled_before_ms`) raises FillsPending, carrying
+every other fill of the window. One fill never comes from both sources in one search: Kraken does not document
+that an execution's uid equals the fills endpoint's fill_id.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from exchange.reports import (
     SendReport,
     UnreadableAnswer,
     parse_cancel_status,
+    parse_executions,
     parse_fills,
     parse_history,
     parse_open_orders,
@@ -43,6 +51,18 @@ FILLS_PAGE = 100  # Kraken's fills endpoint returns the newest 100 (get-fills do
 MAX_FILL_PAGES = 50
 HISTORY_PAGE = 500
 MAX_HISTORY_PAGES = 40
+SETTLED_CACHE = 512  # milliseconds whose executions were read after they settled (immutable): kept, not re-read
+
+
+class FillsPending(UnreadableAnswer):
+    """The fills endpoint cannot page through these milliseconds and the execution history may not show all of
+    them yet: `fills` holds every fill of the window outside them (complete there), `pending_ms` the milliseconds."""
+
+    def __init__(self, fills: list[FillReport], pending_ms: list[int]) -> None:
+        super().__init__(f"fills: more than {FILLS_PAGE} fills at {', '.join(iso_ms(t) for t in pending_ms)}; "
+                         "the execution history has not settled that far yet")
+        self.fills = fills
+        self.pending_ms = pending_ms
 
 
 def iso_ms(ms: int) -> str:
@@ -64,6 +84,7 @@ class PrivateApi:
         self.exchange = exchange
         self.budget = budget
         self.sleep = sleep
+        self._settled: dict[int, list[FillReport]] = {}  # ms -> its executions, read after the ms settled
 
     def _read(self, endpoint: str, call: Callable[[], Any], **cost: Any) -> Any:
         """Spend, call, and retry a transient failure (reads only)."""
@@ -131,27 +152,95 @@ class PrivateApi:
         answer = self._read("orders/status", lambda: self.exchange.privateGetOrdersStatus(request))
         return parse_order_status(answer, self.symbol_of)
 
-    def fills_since(self, since_ms: int) -> list[FillReport]:
-        """Every fill at or after `since_ms`, paging back by lastFillTime; raises if the search is cut short."""
+    def fills_since(self, since_ms: int, settled_before_ms: int | None = None) -> list[FillReport]:
+        """Every fill at or after `since_ms`, paging back by lastFillTime; raises if the search is cut short.
+
+        A millisecond the fills endpoint cannot page through (a page holding only fills of that millisecond) raises
+        UnreadableAnswer when `settled_before_ms` is None. Otherwise its fills are read from the execution history
+        if it is older than `settled_before_ms` (the caller's rule for "published": the history lag has passed),
+        paging the fills endpoint on past it (lastFillTime = that millisecond: the fills strictly before); if it is
+        not, FillsPending carries the other fills. Each fill comes from one source: a stalled millisecond's fills
+        from the execution history only, every other millisecond's from the fills endpoint only.
+        """
         fills: dict[str, FillReport] = {}
+        stalled: list[int] = []
         params: dict[str, Any] = {}
         for _ in range(MAX_FILL_PAGES):
             asked = dict(params)
             page = parse_fills(self._read("fills", lambda asked=asked: self.exchange.privateGetFills(asked),
                                           fills_since=bool(asked)), self.symbol_of)
-            for fill in page:
+            fresh = [f for f in page if f.time_ms not in stalled]
+            for fill in fresh:
                 if fill.time_ms >= since_ms:
                     fills.setdefault(fill.fill_id, fill)
             if len(page) < FILLS_PAGE or not page:
-                return sorted(fills.values(), key=lambda f: (f.time_ms, f.fill_id))
+                break
             oldest = min(f.time_ms for f in page)
             if oldest < since_ms:
-                return sorted(fills.values(), key=lambda f: (f.time_ms, f.fill_id))
+                break
+            if not fresh:
+                raise UnreadableAnswer(f"fills: lastFillTime {asked.get('lastFillTime')} answered fills of "
+                                       f"{iso_ms(oldest)} again; paging stalls")
+            if all(f.time_ms == oldest for f in page):
+                if settled_before_ms is None:
+                    raise UnreadableAnswer(f"fills: more than {FILLS_PAGE} fills at {iso_ms(oldest)}; paging stalls")
+                stalled.append(oldest)  # read from the execution history; the fills endpoint goes on before it
+                params = {"lastFillTime": iso_ms(oldest)}
+                continue
             # lastFillTime pages to fills before that time; same-millisecond fills are re-read and deduplicated
             params = {"lastFillTime": iso_ms(oldest + 1)}
-            if all(f.time_ms == oldest for f in page):
-                raise UnreadableAnswer(f"fills: more than {FILLS_PAGE} fills at {iso_ms(oldest)}; paging stalls")
-        raise UnreadableAnswer(f"fills: the search since {iso_ms(since_ms)} needs more than {MAX_FILL_PAGES} pages")
+        else:
+            raise UnreadableAnswer(f"fills: the search since {iso_ms(since_ms)} needs more than {MAX_FILL_PAGES} "
+                                   "pages")
+        if not stalled:
+            return sorted(fills.values(), key=lambda f: (f.time_ms, f.fill_id))
+        found = {fid: f for fid, f in fills.items() if f.time_ms not in stalled}
+        pending = []
+        for ms in stalled:
+            if settled_before_ms is None or ms >= settled_before_ms:
+                pending.append(ms)
+                continue
+            for fill in self._executions_at(ms):
+                found.setdefault(fill.fill_id, fill)
+        result = sorted(found.values(), key=lambda f: (f.time_ms, f.fill_id))
+        if pending:
+            raise FillsPending(result, sorted(pending))
+        logger.debug("gateway: fills of {} read from the execution history (the fills endpoint cannot page "
+                     "through them)", ", ".join(iso_ms(ms) for ms in stalled))
+        return result
+
+    def _executions_at(self, ms: int) -> list[FillReport]:
+        """The account's executions of one settled millisecond (read once: settled history does not change)."""
+        known = self._settled.get(ms)
+        if known is None:
+            known = [f for f in self.executions_since(ms, before_ms=ms + 1) if f.time_ms == ms]
+            if len(self._settled) >= SETTLED_CACHE:
+                self._settled.pop(min(self._settled))
+            self._settled[ms] = known
+        return known
+
+    def executions_since(self, since_ms: int, before_ms: int | None = None) -> list[FillReport]:
+        """Every execution of the account at or after `since_ms` (and before `before_ms`), from the execution
+        history, oldest first, paged by continuation token; raises if the search is cut short. The history
+        publishes late: executions newer than the history lag may be missing (the caller decides what is settled)."""
+        found: dict[str, FillReport] = {}
+        base: dict[str, Any] = {"since": since_ms, "sort": "asc", "count": HISTORY_PAGE}
+        if before_ms is not None:
+            base["before"] = before_ms
+        params = dict(base)
+        for _ in range(MAX_HISTORY_PAGES):
+            asked = dict(params)
+            page, token = parse_executions(
+                self._read_history(lambda asked=asked: self.exchange.historyGetExecutions(asked), "executions"),
+                self.symbol_of)
+            for fill in page:
+                if fill.time_ms >= since_ms and (before_ms is None or fill.time_ms < before_ms):
+                    found.setdefault(fill.fill_id, fill)
+            if token is None:
+                return sorted(found.values(), key=lambda f: (f.time_ms, f.fill_id))
+            params = {**base, "continuation_token": token}
+        raise UnreadableAnswer(f"executions: the search since {iso_ms(since_ms)} needs more than "
+                               f"{MAX_HISTORY_PAGES} pages")
 
     def history_since(self, since_ms: int) -> list[HistoryReport]:
         """Every order-history event at or after `since_ms`, oldest first; raises if cut short."""
@@ -168,10 +257,10 @@ class PrivateApi:
         raise UnreadableAnswer(f"history: the search since {iso_ms(since_ms)} needs more than "
                                f"{MAX_HISTORY_PAGES} pages")
 
-    def _read_history(self, call: Callable[[], Any]) -> Any:
+    def _read_history(self, call: Callable[[], Any], endpoint: str = "orders") -> Any:
         for attempt in range(READ_ATTEMPTS):
             if self.budget is not None:
-                self.budget.spend_history("orders")
+                self.budget.spend_history(endpoint)
             try:
                 return call()
             except TRANSIENT:

@@ -17,6 +17,10 @@ shared/peers/ccxt-krakenfutures shows the same fields):
   for 5 s only.
 - history/v2/orders: `elements[]` of {uid, timestamp (epoch ms), event: {NAME: {order: {uid,
   clientId, tradeable, direction, quantity, filled, ...}, reason}}}, with `continuationToken`.
+- history/v2/executions: `{accountUid, elements[], continuationToken?, len}`, element {uid, timestamp,
+  event: {Execution: {execution: {uid, takerOrder, makerOrder, timestamp, quantity, price, ...}}}}, each order
+  {uid, accountUid, clientId, tradeable, direction (Buy/Sell), ...} (get-execution-events docs); the account's
+  side is the order whose accountUid is the answer's.
 - openpositions: `openPositions[]` with symbol, side (long/short), size, price.
 - batchorder: `batchStatus[]`, one element per instruction: {status, order_tag, order_id, cliOrdId,
   dateTimeReceived, orderEvents} for a send (matched to its instruction by order_tag).
@@ -317,6 +321,63 @@ def parse_fills(answer: Any, symbol_of: SymbolOf) -> list[FillReport]:
             )
         )
     return reports
+
+
+def parse_executions(answer: Any, symbol_of: SymbolOf) -> tuple[list[FillReport], str | None]:
+    """history/v2/executions -> one FillReport per execution of the account (answer's order), and the token.
+
+    Kraken's execution events (https://docs.kraken.com/api/docs/futures-api/history/get-execution-events) carry
+    both orders of a trade, `takerOrder` and `makerOrder`, each with its `accountUid`; ours is the one whose
+    accountUid is the answer's `accountUid` (exactly one: Kraken refuses self-fills, `selfFill`). The fill's id
+    is the execution's `uid`. Kraken does not document whether that uid equals the `fill_id` of the fills
+    endpoint for the same trade, so the gateway never reads one fill from both sources (PrivateApi.fills_since
+    reads from the execution history only the milliseconds the fills endpoint cannot page through). Event names
+    other than Execution are skipped; an Execution that is not fully readable makes the whole page unreadable.
+    """
+    if not isinstance(answer, Mapping) or not isinstance(answer.get("elements"), list):
+        raise UnreadableAnswer(f"executions: the answer has no elements list: {str(answer)[:200]}")
+    account = _text(answer.get("accountUid"), "executions: accountUid")
+    reports = []
+    for raw in answer["elements"]:
+        item = _item(raw, "executions")
+        event = _item(item.get("event"), "executions: event")
+        if len(event) != 1:
+            raise UnreadableAnswer(f"executions: an event with {len(event)} names: {str(item)[:200]}")
+        name, payload_raw = next(iter(event.items()))
+        if str(name).strip().lower() != "execution":
+            continue
+        payload = _item(payload_raw, f"executions: {name}")
+        execution = _item(payload.get("execution"), "executions: execution")
+        sides = []
+        for key in ("takerOrder", "makerOrder"):
+            order_raw = execution.get(key)
+            if order_raw is None:
+                continue
+            order = _item(order_raw, f"executions: {key}")
+            if _optional_text(order.get("accountUid")) == account:
+                sides.append(order)
+        if len(sides) != 1:
+            raise UnreadableAnswer(f"executions: {len(sides)} orders of account {account} in one execution: "
+                                   f"{str(item)[:200]}")
+        order = sides[0]
+        amount = decimal(execution.get("quantity"), "executions: quantity")
+        price = decimal(execution.get("price"), "executions: price")
+        if amount <= 0 or price <= 0:
+            raise UnreadableAnswer(f"executions: an execution of {amount} at {price}: {str(item)[:200]}")
+        reports.append(
+            FillReport(
+                fill_id=_text(execution.get("uid"), "executions: execution uid"),
+                exchange_order_id=_text(order.get("uid"), "executions: order uid"),
+                client_order_id=_optional_text(order.get("clientId")) or _optional_text(order.get("cliOrdId")),
+                symbol=_symbol(order.get("tradeable"), symbol_of, "executions: tradeable"),
+                side=_side(order.get("direction"), "executions: direction"),
+                amount=amount,
+                price=price,
+                time_ms=time_ms(execution.get("timestamp", item.get("timestamp")), "executions: timestamp"),
+            )
+        )
+    token = answer.get("continuationToken")
+    return reports, (str(token) if token not in (None, "") else None)
 
 
 def parse_order_status(answer: Any, symbol_of: SymbolOf) -> list[OrderStatusReport]:
