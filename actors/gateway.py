@@ -41,7 +41,7 @@ from loguru import logger
 
 from actors.timers import ActorTimers
 from exchange.budget import CostBudget
-from exchange.private_api import PrivateApi
+from exchange.private_api import FillsPending, PrivateApi
 from exchange.reports import (
     ExchangeStatus,
     FillReport,
@@ -559,6 +559,22 @@ class OrderGateway:
             for f in new
         )
 
+    def _read_fills(self, since_ms: int) -> tuple[list[FillReport], list[int]]:
+        """Every fill since `since_ms` and the milliseconds still missing from it (empty: complete).
+
+        The fills endpoint cannot page through a millisecond of 100 fills or more (a batch of market orders); those
+        milliseconds are read from the execution history once it has surely published them: after the history lag
+        and the clock skew (`window_ms`, the rule the order history follows). Until then they are missing, and
+        every other fill is there: booked now, the missing ones on a later look (their orders wait in `watch`). A
+        search with missing milliseconds still decides absence safely: an order is only decided after
+        processBefore + window_ms, when its OrderPlaced (at or before processBefore) is published in the history.
+        """
+        try:
+            return self.api.fills_since(since_ms, settled_before_ms=self.exchange_now() - self.settings.window_ms), []
+        except FillsPending as pending:
+            logger.debug("gateway: {}; booking the other fills now", pending)
+            return pending.fills, pending.pending_ms
+
     @staticmethod
     def _fills_of(tracked: Tracked, fills: Iterable[FillReport]) -> list[FillReport]:
         return [f for f in fills if f.client_order_id == tracked.client_order_id
@@ -588,12 +604,14 @@ class OrderGateway:
             cursor = min([*starts, started] + ([cursor] if cursor is not None else [])) - self.settings.margin_ms
         try:
             open_orders = self.api.open_orders() if live else []
-            fills = self.api.fills_since(cursor)
+            fills, missing = self._read_fills(cursor)
         except Exception as exc:
             logger.warning("gateway: could not follow {} orders: {}: {}", len(live) + len(self.watch),
                            type(exc).__name__, exc)
             return
         self.fill_cursor_ms = started - self.settings.margin_ms - self.settings.exchange_ms(self.settings.history_lag_s)
+        if missing:  # milliseconds not settled in the execution history yet: searched again from before them
+            self.fill_cursor_ms = min(self.fill_cursor_ms, min(missing) - self.settings.margin_ms)
         by_cid = {o.client_order_id: o for o in open_orders if o.client_order_id}
         by_id = {o.exchange_order_id: o for o in open_orders}
         now = self.clock()
@@ -728,8 +746,8 @@ class OrderGateway:
             tracked.filled = max(tracked.filled, filled_at_cancel)
         booked: tuple[Fill, ...] = ()
         try:  # a fill between the last poll and the cancel: read it now, not never
-            booked = self._book(tracked, self._fills_of(tracked, self.api.fills_since(
-                (tracked.sent_at_ms or self.exchange_now()) - self.settings.margin_ms)))
+            booked = self._book(tracked, self._fills_of(tracked, self._read_fills(
+                (tracked.sent_at_ms or self.exchange_now()) - self.settings.margin_ms)[0]))
         except Exception as exc:
             logger.warning("{} {}: fills after the cancel unreadable ({}); they are collected later",
                            tracked.symbol, tracked.client_order_id, exc)
@@ -803,7 +821,7 @@ class OrderGateway:
                 evidence[cid].statuses.append(status)
         starts = [t.sent_at_ms for t in due if t.sent_at_ms is not None]
         since = (min(starts) if starts else self.exchange_now() - 24 * 3_600_000) - self.settings.margin_ms
-        for fill in self.api.fills_since(since):
+        for fill in self._read_fills(since)[0]:
             cid = fill.client_order_id if fill.client_order_id in evidence else ids.get(fill.exchange_order_id)
             if cid is not None:
                 evidence[cid].fills.append(fill)
