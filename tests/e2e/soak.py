@@ -5,14 +5,19 @@ A standalone simulator runs in its own process (the exchange outlives the bot) w
 late, a finite book, resting orders filled in parts) plus probabilistic faults: 503, 429, apiLimitExceeded,
 connection resets, time-outs, accept-then-drop / accept-then-timeout on sends, and `late` (a send held inside
 the exchange and processed after the client gave up; its delay is re-drawn all the time, so some are processed
-before their processBefore and placed, some after and refused). `cli_ord_id_scope="none"` switches the
-exchange's duplicate-id refusal off entirely: then nothing can rest on it.
+before their processBefore and placed, some after and refused). The first two `sendorder` (a lone order) and
+the first two `batchorder` requests (a burst: the symbols signalling at one close, under one request-level
+ProcessBefore) are held `late` for certain, one of each processed before its processBefore, one after.
+`cli_ord_id_scope="none"` switches the exchange's duplicate-id refusal off entirely: then nothing can rest on it.
 
 The bot (`run.py`, scripted strategy entering every other candle, pyramiding off) is started, killed after a
 random time, started again, and so on; the last run trades without faults, is paused (`run.py pause --all`) and runs on until every intent is final and no
 held request is pending, its `run.py status --json` is read, and it is stopped cleanly. Then, from the
 simulator's order request record (every send and its outcome), its fills and the bot's SQLite database:
-- at most one placed order per intent (`order_requests`, kind send, status placed, per cliOrdId);
+- at most one placed order per intent (`order_requests`, kind send, status placed, per cliOrdId; a
+  batchorder instruction is a send row too);
+- every send of ours carried processBefore; none processed at or after it was placed, none refused as too
+  late before it (the exchange's side of the late-send case);
 - no position above one entry at any moment (the simulator's fills replayed in order);
 - every exchange order and fill of ours known to the database, no fill in the database the exchange never
   made, no intent the database calls REJECTED while the exchange placed it;
@@ -64,6 +69,9 @@ FAULTS: dict[str, float] = {
     "unavailable": 0.04, "http_429": 0.02, "api_limit": 0.02, "reset": 0.03, "timeout": 0.01,
     "accept_then_drop": 0.06, "accept_then_timeout": 0.02, "late": 0.10,
 }
+# The order-entry requests the bot sends (a lone order by sendorder, a burst by batchorder): the scheduled
+# `late` faults are put on each of them.
+SCHEDULED_LATE_ENDPOINTS = ("sendorder", "batchorder")
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,8 @@ class SoakReport:
     sends_refused: dict[str, int] = field(default_factory=dict)  # by the exchange's status
     faults_injected: dict[str, int] = field(default_factory=dict)
     late_outcomes: dict[str, int] = field(default_factory=dict)  # status of the sends held by `late`
+    late_requests: dict[str, int] = field(default_factory=dict)  # the same per request ("batchorder: placed", ...)
+    sends_without_process_before: int = 0  # send rows of our intents that carried no processBefore
     unknown_outcomes: int = 0  # intents that had an OUTCOME_UNKNOWN
     unknown_ends: dict[str, int] = field(default_factory=dict)  # how those intents ended
     resends: int = 0  # sends of an intent after its first
@@ -120,7 +130,8 @@ class SoakReport:
             f"scope {self.scope!r}, seed {self.seed}: {self.kills} kills ({self.aimed_kills} aimed at a send) over {self.runs} runs in {self.seconds:.0f}s; "
             f"{self.intents} intents ({counts(self.final_states)}), {self.sends} sends, {self.orders_placed} placed, "
             f"refused by the exchange: {counts(self.sends_refused)}; faults injected ({sum(self.faults_injected.values())}): "
-            f"{counts(self.faults_injected)}; late sends: {counts(self.late_outcomes)}; "
+            f"{counts(self.faults_injected)}; late sends: {counts(self.late_outcomes)} "
+            f"(per request: {counts(self.late_requests)}); "
             f"{self.unknown_outcomes} unknown outcomes resolved ({counts(self.unknown_ends)}), {self.resends} re-sends, "
             f"{self.not_placed} NOT_PLACED; largest position {self.max_position_ratio:.2f}x one entry; "
             f"blocked at the end: {', '.join(self.blocked_at_end) or 'none'}; "
@@ -282,9 +293,14 @@ class SoakRun:
         try:
             self.admin.set_faults(**FAULTS, late_ms=self.settings.late_ms[1], hold_ms=self.settings.hold_ms[1])
             horizon_ms = self.settings.process_before_s * 1000  # processBefore, exchange ms after the send
-            for late_ms in (0.3 * horizon_ms, 1.5 * horizon_ms):  # the first two sends: one placed late, one too late
-                self.admin.schedule_fault("late", endpoint="sendorder", count=1, delay_ms=self.settings.timeout_s
-                                          * 1000 + 500, late_ms=late_ms)
+            # The first two order requests of each kind: one placed late, one too late. Orders that reach the
+            # gateway together (the symbols signalling at one close) go in one `batchorder` whose request-level
+            # ProcessBefore covers every instruction; a lone order goes by `sendorder`. The simulator matches
+            # a scheduled fault by endpoint name, so each is scheduled on both.
+            for endpoint in SCHEDULED_LATE_ENDPOINTS:
+                for late_ms in (0.3 * horizon_ms, 1.5 * horizon_ms):
+                    self.admin.schedule_fault("late", endpoint=endpoint, count=1, delay_ms=self.settings.timeout_s
+                                              * 1000 + 500, late_ms=late_ms)
             write_config(self.folder, self.base_url, free_port(), self.settings)
             driver.start()
             for _ in range(self.kills):
@@ -425,6 +441,9 @@ class SoakRun:
         report.orders_placed = sum(1 for r in sends if r["status"] == "placed")
         report.sends_refused = dict(Counter(str(r["status"]) for r in sends if r["status"] != "placed"))
         report.late_outcomes = dict(Counter(str(r["status"]) for r in sends if r.get("fault") == "late"))
+        report.late_requests = dict(Counter(f"{endpoint}: {status}" for endpoint, status in
+                                            _request_outcomes([r for r in sends if r.get("fault") == "late"])))
+        report.problems.extend(_process_before_problems(sends))
 
         url = f"sqlite:///{self.database()}"
         status = None
@@ -463,6 +482,11 @@ class SoakRun:
             for h in unknown if h in hash_to_cid))
         per_cid_sends = Counter(r["cliOrdId"] for r in sends if r["cliOrdId"])
         report.resends = sum(n - 1 for n in per_cid_sends.values() if n > 1)
+        ours = [r for r in sends if r["cliOrdId"] in intents]
+        report.sends_without_process_before = sum(1 for r in ours if not r.get("processBefore"))
+        if report.sends_without_process_before:
+            report.problems.append(f"{report.sends_without_process_before} sends of our intents carried no "
+                                   f"processBefore (a held copy of one could be placed at any later time)")
 
         # Beyond check_promise: every placed order (filled or not) known, every placed send from one of our
         # intents, no intent REJECTED while the exchange placed it, no stored fill the exchange never made.
@@ -509,6 +533,37 @@ class SoakRun:
             if entry.get(fill["symbol"]):
                 worst = max(worst, float(abs(position[fill["symbol"]]) / entry[fill["symbol"]]))
         return worst
+
+
+def _request_outcomes(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(endpoint, outcome) per order request: the instructions of one batchorder (same `batch`) are one request,
+    its outcome their statuses joined ("placed", "wouldProcessAfterSpecifiedTime", "placed+...")."""
+    requests: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        key = ("batch", row["batch"]) if row.get("batch") is not None else ("seq", row["seq"])
+        requests[key].append(row)
+    return [(str(group[0]["endpoint"]), "+".join(sorted({str(r["status"]) for r in group})))
+            for group in requests.values()]
+
+
+def _process_before_problems(sends: list[dict[str, Any]]) -> list[str]:
+    """The exchange's side of the late-send case: a send processed at or after its processBefore placed
+    nothing, and one placed was processed before it (so a `wouldProcessAfterSpecifiedTime` counted in the
+    report really is a request the exchange held past its processBefore and refused)."""
+    from simulator.api import parse_iso_ms
+
+    problems = []
+    for row in sends:
+        before = parse_iso_ms(str(row["processBefore"])) if row.get("processBefore") else None
+        if before is None:
+            continue
+        if row["status"] == "placed" and row["time"] >= before:
+            problems.append(f"request seq {row['seq']} ({row['endpoint']}, {row['cliOrdId']}) was placed at "
+                            f"{row['time']}, at or after its processBefore {row['processBefore']}")
+        if row["status"] == "wouldProcessAfterSpecifiedTime" and (row["time"] < before or row.get("order_id")):
+            problems.append(f"request seq {row['seq']} ({row['endpoint']}, {row['cliOrdId']}) refused as too "
+                            f"late at {row['time']}, before its processBefore {row['processBefore']}, or placed")
+    return problems
 
 
 def _exited_within(process: subprocess.Popen[bytes], seconds: float) -> bool:
