@@ -200,7 +200,8 @@ class PrivateApi:
             if settled_before_ms is None or ms >= settled_before_ms:
                 pending.append(ms)
                 continue
-            for fill in self._executions_at(ms):
+            shown = sum(1 for f in fills.values() if f.time_ms == ms)  # at least a page's worth
+            for fill in self._executions_at(ms, shown):
                 found.setdefault(fill.fill_id, fill)
         result = sorted(found.values(), key=lambda f: (f.time_ms, f.fill_id))
         if pending:
@@ -209,11 +210,15 @@ class PrivateApi:
                      "through them)", ", ".join(iso_ms(ms) for ms in stalled))
         return result
 
-    def _executions_at(self, ms: int) -> list[FillReport]:
-        """The account's executions of one settled millisecond (read once: settled history does not change)."""
+    def _executions_at(self, ms: int, shown: int) -> list[FillReport]:
+        """The account's executions of one settled millisecond (read once: settled history does not change);
+        fewer than the `shown` fills the fills endpoint listed there: not settled after all, UnreadableAnswer."""
         known = self._settled.get(ms)
-        if known is None:
+        if known is None or len(known) < shown:
             known = [f for f in self.executions_since(ms, before_ms=ms + 1) if f.time_ms == ms]
+            if len(known) < shown:
+                raise UnreadableAnswer(f"executions: {len(known)} executions at {iso_ms(ms)}, the fills endpoint "
+                                       f"lists {shown} there; the execution history is not complete yet")
             if len(self._settled) >= SETTLED_CACHE:
                 self._settled.pop(min(self._settled))
             self._settled[ms] = known

@@ -16,6 +16,13 @@ It is never kinder than Kraken (docs: https://docs.kraken.com/api/docs/futures-a
   OrderRejected events with `clientId` and `filled`; an order that executes on placement has ONE
   OrderPlaced whose snapshot already carries the fill, `quantity` being what is left (ccxt's
   recorded Kraken traffic); events show only after `history_lag_ms`;
+- the execution history (history/v2/executions) lists every fill as an `Execution` event in Kraken's documented
+  shape (get-execution-events), exactly as the simulator serves it: the account's order (`accountUid`
+  "fake-account", `clientId`) on the taker side of a market fill and the maker side of a resting one, the market's
+  order on the other; published after `history_lag_ms`; `since` inclusive, `before` exclusive, `sort` (desc by
+  default), `count` capped by `history_page_max` (100), base64 "<ms>/<seq>" continuation tokens. The execution
+  `uid` is the fill's `fill_id` (the simulator's choice) unless `execution_ids_equal_fill_ids` is False (Kraken
+  does not document that the two ids are equal);
 - a market order is an IoC: it fills in full at the fake's price unless a test sets a finite
   `depth` for its market, and what is left is cancelled;
 - a reduce-only order that would not reduce the position is rejected (`wouldNotReducePosition`);
@@ -182,7 +189,9 @@ class FakeExchange:
         self.markets_by_id = {m["id"]: [m] for m in self.markets.values()}  # ccxt v4 shape
         self.prices = {s: price for s, (_, _, _, price) in spec.items()}
         self.depth: dict[str, float] = {}  # symbol -> the most one market order can fill (default: all)
-        self.history_lag_ms = 0  # history events show this long after they happen
+        self.history_lag_ms = 0  # history events (orders, executions) show this long after they happen
+        self.history_page_max = 100  # most elements one executions page holds (the simulator's default)
+        self.execution_ids_equal_fill_ids = True  # the simulator's choice; False: each execution has its own uid
         self.orders: dict[str, FakeOrder] = {}  # every order that got an id, rejected ones too
         self.fills: list[dict[str, Any]] = []  # Kraken's fill records, oldest first
         self.history: list[tuple[int, dict[str, Any]]] = []  # (time ms, history element), oldest first
@@ -336,6 +345,49 @@ class FakeExchange:
             if start + size < len(visible):
                 out["continuationToken"] = base64.b64encode(str(start + size).encode()).decode()
             return out
+
+    def historyGetExecutions(self, params: dict | None = None) -> dict[str, Any]:
+        """history/v2/executions as the simulator serves it (simulator.engine.Exchange.history)."""
+        self._enter("executions")
+        params = params or {}
+        with self._lock:
+            now = self.now_ms()
+            since = int(params["since"]) if params.get("since") not in (None, "") else None
+            before = int(params["before"]) if params.get("before") not in (None, "") else None
+            desc = str(params.get("sort") or "desc").lower() != "asc"
+            count = min(int(params.get("count") or self.history_page_max), self.history_page_max)
+            token = params.get("continuation_token")
+            start = int(base64.b64decode(token).decode().split("/", 1)[1]) if token else None
+            selected = [seq for seq, f in enumerate(self.fills)
+                        if f["_ms"] + self.history_lag_ms <= now and (since is None or f["_ms"] >= since)
+                        and (before is None or f["_ms"] < before)
+                        and (start is None or (seq <= start if desc else seq >= start))]
+            if desc:
+                selected.reverse()
+            page = selected[:count]
+            out: dict[str, Any] = {"accountUid": "fake-account", "len": str(len(page)),
+                                   "elements": [self._execution(self.fills[seq]) for seq in page],
+                                   "serverTime": iso(now)}
+            if len(selected) > count:
+                seq = selected[count]
+                out["continuationToken"] = base64.b64encode(f"{self.fills[seq]['_ms']}/{seq}".encode()).decode()
+            return out
+
+    def _execution(self, fill: dict[str, Any]) -> dict[str, Any]:
+        order = self.orders[fill["order_id"]]
+        stamp = str(fill["_ms"])
+        ours = {**order.history_json(), "accountUid": "fake-account", "lastUpdateTimestamp": stamp}
+        market = {"uid": f"market-{fill['fill_id']}", "accountUid": "market-account", "tradeable": fill["symbol"],
+                  "direction": "Sell" if fill["side"] == "buy" else "Buy", "quantity": "0", "filled": fill["size"],
+                  "timestamp": stamp, "limitPrice": fill["price"], "orderType": "Limit", "reduceOnly": False,
+                  "lastUpdateTimestamp": stamp}
+        taker = fill["fillType"] == "taker"
+        uid = fill["fill_id"] if self.execution_ids_equal_fill_ids else f"exec-{fill['fill_id']}"
+        execution = {"uid": uid, "makerOrder": market if taker else ours, "takerOrder": ours if taker else market,
+                     "timestamp": stamp, "quantity": fill["size"], "price": fill["price"], "markPrice": fill["price"],
+                     "limitFilled": not taker, "usdValue": _num(float(fill["size"]) * float(fill["price"]))}
+        return {"uid": f"event-{fill['fill_id']}", "timestamp": stamp,
+                "event": {"Execution": {"execution": execution, "takerReducedQuantity": ""}}}
 
     def privatePostSendorder(self, request: dict[str, Any]) -> dict[str, Any]:
         call = self._call(request)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from exchange import private_api
-from exchange.private_api import PrivateApi, iso_ms
+from exchange.private_api import FillsPending, PrivateApi, iso_ms
 from exchange.reports import ExchangeStatus, UnreadableAnswer
 from messages import OrderIntent, Side, SignalKind, client_order_id_for, intent_hash
 from tests.fakes import FakeExchange, TestClock
@@ -65,6 +65,93 @@ def test_more_than_a_page_of_fills_in_one_millisecond_cannot_be_paged_and_raises
     many_fills(exchange, clock, 101, step_ms=0)
     with pytest.raises(UnreadableAnswer, match="paging stalls"):
         api.fills_since(clock() - 1000)
+
+
+def burst_around(exchange: FakeExchange, clock: TestClock, burst: int = 150) -> tuple[list[int], int]:
+    """40 fills 3 ms apart, `burst` fills in one millisecond, 40 more 3 ms apart: every time, and the burst's ms."""
+    before = many_fills(exchange, clock, 40, step_ms=3)
+    burst_ms = clock()
+    many_fills(exchange, clock, burst, step_ms=0)
+    clock.ms += 3
+    after = many_fills(exchange, clock, 40, step_ms=3)
+    return before + [burst_ms] * burst + after, burst_ms
+
+
+@pytest.mark.parametrize("equal_ids", [True, False])
+def test_a_millisecond_the_fills_endpoint_cannot_page_is_read_from_the_execution_history(equal_ids: bool) -> None:
+    exchange, api, clock = setup()
+    exchange.execution_ids_equal_fill_ids = equal_ids  # False: Kraken's ids could differ; one source per fill
+    times, burst_ms = burst_around(exchange, clock)
+    fills = api.fills_since(times[10], settled_before_ms=clock())
+    assert [f.time_ms for f in fills] == times[10:]  # all of them, oldest first
+    assert len({f.fill_id for f in fills}) == len(fills)  # each once
+    from_history = {f.fill_id for f in fills if f.time_ms == burst_ms}
+    by_endpoint = {f["fill_id"] for f in exchange.fills}
+    assert (from_history <= by_endpoint) is equal_ids  # the burst's fills are the execution history's
+    assert {f.fill_id for f in fills if f.time_ms != burst_ms} <= by_endpoint
+    assert exchange.calls.count("executions") == 2  # 150 executions: two pages of 100
+    api.fills_since(times[10], settled_before_ms=clock())
+    assert exchange.calls.count("executions") == 2  # a settled millisecond is read once
+
+
+def test_a_stalled_millisecond_not_settled_yet_is_pending_and_the_rest_is_complete() -> None:
+    exchange, api, clock = setup()
+    times, burst_ms = burst_around(exchange, clock)
+    with pytest.raises(FillsPending) as pending:
+        api.fills_since(times[0], settled_before_ms=burst_ms)  # the history may not show the burst yet
+    assert pending.value.pending_ms == [burst_ms]
+    assert [f.time_ms for f in pending.value.fills] == [t for t in times if t != burst_ms]
+    assert "executions" not in exchange.calls
+    with pytest.raises(UnreadableAnswer, match="paging stalls"):  # without a settled bound: refused as before
+        api.fills_since(times[0])
+
+
+def test_a_burst_the_execution_history_has_not_published_is_not_read_as_complete() -> None:
+    exchange, api, clock = setup()
+    exchange.history_lag_ms = 3_000
+    times, burst_ms = burst_around(exchange, clock)
+    with pytest.raises(UnreadableAnswer):  # the caller's settled bound is wrong: the history shows nothing there
+        api.fills_since(times[0], settled_before_ms=clock() + 1)
+    clock.ms += 3_000
+    fills = api.fills_since(times[0], settled_before_ms=clock() - 3_000)
+    assert len(fills) == len(times)
+
+
+def test_executions_since_pages_by_token_and_respects_the_lag() -> None:
+    exchange, api, clock = setup()
+    exchange.history_lag_ms = 3_000
+    times = many_fills(exchange, clock, 250, step_ms=2)
+    assert api.executions_since(times[0]) == []  # nothing published yet
+    clock.ms += 3_000
+    executions = api.executions_since(times[0])
+    assert [e.time_ms for e in executions] == times and exchange.calls.count("executions") == 4  # 100+100+50
+    assert [e.fill_id for e in executions] == [f["fill_id"] for f in exchange.fills]
+    assert [e.time_ms for e in api.executions_since(times[10], before_ms=times[20])] == times[10:20]
+
+
+def test_an_execution_search_cut_short_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    exchange, api, clock = setup()
+    times = many_fills(exchange, clock, 250)
+    monkeypatch.setattr(private_api, "MAX_HISTORY_PAGES", 2)
+    with pytest.raises(UnreadableAnswer, match="more than 2 pages"):
+        api.executions_since(times[0])
+    original = exchange.historyGetExecutions
+    exchange.historyGetExecutions = lambda params=None: (original(params) if not params.get("continuation_token")
+                                                         else {"accountUid": "fake-account", "elements": None})
+    monkeypatch.setattr(private_api, "MAX_HISTORY_PAGES", 40)
+    with pytest.raises(UnreadableAnswer):
+        api.executions_since(times[0])
+
+
+def test_execution_reads_spend_the_history_budget() -> None:
+    from exchange.budget import CostBudget
+    exchange, _, clock = setup()
+    budget = CostBudget()
+    api = PrivateApi(exchange, budget)
+    many_fills(exchange, clock, 5)
+    before = budget.history.available()
+    api.executions_since(0)
+    assert budget.history.available() < before - 0.99  # one token (refilling meanwhile)
 
 
 def test_a_fill_search_that_needs_too_many_pages_raises(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from exchange.reports import (
     ExchangeStatus,
     UnreadableAnswer,
     parse_cancel_status,
+    parse_executions,
     parse_fills,
     parse_history,
     parse_open_orders,
@@ -273,3 +274,107 @@ def test_cancel_status_refuses_unreadable_answers(answer: Any) -> None:
 def test_an_order_event_without_its_snapshot_is_unreadable(snapshot: Any) -> None:
     with pytest.raises(UnreadableAnswer):
         parse_history(history(with_field(EVENT, ("event", "OrderPlaced", "order"), snapshot)), symbol_of)
+
+
+# --- history/v2/executions -------------------------------------------------------------------
+
+ACCOUNT = "2ceb1d31-f619-457b-870c-fd4ddbb10d45"
+
+
+def kraken_execution_example() -> dict[str, Any]:
+    """Kraken's documented example answer of GET /api/history/v2|v3/executions (get-execution-events; the docs'
+    placeholder values: one uid everywhere, both orders carrying the answer's accountUid)."""
+    order = {"accountUid": ACCOUNT, "clientId": "string", "direction": "Buy", "filled": "1234.56789",
+             "lastUpdateTimestamp": 1604937694000, "limitPrice": "1234.56789", "orderType": "Limit",
+             "quantity": "1234.56789", "reduceOnly": False, "spotData": "string", "timestamp": 1604937694000,
+             "tradeable": "string", "uid": ACCOUNT}
+    return {
+        "accountUid": ACCOUNT, "continuationToken": "c3RyaW5n",
+        "elements": [{"event": {"Execution": {"execution": {
+            "limitFilled": False, "makerOrder": dict(order), "makerOrderData": {"fee": "1234.56789",
+                                                                               "positionSize": "1234.56789"},
+            "markPrice": "1234.56789", "oldTakerOrder": dict(order), "price": "1234.56789", "quantity": "1234.56789",
+            "takerOrder": dict(order), "takerOrderData": {"fee": "1234.56789", "positionSize": "1234.56789"},
+            "timestamp": 1604937694000, "uid": ACCOUNT, "usdValue": "1234.56789"},
+            "takerReducedQuantity": "string"}}, "timestamp": 1604937694000, "uid": "string"}],
+        "len": 0, "serverTime": "2022-03-31T20:38:53.677Z"}
+
+
+def test_kraken_documented_execution_example_reads_the_accounts_side() -> None:
+    answer = kraken_execution_example()
+    execution = answer["elements"][0]["event"]["Execution"]["execution"]
+    execution["makerOrder"]["accountUid"] = "another-account"  # the docs' placeholder: both sides are "ours"
+    execution["takerOrder"].update(tradeable="PF_XBTUSD", uid="order-1", clientId="cid-1", direction="Sell")
+    fills, token = parse_executions(answer, symbol_of)
+    assert token == "c3RyaW5n"
+    [fill] = fills
+    assert (fill.fill_id, fill.exchange_order_id, fill.client_order_id, fill.symbol, fill.side) == (
+        ACCOUNT, "order-1", "cid-1", "BTC/USD:USD", Side.SELL)
+    assert (fill.amount, fill.price, fill.time_ms) == (Decimal("1234.56789"), Decimal("1234.56789"), 1604937694000)
+
+
+def test_an_execution_whose_side_cannot_be_told_is_unreadable() -> None:
+    with pytest.raises(UnreadableAnswer, match="2 orders of account"):  # the raw example: both sides the account's
+        parse_executions(kraken_execution_example(), symbol_of)
+    answer = kraken_execution_example()
+    for key in ("makerOrder", "takerOrder"):
+        answer["elements"][0]["event"]["Execution"]["execution"][key]["accountUid"] = "another-account"
+    with pytest.raises(UnreadableAnswer, match="0 orders of account"):
+        parse_executions(answer, symbol_of)
+
+
+def simulator_execution_answer() -> dict[str, Any]:
+    """What the simulator serves for one market buy (recorded from simulator.engine, ids shortened)."""
+    stamp = "1796171137422"
+    return {"accountUid": "acc-1", "len": "1", "serverTime": "2026-12-02T00:25:41.422Z", "elements": [{
+        "uid": "ev-1", "timestamp": stamp, "event": {"Execution": {"execution": {
+            "uid": "fill-1",
+            "makerOrder": {"uid": "mkt-1", "accountUid": "00000000-0000-4000-8000-000000000000",
+                           "tradeable": "PF_XBTUSD", "direction": "Sell", "quantity": "0", "filled": "0.01",
+                           "timestamp": stamp, "limitPrice": "66349", "orderType": "Limit", "reduceOnly": False,
+                           "lastUpdateTimestamp": stamp},
+            "takerOrder": {"uid": "order-1", "accountUid": "acc-1", "tradeable": "PF_XBTUSD", "direction": "Buy",
+                           "quantity": "0", "filled": "0.01", "timestamp": stamp, "limitPrice": "66999",
+                           "orderType": "IoC", "clientId": "abc-1", "reduceOnly": False,
+                           "lastUpdateTimestamp": stamp},
+            "timestamp": stamp, "quantity": "0.01", "price": "66349", "markPrice": "66349", "limitFilled": False,
+            "usdValue": "663.49", "takerOrderData": {"fee": "0.331745", "positionSize": ""}},
+            "takerReducedQuantity": ""}}}]}
+
+
+def test_simulator_execution_shape_reads_into_a_fill_report() -> None:
+    fills, token = parse_executions(simulator_execution_answer(), symbol_of)
+    assert token is None
+    [fill] = fills
+    assert (fill.fill_id, fill.exchange_order_id, fill.client_order_id, fill.symbol, fill.side, fill.amount,
+            fill.price, fill.time_ms) == ("fill-1", "order-1", "abc-1", "BTC/USD:USD", Side.BUY, Decimal("0.01"),
+                                          Decimal("66349"), 1796171137422)
+
+
+def _damage(path: list[str], value: Any) -> dict[str, Any]:
+    answer = simulator_execution_answer()
+    target: Any = answer["elements"][0]["event"]["Execution"]["execution"]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return answer
+
+
+@pytest.mark.parametrize("answer", [
+    None, [], {"elements": None, "accountUid": "acc-1"}, {"elements": []},
+    {"accountUid": "acc-1", "elements": ["x"]},
+    {"accountUid": "acc-1", "elements": [{"event": {"Execution": {}, "Other": {}}}]},
+    _damage(["quantity"], "-1"), _damage(["quantity"], "0"), _damage(["price"], "NaN"), _damage(["uid"], ""),
+    _damage(["takerOrder", "direction"], "Up"), _damage(["takerOrder", "uid"], None),
+    _damage(["takerOrder", "tradeable"], None), _damage(["timestamp"], "soon"),
+    _damage(["takerOrder"], "not an object"),
+], ids=lambda a: str(a)[:40])
+def test_unreadable_execution_answers_are_refused_whole(answer: Any) -> None:
+    with pytest.raises(UnreadableAnswer):
+        parse_executions(answer, symbol_of)
+
+
+def test_events_other_than_executions_are_skipped() -> None:
+    answer = simulator_execution_answer()
+    answer["elements"].append({"uid": "x", "timestamp": "1", "event": {"SomethingElse": {"foo": 1}}})
+    assert len(parse_executions(answer, symbol_of)[0]) == 1
