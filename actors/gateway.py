@@ -114,9 +114,11 @@ class GatewaySettings:
     batch_max: int = 100  # orders in one batchorder at most ([exchange] batch_max; Kraken documents no maximum)
     send_margin_s: float = 0.25  # a claimed processBefore closer than this when the gateway gets to it: not sent
     # orders wait until no other order came for gather_s (real s), at most gather_max_s after the first: the rest
-    # of their burst joins them, one open-order check and one batch carry it
-    gather_s: float = 0.005
-    gather_max_s: float = 0.05
+    # of their burst joins them, one open-order check and one batch carry it. gather_s outlasts a claim commit
+    # (the claims of one close commit in a few groups, an fsync apart); a burst that already holds an order
+    # for every traded symbol goes at once (one symbol: never waits)
+    gather_s: float = 0.025
+    gather_max_s: float = 0.2
     backoff_max_s: float = 30.0  # lookups that decide nothing are retried, at most this far apart
     block_after_lookups: int = 3  # after this many undecided lookups the symbol shows BLOCKED
 
