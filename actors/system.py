@@ -173,6 +173,7 @@ class TradingSystem:
     gateway_overrides: dict[str, Any] = field(default_factory=dict)  # GatewaySettings fields (tests)
     on_fatal: Callable[[CoreActorDeath], None] | None = None  # told once, from the dying actor's thread
     database_give_up_s: float = DATABASE_GIVE_UP_S  # a database refusing every write this long stops the process
+    database_open_timeout_s: float = 1800.0  # opening the database, a one-time migration included
     archive_dir: str | None = None  # [retention] archive_dir resolved against the config file (default: as written)
     death: CoreActorDeath | None = field(default=None, init=False)
     fatal: threading.Event = field(default_factory=threading.Event, init=False)
@@ -195,7 +196,8 @@ class TradingSystem:
         database = open_database(self.database_url, sqlite_synchronous=cfg.database.sqlite_synchronous)
         self.persistence = PersistenceActor.start(database, give_up_after_s=self.database_give_up_s)
         self._watch(self.persistence, "persistence")
-        self._ensure_running(self.persistence, "persistence")
+        # opening may run a one-time schema migration (it logs how much): not an ask time-out's business
+        self._ensure_running(self.persistence, "persistence", timeout_s=self.database_open_timeout_s)
         gateway_settings = GatewaySettings(**{
             "fail_open": cfg.exchange.open_order_check == "fail-open",
             "poll_interval_s": self.poll_interval_s,
@@ -279,17 +281,18 @@ class TradingSystem:
             return self.strategy_factory(symbol)
         return build_strategy(self.config.strategy.name, self.config.strategy.params)
 
-    def _ensure_running(self, ref: pykka.ActorRef[Any], name: str) -> None:
+    def _ensure_running(self, ref: pykka.ActorRef[Any], name: str, timeout_s: float | None = None) -> None:
         """Ping a freshly started actor: pykka reports an `on_start` failure only by stopping it."""
         death = CoreActorDeath(name, "it stopped while starting; see the log above for why")
         if not ref.is_alive():
             raise CoreActorDied(death)
+        wait_s = timeout_s if timeout_s is not None else self.ask_timeout_s * 2
         try:
-            ref.ask(Ping(), timeout=self.ask_timeout_s * 2)
+            ref.ask(Ping(), timeout=wait_s)
         except pykka.ActorDeadError:
             raise CoreActorDied(death) from None
         except pykka.Timeout:
-            raise CoreActorDied(CoreActorDeath(name, f"it did not answer within {self.ask_timeout_s * 2:.0f}s "
+            raise CoreActorDied(CoreActorDeath(name, f"it did not answer within {wait_s:.0f}s "
                                                      "of starting")) from None
 
     # --- core actors cannot die silently -----------------------------------------------------

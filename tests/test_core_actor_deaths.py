@@ -290,3 +290,28 @@ def test_run_py_exits_non_zero_when_the_database_becomes_unusable_mid_run(tmp_pa
     final = [line for line in lines if line.strip()][-1]
     assert "FATAL: the persistence actor died (DatabaseUnusable: the database at" in final, "\n".join(lines[-15:])
     assert "stopping so a process supervisor restarts this process" in final
+
+
+@pytest.mark.timeout(30)
+def test_a_slow_database_open_is_waited_for_not_taken_for_a_dead_persistence_actor(
+        start_system: StartSystem, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened = Store.open
+    gate = threading.Event()
+
+    def slow_open(self: Store) -> None:  # a one-time migration of a large database
+        gate.wait(1.5)  # well past the ping time-out of ask_timeout_s * 2 = 0.4 s
+        opened(self)
+
+    monkeypatch.setattr(Store, "open", slow_open)
+    system: TradingSystem = start_system(ask_timeout_s=0.2)
+    assert system.persistence is not None and system.persistence.is_alive() and system.check_core() is None
+
+
+@pytest.mark.timeout(30)
+def test_a_database_open_that_never_ends_still_fails_the_start_with_its_reason(
+        start_system: StartSystem, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened = Store.open
+    gate = threading.Event()
+    monkeypatch.setattr(Store, "open", lambda self: (gate.wait(3), opened(self)))
+    with pytest.raises(Exception, match="persistence.*did not answer within 1s of starting"):
+        start_system(ask_timeout_s=0.2, database_open_timeout_s=1.0)
