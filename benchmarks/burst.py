@@ -35,7 +35,7 @@ from configuration import AppConfig  # noqa: E402
 from exchange import load_market_specs, make_kraken_client  # noqa: E402
 from exchange.budget import CostBudget  # noqa: E402
 from exchange.clock import ServerClock  # noqa: E402
-from messages import SignalKind, client_order_id_for, intent_hash  # noqa: E402
+from messages import Pause, Resume, SignalKind, client_order_id_for, intent_hash  # noqa: E402
 from simulator import start_simulator  # noqa: E402
 from strategies.scripted import ScriptedParams, scripted_signal  # noqa: E402
 
@@ -84,8 +84,18 @@ def run_size(size: int, speed: float, batch_max: int, folder: Path) -> dict[str,
             config=config(symbols, database_url, batch_max), database_url=database_url,
             private_exchange=private, public_exchange=public, markets=markets, candle_clock=clock,
             budget=CostBudget(), poll_interval_s=0.2, gateway_overrides={"batch_max": batch_max},
+            ask_timeout_s=30.0,  # pausing 300 symbols at once (one durable control write each) takes seconds
         ).start()
         params = ScriptedParams(period=PERIOD, hold=PERIOD - 1, sides="long")
+        # Paused until every symbol is reconciled and synced (300 symbol actors take longer to start than a
+        # candle lasts at speed 20), resumed once the measured candle has opened: no earlier entry gets through.
+        system.control(Pause(source="benchmark"))
+        ready_by = time.monotonic() + 120
+        while time.monotonic() < ready_by:
+            status = system.status()
+            if status.reconciled and all(row.position is not None for row in status.symbols):
+                break
+            time.sleep(0.05)
         now = clock.refresh()
         # the first entry candle that closes at least one candle from now (the system must have reconciled)
         k = now // MINUTE + 2
@@ -93,6 +103,9 @@ def run_size(size: int, speed: float, batch_max: int, folder: Path) -> dict[str,
             k += 1
         candle_open = k * MINUTE
         close = candle_open + MINUTE
+        while clock() < candle_open + 100:  # the candle before it has closed while paused
+            time.sleep(0.01)
+        system.control(Resume(source="benchmark"))
         notional = 100
         cids = {client_order_id_for(intent_hash(s, candle_open, SignalKind.ENTER_LONG, notional)) for s in symbols}
         deadline = time.monotonic() + (close - now) / speed / 1000 + 60
