@@ -57,6 +57,7 @@ from messages import (
     ExchangeMismatch,
     ExchangeOrder,
     Fill,
+    FindIntents,
     Flush,
     GetInFlight,
     IntentRecord,
@@ -72,6 +73,7 @@ from messages import (
     Reason,
     Reconcile,
     ReconciliationReport,
+    RecordSends,
     Resolve,
     Side,
     SyncPositions,
@@ -1235,8 +1237,6 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
 
     def _record_sends(self, updates: Sequence[OrderUpdate]) -> str | None:
         """Persist SUBMITTED reports and wait for the commit; the error text if it did not happen."""
-        from messages import RecordSends
-
         if self.persistence is None:
             return None  # tests without persistence
         reply: pykka.Future[Any] = pykka.ThreadingFuture()
@@ -1248,8 +1248,6 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
         return None
 
     def _find_intents(self, cids: Sequence[str]) -> list[IntentRecord]:
-        from messages import FindIntents
-
         if self.persistence is None:
             return []
         return self.persistence.ask(FindIntents(client_order_ids=tuple(cids)), timeout=self.ask_timeout_s)
