@@ -82,6 +82,16 @@ class Gate:
         self.calls = 0
         self._lock = threading.Lock()
 
+    def install(self, monkeypatch: pytest.MonkeyPatch, owner: type, name: str) -> None:
+        """Put the gate in front of `owner.name` (a method) for the rest of the test."""
+        original = getattr(owner, name)
+
+        def gated(this: Any, *args: Any, **kwargs: Any) -> Any:
+            self.pass_through()
+            return original(this, *args, **kwargs)
+
+        monkeypatch.setattr(owner, name, gated)
+
     def pass_through(self) -> None:
         with self._lock:
             self.calls += 1
@@ -147,13 +157,7 @@ def test_a_slow_read_in_the_reconcile_retry_timer_keeps_the_portfolio_alive_and_
     monkeypatch.setattr(actors.system, "PortfolioSettings", functools.partial(PortfolioSettings,
                                                                               reconcile_retry_s=0.2))
     gate = Gate()
-    original = Store.open_intents
-
-    def slow_open_intents(self: Store, *args: Any, **kwargs: Any) -> Any:
-        gate.pass_through()
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Store, "open_intents", slow_open_intents)
+    gate.install(monkeypatch, Store, "open_intents")
     exchange = FakeExchange()
     exchange.fail_open_orders = ccxt.ExchangeNotAvailable("krakenfutures 503")
     system = start_system(exchange, ask_timeout_s=ASK_TIMEOUT_S)
@@ -184,13 +188,7 @@ def test_a_slow_read_in_the_symbol_restart_timer_still_brings_the_symbol_back(
     the symbol on a later attempt, so it trades again. Before: the time-out escaped into pykka and killed
     the portfolio; now the portfolio lives but the symbol is never restarted."""
     gate = Gate()
-    original = Store.load_symbol
-
-    def slow_load_symbol(self: Store, *args: Any, **kwargs: Any) -> Any:
-        gate.pass_through()
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Store, "load_symbol", slow_load_symbol)
+    gate.install(monkeypatch, Store, "load_symbol")
     exchange = FakeExchange()
     system = start_system(exchange, ask_timeout_s=ASK_TIMEOUT_S)
     settle(system)

@@ -504,6 +504,17 @@ def failing_and_timed(times: list[float]) -> Callable[[Any], Any]:
     return change
 
 
+def _stopped_while_unknown(sim: SimulatorHandle, live_system: Callable[..., TradingSystem], database_url: str) -> str:
+    """An entry at T0 whose answer is lost (it fills on the exchange); the bot stops while its outcome is unknown.
+    Returns the intent's client order id."""
+    first = ready(live_system())
+    sim.admin.schedule_fault("accept_then_drop", endpoint="sendorder", count=1)
+    first.symbol_actors()[BTC].tell(signal(t=T0))
+    wait_until(lambda: state_of(database_url, T0) == "UNKNOWN", timeout=10, message="the send's outcome unknown")
+    first.stop()
+    return intent_for(database_url, T0)["client_order_id"]
+
+
 @pytest.mark.timeout(60)
 def test_recovered_intent_whose_first_lookups_fail_is_looked_up_again_with_backoff_and_resolved(
         sim, live_system, proxied_system, proxy, sqlite_url) -> None:
@@ -512,12 +523,7 @@ def test_recovered_intent_whose_first_lookups_fail_is_looked_up_again_with_backo
     looked up again with growing pauses, status shows why it waits (and, after three failed lookups, BLOCKED with
     the reason and the way out); once orders/status answers again it is found FILLED, never re-sent, its fill
     stored, the symbol trading. The previous design tried the lookup once after a restart and never again."""
-    first = ready(live_system())
-    sim.admin.schedule_fault("accept_then_drop", endpoint="sendorder", count=1)
-    first.symbol_actors()[BTC].tell(signal(t=T0))
-    wait_until(lambda: state_of(sqlite_url, T0) == "UNKNOWN", timeout=10, message="the send's outcome unknown")
-    first.stop()
-    cid = intent_for(sqlite_url, T0)["client_order_id"]
+    cid = _stopped_while_unknown(sim, live_system, sqlite_url)
     assert len(placed_sends(sim, cid)) == 1 and exchange_fills(sim, cid)  # it filled on the exchange
 
     failed: list[float] = []
@@ -553,12 +559,7 @@ def test_recovered_intent_that_filled_before_the_restart_counts_its_fill_once_in
     recovered intent is then found FILLED. Its fill must count once: the symbol's position equals the exchange's,
     the symbol is not BLOCKED by a made-up mismatch, and a later entry is refused POSITION_OPEN with the real
     position. Today the symbol counts the fill twice (0.0028 for 0.0014 on the exchange) and blocks."""
-    first = ready(live_system())
-    sim.admin.schedule_fault("accept_then_drop", endpoint="sendorder", count=1)
-    first.symbol_actors()[BTC].tell(signal(t=T0))
-    wait_until(lambda: state_of(sqlite_url, T0) == "UNKNOWN", timeout=10, message="the send's outcome unknown")
-    first.stop()
-    cid = intent_for(sqlite_url, T0)["client_order_id"]
+    cid = _stopped_while_unknown(sim, live_system, sqlite_url)
     amount = Decimal(intent_for(sqlite_url, T0)["amount"])
     assert position(sim, BTC) == amount  # filled before the restart
 
