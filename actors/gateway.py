@@ -234,6 +234,29 @@ def conclude(tracked: Tracked, evidence: Evidence) -> Conclusion:
     return Conclusion(None, absent=True)
 
 
+class FillIndex:
+    """One look's fills by client order id and by exchange order id: each order finds its own without a scan.
+
+    An order's fills are those naming its client order id or, once known, its exchange order id, in the order the
+    exchange listed them (a 300-order burst followed in one look would otherwise compare every fill with every order).
+    """
+
+    def __init__(self, fills: Iterable[FillReport]) -> None:
+        self._by_cid: dict[str, list[tuple[int, FillReport]]] = {}
+        self._by_id: dict[str, list[tuple[int, FillReport]]] = {}
+        for n, fill in enumerate(fills):
+            if fill.client_order_id:
+                self._by_cid.setdefault(fill.client_order_id, []).append((n, fill))
+            if fill.exchange_order_id:
+                self._by_id.setdefault(fill.exchange_order_id, []).append((n, fill))
+
+    def of(self, tracked: Tracked) -> list[FillReport]:
+        found = dict(self._by_cid.get(tracked.client_order_id, ()))
+        if tracked.exchange_order_id:
+            found.update(self._by_id.get(tracked.exchange_order_id, ()))
+        return [found[n] for n in sorted(found)]
+
+
 class OrderGateway:
     """Open-order check, placement, resolution, order following and reconciliation. No threads."""
 
@@ -581,8 +604,7 @@ class OrderGateway:
 
     @staticmethod
     def _fills_of(tracked: Tracked, fills: Iterable[FillReport]) -> list[FillReport]:
-        return [f for f in fills if f.client_order_id == tracked.client_order_id
-                or (tracked.exchange_order_id and f.exchange_order_id == tracked.exchange_order_id)]
+        return FillIndex(fills).of(tracked)
 
     # --- following orders ------------------------------------------------------------------
 
@@ -618,11 +640,12 @@ class OrderGateway:
             self.fill_cursor_ms = min(self.fill_cursor_ms, min(missing) - self.settings.margin_ms)
         by_cid = {o.client_order_id: o for o in open_orders if o.client_order_id}
         by_id = {o.exchange_order_id: o for o in open_orders}
+        index = FillIndex(fills)
         now = self.clock()
         for tracked in live:
             if tracked.client_order_id not in self.orders:
                 continue
-            booked = self._book(tracked, self._fills_of(tracked, fills))
+            booked = self._book(tracked, index.of(tracked))
             resting = by_cid.get(tracked.client_order_id) or by_id.get(tracked.exchange_order_id or "")
             if resting is not None:
                 self._consistent(tracked.symbol, f"openorders:{tracked.client_order_id}")
@@ -646,7 +669,7 @@ class OrderGateway:
                 tracked.gone = True
                 self._look_up_gone(tracked)
         for tracked in list(self.watch.values()):
-            booked = self._book(tracked, self._fills_of(tracked, fills))
+            booked = self._book(tracked, index.of(tracked))
             if booked:
                 self._report_fills(tracked, booked)
             if tracked.confirm:
