@@ -193,6 +193,7 @@ class FakeExchange:
         self.history_page_max = 100  # most elements one executions page holds (the simulator's default)
         self.execution_ids_equal_fill_ids = True  # the simulator's choice; False: each execution has its own uid
         self.orders: dict[str, FakeOrder] = {}  # every order that got an id, rejected ones too
+        self._with_cid: dict[str, list[FakeOrder]] = {}  # orders by the cliOrdId they carried
         self.fills: list[dict[str, Any]] = []  # Kraken's fill records, oldest first
         self.history: list[tuple[int, dict[str, Any]]] = []  # (time ms, history element), oldest first
         self.positions: dict[str, float] = {}  # signed contracts
@@ -520,8 +521,13 @@ class FakeExchange:
                           type=str(request.get("orderType")), amount=amount,
                           price=float(price) if price is not None else None,
                           reduce_only=request.get("reduceOnly") in (True, "true"), received_ms=now)
-        self.orders[order.id] = order
+        self._add(order)
         return order
+
+    def _add(self, order: FakeOrder) -> None:
+        self.orders[order.id] = order
+        if order.client_order_id is not None:  # the cliOrdId check looks only at orders that carried the id
+            self._with_cid.setdefault(order.client_order_id, []).append(order)
 
     def _reject(self, order: FakeOrder, status: str, now: int) -> dict[str, Any]:
         order.status, order.closed_ms, order.reason = "rejected", now, status
@@ -544,7 +550,7 @@ class FakeExchange:
             return {"status": "invalidSize", **plain}
         if not amount > 0:
             return {"status": "invalidSize", **plain}
-        if cid is not None and any(o.client_order_id == cid and o.status == "open" for o in self.orders.values()):
+        if cid is not None and any(o.status == "open" for o in self._with_cid.get(cid, ())):
             return {"status": "clientOrderIdAlreadyExist", **plain}
         order = self._new_order(request, market[0], now, amount)
         symbol = order.symbol
@@ -631,7 +637,7 @@ class FakeExchange:
             order = FakeOrder(id=f"ext-{next(self._ids)}", client_order_id=client_order_id, symbol=symbol,
                               market_id=market["id"], side=side, type="lmt", amount=amount, price=price,
                               reduce_only=False, received_ms=now)
-            self.orders[order.id] = order
+            self._add(order)
             self._event(order, now, "OrderPlaced", "new_user_order")
             return order
 
