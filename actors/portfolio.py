@@ -475,4 +475,7 @@ class PortfolioActor(pykka.ThreadingActor):
             logger.error("portfolio: the exchange gateway is not running; {} dropped", type(message).__name__)
 
     def _record(self, event: Event) -> None:
-        self.persistence.tell(event)
+        try:
+            self.persistence.tell(event)
+        except pykka.ActorDeadError:  # its own death is reported (and stops everything); not the portfolio's
+            logger.warning("portfolio: the persistence actor is gone; event not stored: {}", event.detail)
