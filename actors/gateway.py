@@ -67,6 +67,7 @@ from messages import (
     OrderUpdate,
     Ping,
     PlaceOrder,
+    PlaceOrders,
     Position,
     PositionsSnapshot,
     PositionsUnavailable,
@@ -1167,15 +1168,9 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         match message:
             case PlaceOrder():
-                self._last_order = time.monotonic()
-                if not self._orders:
-                    self._first_order = self._last_order
-                self._orders.append(message.intent)
-                self._gathered.add(message.intent.symbol)
-                if self._all_symbols and self._gathered >= self._all_symbols:
-                    self._flush(gather=False)  # every symbol we trade has its order: nothing more can join
-                else:
-                    self._schedule_flush(self.gateway.settings.gather_s)
+                self._gather((message.intent,))
+            case PlaceOrders():  # the orders one commit claimed
+                self._gather(message.intents)
             case SyncPositions():
                 self._sync_requested = True
                 self._schedule_flush()
@@ -1204,6 +1199,18 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
             case _:
                 logger.error("gateway: unexpected message {}", type(message).__name__)
         return None
+
+    def _gather(self, intents: Sequence[OrderIntent]) -> None:
+        """Orders join the next send; it leaves once every traded symbol has one, or the burst has been quiet."""
+        self._last_order = time.monotonic()
+        if not self._orders:
+            self._first_order = self._last_order
+        self._orders.extend(intents)
+        self._gathered.update(intent.symbol for intent in intents)
+        if self._all_symbols and self._gathered >= self._all_symbols:
+            self._flush(gather=False)  # every symbol we trade has its order: nothing more can join
+        else:
+            self._schedule_flush(self.gateway.settings.gather_s)
 
     def _schedule_flush(self, delay_s: float = 0.0) -> None:
         """Flush after what is queued now; orders wait `gather_s` more, so the rest of a burst joins their batch."""

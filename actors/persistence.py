@@ -31,6 +31,7 @@ from messages import (
     LoadSymbol,
     OrderUpdate,
     Ping,
+    PlaceOrders,
     PurgeIntents,
     QueryEvents,
     QueryPnl,
@@ -266,11 +267,35 @@ class PersistenceActor(pykka.ThreadingActor):
         self._pending = []
         if self.failures.succeeded():
             logger.info("persistence: the database takes writes again")
+        handed = self._hand_over(batch, results)
         for item, result in zip(batch, results, strict=True):
             if isinstance(item, ClaimIntent) and item.reply is not None:
-                item.reply.set(result)
+                item.reply.set(ClaimResult(claimed=True, handed=True) if id(item) in handed else result)
             elif isinstance(item, RecordSends) and item.reply is not None:
                 item.reply.set(True)
+
+    @staticmethod
+    def _hand_over(batch: list[Any], results: list[Any]) -> set[int]:
+        """Tell each gateway the intents this commit claimed for it, in one PlaceOrders; unless a symbol gave up.
+
+        Only after the commit: durable before it can be sent. A claim whose symbol stopped waiting (its Handover
+        taken) is not sent; the symbol's give-up abandons it. Returns the ids of the claims handed over.
+        """
+        places: dict[int, tuple[Any, list[ClaimIntent]]] = {}
+        for item, result in zip(batch, results, strict=True):
+            if (isinstance(item, ClaimIntent) and item.place is not None and isinstance(result, ClaimResult)
+                    and result.claimed and (item.handover is None or item.handover.take("persistence"))):
+                places.setdefault(id(item.place), (item.place, []))[1].append(item)
+        handed: set[int] = set()
+        for place, claims in places.values():
+            try:
+                place.tell(PlaceOrders(intents=tuple(c.intent for c in claims)))
+            except pykka.ActorDeadError:
+                logger.error("persistence: the gateway is gone; {} claimed orders not handed over (the next start "
+                             "resolves them)", len(claims))
+                continue
+            handed.update(id(c) for c in claims)
+        return handed
 
     def _give_up(self, message: Any) -> None:
         """Refuse what waits for an answer, then raise: the actor stops and reports its death."""

@@ -19,8 +19,12 @@ from actors.supervision import RestartPolicy
 from actors.symbol import ActorPorts, SymbolActor, SymbolTrader
 from actors.timers import ActorTimers
 from messages import (
+    AbandonIntent,
     ArchiveHistory,
     Candles,
+    ClaimGivenUp,
+    ClaimIntent,
+    ClaimResult,
     ControlReply,
     Event,
     EventKind,
@@ -180,14 +184,41 @@ class PortfolioActor(pykka.ThreadingActor):
             self.supervisor_state[symbol] = SymbolState.TRADING
         return ref
 
+    def _claim_entry(self, claim: ClaimIntent) -> None:
+        """An entry's claim: reserve its risk, then pass the claim on to persistence, or answer the refusal."""
+        handover = claim.handover
+        if handover is not None and handover.given_up:
+            return  # the symbol stopped waiting: its give-up follows, nothing is reserved
+        try:
+            decision = self.risk.reserve(claim.risk)
+        except Exception as exc:  # noqa: BLE001 - the symbol gets the error, the portfolio lives on
+            logger.exception("portfolio: risk check of {} failed", claim.intent.client_order_id)
+            if claim.reply is not None:
+                claim.reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
+            return
+        if not decision.granted:
+            if claim.reply is not None:
+                claim.reply.set(ClaimResult(claimed=False, refused=decision))
+            return
+        if handover is not None:
+            if handover.given_up:
+                return  # granted after the symbol gave up: the give-up that follows releases it
+            handover.reserved = True
+        self.persistence.tell(claim)
+
     # --- messages --------------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
         match message:
             case RiskRequest():
                 return self.risk.reserve(message)
+            case ClaimIntent():
+                self._claim_entry(message)
             case RiskRelease():
                 self.risk.release(message.intent_hash)
+            case ClaimGivenUp():  # after its claim (same sender): releases what it reserved, abandons what it claimed
+                self.risk.release(message.intent_hash)
+                self.persistence.tell(AbandonIntent(intent_hash=message.intent_hash, detail=message.detail))
             case OrderUpdate():
                 self._on_order_update(message)
             case PositionsSnapshot():

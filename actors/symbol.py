@@ -2,8 +2,9 @@
 
 A signal's way through `SymbolTrader.on_signal` (the guard chain):
     paused? -> L1 intent hash seen? -> ready (position known)? -> halted (entries)? -> L3 position open?
-    -> L5 our order pending / unresolved? -> size -> portfolio risk reservation
-    -> durable intent claim -> tell the gateway PlaceOrder (L4 happens there, right before the send)
+    -> L5 our order pending / unresolved? -> size -> one wait for: portfolio risk reservation (entries)
+    -> durable intent claim -> the persistence hands the commit's orders to the gateway (L4 happens there,
+    right before the send)
 Every refusal is an event with a Reason. The gateway answers by `tell`, so the mailbox never waits
 on the exchange and Pause or Status are handled while an order is in flight.
 """
@@ -24,6 +25,7 @@ from messages import (
     AbandonIntent,
     CancelOrder,
     Candles,
+    ClaimGivenUp,
     ClaimIntent,
     ClaimResult,
     Event,
@@ -33,6 +35,7 @@ from messages import (
     Flatten,
     GetStatus,
     Halt,
+    Handover,
     MarketSpec,
     NotReady,
     OpenOrdersSync,
@@ -43,14 +46,12 @@ from messages import (
     Pause,
     PendingOrderView,
     Ping,
-    PlaceOrder,
     Position,
     PositionSide,
     PositionSync,
     Reason,
     Resolve,
     Resume,
-    RiskDecision,
     RiskRelease,
     RiskRequest,
     Side,
@@ -86,26 +87,32 @@ class SymbolSettings:
     seen_max: int = 2_000  # hashes kept in memory: a cache in front of the database's unique hash (L1)
 
 
+class ClaimUnanswered(Exception):
+    """No answer to a claim in time, and the symbol took its Handover: the claim is given up, never sent."""
+
+    def __init__(self, detail: str, *, at_portfolio: bool) -> None:
+        super().__init__(detail)
+        self.at_portfolio = at_portfolio  # the portfolio never passed the claim on (its risk not reserved yet)
+
+
 class SymbolPorts(Protocol):
     """What the trader needs from the actors around it (fakes in tests, actor refs when running)."""
 
-    def reserve_risk(self, request: RiskRequest) -> RiskDecision:
-        """Ask the portfolio for room for an entry."""
+    def claim(self, claim: ClaimIntent) -> ClaimResult:
+        """Reserve the entry's risk (`claim.risk`), claim the intent durably, and once claimed hand it to the gateway.
+
+        One wait: the answer says refused by risk, claimed before, or claimed (and handed). Raises ClaimUnanswered
+        when no answer came in time (the claim is then the symbol's to give up), or the error that refused it.
+        """
+
+    def give_up(self, given_up: ClaimGivenUp, *, entry: bool) -> None:
+        """Give up a claim not answered in time: its risk released (an entry) and the intent abandoned (tell)."""
 
     def release_risk(self, release: RiskRelease) -> None:
-        """Give a reservation back."""
-
-    def claim_intent(self, claim: ClaimIntent) -> ClaimResult:
-        """Claim the intent durably (persist before send)."""
-
-    def place_order(self, command: PlaceOrder) -> None:
-        """Hand the order to the gateway (tell: never waits on the exchange)."""
+        """Give a reservation back (a claim refused as a duplicate)."""
 
     def cancel_order(self, command: CancelOrder) -> None:
         """Ask the gateway to cancel one of our orders (tell)."""
-
-    def abandon_intent(self, command: AbandonIntent) -> None:
-        """Tell persistence that a claim answered too late is given up (never sent)."""
 
     def record(self, event: Event) -> None:
         """Append an event to the log."""
@@ -279,19 +286,10 @@ class SymbolTrader:
                 Reason.SIZE_TOO_SMALL,
                 f"{notional} at {signal.price} is {amount} contracts; minimum {self.market.min_amount}",
             )
-        order_notional = self.market.notional_of(amount, signal.price)
-        try:
-            decision = self.ports.reserve_risk(
-                RiskRequest(symbol=self.symbol, intent_hash=hash_hex, notional=order_notional)
-            )
-        except Exception as exc:
-            # the portfolio may still grant it after the time-out: give it back (the release queues behind it)
-            self.ports.release_risk(RiskRelease(symbol=self.symbol, intent_hash=hash_hex))
-            return self._reject(signal, hash_hex, Reason.RISK_UNAVAILABLE, f"portfolio did not answer: {exc!r}")
-        if not decision.granted:
-            return self._reject(signal, hash_hex, Reason.RISK_LIMIT, decision.detail)
+        risk = RiskRequest(symbol=self.symbol, intent_hash=hash_hex,
+                           notional=self.market.notional_of(amount, signal.price))
         intent = self._intent(signal, hash_hex, side, notional, amount, reduce_only=False)
-        return self._claim_and_send(signal, intent, release_risk=True)
+        return self._claim_and_send(signal, intent, risk=risk)
 
     def flatten(self, source: str) -> Decision:
         """Close the position with a reduce-only market order, paused, halted or not (an operator's command).
@@ -343,7 +341,7 @@ class SymbolTrader:
                 return self._reject(signal, hash_hex, reason, f"exit {order.client_order_id} in flight")
         intent = self._intent(signal, hash_hex, side, Decimal(0), abs(contracts), reduce_only=True,
                               order_type=order_type)
-        return self._claim_and_send(signal, intent, release_risk=False)
+        return self._claim_and_send(signal, intent)
 
     def _intent(
         self,
@@ -381,7 +379,8 @@ class SymbolTrader:
             created_at=self.clock(),
         )
 
-    def _claim_and_send(self, signal: Signal, intent: OrderIntent, *, release_risk: bool) -> Decision:
+    def _claim_and_send(self, signal: Signal, intent: OrderIntent, *, risk: RiskRequest | None = None) -> Decision:
+        """Risk (an entry), the durable claim and the hand-over to the gateway, in one wait."""
         event = Event(
             kind=EventKind.INTENT_CLAIMED,
             symbol=self.symbol,
@@ -389,18 +388,21 @@ class SymbolTrader:
             detail=f"{signal.kind.value} {intent.side.value} {intent.amount} cliOrdId={intent.client_order_id}",
         )
         try:
-            result = self.ports.claim_intent(ClaimIntent(intent=intent, event=event))
+            result = self.ports.claim(ClaimIntent(intent=intent, event=event, risk=risk))
         except Exception as exc:
-            if release_risk:
-                self.ports.release_risk(RiskRelease(symbol=self.symbol, intent_hash=intent.intent_hash))
-            # the claim may still commit after the time-out: it is given up, so it is never sent later
-            self.ports.abandon_intent(AbandonIntent(intent_hash=intent.intent_hash,
-                                                    detail=f"claim not confirmed in time: {exc!r}"))
+            # given up: a reservation granted late is released, a claim committed late is abandoned, never sent
+            self.ports.give_up(ClaimGivenUp(symbol=self.symbol, intent_hash=intent.intent_hash,
+                                            detail=f"claim not confirmed in time: {exc!r}"), entry=risk is not None)
+            if isinstance(exc, ClaimUnanswered) and exc.at_portfolio:
+                return self._reject(signal, intent.intent_hash, Reason.RISK_UNAVAILABLE,
+                                    f"portfolio did not answer: {exc}")
             return self._reject(
                 signal, intent.intent_hash, Reason.PERSISTENCE_UNAVAILABLE, f"intent not stored, not sent: {exc}"
             )
+        if result.refused is not None:
+            return self._reject(signal, intent.intent_hash, Reason.RISK_LIMIT, result.refused.detail)
         if not result.claimed:
-            if release_risk:
+            if risk is not None:
                 self.ports.release_risk(RiskRelease(symbol=self.symbol, intent_hash=intent.intent_hash))
             state = result.existing_state.value if result.existing_state else "unknown"
             return self._reject(signal, intent.intent_hash, Reason.DUPLICATE_INTENT, f"claimed before ({state})")
@@ -413,7 +415,9 @@ class SymbolTrader:
             state=OrderState.INITIALIZED,
             order_type=intent.order_type,
         )
-        self.ports.place_order(PlaceOrder(intent=intent))
+        if not result.handed:  # the gateway was gone: the claim is recovered (and proven) at the next start
+            logger.error("{} {} claimed but not handed to the gateway; the next start resolves it", self.symbol,
+                         intent.client_order_id)
         self.last_outcome = f"SENT {intent.side.value} {intent.amount}"
         logger.info(
             "{} {} -> {} {} contracts (cliOrdId {})",
@@ -722,25 +726,38 @@ class ActorPorts:
         self._portfolio, self._persistence, self._gateway = portfolio, persistence, gateway
         self._timeout = ask_timeout
 
-    def reserve_risk(self, request: RiskRequest) -> RiskDecision:
-        return self._portfolio.ask(request, timeout=self._timeout)
+    def claim(self, claim: ClaimIntent) -> ClaimResult:
+        reply: pykka.Future[ClaimResult] = pykka.ThreadingFuture()
+        handover = Handover()
+        # an entry goes through the portfolio (risk), an exit straight to persistence; claims arriving together share
+        # a commit, and the persistence hands that commit's orders to the gateway at once
+        (self._portfolio if claim.risk is not None else self._persistence).tell(
+            claim.model_copy(update={"reply": reply, "place": self._gateway, "handover": handover}))
+        try:
+            return reply.get(timeout=self._timeout)
+        except pykka.Timeout:
+            if handover.take("symbol"):
+                raise ClaimUnanswered(f"no answer in {self._timeout:g}s",
+                                      at_portfolio=claim.risk is not None and not handover.reserved) from None
+            try:  # the persistence took it after the commit: handed to the gateway, the answer is being set
+                return reply.get(timeout=self._timeout)
+            except pykka.Timeout:
+                return ClaimResult(claimed=True, handed=True)  # what taking it means; never given up now
+        except Exception:
+            handover.take("symbol")  # refused (a storage error): nothing was committed, nothing can be handed
+            raise
+
+    def give_up(self, given_up: ClaimGivenUp, *, entry: bool) -> None:
+        if entry:  # after the claim, through the portfolio: it releases the risk and passes the abandon on
+            self._portfolio.tell(given_up)
+        else:
+            self._persistence.tell(AbandonIntent(intent_hash=given_up.intent_hash, detail=given_up.detail))
 
     def release_risk(self, release: RiskRelease) -> None:
         self._portfolio.tell(release)
 
-    def claim_intent(self, claim: ClaimIntent) -> ClaimResult:
-        reply: pykka.Future[ClaimResult] = pykka.ThreadingFuture()
-        self._persistence.tell(claim.model_copy(update={"reply": reply}))  # claims arriving together share a commit
-        return reply.get(timeout=self._timeout)
-
-    def place_order(self, command: PlaceOrder) -> None:
-        self._gateway.tell(command)
-
     def cancel_order(self, command: CancelOrder) -> None:
         self._gateway.tell(command)
-
-    def abandon_intent(self, command: AbandonIntent) -> None:
-        self._persistence.tell(command)
 
     def record(self, event: Event) -> None:
         self._persistence.tell(event)

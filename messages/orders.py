@@ -116,6 +116,12 @@ class PlaceOrder(Message):
     intent: OrderIntent
 
 
+class PlaceOrders(Message):
+    """Gateway command from the persistence: the intents one commit claimed, to be placed like PlaceOrder each."""
+
+    intents: tuple[OrderIntent, ...]
+
+
 class CancelOrder(Message):
     """Gateway command: cancel one order of ours (flatten replaces a resting exit this way)."""
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 from messages._base import Message
 from messages.events import Event
 from messages.orders import OrderIntent, OrderState, OrderUpdate, Side
+from messages.risk import RiskDecision, RiskRequest
 from messages.signals import SignalKind
 
 
@@ -61,23 +63,59 @@ class ControlRecord(Message):
     updated_at: int = 0
 
 
-class ClaimIntent(Message):
-    """Persistence command: claim this intent durably, or say it was claimed before.
+class Handover:
+    """Who decides what happens to a claimed intent once its claim commits: taken once, by one side only.
 
-    Sent by tell with `reply` (a pykka future the sender waits on), so that claims arriving
-    together share one commit; the reply is set only after that commit.
+    The persistence takes it right after the commit to hand the order to the gateway; a symbol that stopped waiting
+    for the answer takes it to give the claim up. Whoever takes it first decides; the other sees it is taken. So a
+    claim whose answer comes too late is never sent, and one that was sent is never given up.
+    """
+
+    __slots__ = ("_lock", "by", "reserved")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by = ""  # "persistence" (handed to the gateway) or "symbol" (given up)
+        self.reserved = False  # the portfolio reserved its risk and passed the claim on (said by a give-up)
+
+    def take(self, by: str) -> bool:
+        """Take the decision; False if the other side has it."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        self.by = by
+        return True
+
+    @property
+    def given_up(self) -> bool:
+        """The waiting symbol gave the claim up."""
+        return self.by == "symbol"
+
+
+class ClaimIntent(Message):
+    """Persistence command: claim this intent durably, or say it was claimed before; then hand it to `place`.
+
+    Sent by tell with `reply` (a pykka future the sender waits on), so that claims arriving together share one
+    commit; the reply is set only after that commit. An entry carries `risk`: it goes to the portfolio first, which
+    reserves the room and passes the claim on (or answers the refusal), so the symbol waits once. With `place` (the
+    gateway) and `handover`, the persistence hands every claimed intent of one commit to the gateway in one
+    PlaceOrders, unless the symbol already gave the claim up.
     """
 
     intent: OrderIntent
     event: Event | None = None
     reply: Any = None
+    risk: RiskRequest | None = None
+    place: Any = None
+    handover: Any = None
 
 
 class ClaimResult(Message):
-    """The answer to ClaimIntent."""
+    """The answer to ClaimIntent: claimed (and handed to the gateway), claimed before, or refused by risk."""
 
     claimed: bool
     existing_state: OrderState | None = None
+    handed: bool = False  # the persistence told the gateway to place it
+    refused: RiskDecision | None = None  # the portfolio's refusal: nothing was reserved or claimed
 
 
 class RecordSends(Message):

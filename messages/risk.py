@@ -28,3 +28,15 @@ class RiskRelease(Message):
 
     symbol: str
     intent_hash: str
+
+
+class ClaimGivenUp(Message):
+    """A symbol stopped waiting for its claim's answer (and took its Handover): release and abandon.
+
+    Sent the way its claim went (an entry's through the portfolio, which releases the reservation and passes an
+    AbandonIntent on), so it always arrives after the claim it gives up.
+    """
+
+    symbol: str
+    intent_hash: str
+    detail: str = ""

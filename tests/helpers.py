@@ -12,6 +12,7 @@ import pykka
 from messages import (
     AbandonIntent,
     CancelOrder,
+    ClaimGivenUp,
     ClaimIntent,
     ClaimResult,
     Event,
@@ -82,7 +83,11 @@ def start_recorder(reply: Callable[[Any], Any] | None = None) -> tuple[pykka.Act
 
 
 class FakePorts:
-    """SymbolPorts in memory: grants risk unless told not to, claims each hash once, records the rest."""
+    """SymbolPorts in memory: grants risk unless told not to, claims each hash once, records the rest.
+
+    `fail_risk` is raised before the reservation (as the portfolio not answering), `fail_claim` after it (as the
+    database failing or not answering): the symbol gives the claim up in both cases.
+    """
 
     def __init__(self, grant: bool = True) -> None:
         self.grant = grant
@@ -95,32 +100,35 @@ class FakePorts:
         self.fail_risk: Exception | None = None
         self.cancels: list[CancelOrder] = []
         self.abandoned: list[AbandonIntent] = []
+        self.given_up: list[ClaimGivenUp] = []
 
-    def reserve_risk(self, request: RiskRequest) -> RiskDecision:
-        self.risk_requests.append(request)
-        if self.fail_risk is not None:
-            raise self.fail_risk
-        return RiskDecision(granted=self.grant, reason=None if self.grant else "RISK_LIMIT", detail="test limit")
-
-    def release_risk(self, release: RiskRelease) -> None:
-        self.released.append(release)
-
-    def claim_intent(self, claim: ClaimIntent) -> ClaimResult:
+    def claim(self, claim: ClaimIntent) -> ClaimResult:
+        if claim.risk is not None:
+            self.risk_requests.append(claim.risk)
+            if self.fail_risk is not None:
+                raise self.fail_risk
+            if not self.grant:
+                return ClaimResult(claimed=False, refused=RiskDecision(granted=False, reason="RISK_LIMIT",
+                                                                       detail="test limit"))
         if self.fail_claim is not None:
             raise self.fail_claim
         if claim.intent.intent_hash in self.claimed:
             return ClaimResult(claimed=False)
         self.claimed.add(claim.intent.intent_hash)
-        return ClaimResult(claimed=True)
+        self.placed.append(PlaceOrder(intent=claim.intent))  # handed to the gateway after the commit
+        return ClaimResult(claimed=True, handed=True)
 
-    def place_order(self, command: PlaceOrder) -> None:
-        self.placed.append(command)
+    def give_up(self, given_up: ClaimGivenUp, *, entry: bool) -> None:
+        self.given_up.append(given_up)
+        if entry:  # the portfolio releases the reservation and passes the abandon on
+            self.released.append(RiskRelease(symbol=given_up.symbol, intent_hash=given_up.intent_hash))
+        self.abandoned.append(AbandonIntent(intent_hash=given_up.intent_hash, detail=given_up.detail))
+
+    def release_risk(self, release: RiskRelease) -> None:
+        self.released.append(release)
 
     def cancel_order(self, command: CancelOrder) -> None:
         self.cancels.append(command)
-
-    def abandon_intent(self, command: AbandonIntent) -> None:
-        self.abandoned.append(command)
 
     def record(self, event: Event) -> None:
         self.events.append(event)

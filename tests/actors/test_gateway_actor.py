@@ -23,6 +23,7 @@ from messages import (
     OrderUpdate,
     Ping,
     PlaceOrder,
+    PlaceOrders,
     PositionsSnapshot,
     PositionsUnavailable,
     Reason,
@@ -332,6 +333,23 @@ def test_a_burst_covering_every_traded_symbol_is_sent_without_waiting_for_more()
     gateway.tell(PlaceOrder(intent=intent(ETH, amount="0.03")))
     filled = portfolio_inbox.wait_for(OrderUpdate, 4, timeout=5)
     assert [u.state for u in filled].count(OrderState.FILLED) == 2
+    assert [c for c in exchange.calls if c != "poll"] == ["openorders", "batchorder"]
+    gateway.stop()
+
+
+def test_one_commits_place_orders_is_gathered_like_its_orders_one_by_one() -> None:
+    clock = TestClock()
+    exchange = FakeExchange(clock=clock)
+    portfolio, portfolio_inbox = start_recorder()
+    settings = GatewaySettings(gather_s=30.0, gather_max_s=30.0)
+    gateway = ExchangeGatewayActor.start(exchange, settings=settings, exchange_clock=clock, symbols=[BTC, ETH, SOL])
+    gateway.tell(ConnectGateway(portfolio=portfolio, persistence=None))
+    gateway.tell(PlaceOrders(intents=(intent(BTC), intent(ETH, amount="0.03"))))
+    assert gateway.ask(GetInFlight(), timeout=5) == 2  # SOL may still come: gathered, nothing sent
+    assert [c for c in exchange.calls if c != "poll"] == []
+    gateway.tell(PlaceOrders(intents=(intent(SOL, amount="1"),)))  # every traded symbol has one: sent at once
+    filled = portfolio_inbox.wait_for(OrderUpdate, 6, timeout=5)
+    assert [u.state for u in filled].count(OrderState.FILLED) == 3
     assert [c for c in exchange.calls if c != "poll"] == ["openorders", "batchorder"]
     gateway.stop()
 

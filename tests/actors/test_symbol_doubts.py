@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pykka
+from actors.symbol import ClaimUnanswered
 
 from messages import (
     ExchangeMismatch,
@@ -108,7 +108,7 @@ def test_an_order_taken_back_after_its_rejection_counts_its_fills() -> None:
 
 def test_a_risk_answer_that_times_out_gives_the_reservation_back() -> None:
     ports = FakePorts()
-    ports.fail_risk = pykka.Timeout("5s")
+    ports.fail_risk = ClaimUnanswered("no answer in 5s", at_portfolio=True)  # what ActorPorts raises then
     decision = make_trader(ports).on_signal(sig())
     assert decision.reason is Reason.RISK_UNAVAILABLE
     assert [r.intent_hash for r in ports.released] == [ports.risk_requests[0].intent_hash]
@@ -116,7 +116,7 @@ def test_a_risk_answer_that_times_out_gives_the_reservation_back() -> None:
 
 def test_a_claim_that_times_out_is_abandoned_so_it_is_never_sent_later() -> None:
     ports = FakePorts()
-    ports.fail_claim = pykka.Timeout("5s")
+    ports.fail_claim = ClaimUnanswered("no answer in 5s", at_portfolio=False)  # reserved, the claim unanswered
     decision = make_trader(ports).on_signal(sig())
     assert decision.reason is Reason.PERSISTENCE_UNAVAILABLE and ports.placed == []
     assert len(ports.abandoned) == 1 and ports.released  # abandoned and its risk given back
