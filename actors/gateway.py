@@ -306,7 +306,8 @@ class OrderGateway:
     def in_flight(self) -> int:
         """Our orders being sent or resolved (outcome not known yet), and filled ones whose fills are not booked."""
         collecting = sum(1 for t in self.watch.values() if not t.confirm and t.booked < t.filled)
-        return collecting + sum(1 for t in self.orders.values() if t.state in (OrderState.SUBMITTED, OrderState.UNKNOWN))
+        unresolved = (OrderState.SUBMITTED, OrderState.UNKNOWN)
+        return collecting + sum(1 for t in self.orders.values() if t.state in unresolved)
 
     # --- placing ---------------------------------------------------------------------------
 
@@ -442,7 +443,7 @@ class OrderGateway:
             return [self._unknown(t, f"batchorder: {exc}") for t in chunk]
         except Exception as exc:  # every failure is classified; none escapes the gateway
             return [self._failed(t, exc, "batchorder") for t in chunk]
-        return [self._on_answer(t, answer, "batchorder") for t, answer in zip(chunk, answers)]
+        return [self._on_answer(t, answer, "batchorder") for t, answer in zip(chunk, answers, strict=True)]
 
     def _failed(self, tracked: Tracked, exc: Exception, endpoint: str) -> OrderUpdate:
         """A send request that raised: a definite refusal rejects, anything else leaves the outcome unknown."""
@@ -562,8 +563,9 @@ class OrderGateway:
         strangers = [f for f in new if tracked.exchange_order_id and f.exchange_order_id != tracked.exchange_order_id]
         total = tracked.booked + sum((f.amount for f in new), Decimal(0))
         if strangers:
-            self._mismatch(tracked.symbol, key, f"fill {strangers[0].fill_id} names order {strangers[0].exchange_order_id}"
-                                                f", not {tracked.exchange_order_id} (cliOrdId {tracked.client_order_id})")
+            self._mismatch(tracked.symbol, key,
+                           f"fill {strangers[0].fill_id} names order {strangers[0].exchange_order_id}"
+                           f", not {tracked.exchange_order_id} (cliOrdId {tracked.client_order_id})")
             return ()
         if total > tracked.intent.amount:
             self._mismatch(tracked.symbol, key, f"fills of {total} for order {tracked.client_order_id} of "
@@ -659,7 +661,8 @@ class OrderGateway:
                 if booked or (tracked.filled > 0 and tracked.state is OrderState.ACCEPTED):
                     self._update(tracked, OrderState.PARTIALLY_FILLED, None, "filling", booked)
                 if tracked.intent.order_type == "limit" and now - tracked.placed_at > self.settings.limit_timeout_s:
-                    self._cancel(tracked, Reason.CANCELED_BY_TIMEOUT, f"unfilled after {self.settings.limit_timeout_s:.0f}s")
+                    self._cancel(tracked, Reason.CANCELED_BY_TIMEOUT,
+                                 f"unfilled after {self.settings.limit_timeout_s:.0f}s")
                 continue
             if tracked.booked >= tracked.intent.amount:
                 self._final(tracked, OrderState.FILLED, None, "filled", booked)
@@ -694,7 +697,8 @@ class OrderGateway:
                 found = evidence[tracked.client_order_id]
                 result = conclude(tracked, found)
         except Exception as exc:
-            self._retry_later(tracked, f"looking up order {tracked.client_order_id} failed: {type(exc).__name__}: {exc}")
+            self._retry_later(tracked,
+                              f"looking up order {tracked.client_order_id} failed: {type(exc).__name__}: {exc}")
             return
         if result.state is OrderState.ACCEPTED or result.state is OrderState.PARTIALLY_FILLED or (
                 result.state is None and ExchangeStatus.OPEN in {s.status for s in found.statuses}):
@@ -952,12 +956,14 @@ class OrderGateway:
             return Reason.EXCHANGE_MISMATCH, doubtful[intent.symbol]
         resting = [o for o in open_orders if o.symbol == intent.symbol and o.side is intent.side]
         if resting:
-            return Reason.EXCHANGE_ORDER_OPEN, f"{intent.side.value} order {resting[0].client_order_id or resting[0].exchange_order_id} rests"
+            order_id = resting[0].client_order_id or resting[0].exchange_order_id
+            return Reason.EXCHANGE_ORDER_OPEN, f"{intent.side.value} order {order_id} rests"
         return None
 
     def _verify_known_open(self, open_orders: list[OpenOrderReport]) -> dict[str, str]:
         """Orders we know to be open but the answer omits: checked; symbol -> why its answer is not trusted."""
-        listed = {o.exchange_order_id for o in open_orders} | {o.client_order_id for o in open_orders if o.client_order_id}
+        listed = ({o.exchange_order_id for o in open_orders}
+                  | {o.client_order_id for o in open_orders if o.client_order_id})
         missing_ours = [t for t in self.orders.values() if t.state in _LIVE and not t.gone
                         and t.client_order_id not in listed and (t.exchange_order_id or "") not in listed]
         missing_foreign = [o for oid, o in self.external.items() if oid not in listed]
@@ -1225,7 +1231,8 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
         self._flush_scheduled = False
         settings = self.gateway.settings
         if gather and self._orders and self._reconcile is None and not self._sync_requested and self.timers is not None:
-            now = time.monotonic()  # a burst still arriving: wait until it has been quiet gather_s (at most gather_max_s)
+            # a burst still arriving: wait until it has been quiet gather_s (at most gather_max_s)
+            now = time.monotonic()
             quiet_for, waited = now - self._last_order, now - self._first_order
             if quiet_for < settings.gather_s and waited < settings.gather_max_s:
                 self._schedule_flush(min(settings.gather_s - quiet_for, settings.gather_max_s - waited))

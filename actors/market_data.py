@@ -425,10 +425,10 @@ class MarketDataActor(pykka.ThreadingActor):
     public tickers request) and fetches only the symbols whose newest closed candle is missing: between
     closes no OHLCV request is made. A round fetches its symbols concurrently (`CandleFeed.fetch_each`) and
     then tells every symbol's Candles together: the burst of one close reaches the symbols, the claims and the
-    gateway at once (one commit, one open-order check, one batchorder per `batch_max`). A tick that comes while a check is queued or
-    running is skipped (counted), so a slow exchange never grows the mailbox. Bad market data never stops
-    it: refused rows and unreadable answers are logged and told to `events` (the persistence actor) as events;
-    the good rows carry on.
+    gateway at once (one commit, one open-order check, one batchorder per `batch_max`). A tick that comes while
+    a check is queued or running is skipped (counted), so a slow exchange never grows the mailbox. Bad market
+    data never stops it: refused rows and unreadable answers are logged and told to `events` (the persistence
+    actor) as events; the good rows carry on.
     """
 
     def __init__(self, feed: CandleFeed, target: pykka.ActorRef[Any], tick_interval_s: float,

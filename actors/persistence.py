@@ -104,7 +104,8 @@ class PersistenceActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         self.store.open()
         self.timers = ActorTimers("persistence")
-        logger.info("persistence: {} (schema version {})", describe_database(self.database), self.store.schema_version())
+        logger.info("persistence: {} (schema version {})", describe_database(self.database),
+                    self.store.schema_version())
 
     def on_stop(self) -> None:
         if self.timers:

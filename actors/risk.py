@@ -137,7 +137,8 @@ class RiskBook:
             return RiskDecision(granted=True, detail="already reserved")
         limits = self.limits
         if request.notional > limits.max_notional_per_order:
-            return self._deny(f"order notional {request.notional:.2f} > max_notional_per_order {limits.max_notional_per_order}")
+            return self._deny(f"order notional {request.notional:.2f} > max_notional_per_order "
+                              f"{limits.max_notional_per_order}")
         if request.symbol not in self._slots and len(self._slots) >= limits.max_open_positions:
             held = sorted(self._slots)
             shown = ", ".join(held[:10]) + (f" and {len(held) - 10} more" if len(held) > 10 else "")

@@ -25,10 +25,10 @@ from loguru import logger
 
 from actors.system import CoreActorDeath, CoreActorDied, TradingSystem
 from configuration import LoadedConfig, setup_logging
+from configuration.masking import mask_url
 from control import ControlError, start_control_endpoint
 from exchange import load_market_specs, make_kraken_client
 from exchange.budget import CostBudget
-from configuration.masking import mask_url
 from exchange.clock import ServerClock
 from exchange.markets import UnknownSymbolError
 from exchange.modes import CredentialsError, ExchangeEndpoint, open_endpoint
@@ -54,7 +54,8 @@ def status_line(status: PortfolioStatus) -> str:
         base = row.symbol.split("/")[0]
         if row.position is not None and row.position.is_open:
             pnl = f" uPnL {row.unrealized_pnl:+.2f}" if row.unrealized_pnl is not None else ""
-            positions.append(f"{base} {row.position.side.value} {row.position.contracts}@{row.position.entry_price}{pnl}")
+            positions.append(f"{base} {row.position.side.value} "
+                             f"{row.position.contracts}@{row.position.entry_price}{pnl}")
         open_orders += len(row.pending_orders) + sum(1 for o in row.exchange_orders if not o.ours)
         for reason, count in row.rejections.items():
             rejections[reason] = rejections.get(reason, 0) + count

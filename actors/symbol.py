@@ -246,7 +246,8 @@ class SymbolTrader:
         if self.paused:
             return self._reject(signal, hash_hex, Reason.PAUSED, "symbol is paused")
         if hash_hex in self.seen:  # L1, in memory; the durable claim below is L1's second half
-            return self._reject(signal, hash_hex, Reason.DUPLICATE_INTENT, "this signal was seen before", remember=False)
+            return self._reject(signal, hash_hex, Reason.DUPLICATE_INTENT, "this signal was seen before",
+                                remember=False)
         self._remember(hash_hex, self.clock())
         if self.position is None:
             return self._reject(signal, hash_hex, Reason.NOT_READY, self.not_ready)
@@ -449,7 +450,8 @@ class SymbolTrader:
         return Decision(signal=signal, reason=reason, detail=detail)
 
     def on_order_update(self, update: OrderUpdate) -> Decision | None:
-        """Apply the gateway's report on one of our orders (moves the transition table does not allow change nothing)."""
+        """Apply the gateway's report on one of our orders (moves the transition table does not allow change
+        nothing)."""
         if update.client_order_id is None or update.intent_hash is None:
             return None
         cid = update.client_order_id
@@ -577,8 +579,8 @@ class SymbolTrader:
             less_open = expected != 0 and (reported == 0 or (reported > 0) != (expected > 0)
                                            or abs(reported) < abs(expected))
             if less_open:  # not booked: the last trusted position and our fills stay
-                detail = (f"the exchange shows position {reported}, but the last position {self.position.signed_contracts}"
-                          f" and our fills since ({ours}) make {expected}")
+                detail = (f"the exchange shows position {reported}, but the last position "
+                          f"{self.position.signed_contracts} and our fills since ({ours}) make {expected}")
                 if detail != self.position_mismatch:
                     self.position_mismatch = detail
                     logger.error("{}: {}; entries refused until a consistent view returns", self.symbol, detail)

@@ -69,7 +69,8 @@ def make_trader_factory(config: AppConfig, strategy_factory: Any = None, *, exch
         process_before_ms=process_before_ms if exchange_clock is not None else None,
     )
 
-    def build(market: MarketSpec, bootstrap: SymbolBootstrap, ports: ActorPorts, restarts: int, floor: int) -> SymbolTrader:
+    def build(market: MarketSpec, bootstrap: SymbolBootstrap, ports: ActorPorts, restarts: int,
+              floor: int) -> SymbolTrader:
         strategy: Strategy = (
             strategy_factory(market.symbol)
             if strategy_factory is not None

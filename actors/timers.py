@@ -35,7 +35,8 @@ class ActorTimers:
         self._thread = threading.Thread(target=self._run, name=f"timers-{name}", daemon=True)
         self._thread.start()
 
-    def every(self, interval: float, target: pykka.ActorRef[Any], message: Any, first_in: float | None = None) -> _Entry:
+    def every(self, interval: float, target: pykka.ActorRef[Any], message: Any,
+              first_in: float | None = None) -> _Entry:
         """Tell `message` to `target` every `interval` seconds (first after `first_in`, default `interval`)."""
         if interval <= 0:
             raise ValueError(f"interval must be > 0, got {interval}")

@@ -312,7 +312,7 @@ def run(count: int, rounds: int, database_url: str) -> dict[str, float]:
             signals = [Signal(symbol=symbol, kind=SignalKind.ENTER_LONG, candle_time=t, price=Decimal(100))
                        for symbol in refs]
             close = time.perf_counter()  # every symbol's signal is told from here on, as at a candle close
-            for cid, ref, signal in zip(cids, refs.values(), signals):
+            for cid, ref, signal in zip(cids, refs.values(), signals, strict=True):
                 sent_at[cid] = close
                 ref.tell(signal)
             if not exchange.wait_for_create_calls((r + 1) * count, timeout=120):

@@ -85,7 +85,8 @@ def load_config(path: str | Path) -> LoadedConfig:
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(
             path,
-            [f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a configuration (a few KiB); check the path"],
+            [f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a configuration (a few KiB); "
+             "check the path"],
         )
     try:
         text = data.decode("utf-8")

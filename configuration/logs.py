@@ -1,4 +1,5 @@
-"""Logging: everything through loguru (standard `logging` from pykka, ccxt and peewee routed into it), secrets scrubbed."""
+"""Logging: everything through loguru (standard `logging` from pykka, ccxt and peewee routed into it), secrets
+scrubbed."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ class InterceptHandler(logging.Handler):
         logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
 
 
-def setup_logging(level: str = "INFO", file: Path | None = None, rotation: str = "50 MB", retention: str = "14 days") -> None:
+def setup_logging(level: str = "INFO", file: Path | None = None, rotation: str = "50 MB",
+                  retention: str = "14 days") -> None:
     """Log to stderr (and to `file` if given) at `level`; route standard logging into loguru."""
     logger.remove()
     logger.configure(patcher=_patch)

@@ -71,7 +71,8 @@ class ExchangeConfig(Section):
     timeout_s: Number = Field(default=10.0, ge=0.5, le=120)
     open_order_check: Literal["fail-closed", "fail-open"] = "fail-closed"
     reconcile_interval_s: Number = Field(default=60.0, ge=1, le=3600)
-    resend_max_age_s: Number = Field(default=120.0, ge=0, le=86_400)  # an unknown order proven absent is re-sent only this young
+    # an unknown order proven absent is re-sent only this young
+    resend_max_age_s: Number = Field(default=120.0, ge=0, le=86_400)
     process_before_s: Number = Field(default=5.0, ge=1, le=60)  # every order carries processBefore = now + this
     clock_skew_s: Number = Field(default=2.0, ge=0, le=60)  # margin for our clock against the exchange's
     history_lag_s: Number = Field(default=5.0, ge=0, le=300)  # Kraken's delay publishing order history events
@@ -122,7 +123,8 @@ class TradingConfig(Section):
     order_notional: Money = Field(default=Decimal(100), gt=0, le=10**12)
     order_type: Literal["market", "limit"] = "market"
     limit_offset_bps: Money = Field(default=Decimal(0), ge=0, le=1000)
-    limit_timeout_s: Number = Field(default=120.0, ge=1, le=7 * 86_400)  # unfilled limit orders are cancelled after this
+    # unfilled limit orders are cancelled after this
+    limit_timeout_s: Number = Field(default=120.0, ge=1, le=7 * 86_400)
     intent_retention_hours: Number = Field(default=24.0, ge=0.01, le=24 * 366)
     position_sync_interval_s: Number = Field(default=10.0, ge=0.1, le=3600)
 
@@ -240,7 +242,8 @@ class RetentionConfig(Section):
     orders_days: Number = Field(default=0, ge=0, le=36_600)
     fills_days: Number = Field(default=0, ge=0, le=36_600)
     events_days: Number = Field(default=0, ge=0, le=36_600)
-    archive_dir: Annotated[StrictStr, Field(min_length=1, max_length=MAX_TEXT)] = "storage/archive"  # relative to the config file
+    # relative to the config file
+    archive_dir: Annotated[StrictStr, Field(min_length=1, max_length=MAX_TEXT)] = "storage/archive"
     check_interval_s: Number = Field(default=3600, ge=10, le=7 * 86_400)
 
 
@@ -248,7 +251,8 @@ class AppConfig(Section):
     """The whole configuration."""
 
     mode: Literal["paper", "demo", "live"] = "paper"
-    storage_dir: Annotated[StrictStr, Field(min_length=1, max_length=MAX_TEXT)] = "storage"  # lock, token and log files; relative to the config file
+    # lock, token and log files; relative to the config file
+    storage_dir: Annotated[StrictStr, Field(min_length=1, max_length=MAX_TEXT)] = "storage"
     exchange: ExchangeConfig = ExchangeConfig()
     database: DatabaseConfig = DatabaseConfig()
     trading: TradingConfig = TradingConfig()

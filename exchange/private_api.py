@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +34,7 @@ from exchange.reports import (
     OrderStatusReport,
     SendReport,
     UnreadableAnswer,
+    parse_batch_status,
     parse_cancel_status,
     parse_executions,
     parse_fills,
@@ -41,7 +42,6 @@ from exchange.reports import (
     parse_open_orders,
     parse_order_status,
     parse_positions,
-    parse_batch_status,
     parse_send_status,
     time_ms,
 )
@@ -67,7 +67,7 @@ class FillsPending(UnreadableAnswer):
 
 def iso_ms(ms: int) -> str:
     """Epoch ms as the ISO-8601 text Kraken takes (processBefore, lastFillTime)."""
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 # Reads are idempotent: a transient failure (time-out, 5xx, 429) is retried at once a few times, so one
@@ -301,11 +301,13 @@ class PrivateApi:
         per intent, in order (matched by order_tag). ccxt's exceptions pass to the caller; an answer that does
         not account for every instruction exactly once raises UnreadableAnswer."""
         tags = [str(index + 1) for index in range(len(intents))]
-        request = {"batchOrder": [self.batch_instruction(intent, tag) for intent, tag in zip(intents, tags)],
+        request = {"batchOrder": [self.batch_instruction(intent, tag)
+                                  for intent, tag in zip(intents, tags, strict=True)],
                    BATCH_PROCESS_BEFORE: iso_ms(process_before_ms)}
         self._spend("batchorder", batch_size=len(intents))
         answer = self.exchange.privatePostBatchorder(request)
-        return parse_batch_status(answer, [(tag, intent.client_order_id) for intent, tag in zip(intents, tags)])
+        return parse_batch_status(answer, [(tag, intent.client_order_id)
+                                           for intent, tag in zip(intents, tags, strict=True)])
 
     def send(self, intent: OrderIntent, process_before_ms: int) -> SendReport:
         """One sendorder; ccxt's exceptions (time-outs, 5xx, Kraken errors) pass to the caller."""

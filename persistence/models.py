@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import peewee
 
-SCHEMA_VERSION = 3  # 2: intents keep limit_price, sent_at, process_before and sends; 3: booked, fills_complete, PnL totals
+# 2: intents keep limit_price, sent_at, process_before and sends; 3: booked, fills_complete, PnL totals
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -609,7 +609,7 @@ class Store:
         """
         Intent = self.models.Intent
         query = (Intent.select()
-                 .where((Intent.fills_complete == False)
+                 .where((Intent.fills_complete == False)  # noqa: E712 - a peewee expression
                         & Intent.status.in_([OrderState.FILLED.value, OrderState.CANCELED.value])
                         & (Intent.updated_at >= since))
                  .order_by(Intent.created_at, Intent.id))
@@ -1034,8 +1034,8 @@ class Store:
         `folder/<table>-<before_ms>.jsonl.gz` as one gzip member and fsynced before the same rows are
         deleted, so a crash in between leaves them in both places, never in neither. Nothing that is
         not final is touched: orders not in a final state, and no order, fill or event of an intent
-        whose fills are not complete (unfinished, or final with fills still to book). Returns the rows moved per table; `max_rows` stops each table after
-        about that many (call again to go on).
+        whose fills are not complete (unfinished, or final with fills still to book). Returns the rows moved
+        per table; `max_rows` stops each table after about that many (call again to go on).
         """
         unknown = set(kinds) - set(ARCHIVE_TABLES)
         if unknown:

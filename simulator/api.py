@@ -232,7 +232,7 @@ class KrakenApi:
         with ex.lock:
             quote = ex.market.quote(symbol)
             inst = ex.instruments[symbol]
-            o, h, l, vol = ex.market.stats_24h(symbol)
+            o, h, low, vol = ex.market.stats_24h(symbol)
         open24 = Decimal(repr(o))
         depth = ex.level_size(symbol)
         change = (quote.last - open24) / open24 * 100 if open24 else Decimal(0)
@@ -251,7 +251,7 @@ class KrakenApi:
             "openInterest": fmt(depth * 1000),
             "open24h": fmt(Decimal(repr(o))),
             "high24h": fmt(Decimal(repr(h))),
-            "low24h": fmt(Decimal(repr(l))),
+            "low24h": fmt(Decimal(repr(low))),
             "last": fmt(quote.last),
             "lastTime": iso(quote.time_ms),
             "lastSize": fmt(inst.size_step if inst.size_step >= 1 else Decimal(inst.impact_mid_size)),

@@ -29,8 +29,8 @@ from simulator.orders import (
     Position,
     dec_load_req,
     iso,
-    parse_decimal,
     order_error,
+    parse_decimal,
     text,
 )
 from simulator.prices import MarketData, Quote, fmt, stable_seed
@@ -497,7 +497,8 @@ class Exchange:
             sides.append(levels)
         return sides[0], sides[1]
 
-    def _plan_take(self, order: Order, quote: Quote, bound: Decimal | None, qty: Decimal) -> list[tuple[Decimal, Decimal]]:
+    def _plan_take(self, order: Order, quote: Quote, bound: Decimal | None,
+                   qty: Decimal) -> list[tuple[Decimal, Decimal]]:
         """The (price, quantity) fills a taker order gets: the book's levels within `bound`, best first."""
         assert order.symbol is not None
         if self.market_fill == "touch":  # the old, kinder model: everything at the touch

@@ -342,7 +342,7 @@ class PricePath:
         more = False
         bucket = lo if lo >= first_bucket else first_bucket
         while bucket <= hi:
-            o = h = l = c = None
+            o = h = low = c = None
             vol = 0.0
             minute = bucket
             end = min(bucket + interval_ms, self.last_tick_ms + 1)
@@ -351,10 +351,10 @@ class PricePath:
                 if bar is not None:
                     bo, bh, bl, bc = bar.ohlc(kind)
                     if o is None:
-                        o, h, l = bo, bh, bl
+                        o, h, low = bo, bh, bl
                     else:
                         h = max(h, bh)  # type: ignore[type-var]
-                        l = min(l, bl)  # type: ignore[type-var]
+                        low = min(low, bl)  # type: ignore[type-var]
                     c = bc
                     vol += bar.vol
                 minute += MINUTE_MS
@@ -362,7 +362,7 @@ class PricePath:
                 if len(result) >= MAX_CANDLES:
                     more = True
                     break
-                result.append(self._candle(bucket, kind, (o, h, l, c), vol, tick))  # type: ignore[arg-type]
+                result.append(self._candle(bucket, kind, (o, h, low, c), vol, tick))  # type: ignore[arg-type]
             bucket += interval_ms
         return result, more
 
@@ -384,20 +384,20 @@ class PricePath:
         start = now - DAY_MS
         self.ensure_history(start)
         minute = start - start % MINUTE_MS
-        o = h = l = None
+        o = h = low = None
         vol = 0.0
         while minute <= now:
             bar = self.bars.get(minute)
             if bar is not None:
                 if o is None:
-                    o, h, l = bar.o, bar.h, bar.l
+                    o, h, low = bar.o, bar.h, bar.l
                 else:
-                    h, l = max(h, bar.h), min(l, bar.l)  # type: ignore[type-var]
+                    h, low = max(h, bar.h), min(low, bar.l)  # type: ignore[type-var]
                 vol += bar.vol
             minute += MINUTE_MS
         if o is None:
-            o = h = l = self._trade_price(self.fair)
-        return o, h, l, vol  # type: ignore[return-value]
+            o = h = low = self._trade_price(self.fair)
+        return o, h, low, vol  # type: ignore[return-value]
 
 
 class MarketData:

@@ -1,4 +1,5 @@
-"""The paper account's state file: loaded on start, saved atomically as JSON (periodically, after order requests, on stop).
+"""The paper account's state file: loaded on start, saved atomically as JSON (periodically, after order requests,
+on stop).
 
 File format (version 2; version 1 files are still read), one JSON object:
 
@@ -6,7 +7,8 @@ File format (version 2; version 1 files are still read), one JSON object:
 - `config`: the settings the state was made with (seed, tick, markets, ...; never API keys), informational;
 - `clock`: `{"now": ms}`, the simulated time a restart continues from;
 - `account`: uid/id, initial balance, balance, fees, id counter, dead man's switch, the client-order-id index
-  (`cli_ids`: id -> the ids of every order that carried it, oldest first; version 1 held one id), the books (`working`: symbol -> order ids in matching order), `positions`;
+  (`cli_ids`: id -> the ids of every order that carried it, oldest first; version 1 held one id), the books
+  (`working`: symbol -> order ids in matching order), `positions`;
 - `market`: `now`, `last_tick_ms` and per market `walk` (fair price, mark premium, tick time, genesis) and
   `bars` (the last `state_bar_minutes` minute bars as `[t, o, h, l, c, mark o/h/l/c, spot o/h/l/c, volume]`);
 - `orders` (every order ever received, in arrival order, partially filled working ones with their `filled`), `fills`,
@@ -18,9 +20,10 @@ bars never change, so each is encoded once and its text reused by later saves.
 
 Not kept (they start afresh from the configuration): API keys, faults and suspended markets, rate-limit
 budgets, the HTTP request log, requests held by a `late` fault (lost, as if never received) and the liquidity
-taken from the book this tick (the book refills every tick anyway). After a reload the price walks continue from the saved prices with random streams
-seeded from the seed and the saved tick time (same seed + same file = same future), and candles older than
-the kept bars are regenerated. `PATH.lock` (an advisory lock) keeps a second simulator off a file in use.
+taken from the book this tick (the book refills every tick anyway). After a reload the price walks continue
+from the saved prices with random streams seeded from the seed and the saved tick time (same seed + same
+file = same future), and candles older than the kept bars are regenerated. `PATH.lock` (an advisory lock)
+keeps a second simulator off a file in use.
 Admin `reset` overwrites the file with the fresh account at once; to start afresh while stopped, delete the file.
 An unreadable, corrupt or other-version file is an error at start (StateFileError naming the file) and is left
 untouched.

@@ -237,8 +237,8 @@ class FakeExchange:
         params = dict(params or {})
         step = Decimal(str(market["precision"]["amount"]))
         tick = Decimal(str(market["precision"]["price"]))
-        request: dict[str, Any] = {"symbol": market["id"], "side": side,
-                                   "size": _num(float((Decimal(str(amount)) / step).to_integral_value(ROUND_DOWN) * step))}
+        size = (Decimal(str(amount)) / step).to_integral_value(ROUND_DOWN) * step
+        request: dict[str, Any] = {"symbol": market["id"], "side": side, "size": _num(float(size))}
         cid = params.pop("clientOrderId", None) or params.pop("cliOrdId", None)
         if cid is not None:
             request["cliOrdId"] = cid

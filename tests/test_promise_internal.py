@@ -223,10 +223,10 @@ def test_bad_candles_in_the_history_a_restarted_symbol_actor_gets_never_kill_it_
     """Case 19, the history path through running actors (test_market_data_actor.py covers live polls). The
     shipped scripted strategy (enters on every second candle) warms up from the history the market-data actor
     sends at start and again after a symbol actor restarts; negative and NaN rows in that history, an answer
-    that is not a list at all, and a live high-below-low row on an entry candle are refused at the edge with BAD_MARKET_DATA events:
-    the restarted actor stays alive (one restart: the crash we caused) and no order goes out. Before: a
-    negative price reached the symbol actor and the exception escaping into pykka killed it, again at each
-    restart, until the symbol was halted."""
+    that is not a list at all, and a live high-below-low row on an entry candle are refused at the edge with
+    BAD_MARKET_DATA events: the restarted actor stays alive (one restart: the crash we caused) and no order
+    goes out. Before: a negative price reached the symbol actor and the exception escaping into pykka killed
+    it, again at each restart, until the symbol was halted."""
     exchange = FakeExchange()
     now = [T0 + 10 * MINUTE]
     # the history window (warm-up 1: the 3 candles before now) holds a negative and a NaN row

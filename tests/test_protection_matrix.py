@@ -1,8 +1,8 @@
 """The review's protection matrix, on running actors (portfolio, symbol actors, persistence, gateway).
 
 Each row: a situation that doubled orders in the reviewed bot, and the proof that it yields at most
-one order here. The exchange is the in-process fake speaking Kraken's raw endpoints (never kinder than Kraken); the same rows run end to end
-through ccxt against the simulator in the live-path tests.
+one order here. The exchange is the in-process fake speaking Kraken's raw endpoints (never kinder than Kraken);
+the same rows run end to end through ccxt against the simulator in the live-path tests.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The gateway alone: the fake exchange (Kraken's raw endpoints), recording actors in place of portfolio and persistence."""
+"""The gateway alone: the fake exchange (Kraken's raw endpoints), recording actors in place of portfolio and
+persistence."""
 
 from __future__ import annotations
 

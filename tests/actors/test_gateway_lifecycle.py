@@ -110,7 +110,9 @@ def test_resolution_finds_the_order_in_fills_when_status_and_history_do_not_show
 
 def test_resolution_finds_an_unfilled_cancelled_order_in_history() -> None:
     exchange, gw, reports, clock = setup()
-    cancel_at_once = lambda answer: exchange.cancel_outside(answer["sendStatus"]["order_id"])
+    def cancel_at_once(answer: dict[str, Any]) -> None:
+        exchange.cancel_outside(answer["sendStatus"]["order_id"])
+
     exchange.create_response = answer_lost(ccxt.RequestTimeout("timed out"), then=cancel_at_once)
     gw.place_all([intent(order_type="limit")])
     clock.advance(WINDOW_S + 1)  # not open, not in orders/status any more, no fills: only the history knows

@@ -1,4 +1,5 @@
-"""The market-data actor alone (the fake exchange's candles, a recording target), and bad market data refused at the edge."""
+"""The market-data actor alone (the fake exchange's candles, a recording target), and bad market data refused at
+the edge."""
 
 from __future__ import annotations
 
@@ -426,8 +427,8 @@ def test_a_candle_not_published_yet_is_asked_again_with_back_off_and_not_forever
     assert schedule.record(BTC, T0 + 10 * MINUTE, have[BTC], False, T0 + 11 * MINUTE + SECOND) is None
     assert schedule.waiting() == 0
     # an unreachable exchange is retried until it answers (capped back-off, no limit on attempts)
-    for attempt in range(10):
-        assert schedule.record(ETH := "ETH/USD:USD", T0, None, failed=True, now_ms=T0 + MINUTE) == "failed"
+    for _ in range(10):
+        assert schedule.record("ETH/USD:USD", T0, None, failed=True, now_ms=T0 + MINUTE) == "failed"
     assert schedule.wake_at(T0 + MINUTE) <= T0 + MINUTE + settings.failure_backoff_max_ms
 
 

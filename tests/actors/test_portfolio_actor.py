@@ -37,9 +37,9 @@ from messages import (
     RiskRequest,
     SetControl,
     Side,
-    SymbolBootstrap,
     Signal,
     SignalKind,
+    SymbolBootstrap,
     SymbolState,
     SyncPositions,
 )

@@ -1,4 +1,5 @@
-"""[retention] reaches the writer: the portfolio's archive timer tells persistence to archive each table past its age."""
+"""[retention] reaches the writer: the portfolio's archive timer tells persistence to archive each table past its
+age."""
 
 from __future__ import annotations
 

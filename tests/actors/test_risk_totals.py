@@ -49,7 +49,8 @@ def test_running_totals_match_a_full_recount_through_random_books() -> None:
                                              filled=Decimal(0) if state is OrderState.REJECTED else Decimal(1)))
         else:
             positions = tuple(Position(symbol=s, side=rng.choice([PositionSide.LONG, PositionSide.SHORT]),
-                                       contracts=Decimal(rng.randrange(1, 5)), entry_price=Decimal(rng.randrange(1, 90)))
+                                       contracts=Decimal(rng.randrange(1, 5)),
+                                       entry_price=Decimal(rng.randrange(1, 90)))
                               for s in rng.sample(symbols, rng.randrange(0, 4)))
             risk.on_snapshot(PositionsSnapshot(positions=positions, seq=seq - rng.randrange(0, 3)))
         symbols_now, total_now = recount(risk)
@@ -72,4 +73,5 @@ def test_a_reserve_costs_the_same_with_300_positions_as_with_none() -> None:
         return (time.perf_counter() - started) / 2000
 
     empty, full = min(per_reserve(0) for _ in range(3)), min(per_reserve(300) for _ in range(3))
-    assert full < empty * 3 + 20e-6, f"a reserve took {full * 1e6:.0f} µs with 300 positions, {empty * 1e6:.0f} µs empty"
+    assert full < empty * 3 + 20e-6, (f"a reserve took {full * 1e6:.0f} µs with 300 positions, "
+                                      f"{empty * 1e6:.0f} µs empty")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 from actors.symbol import ClaimUnanswered
-
 from messages import (
     ExchangeMismatch,
     OrderBlocked,

@@ -99,7 +99,11 @@ def test_replies_map_to_http_statuses(reply: ControlReply, status: int) -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{"command": "resolve"}, {"command": "resolve", "all": True}, {"command": "resolve", "symbol": "BTC/USD:USD", "all": True}],
+    [
+        {"command": "resolve"},
+        {"command": "resolve", "all": True},
+        {"command": "resolve", "symbol": "BTC/USD:USD", "all": True},
+    ],
     ids=["no-symbol", "all", "symbol-and-all"],
 )
 def test_resolve_needs_exactly_one_symbol_and_never_all(fields: dict[str, object]) -> None:

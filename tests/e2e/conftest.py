@@ -16,8 +16,8 @@ from exchange.budget import CostBudget
 from exchange.clock import ServerClock
 from messages import GetStatus, Ping, Signal, SignalKind, SymbolState
 from simulator import SimulatorHandle, start_simulator
-from tests.e2e.corrupting_proxy import CorruptingProxy
 from tests.conftest import make_config, settle
+from tests.e2e.corrupting_proxy import CorruptingProxy
 from tests.helpers import wait_until
 
 BTC, ETH, SOL = "BTC/USD:USD", "ETH/USD:USD", "SOL/USD:USD"

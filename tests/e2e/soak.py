@@ -11,9 +11,10 @@ ProcessBefore) are held `late` for certain, one of each processed before its pro
 `cli_ord_id_scope="none"` switches the exchange's duplicate-id refusal off entirely: then nothing can rest on it.
 
 The bot (`run.py`, scripted strategy entering every other candle, pyramiding off) is started, killed after a
-random time, started again, and so on; the last run trades without faults, is paused (`run.py pause --all`) and runs on until every intent is final and no
-held request is pending, its `run.py status --json` is read, and it is stopped cleanly. Then, from the
-simulator's order request record (every send and its outcome), its fills and the bot's SQLite database:
+random time, started again, and so on; the last run trades without faults, is paused (`run.py pause --all`)
+and runs on until every intent is final and no held request is pending, its `run.py status --json` is read,
+and it is stopped cleanly. Then, from the simulator's order request record (every send and its outcome), its
+fills and the bot's SQLite database:
 - at most one placed order per intent (`order_requests`, kind send, status placed, per cliOrdId; a
   batchorder instruction is a send row too);
 - every send of ours carried processBefore; none processed at or after it was placed, none refused as too
@@ -32,8 +33,9 @@ taken in exchange seconds, and the bot's view of the exchange clock falls behind
 (speed - 1) x the time since the last one. The speed is kept low enough (default 20) and processBefore long
 enough (30 exchange seconds = 1.5 s real) that this lag does not turn most sends into refusals.
 
-By default half of the kills are aimed (`aimed`): the bot is killed 0-400 ms after a send was recorded in its database (the moment
-between "sent" and "answer, fills and position booked" where a crash hurts most); the others at a random time.
+By default half of the kills are aimed (`aimed`): the bot is killed 0-400 ms after a send was recorded in its
+database (the moment between "sent" and "answer, fills and position booked" where a crash hurts most); the
+others at a random time.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # `python -m tests.e2e.soak serve ...` from the soak folder
     sys.path.insert(0, str(REPO))
 
-from simulator import AdminClient
+from simulator import AdminClient  # noqa: E402 - importable only after the sys.path insert above
 
 SYMBOLS = ("BTC/USD:USD", "ETH/USD:USD", "SOL/USD:USD", "LTC/USD:USD", "XRP/USD:USD")
 FINAL = ("FILLED", "CANCELED", "REJECTED")
@@ -127,12 +129,15 @@ class SoakReport:
             return ", ".join(f"{k} {v}" for k, v in sorted(values.items())) or "none"
 
         return (
-            f"scope {self.scope!r}, seed {self.seed}: {self.kills} kills ({self.aimed_kills} aimed at a send) over {self.runs} runs in {self.seconds:.0f}s; "
+            f"scope {self.scope!r}, seed {self.seed}: {self.kills} kills ({self.aimed_kills} aimed at a send) "
+            f"over {self.runs} runs in {self.seconds:.0f}s; "
             f"{self.intents} intents ({counts(self.final_states)}), {self.sends} sends, {self.orders_placed} placed, "
-            f"refused by the exchange: {counts(self.sends_refused)}; faults injected ({sum(self.faults_injected.values())}): "
+            f"refused by the exchange: {counts(self.sends_refused)}; "
+            f"faults injected ({sum(self.faults_injected.values())}): "
             f"{counts(self.faults_injected)}; late sends: {counts(self.late_outcomes)} "
             f"(per request: {counts(self.late_requests)}); "
-            f"{self.unknown_outcomes} unknown outcomes resolved ({counts(self.unknown_ends)}), {self.resends} re-sends, "
+            f"{self.unknown_outcomes} unknown outcomes resolved ({counts(self.unknown_ends)}), "
+            f"{self.resends} re-sends, "
             f"{self.not_placed} NOT_PLACED; largest position {self.max_position_ratio:.2f}x one entry; "
             f"blocked at the end: {', '.join(self.blocked_at_end) or 'none'}; "
             f"{'no problems' if not self.problems else f'{len(self.problems)} PROBLEMS'}"

@@ -261,7 +261,9 @@ def test_orders_status_and_order_history_can_be_emptied(stepped_sim: SimulatorHa
                                                         client: ccxt.krakenfutures) -> None:
     rest(client, "looked-up")
     client.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "done"})
-    lookup = lambda: client.fetch_orders(params={"orderIds": [], "cliOrdIds": ["looked-up"]})
+    def lookup() -> Any:
+        return client.fetch_orders(params={"orderIds": [], "cliOrdIds": ["looked-up"]})
+
     assert cids(lookup()) == ["looked-up"]
     proxy.empty_body("orders/status")
     assert outcome(lookup) == []  # ccxt: "no such order", though it rests on the exchange

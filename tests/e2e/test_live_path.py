@@ -20,8 +20,8 @@ from messages import (
     client_order_id_for,
     intent_hash,
 )
-from tests.conftest import make_config
 from simulator import start_simulator
+from tests.conftest import make_config
 from tests.e2e.conftest import BTC, ETH, build_live_system, ccxt_client, placed, quiet, ready, signal
 from tests.helpers import wait_until
 

@@ -384,7 +384,8 @@ def test_rejected_entry_whose_answer_was_lost_is_decided_rejected_and_the_symbol
 
 # --- cases 8 and 9: partial fills of a resting SOL limit buy (15 SOL at 144; 5 SOL trade per tick) -------------
 
-def _resting_sol_entry(start: Callable[..., TradingSystem], database_url: str, **trading: Any) -> tuple[TradingSystem, str]:
+def _resting_sol_entry(start: Callable[..., TradingSystem], database_url: str,
+                       **trading: Any) -> tuple[TradingSystem, str]:
     config = make_config(trading={"symbols": [SOL], "order_notional": 2400, **LIMIT_AWAY, **trading}, risk=SOL_RISK)
     system = ready(start(config=config))
     system.symbol_actors()[SOL].tell(signal(SOL, t=T0, price="160"))

@@ -206,8 +206,9 @@ def test_held_resting_limit_order_is_followed_as_ours_never_adopted_as_external(
                                                                                 sqlite_url) -> None:
     """Case 2 (resting limit): the held limit order is placed late (within processBefore) and rests. The bot
     finds it open with our client order id (a reconciliation or the search after the window) and follows it as
-    ours; reconciliations that run while it rests list it as ours, never EXTERNAL; its limit time-out cancels it (CANCELED_BY_TIMEOUT), and it is never re-sent. The
-    previous design had marked it NOT_PLACED and then adopted its own order as EXTERNAL."""
+    ours; reconciliations that run while it rests list it as ours, never EXTERNAL; its limit time-out cancels it
+    (CANCELED_BY_TIMEOUT), and it is never re-sent. The previous design had marked it NOT_PLACED and then
+    adopted its own order as EXTERNAL."""
     config = make_config(trading={**LIMIT_BELOW, "limit_timeout_s": 4}, exchange={"reconcile_interval_s": 1})
     system = ready(live_system(config=config, gateway_overrides={"process_before_s": 3.0}))
     sim.admin.schedule_fault("late", endpoint="sendorder", count=1, delay_ms=2500, late_ms=2000)

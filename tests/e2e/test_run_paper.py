@@ -54,7 +54,8 @@ class Output:
                     return found
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"no line matching {pattern!r} within {timeout}s:\n" + "\n".join(self.lines[-30:]))
+                    raise AssertionError(f"no line matching {pattern!r} within {timeout}s:\n"
+                                         + "\n".join(self.lines[-30:]))
                 self._changed.wait(left)
 
 

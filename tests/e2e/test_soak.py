@@ -52,7 +52,8 @@ def test_a_kill_between_a_filled_send_and_its_fills_loses_no_fill(tmp_path: Path
         write_config(tmp_path, run.base_url, free_port(), run.settings)
         bot = run.start_bot()
         try:
-            victim = wait_until(lambda: _filled_without_fills(run.database()), timeout=45, message="an intent FILLED before its fills are stored")
+            victim = wait_until(lambda: _filled_without_fills(run.database()), timeout=45,
+                                message="an intent FILLED before its fills are stored")
         finally:
             bot.send_signal(signal.SIGKILL)
             bot.wait(10)

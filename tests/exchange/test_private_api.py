@@ -251,7 +251,8 @@ def test_a_client_order_id_is_refused_only_while_its_order_is_open() -> None:
     assert again["status"] == "placed" and again["order_id"] != first["order_id"]
     market = order(exchange, side="sell", clientOrderId="c-2")
     assert order(exchange, side="sell", clientOrderId="c-2")["status"] == "placed"  # filled: free again
-    assert market["status"] == "placed" and len([o for o in exchange.placed_orders() if o.client_order_id == "c-2"]) == 2
+    assert (market["status"] == "placed"
+            and len([o for o in exchange.placed_orders() if o.client_order_id == "c-2"]) == 2)
 
 
 def test_process_before_is_honoured_on_the_exchanges_clock() -> None:

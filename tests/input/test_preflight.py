@@ -1,4 +1,5 @@
-"""`check-config --connect` and `run`: what a start needs is checked first; each failure one line, exit 2, no traceback."""
+"""`check-config --connect` and `run`: what a start needs is checked first; each failure one line, exit 2, no
+traceback."""
 
 from __future__ import annotations
 
@@ -284,7 +285,8 @@ def test_every_problem_is_listed_at_once(tmp_path: Path, capsys: pytest.CaptureF
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
-        path = write(tmp_path, f'[database]\nurl = "sqlite:///{tmp_path}/dbdir/x.db"\n[trading]\nsymbols = ["NOPE/USD:USD"]\n',
+        path = write(tmp_path, f'[database]\nurl = "sqlite:///{tmp_path}/dbdir/x.db"\n'
+                               '[trading]\nsymbols = ["NOPE/USD:USD"]\n',
                      port=holder.getsockname()[1])
         code, _, err = cli(capsys, "check-config", "--connect", str(path))
     assert code == 2
@@ -309,5 +311,6 @@ def test_an_unwritable_folder_is_one_line_even_for_root(tmp_path: Path, monkeypa
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(preflight_module.tempfile, "TemporaryFile", refuse)
-    with pytest.raises(preflight_module.Problem, match=r"^storage_dir: cannot write in .* \(Permission denied\); make it"):
+    with pytest.raises(preflight_module.Problem,
+                       match=r"^storage_dir: cannot write in .* \(Permission denied\); make it"):
         preflight_module.check_folder("storage_dir", tmp_path / "storage")

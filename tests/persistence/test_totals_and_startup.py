@@ -139,7 +139,7 @@ def test_start_up_queries_use_indexes_on_sqlite(sqlite_url: str) -> None:
             return " ".join(str(r[-1]) for r in store.database.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params))
 
         Intent = store.models.Intent
-        unbooked = Intent.select().where((Intent.fills_complete == False)
+        unbooked = Intent.select().where((Intent.fills_complete == False)  # noqa: E712 - a peewee expression
                                          & Intent.status.in_(["FILLED", "CANCELED"]) & (Intent.updated_at >= 0))
         assert "USING INDEX intent_fills_complete" in plan(unbooked)
         recent = (Intent.select(Intent.intent_hash).where((Intent.symbol == BTC) & (Intent.created_at >= 0))

@@ -59,7 +59,7 @@ def test_fetch_ohlcv_trade_mark_and_index(sim: SimulatorHandle, client: ccxt.kra
     candles = client.fetch_ohlcv(BTC, "1m", since=since, limit=20)
     assert len(candles) == 20
     assert candles[0][0] == since
-    assert all(b[0] - a[0] == 60_000 for a, b in zip(candles, candles[1:]))
+    assert all(b[0] - a[0] == 60_000 for a, b in zip(candles, candles[1:], strict=False))
     assert all(c[3] <= min(c[1], c[4]) <= max(c[1], c[4]) <= c[2] for c in candles)
     mark = client.fetch_ohlcv(BTC, "1m", since=since, limit=20, params={"price": "mark"})
     index = client.fetch_ohlcv(BTC, "1m", since=since, limit=20, params={"price": "index"})

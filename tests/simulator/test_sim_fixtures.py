@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlparse
 
 import ccxt
 import pytest
+
 from simulator import SimulatorHandle, sign
 
 # Recorded responses of endpoints the simulator does not serve (ledger and public trade history).

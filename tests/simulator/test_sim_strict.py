@@ -166,7 +166,8 @@ def test_orders_status_values_and_five_second_window(sim: SimulatorHandle, clien
     partial = client.privatePostSendorder({"orderType": "mkt", "symbol": "PF_LTCUSD", "side": "buy", "size": "500",
                                            "cliOrdId": "m"})["sendStatus"]
     assert partial["status"] == "placed"
-    answer = {s["order"]["cliOrdId"]: s for s in client.privateGetOrdersStatus({"orderIds": [], "cliOrdIds": ["p", "m"]})["orders"]}
+    answer = {s["order"]["cliOrdId"]: s
+              for s in client.privateGetOrdersStatus({"orderIds": [], "cliOrdIds": ["p", "m"]})["orders"]}
     assert answer["p"]["status"] == "REJECTED" and answer["p"]["error"] == "POST_WOULD_EXECUTE"
     assert answer["m"]["status"] == "CANCELLED" and answer["m"]["order"]["filled"] == float(LTC_SIDE)
     sim.admin.step(ms=4_999)

@@ -77,7 +77,7 @@ def test_candles_are_built_from_the_path() -> None:
         pass
     minutes, _ = market.candles("PF_XBTUSD", "trade", "1m", START - 3_600_000, START + 3 * 3_600_000)
     hours, _ = market.candles("PF_XBTUSD", "trade", "1h", START - 3_600_000, START + 3 * 3_600_000)
-    assert all(b["time"] - a["time"] == MINUTE_MS for a, b in zip(minutes, minutes[1:]))  # type: ignore[operator]
+    assert all(b["time"] - a["time"] == MINUTE_MS for a, b in zip(minutes, minutes[1:], strict=False))  # type: ignore[operator]
     for hour in hours:
         inside = [m for m in minutes if hour["time"] <= m["time"] < hour["time"] + 3_600_000]  # type: ignore[operator]
         assert inside, hour
@@ -86,8 +86,8 @@ def test_candles_are_built_from_the_path() -> None:
         assert Decimal(hour["high"]) == max(Decimal(m["high"]) for m in inside)  # type: ignore[arg-type]
         assert Decimal(hour["low"]) == min(Decimal(m["low"]) for m in inside)  # type: ignore[arg-type]
     for c in minutes:
-        o, h, l, cl = (Decimal(c[k]) for k in ("open", "high", "low", "close"))  # type: ignore[arg-type]
-        assert l <= min(o, cl) <= max(o, cl) <= h
+        o, h, low, cl = (Decimal(c[k]) for k in ("open", "high", "low", "close"))  # type: ignore[arg-type]
+        assert low <= min(o, cl) <= max(o, cl) <= h
 
 
 def test_quote_has_spread_on_tick_grid() -> None:
@@ -179,7 +179,8 @@ def test_probabilistic_faults_are_seeded_and_respect_endpoints() -> None:
     kinds = run()
     assert kinds == run()
     assert "unavailable" in kinds and "accept_then_drop" in kinds
-    assert all(k != "accept_then_drop" for k, e in zip(kinds, ["sendorder", "accounts"] * 50) if e == "accounts")
+    assert all(k != "accept_then_drop"
+               for k, e in zip(kinds, ["sendorder", "accounts"] * 50, strict=True) if e == "accounts")
 
 
 # -- positions and the engine -------------------------------------------------------------------
