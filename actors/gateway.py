@@ -1287,7 +1287,7 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
     def _find_intents(self, cids: Sequence[str]) -> list[IntentRecord]:
         if self.persistence is None:
             return []
-        return self.persistence.ask(FindIntents(client_order_ids=tuple(cids)), timeout=self.ask_timeout_s)
+        return self.persistence.ask(FindIntents(client_order_ids=tuple(cids)), block=True, timeout=self.ask_timeout_s)
 
     @staticmethod
     def _tell(target: pykka.ActorRef[Any] | None, message: Any) -> None:

@@ -256,7 +256,8 @@ class PersistenceActor(pykka.ThreadingActor):
             for item in batch:  # a claim or send record that could not be stored is refused now, never retried
                 if isinstance(item, (ClaimIntent, RecordSends)) and item.reply is not None:
                     item.reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
-            kept = [item for item in batch if not isinstance(item, (ClaimIntent, RecordSends))]
+            kept: list[Event | OrderUpdate | ClaimIntent | RecordSends] = [
+                item for item in batch if not isinstance(item, (ClaimIntent, RecordSends))]
             if len(kept) > MAX_PENDING_WRITES:
                 dropped = len(kept) - MAX_PENDING_WRITES
                 kept = kept[dropped:]

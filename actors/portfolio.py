@@ -132,7 +132,8 @@ class PortfolioActor(pykka.ThreadingActor):
     # --- lifecycle -------------------------------------------------------------------------
 
     def on_start(self) -> None:
-        records = self.persistence.ask(LoadOpenIntents(with_unbooked=True), timeout=self.settings.ask_timeout_s)
+        records = self.persistence.ask(LoadOpenIntents(with_unbooked=True), block=True,
+                                       timeout=self.settings.ask_timeout_s)
         self.risk.load_open_intents(records)
         for symbol in self.markets:
             self._start_symbol(symbol, restarts=0)
@@ -168,7 +169,8 @@ class PortfolioActor(pykka.ThreadingActor):
 
     def _start_symbol(self, symbol: str, restarts: int, strategy_off: bool = False) -> pykka.ActorRef[Any] | None:
         since = now_ms() - self.settings.retention_ms
-        bootstrap = self.persistence.ask(LoadSymbol(symbol=symbol, since=since), timeout=self.settings.ask_timeout_s)
+        bootstrap = self.persistence.ask(LoadSymbol(symbol=symbol, since=since), block=True,
+                                         timeout=self.settings.ask_timeout_s)
         ports = ActorPorts(self.actor_ref, self.persistence, self.gateway, self.settings.ask_timeout_s)
         trader = self.trader_factory(self.markets[symbol], bootstrap, ports, restarts, self.last_seq)
         trader.strategy_off = strategy_off
@@ -190,6 +192,8 @@ class PortfolioActor(pykka.ThreadingActor):
         if handover is not None and handover.given_up:
             return  # the symbol stopped waiting: its give-up follows, nothing is reserved
         try:
+            if claim.risk is None:
+                raise ValueError(f"the claim of {claim.intent.client_order_id} has no risk request")
             decision = self.risk.reserve(claim.risk)
         except Exception as exc:  # noqa: BLE001 - the symbol gets the error, the portfolio lives on
             logger.exception("portfolio: risk check of {} failed", claim.intent.client_order_id)
@@ -278,7 +282,8 @@ class PortfolioActor(pykka.ThreadingActor):
     def _reconcile_with_intents(self, reason: str) -> None:
         """Reconcile with every unfinished intent; a slow database means: try again soon, never die."""
         try:
-            records = self.persistence.ask(LoadOpenIntents(with_unbooked=True), timeout=self.settings.ask_timeout_s)
+            records = self.persistence.ask(LoadOpenIntents(with_unbooked=True), block=True,
+                                           timeout=self.settings.ask_timeout_s)
         except Exception as exc:
             logger.warning("portfolio: unfinished intents unreadable for the {} reconciliation ({!r}); trying again "
                            "in {:.0f}s", reason, exc, self.settings.reconcile_retry_s)

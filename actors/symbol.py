@@ -457,7 +457,8 @@ class SymbolTrader:
         cid = update.client_order_id
         order = self.orders.get(cid)
         if order is None:
-            return self._taken_back(update)
+            self._taken_back(update)
+            return None
         if not is_advance(order.state, update.state, filled_before=order.filled, filled_after=update.filled):
             return None
         if update.filled > order.filled:

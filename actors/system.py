@@ -289,7 +289,7 @@ class TradingSystem:
             raise CoreActorDied(death)
         wait_s = timeout_s if timeout_s is not None else self.ask_timeout_s * 2
         try:
-            ref.ask(Ping(), timeout=wait_s)
+            ref.ask(Ping(), block=True, timeout=wait_s)
         except pykka.ActorDeadError:
             raise CoreActorDied(death) from None
         except pykka.Timeout:
@@ -351,20 +351,20 @@ class TradingSystem:
     def symbol_actors(self) -> dict[str, pykka.ActorRef[Any] | None]:
         """The current symbol actor of each symbol."""
         assert self.portfolio is not None, "not started"
-        return self.portfolio.ask(GetSymbolActors(), timeout=self.ask_timeout_s)
+        return self.portfolio.ask(GetSymbolActors(), block=True, timeout=self.ask_timeout_s)
 
     def status(self) -> PortfolioStatus:
         """Portfolio totals and one row per symbol, asked of each running symbol actor."""
         assert self.portfolio is not None and self.persistence is not None, "not started"
-        portfolio: PortfolioStatus = self.portfolio.ask(GetStatus(), timeout=self.ask_timeout_s)
-        realized: dict[str, Decimal] = self.persistence.ask(QueryPnl(), timeout=self.ask_timeout_s)
+        portfolio: PortfolioStatus = self.portfolio.ask(GetStatus(), block=True, timeout=self.ask_timeout_s)
+        realized: dict[str, Decimal] = self.persistence.ask(QueryPnl(), block=True, timeout=self.ask_timeout_s)
         actors = self.symbol_actors()
         rows = []
         for row in portfolio.symbols:
             ref = actors.get(row.symbol)
             if ref is not None:
                 try:
-                    live = ref.ask(GetStatus(), timeout=self.ask_timeout_s)
+                    live = ref.ask(GetStatus(), block=True, timeout=self.ask_timeout_s)
                     row = live.model_copy(update={"restarts": row.restarts})
                 except (pykka.ActorDeadError, pykka.Timeout):
                     row = row.model_copy(update={"state": SymbolState.RESTARTING})
@@ -392,7 +392,8 @@ class TradingSystem:
                 ok = False
                 continue
             try:
-                decision = ref.ask(message.model_copy(update={"symbol": symbol}), timeout=self.ask_timeout_s)
+                decision = ref.ask(message.model_copy(update={"symbol": symbol}), block=True,
+                                   timeout=self.ask_timeout_s)
             except (pykka.ActorDeadError, pykka.Timeout) as exc:
                 outcomes.append(f"{symbol}: did not answer ({type(exc).__name__}); check status")
                 ok = False
@@ -413,10 +414,10 @@ class TradingSystem:
         assert self.gateway is not None and self.persistence is not None
         self.persistence.tell(Event(kind=EventKind.CONTROL, symbol=message.symbol, reason=Reason.GIVEN_UP,
                                     detail=f"resolve {message.symbol} by {message.source}"))
-        outcomes = list(self.gateway.ask(message, timeout=CANCEL_TIMEOUT_S) or [])
+        outcomes = list(self.gateway.ask(message, block=True, timeout=CANCEL_TIMEOUT_S) or [])
         ref = self.symbol_actors().get(message.symbol)
         if ref is not None:
-            outcomes.append(ref.ask(message, timeout=self.ask_timeout_s))
+            outcomes.append(ref.ask(message, block=True, timeout=self.ask_timeout_s))
         detail = "; ".join(o for o in outcomes if o) or "nothing was blocked"
         logger.warning("resolve {} by {}: {}", message.symbol, message.source, detail)
         return ControlReply(ok=True, detail=f"{message.symbol}: {detail}", symbols=(message.symbol,))
@@ -438,7 +439,7 @@ class TradingSystem:
         pause = threading.Event()
         while True:
             try:
-                left = self.gateway.ask(GetInFlight(), timeout=max(0.1, deadline - time.monotonic()))
+                left = self.gateway.ask(GetInFlight(), block=True, timeout=max(0.1, deadline - time.monotonic()))
             except pykka.Timeout:
                 return -1
             except pykka.ActorDeadError:  # the gateway died: the next start resolves what was in flight
@@ -460,10 +461,10 @@ class TradingSystem:
         if isinstance(message, Resolve):
             return self._resolve(message)
         if not isinstance(message, CancelOrders):
-            return self.portfolio.ask(message, timeout=self.ask_timeout_s)
+            return self.portfolio.ask(message, block=True, timeout=self.ask_timeout_s)
         self.persistence.tell(Event(kind=EventKind.CONTROL, symbol=message.symbol,
                                     detail=f"cancel {message.symbol or 'all symbols'} by {message.source}"))
-        outcomes = self.gateway.ask(message, timeout=CANCEL_TIMEOUT_S) or ["cancel failed: see the log"]
+        outcomes = self.gateway.ask(message, block=True, timeout=CANCEL_TIMEOUT_S) or ["cancel failed: see the log"]
         ok = not any("failed" in o or "unreadable" in o for o in outcomes)
         symbols = (message.symbol,) if message.symbol else tuple(sorted(self.markets))
         return ControlReply(ok=ok, detail="; ".join(outcomes), symbols=symbols)

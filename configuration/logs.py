@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+import types
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ class InterceptHandler(logging.Handler):
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        frame, depth = logging.currentframe(), 2
+        frame: types.FrameType | None = logging.currentframe()
+        depth = 2
         while frame is not None and frame.f_code.co_filename == logging.__file__:
             frame = frame.f_back
             depth += 1

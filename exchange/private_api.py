@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import ccxt
@@ -167,7 +168,7 @@ class PrivateApi:
         params: dict[str, Any] = {}
         for _ in range(MAX_FILL_PAGES):
             asked = dict(params)
-            page = parse_fills(self._read("fills", lambda asked=asked: self.exchange.privateGetFills(asked),
+            page = parse_fills(self._read("fills", partial(self.exchange.privateGetFills, asked),
                                           fills_since=bool(asked)), self.symbol_of)
             fresh = [f for f in page if f.time_ms not in stalled]
             for fill in fresh:
@@ -236,7 +237,7 @@ class PrivateApi:
         for _ in range(MAX_HISTORY_PAGES):
             asked = dict(params)
             page, token = parse_executions(
-                self._read_history(lambda asked=asked: self.exchange.historyGetExecutions(asked), "executions"),
+                self._read_history(partial(self.exchange.historyGetExecutions, asked), "executions"),
                 self.symbol_of)
             for fill in page:
                 if fill.time_ms >= since_ms and (before_ms is None or fill.time_ms < before_ms):
@@ -253,7 +254,7 @@ class PrivateApi:
         params: dict[str, Any] = {"since": since_ms, "sort": "asc", "count": HISTORY_PAGE}
         for _ in range(MAX_HISTORY_PAGES):
             asked = dict(params)
-            page, token = parse_history(self._read_history(lambda asked=asked: self.exchange.historyGetOrders(asked)),
+            page, token = parse_history(self._read_history(partial(self.exchange.historyGetOrders, asked)),
                                         self.symbol_of)
             events.extend(page)
             if token is None:

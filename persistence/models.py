@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import peewee
 
@@ -12,15 +13,18 @@ SCHEMA_VERSION = 3
 
 @dataclass(frozen=True)
 class Models:
-    """The model classes bound to one database."""
+    """The model classes bound to one database.
 
-    SchemaInfo: type[peewee.Model]
-    Intent: type[peewee.Model]
-    Order: type[peewee.Model]
-    Fill: type[peewee.Model]
-    Event: type[peewee.Model]
-    ControlState: type[peewee.Model]
-    PnlTotal: type[peewee.Model]
+    Typed Any: the classes are made at run time, per database, so a type checker cannot see their fields
+    (`Intent.status` would be "no attribute" on `type[peewee.Model]`)."""
+
+    SchemaInfo: Any
+    Intent: Any
+    Order: Any
+    Fill: Any
+    Event: Any
+    ControlState: Any
+    PnlTotal: Any
 
     @property
     def all(self) -> list[type[peewee.Model]]:

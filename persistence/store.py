@@ -48,7 +48,7 @@ def _order_event(update: OrderUpdate) -> Event:
     return Event(
         kind=EventKind.ORDER_UPDATE,
         symbol=update.symbol,
-        reason=Reason(update.reason) if update.reason in Reason.__members__ else None,
+        reason=Reason(update.reason) if update.reason is not None and update.reason in Reason.__members__ else None,
         intent_hash=update.intent_hash,
         detail=" ".join(parts),
         time=update.time,
@@ -98,7 +98,7 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-_wrap_driver_errors = peewee.__exception_wrapper__  # turns DB-API errors into peewee's, as peewee does
+_wrap_driver_errors = peewee.__exception_wrapper__  # type: ignore[attr-defined]  # DB-API errors as peewee's
 
 _MISSING = object()
 CACHE_LIMIT = 20_000  # final intents and orders kept in memory beyond the open ones (an optimisation only)
@@ -619,7 +619,7 @@ class Store:
         """The stored intents (final ones too) with these client order ids."""
         Intent = self.models.Intent
         ids = list(dict.fromkeys(client_order_ids))
-        rows: list[peewee.Model] = []
+        rows: list[Any] = []  # rows of the run-time models (see Models)
         for start in range(0, len(ids), 500):
             rows.extend(Intent.select().where(Intent.client_order_id.in_(ids[start : start + 500])))
         return self._records(rows)
@@ -1095,7 +1095,7 @@ class Store:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _records(self, rows: list[peewee.Model]) -> list[IntentRecord]:
+    def _records(self, rows: list[Any]) -> list[IntentRecord]:
         """Records of these intent rows, each with the ids of the fills stored for its order."""
         Fill = self.models.Fill
         fill_ids: dict[str, set[str]] = {}
@@ -1111,7 +1111,7 @@ class Store:
                                     booked.get(row.client_order_id, Decimal(0))) for row in rows]
 
     @staticmethod
-    def _intent_record(row: peewee.Model, fill_ids: frozenset[str] = frozenset(),
+    def _intent_record(row: Any, fill_ids: frozenset[str] = frozenset(),
                        fills_booked: Decimal = Decimal(0)) -> IntentRecord:
         return IntentRecord(
             intent_hash=row.intent_hash,
@@ -1141,7 +1141,7 @@ class Store:
         )
 
     @staticmethod
-    def _control_record(row: peewee.Model) -> ControlRecord:
+    def _control_record(row: Any) -> ControlRecord:
         return ControlRecord(
             symbol=row.symbol,
             paused=bool(row.paused),

@@ -219,58 +219,58 @@ class AdminClient:
 
     def state(self) -> dict[str, Any]:
         """See SimulatorAdmin.state."""
-        return self._call("state")  # type: ignore[no-any-return]
+        return self._call("state")
 
     def orders(self, cli_ord_id: str | None = None) -> list[dict[str, Any]]:
         """See SimulatorAdmin.orders."""
-        return self._call("orders", {"cli_ord_id": cli_ord_id})  # type: ignore[no-any-return]
+        return self._call("orders", {"cli_ord_id": cli_ord_id})
 
     def order_requests(self, cli_ord_id: str | None = None, symbol: str | None = None,
                        kind: str | None = None) -> list[dict[str, Any]]:
         """See SimulatorAdmin.order_requests."""
         payload = {"cli_ord_id": cli_ord_id, "symbol": symbol, "kind": kind}
-        return self._call("order_requests", payload)  # type: ignore[no-any-return]
+        return self._call("order_requests", payload)
 
     def now(self) -> dict[str, int]:
         """See SimulatorAdmin.now."""
-        return self._call("now")  # type: ignore[no-any-return]
+        return self._call("now")
 
     def quote(self, symbol: str) -> dict[str, object]:
         """See SimulatorAdmin.quote."""
-        return self._call("quote", {"symbol": symbol})  # type: ignore[no-any-return]
+        return self._call("quote", {"symbol": symbol})
 
     def set_faults(self, **changes: Any) -> dict[str, object]:
         """See SimulatorAdmin.set_faults."""
-        return self._call("faults", changes)  # type: ignore[no-any-return]
+        return self._call("faults", changes)
 
     def schedule_fault(self, kind: str, endpoint: str = "sendorder", count: int = 1,
                        delay_ms: float = 0.0, late_ms: float | None = None) -> dict[str, object]:
         """See SimulatorAdmin.schedule_fault."""
         payload = {"kind": kind, "endpoint": endpoint, "count": count, "delay_ms": delay_ms, "late_ms": late_ms}
-        return self._call("faults/next", payload)  # type: ignore[no-any-return]
+        return self._call("faults/next", payload)
 
     def clear_faults(self) -> dict[str, object]:
         """See SimulatorAdmin.clear_faults."""
-        return self._call("faults/clear", {})  # type: ignore[no-any-return]
+        return self._call("faults/clear", {})
 
     def set_price(self, symbol: str, price: float | None = None, move_pct: float | None = None,
                   mark_premium: float | None = None) -> dict[str, object]:
         """See SimulatorAdmin.set_price."""
         payload = {"symbol": symbol, "price": price, "move_pct": move_pct, "mark_premium": mark_premium}
-        return self._call("price", payload)  # type: ignore[no-any-return]
+        return self._call("price", payload)
 
     def suspend(self, symbol: str, suspended: bool = True) -> dict[str, object]:
         """See SimulatorAdmin.suspend."""
-        return self._call("suspend", {"symbol": symbol, "suspended": suspended})  # type: ignore[no-any-return]
+        return self._call("suspend", {"symbol": symbol, "suspended": suspended})
 
     def step(self, seconds: float = 0.0, ms: float = 0.0) -> dict[str, int]:
         """See SimulatorAdmin.step."""
-        return self._call("clock/step", {"seconds": seconds, "ms": ms})  # type: ignore[no-any-return]
+        return self._call("clock/step", {"seconds": seconds, "ms": ms})
 
     def reset(self) -> dict[str, int]:
         """See SimulatorAdmin.reset."""
-        return self._call("reset", {})  # type: ignore[no-any-return]
+        return self._call("reset", {})
 
     def set_rate_limit(self, enabled: bool) -> dict[str, bool]:
         """See SimulatorAdmin.set_rate_limit."""
-        return self._call("ratelimit", {"enabled": enabled})  # type: ignore[no-any-return]
+        return self._call("ratelimit", {"enabled": enabled})

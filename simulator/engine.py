@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from loguru import logger
 
@@ -1071,7 +1071,7 @@ class Exchange:
             running[fill.order_id] = running.get(fill.order_id, ZERO) + fill.size
             if seq in wanted:
                 filled_after[seq] = running[fill.order_id]
-        out = []
+        out: list[dict[str, object]] = []
         for seq in seqs:
             fill = self.fills[seq]
             order = self.orders.get(fill.order_id)
@@ -1207,7 +1207,7 @@ class Exchange:
         self.order_history = order_history
         self.trigger_history = trigger_history
         self.order_requests = list(order_requests or [])
-        self.batch_seq = max((int(r.get("batch") or 0) for r in self.order_requests), default=0)
+        self.batch_seq = max((int(cast(int, r.get("batch") or 0)) for r in self.order_requests), default=0)
         self.dead_man_ms = None if dead_man is None else int(dead_man)
         self.ids_drawn = ids_drawn
         self._ids = random.Random(stable_seed(self.seed, "ids", "resume", ids_drawn))
