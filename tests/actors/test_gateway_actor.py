@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import ccxt
+import pykka
 import pytest
 
 from actors.gateway import (
@@ -36,7 +37,7 @@ from messages import (
     intent_hash,
 )
 from tests.fakes import FakeExchange, TestClock
-from tests.helpers import start_recorder
+from tests.helpers import Inbox, start_recorder
 
 BTC, ETH, SOL = "BTC/USD:USD", "ETH/USD:USD", "SOL/USD:USD"
 
@@ -323,13 +324,20 @@ def test_claimed_first_sends_through_the_actor_write_no_recordsends_and_go_in_on
     gateway.stop()
 
 
-def test_a_burst_covering_every_traded_symbol_is_sent_without_waiting_for_more() -> None:
+def gathering_gateway(symbols: list[str]) -> tuple[FakeExchange, Inbox, pykka.ActorRef[Any]]:
+    """A gateway trading `symbols` that would gather a burst for half a minute: only a full burst or a barrier
+    sends it."""
     clock = TestClock()
     exchange = FakeExchange(clock=clock)
     portfolio, portfolio_inbox = start_recorder()
-    settings = GatewaySettings(gather_s=30.0, gather_max_s=30.0)  # a burst would otherwise wait half a minute
-    gateway = ExchangeGatewayActor.start(exchange, settings=settings, exchange_clock=clock, symbols=[BTC, ETH])
+    settings = GatewaySettings(gather_s=30.0, gather_max_s=30.0)
+    gateway = ExchangeGatewayActor.start(exchange, settings=settings, exchange_clock=clock, symbols=symbols)
     gateway.tell(ConnectGateway(portfolio=portfolio, persistence=None))
+    return exchange, portfolio_inbox, gateway
+
+
+def test_a_burst_covering_every_traded_symbol_is_sent_without_waiting_for_more() -> None:
+    exchange, portfolio_inbox, gateway = gathering_gateway([BTC, ETH])
     gateway.tell(PlaceOrder(intent=intent(BTC)))
     gateway.tell(PlaceOrder(intent=intent(ETH, amount="0.03")))
     filled = portfolio_inbox.wait_for(OrderUpdate, 4, timeout=5)
@@ -339,12 +347,7 @@ def test_a_burst_covering_every_traded_symbol_is_sent_without_waiting_for_more()
 
 
 def test_one_commits_place_orders_is_gathered_like_its_orders_one_by_one() -> None:
-    clock = TestClock()
-    exchange = FakeExchange(clock=clock)
-    portfolio, portfolio_inbox = start_recorder()
-    settings = GatewaySettings(gather_s=30.0, gather_max_s=30.0)
-    gateway = ExchangeGatewayActor.start(exchange, settings=settings, exchange_clock=clock, symbols=[BTC, ETH, SOL])
-    gateway.tell(ConnectGateway(portfolio=portfolio, persistence=None))
+    exchange, portfolio_inbox, gateway = gathering_gateway([BTC, ETH, SOL])
     gateway.tell(PlaceOrders(intents=(intent(BTC), intent(ETH, amount="0.03"))))
     assert gateway.ask(GetInFlight(), timeout=5) == 2  # SOL may still come: gathered, nothing sent
     assert [c for c in exchange.calls if c != "poll"] == []
@@ -356,12 +359,7 @@ def test_one_commits_place_orders_is_gathered_like_its_orders_one_by_one() -> No
 
 
 def test_a_burst_short_of_some_symbols_still_waits_to_gather() -> None:
-    clock = TestClock()
-    exchange = FakeExchange(clock=clock)
-    portfolio, portfolio_inbox = start_recorder()
-    settings = GatewaySettings(gather_s=30.0, gather_max_s=30.0)
-    gateway = ExchangeGatewayActor.start(exchange, settings=settings, exchange_clock=clock, symbols=[BTC, ETH, SOL])
-    gateway.tell(ConnectGateway(portfolio=portfolio, persistence=None))
+    exchange, portfolio_inbox, gateway = gathering_gateway([BTC, ETH, SOL])
     gateway.tell(PlaceOrder(intent=intent(BTC)))
     gateway.tell(PlaceOrder(intent=intent(ETH, amount="0.03")))
     assert gateway.ask(GetInFlight(), timeout=5) == 2  # both gathered, SOL may still come: nothing sent yet
