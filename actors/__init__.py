@@ -1,9 +1,9 @@
 """The actors: one module per actor, plain logic classes they wrap, and the wiring that starts them."""
 
 from actors.gateway import ExchangeGatewayActor, OrderGateway
-from actors.market_data import CandleFeed, MarketDataActor, SendHistory
+from actors.market_data import CandleFeed, MarketDataActor
 from actors.persistence import PersistenceActor
-from actors.portfolio import GetSymbolActors, PortfolioActor, PortfolioSettings
+from actors.portfolio import PortfolioActor, PortfolioSettings
 from actors.risk import RiskBook, RiskLimits
 from actors.supervision import RestartPolicy
 from actors.symbol import ActorPorts, Decision, SymbolActor, SymbolPorts, SymbolSettings, SymbolTrader
@@ -16,7 +16,6 @@ __all__ = [
     "CandleFeed",
     "Decision",
     "ExchangeGatewayActor",
-    "GetSymbolActors",
     "MarketDataActor",
     "OrderGateway",
     "PersistenceActor",
@@ -25,7 +24,6 @@ __all__ = [
     "RestartPolicy",
     "RiskBook",
     "RiskLimits",
-    "SendHistory",
     "SymbolActor",
     "SymbolPorts",
     "SymbolSettings",

@@ -54,6 +54,7 @@ from exchange.reports import (
 from messages import (
     CancelOrder,
     CancelOrders,
+    ConnectGateway,
     ExchangeMismatch,
     ExchangeOrder,
     Fill,
@@ -91,13 +92,6 @@ _DEFINITE_REJECTIONS: tuple[type[Exception], ...] = (
     ccxt.ArgumentsRequired,
 )
 _LIVE = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
-
-
-class ConnectGateway(Message):
-    """Wiring: where the gateway sends its reports."""
-
-    portfolio: Any
-    persistence: Any
 
 
 @dataclass(frozen=True)
@@ -1299,4 +1293,4 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
             logger.warning("gateway: {} is not running; report {} dropped", target, type(message).__name__)
 
 
-__all__ = ["ConnectGateway", "ExchangeGatewayActor", "GatewaySettings", "OrderGateway", "Position", "conclude"]
+__all__ = ["ExchangeGatewayActor", "GatewaySettings", "OrderGateway", "Position", "conclude"]

@@ -28,25 +28,15 @@ from messages import (
     Candles,
     Event,
     EventKind,
+    GetMarketDataStats,
     Ping,
     Reason,
+    SendHistory,
     Tick,
     now_ms,
     timeframe_ms,
 )
-from messages._base import Message
 from messages.market import candle_problem
-
-
-class SendHistory(Message):
-    """Ask the market-data actor to send a symbol's recent closed candles again (after a restart)."""
-
-    symbol: str
-
-
-class GetMarketDataStats(Message):
-    """Ask the market-data actor for its counters (MarketDataStats)."""
-
 
 # The actor's own timer sends CLOSE_TICK: fetch only what a candle close on the exchange clock made due.
 # POLL_TICK (the old meaning of a "candles" tick; tests and operators) polls every symbol now.

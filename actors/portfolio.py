@@ -13,7 +13,6 @@ from typing import Any
 import pykka
 from loguru import logger
 
-from actors.market_data import SendHistory
 from actors.risk import RiskBook
 from actors.supervision import RestartPolicy
 from actors.symbol import ActorPorts, SymbolActor, SymbolTrader
@@ -25,12 +24,14 @@ from messages import (
     ClaimGivenUp,
     ClaimIntent,
     ClaimResult,
+    ConnectMarketData,
     ControlReply,
     Event,
     EventKind,
     ExchangeMismatch,
     ExchangeOrder,
     GetStatus,
+    GetSymbolActors,
     Halt,
     LoadOpenIntents,
     LoadSymbol,
@@ -55,6 +56,7 @@ from messages import (
     Resume,
     RiskRelease,
     RiskRequest,
+    SendHistory,
     SetControl,
     SymbolBootstrap,
     SymbolDied,
@@ -65,20 +67,9 @@ from messages import (
     Unhalt,
     now_ms,
 )
-from messages._base import Message
 
 # Builds the trader for a symbol from its durable state: (market, bootstrap, ports, restarts) -> trader.
 TraderFactory = Callable[[MarketSpec, SymbolBootstrap, ActorPorts, int, int], SymbolTrader]
-
-
-class GetSymbolActors(Message):
-    """Ask the portfolio for the current symbol actor of each symbol (None while restarting or halted)."""
-
-
-class ConnectMarketData(Message):
-    """Wiring: the market-data actor, asked for history when a symbol actor restarts."""
-
-    market_data: Any
 
 
 @dataclass

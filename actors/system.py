@@ -13,15 +13,10 @@ from typing import Any
 import pykka
 from loguru import logger
 
-from actors.gateway import ConnectGateway, ExchangeGatewayActor, GatewaySettings
+from actors.gateway import ExchangeGatewayActor, GatewaySettings
 from actors.market_data import CandleFeed, MarketDataActor
 from actors.persistence import DATABASE_GIVE_UP_S, PersistenceActor
-from actors.portfolio import (
-    ConnectMarketData,
-    GetSymbolActors,
-    PortfolioActor,
-    PortfolioSettings,
-)
+from actors.portfolio import PortfolioActor, PortfolioSettings
 from actors.risk import RiskBook, RiskLimits
 from actors.supervision import RestartPolicy
 from actors.symbol import ActorPorts, SymbolSettings, SymbolTrader
@@ -29,12 +24,15 @@ from configuration import AppConfig
 from exchange.budget import CostBudget
 from messages import (
     CancelOrders,
+    ConnectGateway,
+    ConnectMarketData,
     ControlReply,
     Event,
     EventKind,
     Flatten,
     GetInFlight,
     GetStatus,
+    GetSymbolActors,
     Halt,
     MarketSpec,
     Pause,

@@ -18,7 +18,7 @@ from messages.control import (
     Unhalt,
 )
 from messages.events import Event, EventKind, Reason
-from messages.lifecycle import Candles, Ping, RestartSymbol, SymbolDied, Tick
+from messages.lifecycle import Candles, Ping, RestartSymbol, SendHistory, SymbolDied, Tick
 from messages.market import TIMEFRAME_MS, Candle, MarketSpec, timeframe_ms
 from messages.orders import (
     FINAL_STATES,
@@ -75,6 +75,7 @@ from messages.records import (
 )
 from messages.risk import ClaimGivenUp, RiskDecision, RiskRelease, RiskRequest
 from messages.signals import Signal, SignalKind
+from messages.wiring import ConnectGateway, ConnectMarketData, GetMarketDataStats, GetSymbolActors
 
 __all__ = [
     "AbandonIntent",
@@ -86,6 +87,8 @@ __all__ = [
     "ClaimGivenUp",
     "ClaimIntent",
     "ClaimResult",
+    "ConnectGateway",
+    "ConnectMarketData",
     "ControlRecord",
     "ControlReply",
     "Event",
@@ -98,7 +101,9 @@ __all__ = [
     "Flatten",
     "Flush",
     "GetInFlight",
+    "GetMarketDataStats",
     "GetStatus",
+    "GetSymbolActors",
     "Halt",
     "Handover",
     "IntentRecord",
@@ -136,6 +141,7 @@ __all__ = [
     "RiskDecision",
     "RiskRelease",
     "RiskRequest",
+    "SendHistory",
     "SetControl",
     "Shutdown",
     "Side",

@@ -1,4 +1,4 @@
-"""Messages actors send each other about their own lives: candles, ticks, deaths, restarts."""
+"""Messages actors send each other about their own lives: candles, ticks, deaths, restarts, history after a restart."""
 
 from __future__ import annotations
 
@@ -37,5 +37,11 @@ class SymbolDied(Message):
 
 class RestartSymbol(Message):
     """The supervisor's own reminder to start a fresh actor for a symbol after its back-off."""
+
+    symbol: str
+
+
+class SendHistory(Message):
+    """Ask the market-data actor to send a symbol's recent closed candles again (after a restart)."""
 
     symbol: str

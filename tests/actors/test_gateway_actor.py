@@ -12,13 +12,13 @@ import pykka
 import pytest
 
 from actors.gateway import (
-    ConnectGateway,
     ExchangeGatewayActor,
     GatewaySettings,
     OrderGateway,
 )
 from exchange.private_api import iso_ms
 from messages import (
+    ConnectGateway,
     GetInFlight,
     OrderIntent,
     OrderState,

@@ -8,7 +8,7 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.portfolio import GetSymbolActors, PortfolioActor, PortfolioSettings
+from actors.portfolio import PortfolioActor, PortfolioSettings
 from actors.risk import RiskBook, RiskLimits
 from actors.supervision import RestartPolicy
 from actors.system import make_trader_factory
@@ -21,6 +21,7 @@ from messages import (
     EventKind,
     ExchangeOrder,
     GetStatus,
+    GetSymbolActors,
     LoadOpenIntents,
     LoadSymbol,
     MarketSpec,

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from actors import TradingSystem
-from actors.market_data import GetMarketDataStats, MarketDataStats
-from messages import Candle, GetStatus, PositionSide, SignalKind
+from actors.market_data import MarketDataStats
+from messages import Candle, GetMarketDataStats, GetStatus, PositionSide, SignalKind
 from simulator import SimulatorHandle, start_simulator
 from simulator.instruments import INSTRUMENTS
 from strategies import Strategy
