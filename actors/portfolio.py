@@ -429,10 +429,7 @@ class PortfolioActor(pykka.ThreadingActor):
 
     def _control(self, message: Pause | Resume | Halt | Unhalt) -> ControlReply:
         if message.symbol is not None and message.symbol not in self.markets:
-            return ControlReply(
-                ok=False,
-                detail=f"unknown symbol {message.symbol!r}; this system trades {', '.join(sorted(self.markets))}",
-            )
+            return ControlReply.unknown_symbol(message.symbol, self.markets)
         symbols = [message.symbol] if message.symbol else sorted(self.markets)
         name = type(message).__name__.lower()
         flags: dict[str, Any] = {}

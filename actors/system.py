@@ -26,6 +26,7 @@ from messages import (
     CancelOrders,
     ConnectGateway,
     ConnectMarketData,
+    ControlCode,
     ControlReply,
     Event,
     EventKind,
@@ -405,7 +406,9 @@ class TradingSystem:
                 outcomes.append(f"{symbol}: {decision.detail or decision.reason}")
                 ok = ok and decision.reason in (Reason.ORDER_PENDING,)
         logger.warning("flatten by {}: {}", message.source, "; ".join(outcomes))
-        return ControlReply(ok=ok, detail="; ".join(outcomes), symbols=tuple(symbols))
+        nothing = bool(outcomes) and all(o.endswith(": nothing to flatten") for o in outcomes)
+        code = ControlCode.NOTHING_TO_DO if nothing else ControlCode.DONE if ok else ControlCode.REFUSED
+        return ControlReply(ok=ok, detail="; ".join(outcomes), symbols=tuple(symbols), code=code)
 
     def _resolve(self, message: Resolve) -> ControlReply:
         """The operator checked the exchange: the gateway gives up on undecided orders, the symbol on its doubts."""
@@ -452,8 +455,7 @@ class TradingSystem:
         assert self.portfolio is not None and self.gateway is not None and self.persistence is not None
         if isinstance(message, (Flatten, Resolve, CancelOrders)) and message.symbol is not None \
                 and message.symbol not in self.markets:
-            return ControlReply(ok=False, detail=f"unknown symbol {message.symbol!r}; this system trades "
-                                                 f"{', '.join(sorted(self.markets))}")
+            return ControlReply.unknown_symbol(message.symbol, self.markets)
         if isinstance(message, Flatten):
             return self._flatten(message)
         if isinstance(message, Resolve):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationErr
 from control.target import ControlMessage
 from messages.control import (
     CancelOrders,
+    ControlCode,
     ControlReply,
     Flatten,
     Halt,
@@ -178,10 +179,12 @@ def to_message(request: CommandRequest) -> ControlMessage | Shutdown:
 
 
 def reply_status(reply: ControlReply) -> int:
-    """The HTTP status of a control reply: 200 done, 404 unknown symbol, 409 refused for another reason."""
-    if reply.ok:
-        return 200
-    return 404 if reply.detail.lower().startswith("unknown symbol") else 409
+    """The HTTP status of a control reply: 200 done (or nothing to do), 404 unknown symbol, 409 refused."""
+    return _STATUS_OF[reply.code]
+
+
+_STATUS_OF = {ControlCode.DONE: 200, ControlCode.NOTHING_TO_DO: 200, ControlCode.UNKNOWN_SYMBOL: 404,
+              ControlCode.REFUSED: 409}
 
 
 def _describe(error: Any) -> str:

@@ -3,6 +3,7 @@
 from messages._base import Message, now_ms
 from messages.control import (
     CancelOrders,
+    ControlCode,
     ControlReply,
     Flatten,
     GetStatus,
@@ -90,6 +91,7 @@ __all__ = [
     "ConnectGateway",
     "ConnectMarketData",
     "ControlRecord",
+    "ControlCode",
     "ControlReply",
     "Event",
     "EventKind",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from messages._base import Message, now_ms
 from messages.orders import OrderState, Side
@@ -78,12 +80,36 @@ class GetStatus(Message):
     """Ask an actor for its status report."""
 
 
+class ControlCode(StrEnum):
+    """What a control command came to, in one word; the control endpoint maps it to an HTTP status in one place
+    (control/commands.py `reply_status`)."""
+
+    DONE = "done"
+    NOTHING_TO_DO = "nothing to do"  # e.g. flatten with every position already flat: done, nothing sent
+    UNKNOWN_SYMBOL = "unknown symbol"
+    REFUSED = "refused"
+
+
 class ControlReply(Message):
-    """The answer to a control message: what was done, or why nothing was."""
+    """The answer to a control message: what was done, or why nothing was. `code` follows `ok` unless given."""
 
     ok: bool
     detail: str = ""
     symbols: tuple[str, ...] = ()
+    code: ControlCode = ControlCode.DONE
+
+    @model_validator(mode="before")
+    @classmethod
+    def _code_from_ok(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("code") is None:
+            return {**data, "code": ControlCode.DONE if data.get("ok") else ControlCode.REFUSED}
+        return data
+
+    @classmethod
+    def unknown_symbol(cls, symbol: str, traded: Iterable[str]) -> ControlReply:
+        """The one refusal of a symbol this system does not trade."""
+        return cls(ok=False, code=ControlCode.UNKNOWN_SYMBOL,
+                   detail=f"unknown symbol {symbol!r}; this system trades {', '.join(sorted(traded))}")
 
 
 class SymbolState(StrEnum):

@@ -158,9 +158,7 @@ class FakeTarget:
         if self.reply_override != "unset":
             return self.reply_override  # type: ignore[no-any-return]
         if message.symbol is not None and message.symbol not in self.symbols:
-            return ControlReply(
-                ok=False, detail=f"unknown symbol {message.symbol!r}; this system trades {', '.join(self.symbols)}"
-            )
+            return ControlReply.unknown_symbol(message.symbol, self.symbols)
         if self.refuse is not None:
             return ControlReply(ok=False, detail=self.refuse)
         chosen = (message.symbol,) if message.symbol else self.symbols

@@ -22,7 +22,7 @@ def test_status_returns_the_status_json(client: ControlClient) -> None:
 
 def test_command_returns_the_reply_and_sends_the_source(client: ControlClient, target: FakeTarget) -> None:
     reply = client.command("pause", "BTC/USD:USD", source="cli:alice@desk")
-    assert reply == {"ok": True, "detail": "pause applied", "symbols": ["BTC/USD:USD"]}
+    assert reply == {"ok": True, "detail": "pause applied", "symbols": ["BTC/USD:USD"], "code": "done"}
     assert target.received == [Pause(symbol="BTC/USD:USD", source="cli:alice@desk")]
 
 

@@ -8,7 +8,18 @@ import pytest
 
 from control import COMMANDS, RequestError, parse_command, reply_status, to_message
 from messages._base import Message
-from messages.control import CancelOrders, ControlReply, Flatten, Halt, Pause, Resolve, Resume, Shutdown, Unhalt
+from messages.control import (
+    CancelOrders,
+    ControlCode,
+    ControlReply,
+    Flatten,
+    Halt,
+    Pause,
+    Resolve,
+    Resume,
+    Shutdown,
+    Unhalt,
+)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -87,8 +98,9 @@ def test_bad_bodies_are_refused_with_what_is_wrong(raw: bytes, words: str) -> No
     ("reply", "status"),
     [
         (ControlReply(ok=True, detail="pause applied", symbols=("BTC/USD:USD",)), 200),
-        (ControlReply(ok=False, detail="unknown symbol 'X/Y:Z'; this system trades BTC/USD:USD"), 404),
-        (ControlReply(ok=False, detail="Unknown symbol 'X/Y:Z'"), 404),
+        (ControlReply(ok=True, detail="BTC/USD:USD: nothing to flatten", code=ControlCode.NOTHING_TO_DO), 200),
+        (ControlReply.unknown_symbol("X/Y:Z", ["BTC/USD:USD"]), 404),
+        (ControlReply(ok=False, detail="Unknown symbol 'X/Y:Z'"), 409),  # the code says it, not the words
         (ControlReply(ok=False, detail="SOL/USD:USD is restarting; try again"), 409),
         (ControlReply(ok=False), 409),
     ],

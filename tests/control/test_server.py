@@ -126,7 +126,7 @@ def test_stop_asks_the_target_to_shut_down(server: ControlServer, target: FakeTa
 
 def test_the_reply_is_passed_back(server: ControlServer) -> None:
     answer = raw_request(server, "POST", "/v1/control", {"command": "pause", "all": True})
-    assert answer.body == {"ok": True, "detail": "pause applied", "symbols": list(SYMBOLS)}
+    assert answer.body == {"ok": True, "detail": "pause applied", "symbols": list(SYMBOLS), "code": "done"}
 
 
 def test_an_unknown_symbol_is_404_with_the_systems_message(server: ControlServer, target: FakeTarget) -> None:
