@@ -10,7 +10,13 @@ from messages._base import Message, now_ms
 
 
 class Reason(StrEnum):
-    """Why a signal was not traded or an order did not go as planned."""
+    """Why a signal was not traded or an order did not go as planned.
+
+    Stored by value (the `reason` columns of `events`, `orders` and `intents`); events are read back strictly
+    (Reason(row.reason)), so a value that code has ever written must stay, or old rows stop being readable.
+    STRATEGY_ERROR was removed because nothing ever wrote it (a strategy that raises kills its symbol actor:
+    ACTOR_DIED, then a restart).
+    """
 
     DUPLICATE_INTENT = "DUPLICATE_INTENT"  # L1: the same signal was seen before
     POSITION_OPEN = "POSITION_OPEN"  # L3: a position is open and pyramiding is off
@@ -28,7 +34,6 @@ class Reason(StrEnum):
     EXCHANGE_UNAVAILABLE = "EXCHANGE_UNAVAILABLE"  # the exchange could not be reached for a check
     EXCHANGE_REJECTED = "EXCHANGE_REJECTED"  # the exchange refused the order
     OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"  # time-out, dropped connection, 5xx around a send
-    STRATEGY_ERROR = "STRATEGY_ERROR"
     NOT_PLACED = "NOT_PLACED"  # an unknown outcome proven absent and not re-sent (too old, too many sends)
     EXTERNAL_ORDER = "EXTERNAL_ORDER"  # an order placed outside this system, adopted at reconciliation
     CANCELED_BY_TIMEOUT = "CANCELED_BY_TIMEOUT"  # an unfilled limit order past its time-out
@@ -39,19 +44,22 @@ class Reason(StrEnum):
 
 
 class EventKind(StrEnum):
-    """What happened."""
+    """What happened.
 
-    SIGNAL = "SIGNAL"
+    Stored by value in the `events` table and read back strictly (EventKind(row.kind)): a value that code has ever
+    written must stay. SIGNAL and ORDER_SUBMITTED were removed because nothing ever wrote them (a traded signal
+    shows as INTENT_CLAIMED, an order's states as ORDER_UPDATE).
+    """
+
     SIGNAL_REJECTED = "SIGNAL_REJECTED"
     INTENT_CLAIMED = "INTENT_CLAIMED"
-    ORDER_SUBMITTED = "ORDER_SUBMITTED"
     ORDER_UPDATE = "ORDER_UPDATE"
     POSITION_SYNC_FAILED = "POSITION_SYNC_FAILED"
     CONTROL = "CONTROL"
     ACTOR_DIED = "ACTOR_DIED"
     ACTOR_RESTARTED = "ACTOR_RESTARTED"
     SYMBOL_HALTED = "SYMBOL_HALTED"
-    SYSTEM = "SYSTEM"
+    SYSTEM = "SYSTEM"  # about the system rather than one decision: e.g. bad market data, a failed write
     RECONCILED = "RECONCILED"
     RECONCILE_FAILED = "RECONCILE_FAILED"
     RECONCILE_MISMATCH = "RECONCILE_MISMATCH"
