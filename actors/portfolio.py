@@ -68,7 +68,8 @@ from messages import (
     now_ms,
 )
 
-# Builds the trader for a symbol from its durable state: (market, bootstrap, ports, restarts) -> trader.
+# Builds the trader of a symbol from its durable state:
+# (market, bootstrap, ports, restarts so far, the newest gateway report seen) -> trader.
 TraderFactory = Callable[[MarketSpec, SymbolBootstrap, ActorPorts, int, int], SymbolTrader]
 
 

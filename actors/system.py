@@ -54,7 +54,12 @@ from strategies import Strategy, build_strategy
 
 def make_trader_factory(config: AppConfig, strategy_factory: Any = None, *, exchange_clock: Any = None,
                         process_before_ms: int | None = None) -> Any:
-    """Return the function the portfolio uses to build a SymbolTrader from durable state.
+    """Return the function the portfolio uses to build a SymbolTrader from durable state (a TraderFactory).
+
+    The portfolio calls it as `build(market, bootstrap, ports, restarts, floor)`: the symbol's MarketSpec, what
+    persistence loaded for it (LoadSymbol -> SymbolBootstrap), the trader's ports, how many times this symbol's
+    actor was restarted so far, and the seq of the newest gateway report the portfolio has seen (the new trader
+    ignores position syncs older than that floor: they may miss fills an earlier actor saw).
 
     With an exchange clock and a processBefore span, each claim records the first send durably (SUBMITTED,
     with its processBefore) in the claim's own transaction, so the gateway sends without another commit.

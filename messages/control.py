@@ -45,7 +45,9 @@ class Unhalt(Message):
 
 
 class CancelOrders(Message):
-    """Cancel our open orders (and only ours) for one symbol, or for all when `symbol` is None."""
+    """Cancel every open order on the exchange for one traded symbol, or for every traded symbol when `symbol` is
+    None: ours and any other order resting there (placed outside this system). Symbols this system does not trade
+    are left alone. The gateway does it (OrderGateway.cancel_open)."""
 
     symbol: str | None = None
     source: str = "operator"
