@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from actors.preflight import PreflightReport
     from configuration import LoadedConfig
-    from configuration.preflight import PreflightReport
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -51,7 +51,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if not args.connect:
         print(f"\n# {loaded.path}: OK (add --connect to check storage, database, control port, keys and exchange)")
         return 0
-    from configuration.preflight import preflight
+    from actors.preflight import preflight
 
     report = preflight(loaded)
     print()
@@ -71,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
     if loaded is None:
         return 2
-    from configuration.preflight import preflight
+    from actors.preflight import preflight
 
     report = preflight(loaded, unreachable_is_problem=False)
     if not report.ok:

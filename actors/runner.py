@@ -23,6 +23,7 @@ import ccxt
 import pykka
 from loguru import logger
 
+from actors.endpoint import open_endpoint
 from actors.system import CoreActorDeath, CoreActorDied, TradingSystem
 from configuration import LoadedConfig, setup_logging
 from configuration.masking import mask_url
@@ -31,7 +32,7 @@ from exchange import load_market_specs, make_kraken_client
 from exchange.budget import CostBudget
 from exchange.clock import ServerClock
 from exchange.markets import UnknownSymbolError
-from exchange.modes import CredentialsError, ExchangeEndpoint, open_endpoint
+from exchange.modes import CredentialsError, ExchangeEndpoint
 from messages import PortfolioStatus, Shutdown
 from persistence import (
     AlreadyRunningError,

@@ -1,4 +1,4 @@
-"""Where a mode trades: paper (the built-in simulator, in-process), demo, live, or any base URL.
+"""Where a mode trades: demo, live, or any base URL; paper mode's built-in simulator is started above, by the runner.
 
 Only the base URL and the keys differ between modes; the same ccxt client, signing and parsing run
 in all of them.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 from configuration import LoadedConfig, register_secret
 from exchange.client import KRAKEN_BASE_URLS
@@ -19,6 +19,13 @@ class CredentialsError(ValueError):
     """The API key or secret is missing from the environment."""
 
 
+class LocalExchange(Protocol):
+    """An exchange this process runs itself (the paper simulator): stopped with the endpoint."""
+
+    def stop(self) -> None:
+        """Stop serving."""
+
+
 @dataclass
 class ExchangeEndpoint:
     """A base URL, the key pair for it, and the in-process simulator behind it (paper mode)."""
@@ -26,7 +33,7 @@ class ExchangeEndpoint:
     base_url: str
     api_key: str
     api_secret: str
-    simulator: Any = None  # simulator.SimulatorHandle in paper mode
+    simulator: LocalExchange | None = None  # simulator.SimulatorHandle in paper mode
 
     @property
     def description(self) -> str:
@@ -39,6 +46,11 @@ class ExchangeEndpoint:
         if self.simulator is not None:
             self.simulator.stop()
             self.simulator = None
+
+
+def runs_on_paper_simulator(loaded: LoadedConfig) -> bool:
+    """True when the configuration trades on the built-in simulator: paper mode without exchange.url."""
+    return loaded.config.mode == "paper" and not loaded.config.exchange.url
 
 
 def _keys(loaded: LoadedConfig, environ: Mapping[str, str], where: str) -> tuple[str, str]:
@@ -56,30 +68,22 @@ def _keys(loaded: LoadedConfig, environ: Mapping[str, str], where: str) -> tuple
     return key, secret
 
 
-def open_endpoint(loaded: LoadedConfig, environ: Mapping[str, str] | None = None) -> ExchangeEndpoint:
-    """Resolve the configured mode to a base URL and keys; start the paper simulator when needed."""
+def remote_endpoint(loaded: LoadedConfig, environ: Mapping[str, str] | None = None) -> ExchangeEndpoint:
+    """The base URL and keys of exchange.url, or of the demo or live exchange; raise CredentialsError without keys.
+
+    Paper mode without exchange.url has no remote endpoint: `actors.endpoint.open_endpoint` starts the simulator.
+    """
     env = os.environ if environ is None else environ
     cfg = loaded.config
     if cfg.exchange.url:
         key, secret = _keys(loaded, env, cfg.exchange.url)
         return ExchangeEndpoint(cfg.exchange.url, key, secret)
-    if cfg.mode == "paper":
-        from simulator import SimulatorConfig, start_simulator
-
-        paper = cfg.paper
-        state_file = str(loaded.resolve(paper.state_file)) if paper.state_file else None
-        handle = start_simulator(
-            SimulatorConfig(
-                port=0,
-                seed=paper.seed,
-                speed=paper.speed,
-                initial_balance=float(paper.initial_balance),
-                volatility=paper.volatility,
-                state_file=state_file,
-            )
-        )
-        register_secret(handle.api_secret)
-        return ExchangeEndpoint(handle.base_url, handle.api_key, handle.api_secret, simulator=handle)
+    if runs_on_paper_simulator(loaded):
+        raise ValueError("paper mode without exchange.url trades on the built-in simulator, which has no remote "
+                         "endpoint: open it with actors.endpoint.open_endpoint")
     base = KRAKEN_BASE_URLS[cfg.mode]
     key, secret = _keys(loaded, env, base)
     return ExchangeEndpoint(base, key, secret)
+
+
+__all__ = ["CredentialsError", "ExchangeEndpoint", "LocalExchange", "remote_endpoint", "runs_on_paper_simulator"]

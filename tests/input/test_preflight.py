@@ -270,8 +270,8 @@ def test_an_unreachable_exchange_fails_check_config_but_run_only_warns(
 ) -> None:
     monkeypatch.setenv("KRAKEN_FUTURES_API_KEY", "K" * 8)
     monkeypatch.setenv("KRAKEN_FUTURES_API_SECRET", "c2VjcmV0LXNlY3JldA==")
+    from actors.preflight import preflight
     from configuration import load_config
-    from configuration.preflight import preflight
 
     loaded = load_config(url_config(tmp_path, f"http://127.0.0.1:{free_port()}"))
     checked = preflight(loaded)
@@ -305,7 +305,7 @@ def test_a_refused_run_starts_nothing(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_an_unwritable_folder_is_one_line_even_for_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import configuration.preflight as preflight_module
+    import actors.preflight as preflight_module
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
