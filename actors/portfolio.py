@@ -1,21 +1,25 @@
-"""The portfolio actor: supervises symbol actors, routes messages to them, serializes portfolio-wide risk.
+"""The portfolio: supervises the symbol actors, routes messages to them, serializes portfolio-wide risk.
 
-It never waits on the exchange: position fetches are requested from the gateway by tell and come
-back as PositionsSnapshot messages, which it pushes to every symbol actor as PositionSync.
+`Portfolio` is the logic, a plain class over `PortfolioPorts` (like `SymbolTrader` over `SymbolPorts`):
+supervision decisions, routing, the reconciliation gate, control and status; its tests run without threads.
+`PortfolioActor` is the shell: one thread, one mailbox, the timers, the ports over actor references.
+
+It never waits on the exchange: position fetches are requested from the gateway by tell and come back as
+PositionsSnapshot messages, which it pushes to every symbol actor as PositionSync.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pykka
 from loguru import logger
 
 from actors.risk import RiskBook
 from actors.supervision import RestartPolicy
-from actors.symbol import ActorPorts, SymbolActor, SymbolTrader
+from actors.symbol import ActorPorts, SymbolActor, SymbolPorts, SymbolTrader
 from actors.timers import ActorTimers
 from messages import (
     AbandonIntent,
@@ -70,7 +74,7 @@ from messages import (
 
 # Builds the trader of a symbol from its durable state:
 # (market, bootstrap, ports, restarts so far, the newest gateway report seen) -> trader.
-TraderFactory = Callable[[MarketSpec, SymbolBootstrap, ActorPorts, int, int], SymbolTrader]
+TraderFactory = Callable[[MarketSpec, SymbolBootstrap, SymbolPorts, int, int], SymbolTrader]
 
 
 @dataclass
@@ -89,8 +93,42 @@ class PortfolioSettings:
     archive_interval_s: float = 3600.0
 
 
-class PortfolioActor(pykka.ThreadingActor):
-    """Starts one symbol actor per market, restarts the dead, and answers risk and control requests."""
+class PortfolioPorts(Protocol):
+    """What the portfolio needs from the actors around it (fakes in tests, actor references when running)."""
+
+    def ask_persistence(self, message: Any) -> Any:
+        """Ask the persistence and wait for the answer (with the ask time-out); raises when none comes."""
+
+    def tell_persistence(self, message: Any) -> None:
+        """Tell the persistence (events, claims passed on, abandons, purges, archives)."""
+
+    def tell_gateway(self, message: Any) -> None:
+        """Tell the gateway (reconcile, position syncs)."""
+
+    def tell_market_data(self, message: Any) -> None:
+        """Tell the market-data actor, if there is one (history for a restarted symbol)."""
+
+    def start_symbol(self, trader: SymbolTrader) -> Any:
+        """Start a symbol actor around `trader`; return its handle (it has the `actor_urn` a SymbolDied names)."""
+
+    def stop_symbol(self, handle: Any, *, wait: bool) -> None:
+        """Stop a symbol actor; with `wait`, until it has stopped (raises if it does not in time)."""
+
+    def tell_symbol(self, handle: Any, message: Any) -> None:
+        """Tell a symbol actor; a dead one is passed over (its SymbolDied is on the way)."""
+
+    def symbol_ports(self) -> SymbolPorts:
+        """The ports a new symbol trader gets."""
+
+    def every(self, interval_s: float, message: Any, first_in: float | None = None) -> None:
+        """Hand `message` to the portfolio every `interval_s` (first after `first_in`, default `interval_s`)."""
+
+    def after(self, delay_s: float, message: Any) -> None:
+        """Hand `message` to the portfolio once, after `delay_s`."""
+
+
+class Portfolio:
+    """Supervision, routing, the reconciliation gate, risk, control and status of every symbol. No threads."""
 
     def __init__(
         self,
@@ -100,111 +138,67 @@ class PortfolioActor(pykka.ThreadingActor):
         risk: RiskBook,
         restart_policy: RestartPolicy,
         settings: PortfolioSettings,
-        persistence: pykka.ActorRef[Any],
-        gateway: pykka.ActorRef[Any],
+        ports: PortfolioPorts,
     ) -> None:
-        super().__init__()
         self.markets = markets
         self.trader_factory = trader_factory
         self.risk = risk
         self.restart_policy = restart_policy
         self.settings = settings
-        self.persistence = persistence
-        self.gateway = gateway
-        self.market_data: pykka.ActorRef[Any] | None = None
-        self.actors: dict[str, pykka.ActorRef[Any] | None] = {}
+        self.ports = ports
+        self.actors: dict[str, Any] = {}  # symbol -> its symbol actor's handle; None while restarting or down
         self.supervisor_state: dict[str, SymbolState] = {}
         self.halt_reasons: dict[str, str] = {}
         self.safe_mode: set[str] = set()  # halted after crashes, running with the strategy off
         self.last_seq = 0  # the newest gateway report seen: a fresh actor trusts only newer positions
         self.reconciled = False  # no symbol trades before the first successful reconciliation
         self.exchange_orders: dict[str, tuple[ExchangeOrder, ...]] = {}
-        self.timers: ActorTimers | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def on_start(self) -> None:
-        records = self.persistence.ask(LoadOpenIntents(with_unbooked=True), block=True,
-                                       timeout=self.settings.ask_timeout_s)
+    def start(self) -> None:
+        """Load the unfinished intents (risk), start every symbol actor, set the timers, ask for reconciliation."""
+        records = self.ports.ask_persistence(LoadOpenIntents(with_unbooked=True))
         self.risk.load_open_intents(records)
         for symbol in self.markets:
             self._start_symbol(symbol, restarts=0)
-        self.timers = ActorTimers("portfolio")
-        self.timers.every(self.settings.position_sync_interval_s, self.actor_ref, Tick(name="sync"))
-        self.timers.every(self.settings.purge_interval_s, self.actor_ref, Tick(name="purge"), first_in=60.0)
-        self.timers.every(self.settings.reconcile_interval_s, self.actor_ref, Tick(name="reconcile"))
+        self.ports.every(self.settings.position_sync_interval_s, Tick(name="sync"))
+        self.ports.every(self.settings.purge_interval_s, Tick(name="purge"), first_in=60.0)
+        self.ports.every(self.settings.reconcile_interval_s, Tick(name="reconcile"))
         if self.settings.archive_after_ms:
-            self.timers.every(self.settings.archive_interval_s, self.actor_ref, Tick(name="archive"), first_in=60.0)
-        self._to_gateway(Reconcile(intents=tuple(records), reason="start"))
+            self.ports.every(self.settings.archive_interval_s, Tick(name="archive"), first_in=60.0)
+        self.ports.tell_gateway(Reconcile(intents=tuple(records), reason="start"))
         logger.info("portfolio started {} symbol actors; reconciling with the exchange", len(self.markets))
 
-    def on_stop(self) -> None:
-        if self.timers:
-            self.timers.stop()
-        for symbol, ref in self.actors.items():
-            if ref is not None:
-                try:
-                    ref.stop(timeout=self.settings.ask_timeout_s)
-                except pykka.Timeout:
-                    logger.error("{} symbol actor did not stop in time", symbol)
+    def stop_symbols(self, *, wait: bool) -> None:
+        """Stop every symbol actor (no orphan trades on without its supervisor)."""
+        for symbol, handle in self.actors.items():
+            if handle is None:
+                continue
+            try:
+                self.ports.stop_symbol(handle, wait=wait)
+            except Exception as exc:  # noqa: BLE001 - the others are stopped whatever one does
+                logger.error("{} symbol actor did not stop in time: {!r}", symbol, exc)
 
-    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        """Stop the timers and the symbol actors, and report the death: a core actor never dies silently."""
-        if self.timers:
-            self.timers.stop()
-        for ref in self.actors.values():
-            if ref is not None:
-                ref.stop(block=False)  # no orphan keeps trading without its supervisor
-        from actors.system import report_core_failure
-
-        report_core_failure(self, exception_value)
-
-    def _start_symbol(self, symbol: str, restarts: int, strategy_off: bool = False) -> pykka.ActorRef[Any] | None:
+    def _start_symbol(self, symbol: str, restarts: int, strategy_off: bool = False) -> None:
         since = now_ms() - self.settings.retention_ms
-        bootstrap = self.persistence.ask(LoadSymbol(symbol=symbol, since=since), block=True,
-                                         timeout=self.settings.ask_timeout_s)
-        ports = ActorPorts(self.actor_ref, self.persistence, self.gateway, self.settings.ask_timeout_s)
-        trader = self.trader_factory(self.markets[symbol], bootstrap, ports, restarts, self.last_seq)
+        bootstrap = self.ports.ask_persistence(LoadSymbol(symbol=symbol, since=since))
+        trader = self.trader_factory(self.markets[symbol], bootstrap, self.ports.symbol_ports(), restarts,
+                                     self.last_seq)
         trader.strategy_off = strategy_off
         if strategy_off:
             trader.set_halted(True, self.halt_reasons.get(symbol, "halted after repeated crashes"))
-        ref = SymbolActor.start(trader, supervisor=self.actor_ref)
-        self.actors[symbol] = ref
+        self.actors[symbol] = self.ports.start_symbol(trader)
         if strategy_off:
             self.safe_mode.add(symbol)
         else:
             self.safe_mode.discard(symbol)
-        if not strategy_off:
             self.supervisor_state[symbol] = SymbolState.TRADING
-        return ref
-
-    def _claim_entry(self, claim: ClaimIntent) -> None:
-        """An entry's claim: reserve its risk, then pass the claim on to persistence, or answer the refusal."""
-        handover = claim.handover
-        if handover is not None and handover.given_up:
-            return  # the symbol stopped waiting: its give-up follows, nothing is reserved
-        try:
-            if claim.risk is None:
-                raise ValueError(f"the claim of {claim.intent.client_order_id} has no risk request")
-            decision = self.risk.reserve(claim.risk)
-        except Exception as exc:  # noqa: BLE001 - the symbol gets the error, the portfolio lives on
-            logger.exception("portfolio: risk check of {} failed", claim.intent.client_order_id)
-            if claim.reply is not None:
-                claim.reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
-            return
-        if not decision.granted:
-            if claim.reply is not None:
-                claim.reply.set(ClaimResult(claimed=False, refused=decision))
-            return
-        if handover is not None:
-            if handover.given_up:
-                return  # granted after the symbol gave up: the give-up that follows releases it
-            handover.reserved = True
-        self.persistence.tell(claim)
 
     # --- messages --------------------------------------------------------------------------
 
-    def on_receive(self, message: Any) -> Any:
+    def handle(self, message: Any) -> Any:
+        """One message from the mailbox; the answer of an ask, None for a tell."""
         match message:
             case RiskRequest():
                 return self.risk.reserve(message)
@@ -214,7 +208,7 @@ class PortfolioActor(pykka.ThreadingActor):
                 self.risk.release(message.intent_hash)
             case ClaimGivenUp():  # after its claim (same sender): releases what it reserved, abandons what it claimed
                 self.risk.release(message.intent_hash)
-                self.persistence.tell(AbandonIntent(intent_hash=message.intent_hash, detail=message.detail))
+                self.ports.tell_persistence(AbandonIntent(intent_hash=message.intent_hash, detail=message.detail))
             case OrderUpdate():
                 self._on_order_update(message)
             case PositionsSnapshot():
@@ -244,45 +238,65 @@ class PortfolioActor(pykka.ThreadingActor):
             case Pause() | Resume() | Halt() | Unhalt():
                 return self._control(message)
             case GetStatus():
-                return self._status()
+                return self.status()
             case Ping():
                 return True
             case GetSymbolActors():
                 return dict(self.actors)
             case Tick(name="sync"):
-                self._to_gateway(SyncPositions(reason="timer"))
+                self.ports.tell_gateway(SyncPositions(reason="timer"))
             case Tick(name="reconcile"):
                 if self.reconciled:
-                    self._to_gateway(Reconcile(reason="timer"))
+                    self.ports.tell_gateway(Reconcile(reason="timer"))
             case Tick(name="reconcile-retry"):
                 self._reconcile_with_intents("retry")
             case Tick(name="purge"):
-                self.persistence.tell(PurgeIntents(before=now_ms() - self.settings.retention_ms))  # a tell: never waits
+                self.ports.tell_persistence(PurgeIntents(before=now_ms() - self.settings.retention_ms))
                 for symbol in self.actors:
                     self._forward(symbol, Tick(name="purge"))
             case Tick(name="archive"):
                 now = now_ms()
                 for table, age_ms in self.settings.archive_after_ms:  # tells: the writer does it between claims
-                    self.persistence.tell(ArchiveHistory(before=now - age_ms, folder=self.settings.archive_dir,
-                                                         tables=(table,)))
-            case ConnectMarketData():
-                self.market_data = message.market_data
+                    self.ports.tell_persistence(ArchiveHistory(before=now - age_ms, folder=self.settings.archive_dir,
+                                                               tables=(table,)))
             case _:
                 logger.error("portfolio: unexpected message {}", type(message).__name__)
         return None
 
+    def _claim_entry(self, claim: ClaimIntent) -> None:
+        """An entry's claim: reserve its risk, then pass the claim on to persistence, or answer the refusal."""
+        handover = claim.handover
+        if handover is not None and handover.given_up:
+            return  # the symbol stopped waiting: its give-up follows, nothing is reserved
+        try:
+            if claim.risk is None:
+                raise ValueError(f"the claim of {claim.intent.client_order_id} has no risk request")
+            decision = self.risk.reserve(claim.risk)
+        except Exception as exc:  # noqa: BLE001 - the symbol gets the error, the portfolio lives on
+            logger.exception("portfolio: risk check of {} failed", claim.intent.client_order_id)
+            if claim.reply is not None:
+                claim.reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
+            return
+        if not decision.granted:
+            if claim.reply is not None:
+                claim.reply.set(ClaimResult(claimed=False, refused=decision))
+            return
+        if handover is not None:
+            if handover.given_up:
+                return  # granted after the symbol gave up: the give-up that follows releases it
+            handover.reserved = True
+        self.ports.tell_persistence(claim)
+
     def _reconcile_with_intents(self, reason: str) -> None:
         """Reconcile with every unfinished intent; a slow database means: try again soon, never die."""
         try:
-            records = self.persistence.ask(LoadOpenIntents(with_unbooked=True), block=True,
-                                           timeout=self.settings.ask_timeout_s)
-        except Exception as exc:
+            records = self.ports.ask_persistence(LoadOpenIntents(with_unbooked=True))
+        except Exception as exc:  # noqa: BLE001 - a time-out or a database error: retried, never fatal
             logger.warning("portfolio: unfinished intents unreadable for the {} reconciliation ({!r}); trying again "
                            "in {:.0f}s", reason, exc, self.settings.reconcile_retry_s)
-            if self.timers:
-                self.timers.after(self.settings.reconcile_retry_s, self.actor_ref, Tick(name="reconcile-retry"))
+            self.ports.after(self.settings.reconcile_retry_s, Tick(name="reconcile-retry"))
             return
-        self._to_gateway(Reconcile(intents=tuple(records), reason=reason))
+        self.ports.tell_gateway(Reconcile(intents=tuple(records), reason=reason))
 
     def _on_order_update(self, update: OrderUpdate) -> None:
         self.last_seq = max(self.last_seq, update.seq)
@@ -294,7 +308,7 @@ class PortfolioActor(pykka.ThreadingActor):
         self._forward(update.symbol, update)
         if update.fills or (update.filled > 0 and update.state in (OrderState.PARTIALLY_FILLED, OrderState.FILLED,
                                                                     OrderState.CANCELED)):
-            self._to_gateway(SyncPositions(reason="fill"))  # also a partial fill whose rest was cancelled
+            self.ports.tell_gateway(SyncPositions(reason="fill"))  # also a partial fill whose rest was cancelled
 
     def _on_reconciliation(self, report: ReconciliationReport) -> None:
         if not report.ok:
@@ -305,8 +319,7 @@ class PortfolioActor(pykka.ThreadingActor):
             if not self.reconciled:
                 for symbol in self.markets:
                     self._forward(symbol, NotReady(detail=f"reconciliation failed: {report.detail}"))
-                if self.timers:
-                    self.timers.after(self.settings.reconcile_retry_s, self.actor_ref, Tick(name="reconcile-retry"))
+                self.ports.after(self.settings.reconcile_retry_s, Tick(name="reconcile-retry"))
             return
         first = not self.reconciled
         self.reconciled = True
@@ -351,13 +364,9 @@ class PortfolioActor(pykka.ThreadingActor):
             logger.debug("positions in symbols not traded here: {}", ", ".join(foreign))
 
     def _forward(self, symbol: str, message: Any) -> None:
-        ref = self.actors.get(symbol)
-        if ref is None:
-            return
-        try:
-            ref.tell(message)
-        except pykka.ActorDeadError:
-            pass  # its SymbolDied is on the way; the restarted actor reloads from the database
+        handle = self.actors.get(symbol)
+        if handle is not None:  # a dead one: its SymbolDied is on the way; the restarted actor reloads
+            self.ports.tell_symbol(handle, message)
 
     # --- supervision -----------------------------------------------------------------------
 
@@ -379,11 +388,9 @@ class PortfolioActor(pykka.ThreadingActor):
             self._record(Event(kind=EventKind.SYMBOL_HALTED, symbol=message.symbol, reason=Reason.HALTED,
                                detail=reason))
             try:
-                self.persistence.ask(
-                    SetControl(symbol=message.symbol, halted=True, reason=reason, source="supervisor"),
-                    timeout=self.settings.ask_timeout_s,
-                )
-            except Exception as exc:
+                self.ports.ask_persistence(SetControl(symbol=message.symbol, halted=True, reason=reason,
+                                                      source="supervisor"))
+            except Exception as exc:  # noqa: BLE001 - halted in memory all the same; the next start may not know
                 logger.error("{}: could not store the halt: {!r}", message.symbol, exc)
             if message.symbol in self.safe_mode:
                 self.safe_mode.discard(message.symbol)
@@ -396,14 +403,13 @@ class PortfolioActor(pykka.ThreadingActor):
                 self._after_restart(message.symbol)
                 logger.warning("{}: restarted with its strategy off: orders followed, flatten works; `unhalt` turns "
                                "the strategy on again", message.symbol)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the portfolio goes on supervising the others
                 logger.error("{}: could not start it with the strategy off: {!r}", message.symbol, exc)
                 self.actors[message.symbol] = None
             return
         self.supervisor_state[message.symbol] = SymbolState.RESTARTING
         logger.warning("{} symbol actor restarts in {:.2f}s", message.symbol, delay)
-        if self.timers:
-            self.timers.after(delay, self.actor_ref, RestartSymbol(symbol=message.symbol))
+        self.ports.after(delay, RestartSymbol(symbol=message.symbol))
 
     def _restart(self, symbol: str) -> None:
         if self.actors.get(symbol) is not None or self.supervisor_state.get(symbol) is not SymbolState.RESTARTING:
@@ -411,7 +417,7 @@ class PortfolioActor(pykka.ThreadingActor):
         restarts = self.restart_policy.restarts(symbol)
         try:
             self._start_symbol(symbol, restarts=restarts)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed restart counts as a death: backoff, then halt
             logger.error("{}: restart failed: {!r}", symbol, exc)
             self.actors[symbol] = None
             self._on_death(SymbolDied(symbol=symbol, actor_urn="", error=repr(exc)))
@@ -420,11 +426,10 @@ class PortfolioActor(pykka.ThreadingActor):
         self._after_restart(symbol)
 
     def _after_restart(self, symbol: str) -> None:
-        if self.market_data is not None:
-            self.market_data.tell(SendHistory(symbol=symbol))
+        self.ports.tell_market_data(SendHistory(symbol=symbol))
         if symbol in self.exchange_orders:
             self._forward(symbol, OpenOrdersSync(symbol=symbol, orders=self.exchange_orders[symbol]))
-        self._to_gateway(SyncPositions(reason="restart"))
+        self.ports.tell_gateway(SyncPositions(reason="restart"))
 
     # --- control ---------------------------------------------------------------------------
 
@@ -445,10 +450,7 @@ class PortfolioActor(pykka.ThreadingActor):
                 flags = {"halted": False}
         reason = getattr(message, "reason", "") or name
         for symbol in symbols:  # durable before anything changes in memory
-            self.persistence.ask(
-                SetControl(symbol=symbol, reason=reason, source=message.source, **flags),
-                timeout=self.settings.ask_timeout_s,
-            )
+            self.ports.ask_persistence(SetControl(symbol=symbol, reason=reason, source=message.source, **flags))
         for symbol in symbols:
             if isinstance(message, Unhalt) and self.supervisor_state.get(symbol) is SymbolState.HALTED:
                 self.supervisor_state[symbol] = SymbolState.RESTARTING
@@ -457,16 +459,17 @@ class PortfolioActor(pykka.ThreadingActor):
                 if running is not None:  # the strategy-off actor makes way for a normal one
                     self.actors[symbol] = None
                     try:
-                        running.stop(timeout=self.settings.ask_timeout_s)
-                    except (pykka.ActorDeadError, pykka.Timeout):
-                        pass
+                        self.ports.stop_symbol(running, wait=True)
+                    except Exception as exc:  # noqa: BLE001 - dead or slow to stop: the new one starts anyway
+                        logger.warning("{}: the strategy-off actor did not stop cleanly: {!r}", symbol, exc)
                 self._restart(symbol)
                 continue
             self._forward(symbol, message.model_copy(update={"symbol": symbol}))
         logger.info("{} {} by {}", name, ", ".join(symbols), message.source)
         return ControlReply(ok=True, detail=f"{name} applied", symbols=tuple(symbols))
 
-    def _status(self) -> PortfolioStatus:
+    def status(self) -> PortfolioStatus:
+        """Portfolio totals and each symbol's supervision state."""
         symbols = []
         for symbol in sorted(self.markets):
             state = self.supervisor_state.get(symbol, SymbolState.RESTARTING)
@@ -492,15 +495,115 @@ class PortfolioActor(pykka.ThreadingActor):
             reconciled=self.reconciled,
         )
 
-    def _to_gateway(self, message: Any) -> None:
-        """Tell the gateway; a dead gateway is the runner's to notice (heartbeat), not a reason to die here."""
+    def _record(self, event: Event) -> None:
+        self.ports.tell_persistence(event)
+
+
+class ActorPortfolioPorts:
+    """PortfolioPorts over actor references; the timers tell the portfolio actor itself."""
+
+    def __init__(self, persistence: pykka.ActorRef[Any], gateway: pykka.ActorRef[Any], ask_timeout_s: float) -> None:
+        self._persistence, self._gateway, self._timeout = persistence, gateway, ask_timeout_s
+        self.me: pykka.ActorRef[Any] | None = None  # the portfolio actor, once started
+        self.market_data: pykka.ActorRef[Any] | None = None
+        self.timers: ActorTimers | None = None
+
+    def ask_persistence(self, message: Any) -> Any:
+        return self._persistence.ask(message, block=True, timeout=self._timeout)
+
+    def tell_persistence(self, message: Any) -> None:
         try:
-            self.gateway.tell(message)
+            self._persistence.tell(message)
+        except pykka.ActorDeadError:  # its own death is reported (and stops everything); not the portfolio's
+            logger.warning("portfolio: the persistence actor is gone; {} not stored", type(message).__name__)
+
+    def tell_gateway(self, message: Any) -> None:
+        try:  # a dead gateway is the runner's to notice (heartbeat), not a reason to die here
+            self._gateway.tell(message)
         except pykka.ActorDeadError:
             logger.error("portfolio: the exchange gateway is not running; {} dropped", type(message).__name__)
 
-    def _record(self, event: Event) -> None:
+    def tell_market_data(self, message: Any) -> None:
+        if self.market_data is not None:
+            try:
+                self.market_data.tell(message)
+            except pykka.ActorDeadError:
+                logger.error("portfolio: the market-data actor is not running; {} dropped", type(message).__name__)
+
+    def start_symbol(self, trader: SymbolTrader) -> pykka.ActorRef[Any]:
+        return SymbolActor.start(trader, supervisor=self.me)
+
+    def stop_symbol(self, handle: pykka.ActorRef[Any], *, wait: bool) -> None:
+        if wait:
+            try:
+                handle.stop(timeout=self._timeout)
+            except pykka.ActorDeadError:
+                pass
+        else:
+            handle.stop(block=False)
+
+    def tell_symbol(self, handle: pykka.ActorRef[Any], message: Any) -> None:
         try:
-            self.persistence.tell(event)
-        except pykka.ActorDeadError:  # its own death is reported (and stops everything); not the portfolio's
-            logger.warning("portfolio: the persistence actor is gone; event not stored: {}", event.detail)
+            handle.tell(message)
+        except pykka.ActorDeadError:
+            pass
+
+    def symbol_ports(self) -> SymbolPorts:
+        assert self.me is not None, "the portfolio actor is not started"
+        return ActorPorts(self.me, self._persistence, self._gateway, self._timeout)
+
+    def every(self, interval_s: float, message: Any, first_in: float | None = None) -> None:
+        if self.timers is not None and self.me is not None:
+            self.timers.every(interval_s, self.me, message, first_in=first_in)
+
+    def after(self, delay_s: float, message: Any) -> None:
+        if self.timers is not None and self.me is not None:
+            self.timers.after(delay_s, self.me, message)
+
+
+class PortfolioActor(pykka.ThreadingActor):
+    """The actor shell around Portfolio: its mailbox, its timers, and its death reported."""
+
+    def __init__(
+        self,
+        *,
+        markets: dict[str, MarketSpec],
+        trader_factory: TraderFactory,
+        risk: RiskBook,
+        restart_policy: RestartPolicy,
+        settings: PortfolioSettings,
+        persistence: pykka.ActorRef[Any],
+        gateway: pykka.ActorRef[Any],
+    ) -> None:
+        super().__init__()
+        self.ports = ActorPortfolioPorts(persistence, gateway, settings.ask_timeout_s)
+        self.portfolio = Portfolio(markets=markets, trader_factory=trader_factory, risk=risk,
+                                   restart_policy=restart_policy, settings=settings, ports=self.ports)
+
+    def on_start(self) -> None:
+        self.ports.me, self.ports.timers = self.actor_ref, ActorTimers("portfolio")
+        try:
+            self.portfolio.start()
+        except BaseException:
+            self.ports.timers.stop()
+            raise
+
+    def on_stop(self) -> None:
+        if self.ports.timers:
+            self.ports.timers.stop()
+        self.portfolio.stop_symbols(wait=True)
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        """Stop the timers and the symbol actors, and report the death: a core actor never dies silently."""
+        if self.ports.timers:
+            self.ports.timers.stop()
+        self.portfolio.stop_symbols(wait=False)
+        from actors.system import report_core_failure
+
+        report_core_failure(self, exception_value)
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, ConnectMarketData):  # wiring: where a restarted symbol's history comes from
+            self.ports.market_data = message.market_data
+            return None
+        return self.portfolio.handle(message)
