@@ -26,6 +26,7 @@ from actors.timers import ActorTimers
 from messages import (
     Candle,
     Candles,
+    ConnectMarketData,
     Event,
     EventKind,
     GetMarketDataStats,
@@ -440,6 +441,8 @@ class MarketDataActor(pykka.ThreadingActor):
             feed.refused = self._refused
 
     def on_start(self) -> None:
+        # it owns this relation: the portfolio learns where a restarted symbol's history comes from before any close
+        self.target.tell(ConnectMarketData(market_data=self.actor_ref))
         self.timers = ActorTimers("market-data")
         self.timers.every(self.tick_interval_s, self._gate, Tick(name=CLOSE_TICK), first_in=0)  # type: ignore[arg-type]
 

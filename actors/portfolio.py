@@ -28,6 +28,7 @@ from messages import (
     ClaimGivenUp,
     ClaimIntent,
     ClaimResult,
+    ConnectGateway,
     ConnectMarketData,
     ControlReply,
     Event,
@@ -504,6 +505,7 @@ class ActorPortfolioPorts:
 
     def __init__(self, persistence: pykka.ActorRef[Any], gateway: pykka.ActorRef[Any], ask_timeout_s: float) -> None:
         self._persistence, self._gateway, self._timeout = persistence, gateway, ask_timeout_s
+        self.persistence = persistence
         self.me: pykka.ActorRef[Any] | None = None  # the portfolio actor, once started
         self.market_data: pykka.ActorRef[Any] | None = None
         self.timers: ActorTimers | None = None
@@ -582,6 +584,9 @@ class PortfolioActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         self.ports.me, self.ports.timers = self.actor_ref, ActorTimers("portfolio")
+        # the portfolio owns its relation with the gateway: introduced before its first Reconcile, so the gateway's
+        # first report always has somewhere to go
+        self.ports.tell_gateway(ConnectGateway(portfolio=self.actor_ref, persistence=self.ports.persistence))
         try:
             self.portfolio.start()
         except BaseException:

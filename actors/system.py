@@ -24,8 +24,6 @@ from configuration import AppConfig
 from exchange.budget import CostBudget
 from messages import (
     CancelOrders,
-    ConnectGateway,
-    ConnectMarketData,
     ControlCode,
     ControlReply,
     Event,
@@ -261,7 +259,6 @@ class TradingSystem:
             gateway=self.gateway,
         )
         self._watch(self.portfolio, "portfolio")
-        self.gateway.tell(ConnectGateway(portfolio=self.portfolio, persistence=self.persistence))
         self._ensure_running(self.portfolio, "portfolio")
         if self.public_exchange is not None:
             warmup = max(
@@ -278,7 +275,6 @@ class TradingSystem:
             self.market_data = MarketDataActor.start(feed, self.portfolio, interval, events=self.persistence)
             self._watch(self.market_data, "market_data")
             self._ensure_running(self.market_data, "market_data")
-            self.portfolio.tell(ConnectMarketData(market_data=self.market_data))
         logger.info("trading system started: {} symbols", len(self.markets))
 
     def _strategy_for(self, symbol: str) -> Strategy:
