@@ -12,7 +12,7 @@ from messages._base import Message, now_ms
 class Reason(StrEnum):
     """Why a signal was not traded or an order did not go as planned.
 
-    Stored by value (the `reason` columns of `events`, `orders` and `intents`); events are read back strictly
+    Stored by value (the `reason` columns of the `event`, `order` and `intent` tables); events are read back strictly
     (Reason(row.reason)), so a value that code has ever written must stay, or old rows stop being readable.
     STRATEGY_ERROR was removed because nothing ever wrote it (a strategy that raises kills its symbol actor:
     ACTOR_DIED, then a restart).
@@ -46,7 +46,7 @@ class Reason(StrEnum):
 class EventKind(StrEnum):
     """What happened.
 
-    Stored by value in the `events` table and read back strictly (EventKind(row.kind)): a value that code has ever
+    Stored by value in the `event` table and read back strictly (EventKind(row.kind)): a value that code has ever
     written must stay. SIGNAL and ORDER_SUBMITTED were removed because nothing ever wrote them (a traded signal
     shows as INTENT_CLAIMED, an order's states as ORDER_UPDATE).
     """
