@@ -3,11 +3,11 @@
 from actors.gateway import ExchangeGatewayActor, OrderGateway
 from actors.market_data import CandleFeed, MarketDataActor
 from actors.persistence import PersistenceActor
-from actors.portfolio import PortfolioActor, PortfolioSettings
+from actors.portfolio import Portfolio, PortfolioActor, PortfolioPorts, PortfolioSettings
 from actors.risk import RiskBook, RiskLimits
 from actors.supervision import RestartPolicy
 from actors.symbol import ActorPorts, Decision, SymbolActor, SymbolPorts, SymbolSettings, SymbolTrader
-from actors.system import TradingSystem, make_trader_factory
+from actors.system import TradingSystem, gateway_settings_for, make_trader_factory
 from actors.timers import ActorTimers
 
 __all__ = [
@@ -19,7 +19,9 @@ __all__ = [
     "MarketDataActor",
     "OrderGateway",
     "PersistenceActor",
+    "Portfolio",
     "PortfolioActor",
+    "PortfolioPorts",
     "PortfolioSettings",
     "RestartPolicy",
     "RiskBook",
@@ -29,5 +31,6 @@ __all__ = [
     "SymbolSettings",
     "SymbolTrader",
     "TradingSystem",
+    "gateway_settings_for",
     "make_trader_factory",
 ]

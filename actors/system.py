@@ -158,6 +158,23 @@ def report_core_failure(actor: pykka.Actor, exc: BaseException | None) -> None:
         logger.exception("could not report the death of {}", actor)
 
 
+def gateway_settings_for(config: AppConfig, *, clock_rate: float = 1.0, **changes: Any) -> GatewaySettings:
+    """The gateway's settings as the configuration gives them (`changes`: GatewaySettings fields to set otherwise,
+    e.g. a tighter poll interval in a benchmark)."""
+    return GatewaySettings(**{
+        "fail_open": config.exchange.open_order_check == "fail-open",
+        "limit_timeout_s": config.trading.limit_timeout_s,
+        "resend_max_age_s": config.exchange.resend_max_age_s,
+        "process_before_s": config.exchange.process_before_s,
+        "clock_skew_s": config.exchange.clock_skew_s,
+        "history_lag_s": config.exchange.history_lag_s,
+        "clock_rate": clock_rate,
+        "pyramiding": config.trading.pyramiding,
+        "batch_max": config.exchange.batch_max,
+        **changes,
+    })
+
+
 @dataclass
 class TradingSystem:
     """The running actors of one trading system, started and stopped as a whole."""
@@ -167,13 +184,12 @@ class TradingSystem:
     private_exchange: Any  # ccxt.krakenfutures or a fake with its shapes; used only by the gateway
     public_exchange: Any | None  # its own client for candles; None: no market-data actor (tests)
     markets: dict[str, MarketSpec]
-    strategy_factory: Any = None  # symbol -> Strategy; default: the configured strategy
-    candle_clock: Any = now_ms
+    strategy_factory: Callable[[str], Strategy] | None = None  # symbol -> Strategy; None: the configured one
+    candle_clock: Any = now_ms  # the exchange's clock (ServerClock: callable, with `rate` and `peek`)
     ask_timeout_s: float = 5.0
     budget: CostBudget | None = None  # Kraken's cost budget; None: unpaced (fakes in tests)
     market_data_interval_s: float | None = None  # default: trading.tick_interval_s
-    poll_interval_s: float = 1.0
-    gateway_overrides: dict[str, Any] = field(default_factory=dict)  # GatewaySettings fields (tests)
+    gateway_settings: GatewaySettings | None = None  # None: gateway_settings_for(config) at the clock's rate
     on_fatal: Callable[[CoreActorDeath], None] | None = None  # told once, from the dying actor's thread
     database_give_up_s: float = DATABASE_GIVE_UP_S  # a database refusing every write this long stops the process
     database_open_timeout_s: float = 1800.0  # opening the database, a one-time migration included
@@ -201,19 +217,8 @@ class TradingSystem:
         self._watch(self.persistence, "persistence")
         # opening may run a one-time schema migration (it logs how much): not an ask time-out's business
         self._ensure_running(self.persistence, "persistence", timeout_s=self.database_open_timeout_s)
-        gateway_settings = GatewaySettings(**{
-            "fail_open": cfg.exchange.open_order_check == "fail-open",
-            "poll_interval_s": self.poll_interval_s,
-            "limit_timeout_s": cfg.trading.limit_timeout_s,
-            "resend_max_age_s": cfg.exchange.resend_max_age_s,
-            "process_before_s": cfg.exchange.process_before_s,
-            "clock_skew_s": cfg.exchange.clock_skew_s,
-            "history_lag_s": cfg.exchange.history_lag_s,
-            "clock_rate": float(getattr(self.candle_clock, "rate", 1.0)),
-            "pyramiding": cfg.trading.pyramiding,
-            "batch_max": cfg.exchange.batch_max,
-            **self.gateway_overrides,
-        })
+        gateway_settings = self.gateway_settings or gateway_settings_for(
+            cfg, clock_rate=float(getattr(self.candle_clock, "rate", 1.0)))
         self.gateway = ExchangeGatewayActor.start(
             self.private_exchange,
             settings=gateway_settings,

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loguru import logger  # noqa: E402
 
-from actors import TradingSystem  # noqa: E402
+from actors import TradingSystem, gateway_settings_for  # noqa: E402
 from configuration import AppConfig  # noqa: E402
 from exchange import load_market_specs, make_kraken_client  # noqa: E402
 from exchange.budget import CostBudget  # noqa: E402
@@ -80,10 +80,13 @@ def run_size(size: int, speed: float, batch_max: int, folder: Path) -> dict[str,
         floor = floor_ms(private)
         clock = ServerClock(public, rate=speed)
         database_url = f"sqlite:///{folder}/burst-{size}.db"
+        settings = config(symbols, database_url, batch_max)
         system = TradingSystem(
-            config=config(symbols, database_url, batch_max), database_url=database_url,
+            config=settings, database_url=database_url,
             private_exchange=private, public_exchange=public, markets=markets, candle_clock=clock,
-            budget=CostBudget(), poll_interval_s=0.2, gateway_overrides={"batch_max": batch_max},
+            budget=CostBudget(),
+            gateway_settings=gateway_settings_for(settings, clock_rate=clock.rate, poll_interval_s=0.2,
+                                                  batch_max=batch_max),
             ask_timeout_s=30.0,  # pausing 300 symbols at once (one durable control write each) takes seconds
         ).start()
         params = ScriptedParams(period=PERIOD, hold=PERIOD - 1, sides="long")

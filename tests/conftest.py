@@ -11,7 +11,7 @@ from typing import Any
 import pykka
 import pytest
 
-from actors import TradingSystem
+from actors import TradingSystem, gateway_settings_for
 from configuration import AppConfig
 from exchange import load_market_specs
 from messages import Ping
@@ -124,6 +124,9 @@ def start_system(sqlite_url: str) -> Iterator[StartSystem]:
     ) -> TradingSystem:
         exchange = exchange or FakeExchange()
         config = config or make_config()
+        changes = kwargs.pop("gateway_overrides", None)  # GatewaySettings fields: the test builder's, not the system's
+        if changes:
+            kwargs["gateway_settings"] = gateway_settings_for(config, **changes)
         system = TradingSystem(
             config=config,
             database_url=database_url or sqlite_url,

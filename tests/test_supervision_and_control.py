@@ -216,7 +216,7 @@ CRASH_SCRIPT = textwrap.dedent(
     import os, sys
     from decimal import Decimal
     sys.path.insert(0, {repo!r})
-    from actors import TradingSystem
+    from actors import TradingSystem, gateway_settings_for
     from exchange import load_market_specs
     from messages import GetStatus, Signal, SignalKind
     from tests.conftest import make_config, settle
@@ -228,7 +228,7 @@ CRASH_SCRIPT = textwrap.dedent(
     config = make_config()
     system = TradingSystem(config=config, database_url={url!r}, private_exchange=exchange, public_exchange=None,
                            markets=load_market_specs(exchange, config.trading.symbols),
-                           gateway_overrides={overrides!r}).start()
+                           gateway_settings=gateway_settings_for(config, **{overrides!r})).start()
     settle(system)
     system.symbol_actors()["BTC/USD:USD"].tell(
         Signal(symbol="BTC/USD:USD", kind=SignalKind.ENTER_LONG, candle_time={t0}, price=Decimal(50000)))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from actors import TradingSystem
+from actors import TradingSystem, gateway_settings_for
 from configuration import AppConfig
 from exchange import load_market_specs, make_kraken_client
 from exchange.budget import CostBudget
@@ -55,18 +55,19 @@ def build_live_system(sim: SimulatorHandle, config: AppConfig, database_url: str
     public = ccxt_client(sim, private=False)
     markets = load_market_specs(public, config.trading.symbols)
     private.load_markets()
+    # the bot's clock runs at the simulator's speed, as run.py's paper mode wires it (a stepped clock: 1)
+    clock = ServerClock(public, rate=sim.simulator.config.speed if sim.simulator.config.clock == "real" else 1.0)
     return TradingSystem(
         config=config,
         database_url=database_url,
         private_exchange=private,
         public_exchange=public if candles else None,
         markets=markets,
-        # the bot's clock runs at the simulator's speed, as run.py's paper mode wires it (a stepped clock: 1)
-        candle_clock=ServerClock(public, rate=sim.simulator.config.speed
-                                 if sim.simulator.config.clock == "real" else 1.0),
+        candle_clock=clock,
         budget=CostBudget(),
-        poll_interval_s=0.1,
-        gateway_overrides={**FAST_WINDOWS, **kwargs.pop("gateway_overrides", {})},
+        gateway_settings=gateway_settings_for(
+            config, clock_rate=clock.rate,
+            **{"poll_interval_s": 0.1, **FAST_WINDOWS, **kwargs.pop("gateway_overrides", {})}),
         **kwargs,
     ).start()
 

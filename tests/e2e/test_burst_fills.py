@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from actors import TradingSystem
+from actors import TradingSystem, gateway_settings_for
 from exchange import load_market_specs, make_kraken_client
 from exchange.budget import CostBudget
 from exchange.clock import ServerClock
@@ -53,8 +53,9 @@ def burst_system(sim: SimulatorHandle, sqlite_url: str) -> Iterator[TradingSyste
     system = TradingSystem(
         config=config, database_url=sqlite_url, private_exchange=private, public_exchange=None,
         markets=load_market_specs(public, SYMBOLS), candle_clock=ServerClock(public, rate=1.0),
-        budget=CostBudget(), poll_interval_s=0.1,
-        gateway_overrides={**FAST_WINDOWS, "gather_s": 0.3, "gather_max_s": 1.0}).start()
+        budget=CostBudget(),
+        gateway_settings=gateway_settings_for(config, poll_interval_s=0.1, gather_s=0.3, gather_max_s=1.0,
+                                              **FAST_WINDOWS)).start()
     yield system
     system.stop()
 
