@@ -43,6 +43,7 @@ from messages import (
     Resume,
     SymbolBootstrap,
     SymbolState,
+    SymbolStatus,
     Unhalt,
     now_ms,
 )
@@ -156,6 +157,29 @@ def report_core_failure(actor: pykka.Actor, exc: BaseException | None) -> None:
         owner.core_died(death)
     except Exception:  # noqa: BLE001 - on_failure must not fail
         logger.exception("could not report the death of {}", actor)
+
+
+def merge_status(supervised: PortfolioStatus, live: dict[str, SymbolStatus | None],
+                 realized: dict[str, Decimal]) -> PortfolioStatus:
+    """The status an operator sees, from the portfolio's supervision rows, each running symbol actor's own row and
+    the writer's realized PnL per symbol.
+
+    A symbol's own row replaces its supervision row (keeping the portfolio's restart count); one whose actor did
+    not answer (`live[symbol]` None) shows RESTARTING; one with no actor (restarting, halted) keeps the portfolio's.
+    """
+    rows = []
+    for row in supervised.symbols:
+        if row.symbol in live:
+            answer = live[row.symbol]
+            row = (answer.model_copy(update={"restarts": row.restarts}) if answer is not None
+                   else row.model_copy(update={"state": SymbolState.RESTARTING}))
+        rows.append(row.model_copy(update={"realized_pnl": realized.get(row.symbol, Decimal(0))}))
+    unrealized = [r.unrealized_pnl for r in rows if r.unrealized_pnl is not None]
+    return supervised.model_copy(update={
+        "symbols": tuple(rows),
+        "realized_pnl": sum(realized.values(), Decimal(0)),
+        "unrealized_pnl": sum(unrealized, Decimal(0)) if unrealized else None,
+    })
 
 
 def gateway_settings_for(config: AppConfig, *, clock_rate: float = 1.0, **changes: Any) -> GatewaySettings:
@@ -361,25 +385,16 @@ class TradingSystem:
     def status(self) -> PortfolioStatus:
         """Portfolio totals and one row per symbol, asked of each running symbol actor."""
         assert self.portfolio is not None and self.persistence is not None, "not started"
-        portfolio: PortfolioStatus = self.portfolio.ask(GetStatus(), block=True, timeout=self.ask_timeout_s)
+        supervised: PortfolioStatus = self.portfolio.ask(GetStatus(), block=True, timeout=self.ask_timeout_s)
         realized: dict[str, Decimal] = self.persistence.ask(QueryPnl(), block=True, timeout=self.ask_timeout_s)
-        actors = self.symbol_actors()
-        rows = []
-        for row in portfolio.symbols:
-            ref = actors.get(row.symbol)
+        live: dict[str, SymbolStatus | None] = {}
+        for symbol, ref in self.symbol_actors().items():
             if ref is not None:
                 try:
-                    live = ref.ask(GetStatus(), block=True, timeout=self.ask_timeout_s)
-                    row = live.model_copy(update={"restarts": row.restarts})
+                    live[symbol] = ref.ask(GetStatus(), block=True, timeout=self.ask_timeout_s)
                 except (pykka.ActorDeadError, pykka.Timeout):
-                    row = row.model_copy(update={"state": SymbolState.RESTARTING})
-            rows.append(row.model_copy(update={"realized_pnl": realized.get(row.symbol, Decimal(0))}))
-        unrealized = [r.unrealized_pnl for r in rows if r.unrealized_pnl is not None]
-        return portfolio.model_copy(update={
-            "symbols": tuple(rows),
-            "realized_pnl": sum(realized.values(), Decimal(0)),
-            "unrealized_pnl": sum(unrealized, Decimal(0)) if unrealized else None,
-        })
+                    live[symbol] = None
+        return merge_status(supervised, live, realized)
 
     def _flatten(self, message: Flatten) -> ControlReply:
         """Ask each symbol actor to flatten and say, per symbol, what it did (sent, nothing to do, in flight)."""

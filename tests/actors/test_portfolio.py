@@ -15,7 +15,7 @@ import pytest
 from actors.portfolio import Portfolio, PortfolioSettings
 from actors.risk import RiskBook, RiskLimits
 from actors.supervision import RestartPolicy
-from actors.system import make_trader_factory
+from actors.system import make_trader_factory, merge_status
 from messages import (
     ClaimIntent,
     ClaimResult,
@@ -49,6 +49,7 @@ from messages import (
     SymbolBootstrap,
     SymbolDied,
     SymbolState,
+    SymbolStatus,
     SyncPositions,
     Tick,
     Unhalt,
@@ -298,3 +299,19 @@ def test_an_entry_claim_is_passed_on_when_risk_grants_it_and_answered_when_it_do
     assert isinstance(answer.value, ClaimResult) and answer.value.refused is not None
     assert "max_open_positions 1" in answer.value.refused.detail
     assert portfolio.status().reserved_slots == 1
+
+
+def test_status_merges_each_running_symbols_own_row_over_its_supervision_row() -> None:
+    portfolio, _ = make_portfolio()
+    supervised = portfolio.status().model_copy(update={"symbols": tuple(
+        row.model_copy(update={"restarts": 2 if row.symbol == BTC else 0}) for row in portfolio.status().symbols)})
+    btc = SymbolStatus(symbol=BTC, state=SymbolState.PAUSED, unrealized_pnl=Decimal("1.5"))
+    merged = merge_status(supervised, {BTC: btc, ETH: None}, {BTC: Decimal("-3"), ETH: Decimal("1")})
+    rows = {row.symbol: row for row in merged.symbols}
+    assert rows[BTC].state is SymbolState.PAUSED and rows[BTC].restarts == 2  # its own row, the portfolio's count
+    assert rows[ETH].state is SymbolState.RESTARTING  # its actor did not answer
+    assert (rows[BTC].realized_pnl, rows[ETH].realized_pnl) == (Decimal("-3"), Decimal("1"))
+    assert merged.realized_pnl == Decimal("-2") and merged.unrealized_pnl == Decimal("1.5")
+    halted = merge_status(supervised, {}, {})  # no actor running: the supervision rows as they are
+    assert [r.state for r in halted.symbols] == [r.state for r in supervised.symbols]
+    assert halted.unrealized_pnl is None and halted.realized_pnl == 0
