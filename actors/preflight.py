@@ -133,7 +133,7 @@ def check_no_other_instance(loaded: LoadedConfig) -> str:
     from persistence.database import DatabaseUrlError
     from persistence.instance_lock import AlreadyRunningError, InstanceLock
 
-    lock = InstanceLock(loaded.storage_dir, "")  # the database's lock is checked with the database
+    lock = InstanceLock(loaded.storage_dir, None)  # the database's lock is checked with the database
     try:
         lock.acquire()
     except AlreadyRunningError as exc:
@@ -151,11 +151,14 @@ def check_database(loaded: LoadedConfig) -> str:
     from persistence.database import check_database as open_and_migrate
     from persistence.instance_lock import AlreadyRunningError, InstanceLock
 
-    url = loaded.database_url
-    lock = InstanceLock(loaded.storage_dir, url)  # first: never create or migrate tables under a running instance
+    try:
+        database = loaded.database
+    except DatabaseUrlError as exc:
+        raise Problem(f"database.url: {exc}") from None
+    lock = InstanceLock(loaded.storage_dir, database)  # first: never create or migrate tables under a running instance
     try:
         lock.acquire()
-        where = open_and_migrate(url, sqlite_synchronous=loaded.config.database.sqlite_synchronous)
+        where = open_and_migrate(database, sqlite_synchronous=loaded.config.database.sqlite_synchronous)
     except AlreadyRunningError as exc:
         raise Problem(str(exc)) from None
     except DatabaseUrlError as exc:

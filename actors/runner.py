@@ -26,7 +26,6 @@ from loguru import logger
 from actors.endpoint import open_endpoint
 from actors.system import CoreActorDeath, CoreActorDied, TradingSystem
 from configuration import LoadedConfig, setup_logging
-from configuration.masking import mask_url
 from control import ControlError, start_control_endpoint
 from exchange import load_market_specs, make_kraken_client
 from exchange.budget import CostBudget
@@ -106,7 +105,8 @@ class TradingProcess:
     def start(self) -> None:
         """Take the lock, open the exchange, start the actors and the control endpoint."""
         cfg = self.loaded.config
-        self.lock = InstanceLock(self.loaded.storage_dir, self.loaded.database_url)
+        database = self.loaded.database  # one reading of the URL: the file locked is the file opened
+        self.lock = InstanceLock(self.loaded.storage_dir, database)
         self.lock.acquire()
         self.endpoint = open_endpoint(self.loaded)
         timeout_ms = int(cfg.exchange.timeout_s * 1000)
@@ -122,7 +122,7 @@ class TradingProcess:
             rate = cfg.paper.speed
         self.system = TradingSystem(
             config=cfg,
-            database_url=self.loaded.database_url,
+            database_url=database.url,
             private_exchange=private,
             public_exchange=public,
             markets=markets,
@@ -137,7 +137,7 @@ class TradingProcess:
         logger.info(
             "trading {} in {} mode on {}; strategy {}; database {}; stop with Ctrl-C or `python run.py stop`",
             ", ".join(cfg.trading.symbols), cfg.mode, self.endpoint.description, cfg.strategy.name,
-            mask_url(self.loaded.database_url),
+            database.masked,
         )
 
     def _retry(self, what: str, action: Callable[[], Any]) -> Any:

@@ -1,5 +1,6 @@
 """Configuration: the schema, loading `config.toml`, and explaining its errors."""
 
+from configuration.database_url import DatabaseUrl, DatabaseUrlError, parse_database_url
 from configuration.loading import (
     ConfigError,
     LoadedConfig,
@@ -28,6 +29,8 @@ __all__ = [
     "ConfigError",
     "ControlConfig",
     "DatabaseConfig",
+    "DatabaseUrl",
+    "DatabaseUrlError",
     "ExchangeConfig",
     "InterceptHandler",
     "LoadedConfig",
@@ -41,6 +44,7 @@ __all__ = [
     "load_config",
     "looks_like_variable_name",
     "mask_url",
+    "parse_database_url",
     "register_secret",
     "render_config",
     "scrub",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tomllib
 from dataclasses import dataclass
 from decimal import Decimal
@@ -13,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from configuration.database_url import DatabaseUrl, DatabaseUrlError, parse_database_url
 from configuration.masking import mask_url
 from configuration.model import AppConfig
 from strategies.base import StrategyParams
@@ -55,13 +55,17 @@ class LoadedConfig:
         return self.resolve(self.config.storage_dir)
 
     @property
+    def database(self) -> DatabaseUrl:
+        """The database URL, read, with a relative SQLite path resolved like `resolve`; raises DatabaseUrlError."""
+        return parse_database_url(self.config.database.url, base_dir=self.base_dir)
+
+    @property
     def database_url(self) -> str:
-        """The database URL with a relative SQLite path made absolute."""
-        url = self.config.database.url
-        match = re.match(r"^sqlite:///(.*)$", url)
-        if match and match.group(1) and not match.group(1).startswith("/") and match.group(1) != ":memory:":
-            return f"sqlite:///{self.resolve(match.group(1))}"
-        return url
+        """The database URL with a relative SQLite path made absolute (as written if it cannot be read)."""
+        try:
+            return self.database.url
+        except DatabaseUrlError:
+            return self.config.database.url  # opening it says what is wrong
 
 
 MAX_ERROR_LINE = 500

@@ -14,6 +14,12 @@ _QUERY_SECRET = re.compile(r"(?i)\b(?P<key>password|passwd|pwd|sslpassword|secre
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
+def _split_userinfo(info: str) -> tuple[str, str | None]:
+    """A URL's userinfo as (user, password), password None without ":" (what mask_url hides, url_secrets finds)."""
+    user, colon, password = info.partition(":")
+    return user, password if colon else None
+
+
 def mask_url(text: str) -> str:
     """Hide every password in `text`: `postgresql://bot:pw@host/db` -> `postgresql://bot:***@host/db`.
 
@@ -24,10 +30,9 @@ def mask_url(text: str) -> str:
         return text
 
     def userinfo(match: re.Match[str]) -> str:
-        info = match.group("userinfo")
-        if ":" not in info:
+        user, password = _split_userinfo(match.group("userinfo"))
+        if password is None:
             return match.group(0)  # a user name alone is no secret
-        user = info.split(":", 1)[0]
         return f"{match.group('scheme')}{user}:{MASK}@"
 
     masked = _URL_USERINFO.sub(userinfo, text)
@@ -38,8 +43,9 @@ def url_secrets(url: str) -> list[str]:
     """The passwords in a URL (as written and decoded): what the log scrubber must never let through."""
     found: list[str] = []
     match = _URL_USERINFO.search(url)
-    if match is not None and ":" in match.group("userinfo"):
-        found.append(match.group("userinfo").split(":", 1)[1])
+    password = None if match is None else _split_userinfo(match.group("userinfo"))[1]
+    if password is not None:
+        found.append(password)
     found.extend(m.group("value") for m in _QUERY_SECRET.finditer(url))
     return [v for raw in found if raw for v in dict.fromkeys((raw, unquote(raw)))]
 

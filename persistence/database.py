@@ -4,44 +4,34 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import peewee
 from playhouse.db_url import parse as parse_db_url
 
+from configuration.database_url import DatabaseUrl, DatabaseUrlError, parse_database_url
 from configuration.logs import register_secret
-from configuration.masking import mask_url, url_secrets
-
-
-class DatabaseUrlError(ValueError):
-    """The database URL cannot be opened as given (the message never holds its password)."""
+from configuration.masking import mask_url
 
 
 class DatabaseUnavailableError(DatabaseUrlError):
     """The database named by the URL cannot be reached or used (server down, no such database, read-only file)."""
 
 
-def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> peewee.Database:
-    """Return an unconnected peewee database for `url` (connect it in the thread that uses it)."""
-    for secret in url_secrets(url):
+def open_database(url: DatabaseUrl | str, *, sqlite_synchronous: str = "FULL") -> peewee.Database:
+    """Return an unconnected peewee database for `url` (connect it in the thread that uses it).
+
+    A text URL is read by `parse_database_url`; DatabaseUrlError says what is wrong with it.
+    """
+    database = url if isinstance(url, DatabaseUrl) else parse_database_url(url)
+    for secret in database.secrets:
         register_secret(secret)  # whatever a driver later says about this URL, the log never shows the password
-    try:
-        scheme = urlparse(url).scheme
-    except ValueError as exc:
-        raise DatabaseUrlError(f"database.url {mask_url(url)!r} is not a URL: {exc}") from None
-    if scheme == "sqlite":
-        return _open_sqlite(url, sqlite_synchronous)
-    if scheme in ("postgres", "postgresql"):
-        return _open_postgres(url)
-    raise DatabaseUrlError(
-        f"unsupported database URL scheme {scheme!r} in {mask_url(url)!r}; use sqlite:/// or postgresql://"
-    )
+    if database.kind == "sqlite":
+        return _open_sqlite(database, sqlite_synchronous)
+    return _open_postgres(database)
 
 
-def _open_sqlite(url: str, synchronous: str) -> peewee.SqliteDatabase:
-    raw_path = unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
-    if not raw_path:
-        raise DatabaseUrlError(f"no file in SQLite URL {mask_url(url)!r}; write sqlite:///storage/trading.db")
+def _open_sqlite(database: DatabaseUrl, synchronous: str) -> peewee.SqliteDatabase:
+    raw_path = database.sqlite_path
     if raw_path != ":memory:":
         path = Path(raw_path)
         if path.is_dir():
@@ -53,7 +43,6 @@ def _open_sqlite(url: str, synchronous: str) -> peewee.SqliteDatabase:
                 f"cannot create the folder {path.parent} for the SQLite database: {exc.strerror or exc}; "
                 "fix database.url or the folder"
             ) from None
-        raw_path = str(path)
     return peewee.SqliteDatabase(
         raw_path,
         pragmas={
@@ -66,7 +55,7 @@ def _open_sqlite(url: str, synchronous: str) -> peewee.SqliteDatabase:
     )
 
 
-def _open_postgres(url: str) -> peewee.PostgresqlDatabase:
+def _open_postgres(database: DatabaseUrl) -> peewee.PostgresqlDatabase:
     try:
         import psycopg2  # noqa: F401
     except ImportError:
@@ -74,17 +63,17 @@ def _open_postgres(url: str) -> peewee.PostgresqlDatabase:
             "PostgreSQL needs a driver: pip install -e '.[postgres]' (installs psycopg2-binary)"
         ) from None
     try:
-        params = parse_db_url(url)
+        params = parse_db_url(database.url)
     except ValueError as exc:  # e.g. a port that is not a number
-        raise DatabaseUrlError(f"cannot read database.url {mask_url(url)!r}: {mask_url(str(exc))}") from None
-    database = params.pop("database", None)
-    if not database:
-        raise DatabaseUrlError(f"no database name in {mask_url(url)!r}; write postgresql://user@host:5432/dbname")
+        raise DatabaseUrlError(f"cannot read database.url {database.masked!r}: {mask_url(str(exc))}") from None
+    name = params.pop("database", None)
+    if not name:
+        raise DatabaseUrlError(f"no database name in {database.masked!r}; write postgresql://user@host:5432/dbname")
     params.setdefault("connect_timeout", 5)
-    return peewee.PostgresqlDatabase(database, **params)
+    return peewee.PostgresqlDatabase(name, **params)
 
 
-def check_database(url: str, *, sqlite_synchronous: str = "FULL") -> str:
+def check_database(url: DatabaseUrl | str, *, sqlite_synchronous: str = "FULL") -> str:
     """Open the database, create or migrate its schema as a start would, close it; describe it, or raise.
 
     Raises DatabaseUrlError (DatabaseUnavailableError when it cannot be reached or written) with one

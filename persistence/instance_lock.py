@@ -7,8 +7,9 @@ import hashlib
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
+from configuration.database_url import DatabaseUrl
+from configuration.logs import register_secret
 from configuration.masking import mask_url
 
 _ADVISORY_APP = 0x4B52414B  # "KRAK": the first key of our advisory locks
@@ -19,15 +20,17 @@ class AlreadyRunningError(RuntimeError):
 
 
 class InstanceLock:
-    """Exclusive locks on the storage folder, the SQLite file's folder, or the PostgreSQL database.
+    """Exclusive locks on the storage folder, and on the SQLite file (beside it) or the PostgreSQL database.
 
-    File locks (flock) are released by the kernel when the process dies, even by SIGKILL; the
-    PostgreSQL lock is a session advisory lock, released when the connection drops.
+    `database` None locks the storage folder alone. The SQLite lock is `<file>.lock` beside the very file
+    the opener opens (both read the file from the same DatabaseUrl). File locks (flock) are released by
+    the kernel when the process dies, even by SIGKILL; the PostgreSQL lock is a session advisory lock,
+    released when the connection drops.
     """
 
-    def __init__(self, storage_dir: Path, database_url: str) -> None:
+    def __init__(self, storage_dir: Path, database: DatabaseUrl | None) -> None:
         self.storage_dir = storage_dir
-        self.database_url = database_url
+        self.database = database
         self._files: list[Any] = []
         self._pg: Any = None
 
@@ -35,12 +38,13 @@ class InstanceLock:
         """Take every lock or none; raise AlreadyRunningError naming the holder."""
         try:
             self._lock_file(self.storage_dir / "instance.lock")
-            parsed = urlparse(self.database_url)
-            if parsed.scheme == "sqlite":
-                db_path = Path(self.database_url[len("sqlite:///"):])
+            if self.database is None:
+                return
+            if self.database.kind == "sqlite":
+                db_path = Path(self.database.sqlite_path)
                 self._lock_file(db_path.with_name(db_path.name + ".lock"))
-            elif parsed.scheme in ("postgres", "postgresql"):
-                self._lock_postgres()
+            else:
+                self._lock_postgres(self.database)
         except BaseException:
             self.release()
             raise
@@ -72,7 +76,7 @@ class InstanceLock:
         handle.flush()
         self._files.append(handle)
 
-    def _lock_postgres(self) -> None:
+    def _lock_postgres(self, database: DatabaseUrl) -> None:
         import psycopg2
 
         from persistence.database import (
@@ -81,12 +85,14 @@ class InstanceLock:
             open_database,
         )
 
-        app, key = _ADVISORY_APP, int.from_bytes(hashlib.sha256(self.database_url.encode()).digest()[:4], "big") >> 1
+        for secret in database.secrets:
+            register_secret(secret)  # whatever the driver says about this URL, the log never shows the password
+        app, key = _ADVISORY_APP, int.from_bytes(hashlib.sha256(database.url.encode()).digest()[:4], "big") >> 1
         try:
-            conn = psycopg2.connect(self.database_url, application_name=f"kraken-actors pid={os.getpid()}",
+            conn = psycopg2.connect(database.url, application_name=f"kraken-actors pid={os.getpid()}",
                                     connect_timeout=5)
         except psycopg2.Error as exc:
-            where = describe_database(open_database(self.database_url))
+            where = describe_database(open_database(database))
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DatabaseUnavailableError(
                 f"{where}: {mask_url(first)}; check database.url and that the server runs"
