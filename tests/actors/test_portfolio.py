@@ -20,14 +20,12 @@ from messages import (
     ClaimIntent,
     ClaimResult,
     ControlCode,
-    ControlRecord,
     Event,
     EventKind,
     ExchangeOrder,
     GetSymbolActors,
     Halt,
     LoadOpenIntents,
-    LoadSymbol,
     MarketSpec,
     NotReady,
     OpenOrdersSync,
@@ -46,7 +44,6 @@ from messages import (
     SendHistory,
     SetControl,
     Side,
-    SymbolBootstrap,
     SymbolDied,
     SymbolState,
     SymbolStatus,
@@ -55,6 +52,7 @@ from messages import (
     Unhalt,
 )
 from tests.actors.test_claim_handover import make_intent
+from tests.actors.test_portfolio_actor import persistence_reply
 from tests.conftest import make_config
 from tests.helpers import FakePorts
 
@@ -90,16 +88,9 @@ class FakePortfolioPorts:
         self.asked.append(message)
         if self.fail_asks is not None:
             raise self.fail_asks
-        match message:
-            case LoadOpenIntents():
-                return []
-            case LoadSymbol():
-                return SymbolBootstrap(symbol=message.symbol, recent_hashes=frozenset(), open_intents=(),
-                                       control=ControlRecord(symbol=message.symbol))
-            case SetControl():
-                return ControlRecord(symbol=message.symbol, paused=bool(message.paused),
-                                     halted=bool(message.halted))
-        raise AssertionError(f"unexpected ask {message!r}")
+        answer = persistence_reply(message)  # the actor tests' scripted persistence
+        assert answer is not None, f"unexpected ask {message!r}"
+        return answer
 
     def tell_persistence(self, message: Any) -> None:
         self.persisted.append(message)
