@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ccxt
 import pykka
@@ -83,6 +83,10 @@ from messages import (
     now_ms,
 )
 from messages._base import Message
+
+if TYPE_CHECKING:  # for the types of the references only (they import this module)
+    from actors.persistence import PersistenceActor
+    from actors.portfolio import PortfolioActor
 
 # Errors that prove the exchange refused the request before placing anything (4xx-like answers).
 _DEFINITE_REJECTIONS: tuple[type[Exception], ...] = (
@@ -1136,8 +1140,8 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
             find_intents=self._find_intents, budget=budget, exchange_clock=exchange_clock,
             refresh_clock=getattr(exchange_clock, "refresh", None),
         )
-        self.portfolio: pykka.ActorRef[Any] | None = None
-        self.persistence: pykka.ActorRef[Any] | None = None
+        self.portfolio: pykka.ActorRef[PortfolioActor] | None = None
+        self.persistence: pykka.ActorRef[PersistenceActor] | None = None
         self.timers: ActorTimers | None = None
         self._orders: list[OrderIntent] = []
         self._all_symbols = frozenset(self.symbols)

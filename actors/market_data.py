@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ccxt
 import pykka
@@ -38,6 +38,10 @@ from messages import (
     timeframe_ms,
 )
 from messages.market import candle_problem
+
+if TYPE_CHECKING:  # for the types of the references only (they import this module)
+    from actors.persistence import PersistenceActor
+    from actors.portfolio import PortfolioActor
 
 # The actor's own timer sends CLOSE_TICK: fetch only what a candle close on the exchange clock made due.
 # POLL_TICK (the old meaning of a "candles" tick; tests and operators) polls every symbol now.
@@ -422,8 +426,9 @@ class MarketDataActor(pykka.ThreadingActor):
     actor) as events; the good rows carry on.
     """
 
-    def __init__(self, feed: CandleFeed, target: pykka.ActorRef[Any], tick_interval_s: float,
-                 events: pykka.ActorRef[Any] | None = None, settings: CloseSettings | None = None) -> None:
+    def __init__(self, feed: CandleFeed, target: pykka.ActorRef[PortfolioActor], tick_interval_s: float,
+                 events: pykka.ActorRef[PersistenceActor] | None = None,
+                 settings: CloseSettings | None = None) -> None:
         super().__init__()
         self.feed = feed
         self.target = target

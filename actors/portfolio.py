@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pykka
 from loguru import logger
@@ -21,6 +21,11 @@ from actors.risk import RiskBook
 from actors.supervision import RestartPolicy
 from actors.symbol import ActorPorts, SymbolActor, SymbolPorts, SymbolTrader
 from actors.timers import ActorTimers
+
+if TYPE_CHECKING:  # for the types of the references only (these modules import this one, or its neighbours)
+    from actors.gateway import ExchangeGatewayActor
+    from actors.market_data import MarketDataActor
+    from actors.persistence import PersistenceActor
 from messages import (
     AbandonIntent,
     ArchiveHistory,
@@ -503,11 +508,12 @@ class Portfolio:
 class ActorPortfolioPorts:
     """PortfolioPorts over actor references; the timers tell the portfolio actor itself."""
 
-    def __init__(self, persistence: pykka.ActorRef[Any], gateway: pykka.ActorRef[Any], ask_timeout_s: float) -> None:
+    def __init__(self, persistence: pykka.ActorRef[PersistenceActor], gateway: pykka.ActorRef[ExchangeGatewayActor],
+                 ask_timeout_s: float) -> None:
         self._persistence, self._gateway, self._timeout = persistence, gateway, ask_timeout_s
         self.persistence = persistence
-        self.me: pykka.ActorRef[Any] | None = None  # the portfolio actor, once started
-        self.market_data: pykka.ActorRef[Any] | None = None
+        self.me: pykka.ActorRef[PortfolioActor] | None = None  # the portfolio actor, once started
+        self.market_data: pykka.ActorRef[MarketDataActor] | None = None
         self.timers: ActorTimers | None = None
 
     def ask_persistence(self, message: Any) -> Any:
@@ -532,10 +538,10 @@ class ActorPortfolioPorts:
             except pykka.ActorDeadError:
                 logger.error("portfolio: the market-data actor is not running; {} dropped", type(message).__name__)
 
-    def start_symbol(self, trader: SymbolTrader) -> pykka.ActorRef[Any]:
+    def start_symbol(self, trader: SymbolTrader) -> pykka.ActorRef[SymbolActor]:
         return SymbolActor.start(trader, supervisor=self.me)
 
-    def stop_symbol(self, handle: pykka.ActorRef[Any], *, wait: bool) -> None:
+    def stop_symbol(self, handle: pykka.ActorRef[SymbolActor], *, wait: bool) -> None:
         if wait:
             try:
                 handle.stop(timeout=self._timeout)
@@ -544,7 +550,7 @@ class ActorPortfolioPorts:
         else:
             handle.stop(block=False)
 
-    def tell_symbol(self, handle: pykka.ActorRef[Any], message: Any) -> None:
+    def tell_symbol(self, handle: pykka.ActorRef[SymbolActor], message: Any) -> None:
         try:
             handle.tell(message)
         except pykka.ActorDeadError:
@@ -574,8 +580,8 @@ class PortfolioActor(pykka.ThreadingActor):
         risk: RiskBook,
         restart_policy: RestartPolicy,
         settings: PortfolioSettings,
-        persistence: pykka.ActorRef[Any],
-        gateway: pykka.ActorRef[Any],
+        persistence: pykka.ActorRef[PersistenceActor],
+        gateway: pykka.ActorRef[ExchangeGatewayActor],
     ) -> None:
         super().__init__()
         self.ports = ActorPortfolioPorts(persistence, gateway, settings.ask_timeout_s)

@@ -15,7 +15,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pykka
 from loguru import logger
@@ -69,6 +69,11 @@ from messages import (
     now_ms,
 )
 from strategies.base import Strategy
+
+if TYPE_CHECKING:  # the actors a symbol's ports lead to (imported for the types only: they import this module)
+    from actors.gateway import ExchangeGatewayActor
+    from actors.persistence import PersistenceActor
+    from actors.portfolio import PortfolioActor
 
 
 @dataclass(frozen=True)
@@ -721,9 +726,9 @@ class ActorPorts:
 
     def __init__(
         self,
-        portfolio: pykka.ActorRef[Any],
-        persistence: pykka.ActorRef[Any],
-        gateway: pykka.ActorRef[Any],
+        portfolio: pykka.ActorRef[PortfolioActor],
+        persistence: pykka.ActorRef[PersistenceActor],
+        gateway: pykka.ActorRef[ExchangeGatewayActor],
         ask_timeout: float,
     ) -> None:
         self._portfolio, self._persistence, self._gateway = portfolio, persistence, gateway
@@ -769,7 +774,7 @@ class ActorPorts:
 class SymbolActor(pykka.ThreadingActor):
     """The actor shell around a SymbolTrader: one thread, one mailbox, no locks."""
 
-    def __init__(self, trader: SymbolTrader, supervisor: pykka.ActorRef[Any] | None = None) -> None:
+    def __init__(self, trader: SymbolTrader, supervisor: pykka.ActorRef[PortfolioActor] | None = None) -> None:
         super().__init__()
         self.trader = trader
         self.supervisor = supervisor

@@ -19,7 +19,7 @@ from actors.persistence import DATABASE_GIVE_UP_S, PersistenceActor
 from actors.portfolio import PortfolioActor, PortfolioSettings
 from actors.risk import RiskBook, RiskLimits
 from actors.supervision import RestartPolicy
-from actors.symbol import ActorPorts, SymbolSettings, SymbolTrader
+from actors.symbol import ActorPorts, SymbolActor, SymbolSettings, SymbolTrader
 from configuration import AppConfig
 from exchange.budget import CostBudget
 from messages import (
@@ -220,10 +220,10 @@ class TradingSystem:
     archive_dir: str | None = None  # [retention] archive_dir resolved against the config file (default: as written)
     death: CoreActorDeath | None = field(default=None, init=False)
     fatal: threading.Event = field(default_factory=threading.Event, init=False)
-    persistence: pykka.ActorRef[Any] | None = field(default=None, init=False)
-    gateway: pykka.ActorRef[Any] | None = field(default=None, init=False)
-    portfolio: pykka.ActorRef[Any] | None = field(default=None, init=False)
-    market_data: pykka.ActorRef[Any] | None = field(default=None, init=False)
+    persistence: pykka.ActorRef[PersistenceActor] | None = field(default=None, init=False)
+    gateway: pykka.ActorRef[ExchangeGatewayActor] | None = field(default=None, init=False)
+    portfolio: pykka.ActorRef[PortfolioActor] | None = field(default=None, init=False)
+    market_data: pykka.ActorRef[MarketDataActor] | None = field(default=None, init=False)
 
     def start(self) -> TradingSystem:
         """Start persistence, gateway, portfolio (and its symbol actors), market data, in that order."""
@@ -377,7 +377,7 @@ class TradingSystem:
 
     # --- asking the running system ---------------------------------------------------------
 
-    def symbol_actors(self) -> dict[str, pykka.ActorRef[Any] | None]:
+    def symbol_actors(self) -> dict[str, pykka.ActorRef[SymbolActor] | None]:
         """The current symbol actor of each symbol."""
         assert self.portfolio is not None, "not started"
         return self.portfolio.ask(GetSymbolActors(), block=True, timeout=self.ask_timeout_s)
