@@ -27,7 +27,6 @@ from messages import (
     ClaimResult,
     GetStatus,
     Handover,
-    MarketSpec,
     OrderIntent,
     Ping,
     PlaceOrders,
@@ -39,13 +38,9 @@ from messages import (
     now_ms,
 )
 from persistence import open_database
-from tests.actors.test_portfolio_actor import persistence_reply
+from tests.actors.test_portfolio_actor import BTC, ETH, MARKETS, persistence_reply
 from tests.conftest import make_config
 from tests.helpers import start_recorder, wait_until
-
-BTC, ETH = "BTC/USD:USD", "ETH/USD:USD"
-MARKETS = {s: MarketSpec(symbol=s, exchange_id=s, amount_step=Decimal("0.001"), price_tick=Decimal("0.1"))
-           for s in (BTC, ETH)}
 
 
 def make_intent(t: int = 1, symbol: str = BTC) -> OrderIntent:

@@ -26,7 +26,6 @@ from messages import (
     GetSymbolActors,
     Halt,
     LoadOpenIntents,
-    MarketSpec,
     NotReady,
     OpenOrdersSync,
     OrderState,
@@ -52,13 +51,10 @@ from messages import (
     Unhalt,
 )
 from tests.actors.test_claim_handover import make_intent
-from tests.actors.test_portfolio_actor import persistence_reply
+from tests.actors.test_portfolio_actor import BTC, ETH, MARKETS, persistence_reply
 from tests.conftest import make_config
 from tests.helpers import FakePorts
 
-BTC, ETH = "BTC/USD:USD", "ETH/USD:USD"
-MARKETS = {s: MarketSpec(symbol=s, exchange_id=s, amount_step=Decimal("0.001"), price_tick=Decimal("0.1"))
-           for s in (BTC, ETH)}
 _urns = count(1)
 
 
