@@ -143,6 +143,12 @@ def reconcile(portfolio: Portfolio, positions: tuple[Position, ...] = (), open_o
                                           snapshot=PositionsSnapshot(positions=positions, seq=1)))
 
 
+def last_timer(ports: FakePortfolioPorts) -> tuple[str, float, Any]:
+    """The newest timer set: (every | after, seconds, the tick's name or the message) -- a Tick carries its time."""
+    kind, seconds, message = ports.timers[-1]
+    return kind, seconds, message.name if isinstance(message, Tick) else message
+
+
 def told(handle: Handle, kind: type) -> list[Any]:
     return [m for m in handle.told if isinstance(m, kind)]
 
@@ -173,7 +179,7 @@ def test_a_failed_first_reconciliation_tells_every_symbol_not_ready_and_retries(
     portfolio.handle(ReconciliationReport(ok=False, reason="start", detail="open orders unreadable"))
     for symbol in (BTC, ETH):
         assert "open orders unreadable" in told(current(portfolio, symbol), NotReady)[0].detail
-    assert ports.timers[-1] == ("after", 5, Tick(name="reconcile-retry"))
+    assert last_timer(ports) == ("after", 5, "reconcile-retry")
     assert ports.events(EventKind.RECONCILE_FAILED)[0].reason is Reason.EXCHANGE_UNAVAILABLE
     portfolio.handle(Tick(name="reconcile-retry"))
     assert ports.gateway[-1] == Reconcile(intents=(), reason="retry")
@@ -183,7 +189,7 @@ def test_an_unreadable_database_at_the_retry_schedules_another_retry_not_a_crash
     portfolio, ports = make_portfolio()
     ports.fail_asks = TimeoutError("5s")
     portfolio.handle(Tick(name="reconcile-retry"))
-    assert ports.timers[-1] == ("after", 5, Tick(name="reconcile-retry"))
+    assert last_timer(ports) == ("after", 5, "reconcile-retry")
 
 
 def test_reconciliation_hands_each_symbol_its_open_orders_and_keeps_them_for_a_restart() -> None:
