@@ -25,6 +25,8 @@ from messages import (
     ClaimGivenUp,
     ClaimIntent,
     ClaimResult,
+    Event,
+    EventKind,
     GetStatus,
     Handover,
     OrderIntent,
@@ -37,7 +39,7 @@ from messages import (
     intent_hash,
     now_ms,
 )
-from persistence import open_database
+from persistence import Store, open_database
 from tests.actors.test_portfolio_actor import BTC, ETH, MARKETS, persistence_reply
 from tests.conftest import make_config
 from tests.helpers import start_recorder, wait_until
@@ -63,14 +65,28 @@ def persistence(tmp_path):
     ref.stop()
 
 
-def test_one_commit_hands_its_claims_to_the_gateway_in_one_place_orders_and_duplicates_not_at_all(persistence) -> None:
+def test_one_commit_hands_its_claims_to_the_gateway_in_one_place_orders_and_duplicates_not_at_all(
+        persistence, monkeypatch: pytest.MonkeyPatch) -> None:
     gateway, inbox = start_recorder()
+    held, released = threading.Event(), threading.Event()
+    original = Store.apply_batch
+
+    def first_write_held(self: Store, batch: list[Any]) -> list[Any]:
+        if not held.is_set():  # the writer is busy with an earlier write while the three claims arrive
+            held.set()
+            released.wait(5)
+        return original(self, batch)
+
+    monkeypatch.setattr(Store, "apply_batch", first_write_held)
     try:
         first, second = make_intent(1), make_intent(2, ETH)
         (a, ra), (b, rb), (c, rc) = (told_claim(first, gateway), told_claim(second, gateway),
                                      told_claim(first, gateway))
-        for claim in (a, b, c):  # told together: one commit
+        persistence.tell(Event(kind=EventKind.CONTROL, detail="an earlier write"))
+        assert held.wait(5)
+        for claim in (a, b, c):  # queued together behind it: one commit
             persistence.tell(claim)
+        released.set()
         assert ra.get(timeout=5) == ClaimResult(claimed=True, handed=True)
         assert rb.get(timeout=5) == ClaimResult(claimed=True, handed=True)
         duplicate = rc.get(timeout=5)
