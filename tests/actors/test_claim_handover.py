@@ -124,12 +124,12 @@ def test_a_symbol_that_times_out_after_the_hand_over_gets_the_answer_not_a_give_
         def on_receive(self, message: Any) -> Any:
             if isinstance(message, ClaimIntent):
                 assert message.handover.take("persistence")
-                answered_late.wait(0.3)  # past both of the symbol's 0.1 s waits: taken means handed
+                answered_late.wait(1.2)  # past both of the symbol's 0.5 s waits: taken means handed
                 message.reply.set(ClaimResult(claimed=True, handed=True))
 
     slow = SlowPersistence.start()
     try:
-        ports = ActorPorts(slow, slow, slow, ask_timeout=0.1)
+        ports = ActorPorts(slow, slow, slow, ask_timeout=0.5)  # time enough for the persistence to take it first
         result = ports.claim(ClaimIntent(intent=make_intent(1)))
         assert result.claimed and result.handed
     finally:
