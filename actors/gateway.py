@@ -603,10 +603,6 @@ class OrderGateway:
             logger.debug("gateway: {}; booking the other fills now", pending)
             return pending.fills, pending.pending_ms
 
-    @staticmethod
-    def _fills_of(tracked: Tracked, fills: Iterable[FillReport]) -> list[FillReport]:
-        return FillIndex(fills).of(tracked)
-
     # --- following orders ------------------------------------------------------------------
 
     def poll(self) -> None:
@@ -776,8 +772,8 @@ class OrderGateway:
             tracked.filled = max(tracked.filled, filled_at_cancel)
         booked: tuple[Fill, ...] = ()
         try:  # a fill between the last poll and the cancel: read it now, not never
-            booked = self._book(tracked, self._fills_of(tracked, self._read_fills(
-                (tracked.sent_at_ms or self.exchange_now()) - self.settings.margin_ms)[0]))
+            fills, _ = self._read_fills((tracked.sent_at_ms or self.exchange_now()) - self.settings.margin_ms)
+            booked = self._book(tracked, FillIndex(fills).of(tracked))
         except Exception as exc:
             logger.warning("{} {}: fills after the cancel unreadable ({}); they are collected later",
                            tracked.symbol, tracked.client_order_id, exc)

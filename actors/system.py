@@ -19,7 +19,7 @@ from actors.persistence import DATABASE_GIVE_UP_S, PersistenceActor
 from actors.portfolio import PortfolioActor, PortfolioSettings
 from actors.risk import RiskBook, RiskLimits
 from actors.supervision import RestartPolicy
-from actors.symbol import ActorPorts, SymbolActor, SymbolSettings, SymbolTrader
+from actors.symbol import SymbolActor, SymbolPorts, SymbolSettings, SymbolTrader
 from configuration import AppConfig
 from exchange.budget import CostBudget
 from messages import (
@@ -72,7 +72,7 @@ def make_trader_factory(config: AppConfig, strategy_factory: Any = None, *, exch
         process_before_ms=process_before_ms if exchange_clock is not None else None,
     )
 
-    def build(market: MarketSpec, bootstrap: SymbolBootstrap, ports: ActorPorts, restarts: int,
+    def build(market: MarketSpec, bootstrap: SymbolBootstrap, ports: SymbolPorts, restarts: int,
               floor: int) -> SymbolTrader:
         strategy: Strategy = (
             strategy_factory(market.symbol)
@@ -403,7 +403,7 @@ class TradingSystem:
         self.persistence.tell(Event(kind=EventKind.CONTROL, symbol=message.symbol,
                                     detail=f"flatten {', '.join(symbols)} by {message.source}"))
         actors = self.symbol_actors()
-        outcomes, ok = [], True
+        outcomes, ok, flat = [], True, 0
         for symbol in symbols:
             ref = actors.get(symbol)
             if ref is None:
@@ -423,11 +423,12 @@ class TradingSystem:
                                 f"reduce-only market (cliOrdId {decision.intent.client_order_id})")
             elif decision.reason is Reason.NO_POSITION:
                 outcomes.append(f"{symbol}: nothing to flatten")
+                flat += 1
             else:
                 outcomes.append(f"{symbol}: {decision.detail or decision.reason}")
                 ok = ok and decision.reason in (Reason.ORDER_PENDING,)
         logger.warning("flatten by {}: {}", message.source, "; ".join(outcomes))
-        nothing = bool(outcomes) and all(o.endswith(": nothing to flatten") for o in outcomes)
+        nothing = flat == len(symbols) > 0  # every symbol answered it was flat: decided by reason, not by the words
         code = ControlCode.NOTHING_TO_DO if nothing else ControlCode.DONE if ok else ControlCode.REFUSED
         return ControlReply(ok=ok, detail="; ".join(outcomes), symbols=tuple(symbols), code=code)
 
