@@ -17,7 +17,9 @@ import pykka
 from messages import (
     Candle,
     Candles,
+    ControlCode,
     EventKind,
+    Flatten,
     GetStatus,
     LoadOpenIntents,
     Pause,
@@ -300,3 +302,13 @@ def test_system_stops_every_actor(start_system: StartSystem) -> None:
     system.stop()
     assert not any(ref.is_alive() for ref in refs)
     assert pykka.ActorRegistry.get_all() == []
+
+
+def test_flatten_with_every_position_flat_is_done_with_nothing_to_do(start_system: StartSystem) -> None:
+    system = start_system(FakeExchange())
+    settle(system)
+    reply = system.control(Flatten(source="test"))
+    assert reply.ok and reply.code is ControlCode.NOTHING_TO_DO
+    assert reply.detail.count("nothing to flatten") == len(reply.symbols) > 0
+    unknown = system.control(Flatten(symbol="X/USD:USD", source="test"))
+    assert unknown.code is ControlCode.UNKNOWN_SYMBOL
