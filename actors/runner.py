@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import ccxt
@@ -32,7 +33,7 @@ from exchange.budget import CostBudget
 from exchange.clock import ServerClock
 from exchange.markets import UnknownSymbolError
 from exchange.modes import CredentialsError, ExchangeEndpoint
-from messages import PortfolioStatus, Shutdown
+from messages import MarketSpec, PortfolioStatus, Shutdown
 from persistence import (
     AlreadyRunningError,
     DatabaseUrlError,
@@ -103,54 +104,20 @@ class TradingProcess:
         return self.death
 
     def start(self) -> None:
-        """Take the lock, open the exchange, start the actors and the control endpoint."""
-        cfg = self.loaded.config
-        database = self.loaded.database  # one reading of the URL: the file locked is the file opened
-        self.lock = InstanceLock(self.loaded.storage_dir, database)
-        self.lock.acquire()
+        """Take the lock, open the exchange, start the actors and the control endpoint: in that order, each by its
+        own function; `stop` undoes them in reverse (run_trading calls it in its `finally`)."""
+        self.lock = take_instance_lock(self.loaded)
         self.endpoint = open_endpoint(self.loaded)
-        timeout_ms = int(cfg.exchange.timeout_s * 1000)
-        public = make_kraken_client(self.endpoint.base_url, timeout_ms=timeout_ms)
-        private = make_kraken_client(self.endpoint.base_url, self.endpoint.api_key, self.endpoint.api_secret,
-                                     timeout_ms=timeout_ms)
-        markets = self._retry("loading the market list", lambda: load_market_specs(public, cfg.trading.symbols))
-        private.set_markets(public.markets, public.currencies)  # one listing, no second request
-        interval = cfg.trading.tick_interval_s
-        rate = 1.0
-        if self.endpoint.simulator is not None:  # ticks are in market time; the paper clock runs faster
-            interval = max(0.25, interval / cfg.paper.speed)
-            rate = cfg.paper.speed
-        self.system = TradingSystem(
-            config=cfg,
-            database_url=database.url,
-            private_exchange=private,
-            public_exchange=public,
-            markets=markets,
-            candle_clock=ServerClock(public, rate=rate),
-            budget=CostBudget(),
-            market_data_interval_s=interval,
-            on_fatal=self._on_fatal,
-            archive_dir=str(self.loaded.resolve(cfg.retention.archive_dir)),
-        ).start()
+        clients = connect_exchange(self.loaded, self.endpoint, self.stopping)
+        self.system = start_trading_system(self.loaded, clients, on_fatal=self._on_fatal)
         self.control_server = start_control_endpoint(self, self.loaded)
         freeze_startup_heap()
+        cfg = self.loaded.config
         logger.info(
             "trading {} in {} mode on {}; strategy {}; database {}; stop with Ctrl-C or `python run.py stop`",
             ", ".join(cfg.trading.symbols), cfg.mode, self.endpoint.description, cfg.strategy.name,
-            database.masked,
+            self.loaded.database.masked,
         )
-
-    def _retry(self, what: str, action: Callable[[], Any]) -> Any:
-        """Retry a start-up call through network trouble (not through refused keys or unknown symbols)."""
-        delay = 1.0
-        while True:
-            try:
-                return action()
-            except (ccxt.NetworkError, ccxt.ExchangeNotAvailable) as exc:
-                logger.warning("{}: {}: {}; trying again in {:.0f}s", what, type(exc).__name__, exc, delay)
-            if self.stopping.wait(delay):
-                raise StartCancelled(f"stopped while {what}")
-            delay = min(delay * 2, 30.0)
 
     # --- the ControlTarget the control endpoint drives --------------------------------------
 
@@ -210,6 +177,74 @@ class TradingProcess:
         except Exception:  # noqa: BLE001 - shutdown goes on
             logger.exception("shutdown: {} failed", what)
             return None
+
+
+# --- start, one plain function per step (stopped in reverse by TradingProcess.stop) ----------------------------
+
+
+def take_instance_lock(loaded: LoadedConfig) -> InstanceLock:
+    """The lock on the storage and the database: a second start on either is refused and names the first."""
+    lock = InstanceLock(loaded.storage_dir, loaded.database)  # one reading of the URL: the file locked is opened
+    lock.acquire()
+    return lock
+
+
+@dataclass(frozen=True)
+class ExchangeClients:
+    """The exchange as the actors see it: a public client for candles, a private one for the gateway, the markets."""
+
+    public: Any
+    private: Any
+    markets: dict[str, MarketSpec]
+    clock: ServerClock  # the exchange's clock (faster than the wall on the paper simulator)
+    tick_interval_s: float  # how often market data looks for a new candle, in wall seconds
+
+
+def connect_exchange(loaded: LoadedConfig, endpoint: ExchangeEndpoint, stopping: threading.Event) -> ExchangeClients:
+    """Two ccxt clients on the endpoint and one market listing, read through network trouble until `stopping`."""
+    cfg = loaded.config
+    timeout_ms = int(cfg.exchange.timeout_s * 1000)
+    public = make_kraken_client(endpoint.base_url, timeout_ms=timeout_ms)
+    private = make_kraken_client(endpoint.base_url, endpoint.api_key, endpoint.api_secret, timeout_ms=timeout_ms)
+    markets = retry_through_network("loading the market list", lambda: load_market_specs(public, cfg.trading.symbols),
+                                    stopping)
+    private.set_markets(public.markets, public.currencies)  # one listing, no second request
+    interval, rate = cfg.trading.tick_interval_s, 1.0
+    if endpoint.simulator is not None:  # ticks are in market time; the paper clock runs faster
+        interval, rate = max(0.25, interval / cfg.paper.speed), cfg.paper.speed
+    return ExchangeClients(public=public, private=private, markets=markets, clock=ServerClock(public, rate=rate),
+                           tick_interval_s=interval)
+
+
+def start_trading_system(loaded: LoadedConfig, clients: ExchangeClients, *,
+                         on_fatal: Callable[[CoreActorDeath], None]) -> TradingSystem:
+    """Start the actors of the configured system on the exchange (persistence, gateway, portfolio, market data)."""
+    cfg = loaded.config
+    return TradingSystem(
+        config=cfg,
+        database_url=loaded.database.url,
+        private_exchange=clients.private,
+        public_exchange=clients.public,
+        markets=clients.markets,
+        candle_clock=clients.clock,
+        budget=CostBudget(),
+        market_data_interval_s=clients.tick_interval_s,
+        on_fatal=on_fatal,
+        archive_dir=str(loaded.resolve(cfg.retention.archive_dir)),
+    ).start()
+
+
+def retry_through_network(what: str, action: Callable[[], Any], stopping: threading.Event) -> Any:
+    """Retry a start-up call through network trouble (not through refused keys or unknown symbols)."""
+    delay = 1.0
+    while True:
+        try:
+            return action()
+        except (ccxt.NetworkError, ccxt.ExchangeNotAvailable) as exc:
+            logger.warning("{}: {}: {}; trying again in {:.0f}s", what, type(exc).__name__, exc, delay)
+        if stopping.wait(delay):
+            raise StartCancelled(f"stopped while {what}")
+        delay = min(delay * 2, 30.0)
 
 
 def freeze_startup_heap() -> None:
@@ -295,4 +330,5 @@ def _fatal(process: TradingProcess) -> int:
     return EXIT_CORE_ACTOR_DIED
 
 
-__all__ = ["EXIT_CORE_ACTOR_DIED", "TradingProcess", "run_trading", "status_line"]
+__all__ = ["EXIT_CORE_ACTOR_DIED", "ExchangeClients", "TradingProcess", "connect_exchange", "run_trading",
+           "start_trading_system", "status_line", "take_instance_lock"]

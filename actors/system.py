@@ -199,6 +199,95 @@ def gateway_settings_for(config: AppConfig, *, clock_rate: float = 1.0, **change
     })
 
 
+# --- start and stop, one plain function per core actor (Mopidy's way: started in order, stopped in reverse) ------
+
+
+def start_persistence(database_url: str, config: AppConfig, *,
+                      give_up_after_s: float = DATABASE_GIVE_UP_S) -> pykka.ActorRef[PersistenceActor]:
+    """Open the database (migrating it if needed) and start the persistence actor on it."""
+    database = open_database(database_url, sqlite_synchronous=config.database.sqlite_synchronous)
+    return PersistenceActor.start(database, give_up_after_s=give_up_after_s)
+
+
+def start_gateway(private_exchange: Any, settings: GatewaySettings, *, budget: CostBudget | None,
+                  symbols: list[str], exchange_clock: Any,
+                  ask_timeout_s: float) -> pykka.ActorRef[ExchangeGatewayActor]:
+    """Start the exchange gateway on the private client (the portfolio introduces itself in its own start)."""
+    return ExchangeGatewayActor.start(private_exchange, settings=settings, budget=budget, symbols=symbols,
+                                      exchange_clock=exchange_clock, ask_timeout_s=ask_timeout_s)
+
+
+def start_portfolio(config: AppConfig, markets: dict[str, MarketSpec], trader_factory: Any, *,
+                    persistence: pykka.ActorRef[PersistenceActor], gateway: pykka.ActorRef[ExchangeGatewayActor],
+                    ask_timeout_s: float, archive_dir: str) -> pykka.ActorRef[PortfolioActor]:
+    """Start the portfolio (it starts one symbol actor per market) with the configured risk limits and supervision."""
+    restart = config.supervision
+    return PortfolioActor.start(
+        markets=markets,
+        trader_factory=trader_factory,
+        risk=RiskBook(
+            limits=RiskLimits(
+                max_open_positions=config.risk.max_open_positions,
+                max_notional_per_order=config.risk.max_notional_per_order,
+                max_total_notional=config.risk.max_total_notional,
+            ),
+            markets=markets,
+        ),
+        restart_policy=RestartPolicy(
+            max_restarts=restart.max_restarts,
+            window_s=restart.restart_window_s,
+            backoff_initial_s=restart.backoff_initial_s,
+            backoff_max_s=restart.backoff_max_s,
+        ),
+        settings=PortfolioSettings(
+            position_sync_interval_s=config.trading.position_sync_interval_s,
+            reconcile_interval_s=config.exchange.reconcile_interval_s,
+            retention_ms=int(config.trading.intent_retention_hours * 3_600_000),
+            ask_timeout_s=ask_timeout_s,
+            archive_after_ms=tuple((table, int(days * 86_400_000)) for table, days in (
+                ("orders", config.retention.orders_days), ("fills", config.retention.fills_days),
+                ("events", config.retention.events_days)) if days > 0),
+            archive_dir=archive_dir,
+            archive_interval_s=config.retention.check_interval_s,
+        ),
+        persistence=persistence,
+        gateway=gateway,
+    )
+
+
+def start_market_data(config: AppConfig, public_exchange: Any, symbols: list[str],
+                      strategy_for: Callable[[str], Strategy], *, portfolio: pykka.ActorRef[PortfolioActor],
+                      persistence: pykka.ActorRef[PersistenceActor], clock: Any,
+                      interval_s: float) -> pykka.ActorRef[MarketDataActor]:
+    """Start the candle feed for every symbol, with enough history for the longest strategy warm-up."""
+    warmup = max((strategy_for(symbol).warmup for symbol in symbols), default=1)
+    feed = CandleFeed(public_exchange, symbols, config.trading.timeframe, history=warmup + 1, clock=clock)
+    return MarketDataActor.start(feed, portfolio, interval_s, events=persistence)
+
+
+def ensure_running(ref: pykka.ActorRef[Any], role: str, timeout_s: float) -> None:
+    """Ping a freshly started actor: pykka reports an `on_start` failure only by stopping it."""
+    death = CoreActorDeath(role, "it stopped while starting; see the log above for why")
+    if not ref.is_alive():
+        raise CoreActorDied(death)
+    try:
+        ref.ask(Ping(), block=True, timeout=timeout_s)
+    except pykka.ActorDeadError:
+        raise CoreActorDied(death) from None
+    except pykka.Timeout:
+        raise CoreActorDied(CoreActorDeath(role, f"it did not answer within {timeout_s:.0f}s of starting")) from None
+
+
+def stop_actor(ref: pykka.ActorRef[Any], role: str, timeout_s: float) -> None:
+    """Stop one actor and wait for it; one already dead is fine, one that does not stop in time is logged."""
+    try:
+        ref.stop(timeout=timeout_s)
+    except pykka.ActorDeadError:
+        pass
+    except pykka.Timeout:
+        logger.error("the {} actor did not stop within {}s", role, timeout_s)
+
+
 @dataclass
 class TradingSystem:
     """The running actors of one trading system, started and stopped as a whole."""
@@ -226,104 +315,46 @@ class TradingSystem:
     market_data: pykka.ActorRef[MarketDataActor] | None = field(default=None, init=False)
 
     def start(self) -> TradingSystem:
-        """Start persistence, gateway, portfolio (and its symbol actors), market data, in that order."""
+        """Start persistence, gateway, portfolio (and its symbol actors), market data, in that order, each pinged
+        before the next starts; whatever started is stopped in reverse if a later one fails."""
+        cfg = self.config
         try:
-            self._start()
+            self.persistence = self._started("persistence", start_persistence(
+                self.database_url, cfg, give_up_after_s=self.database_give_up_s),
+                # opening may run a one-time schema migration (it logs how much): not an ask time-out's business
+                timeout_s=self.database_open_timeout_s)
+            gateway_settings = self.gateway_settings or gateway_settings_for(
+                cfg, clock_rate=float(getattr(self.candle_clock, "rate", 1.0)))
+            self.gateway = self._started("gateway", start_gateway(
+                self.private_exchange, gateway_settings, budget=self.budget, symbols=list(self.markets),
+                exchange_clock=self.candle_clock, ask_timeout_s=self.ask_timeout_s))
+            self.portfolio = self._started("portfolio", start_portfolio(
+                cfg, self.markets, make_trader_factory(
+                    cfg, self.strategy_factory, exchange_clock=self.candle_clock,
+                    process_before_ms=gateway_settings.exchange_ms(gateway_settings.process_before_s)),
+                persistence=self.persistence, gateway=self.gateway, ask_timeout_s=self.ask_timeout_s,
+                archive_dir=self.archive_dir or cfg.retention.archive_dir))
+            if self.public_exchange is not None:
+                self.market_data = self._started("market_data", start_market_data(
+                    cfg, self.public_exchange, list(self.markets), self._strategy_for, portfolio=self.portfolio,
+                    persistence=self.persistence, clock=self.candle_clock,
+                    interval_s=self.market_data_interval_s or cfg.trading.tick_interval_s))
         except BaseException:
             self.stop()
             raise
+        logger.info("trading system started: {} symbols", len(self.markets))
         return self
 
-    def _start(self) -> None:
-        cfg = self.config
-        database = open_database(self.database_url, sqlite_synchronous=cfg.database.sqlite_synchronous)
-        self.persistence = PersistenceActor.start(database, give_up_after_s=self.database_give_up_s)
-        self._watch(self.persistence, "persistence")
-        # opening may run a one-time schema migration (it logs how much): not an ask time-out's business
-        self._ensure_running(self.persistence, "persistence", timeout_s=self.database_open_timeout_s)
-        gateway_settings = self.gateway_settings or gateway_settings_for(
-            cfg, clock_rate=float(getattr(self.candle_clock, "rate", 1.0)))
-        self.gateway = ExchangeGatewayActor.start(
-            self.private_exchange,
-            settings=gateway_settings,
-            budget=self.budget,
-            symbols=list(self.markets),
-            exchange_clock=self.candle_clock,
-            ask_timeout_s=self.ask_timeout_s,
-        )
-        self._watch(self.gateway, "gateway")
-        self._ensure_running(self.gateway, "gateway")
-        restart = cfg.supervision
-        self.portfolio = PortfolioActor.start(
-            markets=self.markets,
-            trader_factory=make_trader_factory(
-                cfg, self.strategy_factory, exchange_clock=self.candle_clock,
-                process_before_ms=gateway_settings.exchange_ms(gateway_settings.process_before_s)),
-            risk=RiskBook(
-                limits=RiskLimits(
-                    max_open_positions=cfg.risk.max_open_positions,
-                    max_notional_per_order=cfg.risk.max_notional_per_order,
-                    max_total_notional=cfg.risk.max_total_notional,
-                ),
-                markets=self.markets,
-            ),
-            restart_policy=RestartPolicy(
-                max_restarts=restart.max_restarts,
-                window_s=restart.restart_window_s,
-                backoff_initial_s=restart.backoff_initial_s,
-                backoff_max_s=restart.backoff_max_s,
-            ),
-            settings=PortfolioSettings(
-                position_sync_interval_s=cfg.trading.position_sync_interval_s,
-                reconcile_interval_s=cfg.exchange.reconcile_interval_s,
-                retention_ms=int(cfg.trading.intent_retention_hours * 3_600_000),
-                ask_timeout_s=self.ask_timeout_s,
-                archive_after_ms=tuple((table, int(days * 86_400_000)) for table, days in (
-                    ("orders", cfg.retention.orders_days), ("fills", cfg.retention.fills_days),
-                    ("events", cfg.retention.events_days)) if days > 0),
-                archive_dir=self.archive_dir or cfg.retention.archive_dir,
-                archive_interval_s=cfg.retention.check_interval_s,
-            ),
-            persistence=self.persistence,
-            gateway=self.gateway,
-        )
-        self._watch(self.portfolio, "portfolio")
-        self._ensure_running(self.portfolio, "portfolio")
-        if self.public_exchange is not None:
-            warmup = max(
-                (self._strategy_for(symbol).warmup for symbol in self.markets), default=1
-            )
-            feed = CandleFeed(
-                self.public_exchange,
-                list(self.markets),
-                cfg.trading.timeframe,
-                history=warmup + 1,
-                clock=self.candle_clock,
-            )
-            interval = self.market_data_interval_s or cfg.trading.tick_interval_s
-            self.market_data = MarketDataActor.start(feed, self.portfolio, interval, events=self.persistence)
-            self._watch(self.market_data, "market_data")
-            self._ensure_running(self.market_data, "market_data")
-        logger.info("trading system started: {} symbols", len(self.markets))
+    def _started(self, role: str, ref: pykka.ActorRef[Any], timeout_s: float | None = None) -> Any:
+        """Watch a freshly started core actor (its death stops the process) and ping it."""
+        self._watch(ref, role)
+        ensure_running(ref, role, timeout_s if timeout_s is not None else self.ask_timeout_s * 2)
+        return ref
 
     def _strategy_for(self, symbol: str) -> Strategy:
         if self.strategy_factory is not None:
             return self.strategy_factory(symbol)
         return build_strategy(self.config.strategy.name, self.config.strategy.params)
-
-    def _ensure_running(self, ref: pykka.ActorRef[Any], name: str, timeout_s: float | None = None) -> None:
-        """Ping a freshly started actor: pykka reports an `on_start` failure only by stopping it."""
-        death = CoreActorDeath(name, "it stopped while starting; see the log above for why")
-        if not ref.is_alive():
-            raise CoreActorDied(death)
-        wait_s = timeout_s if timeout_s is not None else self.ask_timeout_s * 2
-        try:
-            ref.ask(Ping(), block=True, timeout=wait_s)
-        except pykka.ActorDeadError:
-            raise CoreActorDied(death) from None
-        except pykka.Timeout:
-            raise CoreActorDied(CoreActorDeath(name, f"it did not answer within {wait_s:.0f}s "
-                                                     "of starting")) from None
 
     # --- core actors cannot die silently -----------------------------------------------------
 
@@ -362,18 +393,13 @@ class TradingSystem:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop market data, portfolio (and symbol actors), gateway, persistence: the reverse of start."""
-        for name in reversed(CORE_ACTORS):
-            ref = getattr(self, name)
+        for role in reversed(CORE_ACTORS):
+            ref = getattr(self, role)
             if ref is None:
                 continue
             self._unwatch(ref)  # a stop we asked for is not a death
-            try:
-                ref.stop(timeout=timeout)
-            except pykka.ActorDeadError:
-                pass
-            except pykka.Timeout:
-                logger.error("the {} actor did not stop within {}s", name, timeout)
-            setattr(self, name, None)
+            stop_actor(ref, role, timeout)
+            setattr(self, role, None)
 
     # --- asking the running system ---------------------------------------------------------
 
@@ -449,10 +475,7 @@ class TradingSystem:
         """Stop the market-data actor: no new candles, so no new signals."""
         if self.market_data is not None:
             self._unwatch(self.market_data)
-            try:
-                self.market_data.stop(timeout=10)
-            except (pykka.ActorDeadError, pykka.Timeout):
-                pass
+            stop_actor(self.market_data, "market_data", 10.0)
             self.market_data = None
 
     def wait_in_flight(self, timeout: float) -> int:
