@@ -247,6 +247,53 @@ class RetentionConfig(Section):
     check_interval_s: Number = Field(default=3600, ge=10, le=7 * 86_400)
 
 
+class ProtectionConfig(Section):
+    """Orders that protect a position on the exchange itself: a stop-loss and a take-profit placed after an entry
+    fills, reduce-only, sized to what filled, so a crash or a network cut never leaves a position unguarded.
+
+    Distances are from the position's entry price: `*_pct` in percent, or `*_abs` in quote currency (one of the two,
+    or neither for no such order). `enabled = false` (the default) places nothing; `status` says so.
+    """
+
+    enabled: StrictBool = False
+    stop_loss_pct: Money | None = Field(default=Decimal(2), gt=0, lt=100)
+    stop_loss_abs: Money | None = Field(default=None, gt=0, le=10**12)
+    take_profit_pct: Money | None = Field(default=Decimal(4), gt=0, le=10_000)
+    take_profit_abs: Money | None = Field(default=None, gt=0, le=10**12)
+    trigger_signal: Literal["mark", "index", "last"] = "mark"  # the price Kraken watches (mark: hard to spike)
+    # the dead man's switch: every heartbeat_interval_s the gateway asks Kraken to cancel ALL orders (stops and
+    # take-profits too) if no further heartbeat comes within dead_man_timeout_s; 0 turns it off
+    dead_man_timeout_s: StrictInt = Field(default=0, ge=0, le=86_400)
+    heartbeat_interval_s: Number = Field(default=20.0, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _one_distance_each(self) -> ProtectionConfig:
+        fields = self.model_fields_set
+        for name in ("stop_loss", "take_profit"):
+            pct, absolute = f"{name}_pct", f"{name}_abs"
+            if absolute in fields and getattr(self, absolute) is not None:
+                if pct in fields and getattr(self, pct) is not None:
+                    raise ValueError(f"give {pct} or {absolute}, not both")
+                object.__setattr__(self, pct, None)  # an absolute distance replaces the default percentage
+        if self.dead_man_timeout_s and self.heartbeat_interval_s * 2 > self.dead_man_timeout_s:
+            raise ValueError(f"heartbeat_interval_s ({self.heartbeat_interval_s:g}) must be at most half of "
+                             f"dead_man_timeout_s ({self.dead_man_timeout_s}): one lost heartbeat must not cancel "
+                             "every order (Kraken recommends a call every 15-30 s with a 60 s timeout)")
+        return self
+
+    def stop_distance(self, entry: Decimal) -> Decimal | None:
+        """How far from `entry` the stop-loss triggers (None: no stop-loss)."""
+        if self.stop_loss_abs is not None:
+            return self.stop_loss_abs
+        return None if self.stop_loss_pct is None else entry * self.stop_loss_pct / 100
+
+    def take_profit_distance(self, entry: Decimal) -> Decimal | None:
+        """How far from `entry` the take-profit triggers (None: no take-profit)."""
+        if self.take_profit_abs is not None:
+            return self.take_profit_abs
+        return None if self.take_profit_pct is None else entry * self.take_profit_pct / 100
+
+
 class AppConfig(Section):
     """The whole configuration."""
 
@@ -263,3 +310,4 @@ class AppConfig(Section):
     control: ControlConfig = ControlConfig()
     paper: PaperConfig = PaperConfig()
     retention: RetentionConfig = RetentionConfig()
+    protection: ProtectionConfig = ProtectionConfig()
