@@ -76,6 +76,7 @@ from messages import (
     Reconcile,
     ReconciliationReport,
     RecordSends,
+    ResizeOrder,
     Resolve,
     Side,
     SyncPositions,
@@ -160,6 +161,8 @@ class Tracked:
     blocked: str = ""
     confirm: bool = False  # final as answered, still to be confirmed by the order history
     gone: bool = False  # accepted but no longer listed among open orders: being looked up
+    want_amount: Decimal | None = None  # a protective order's size as its symbol asked (ResizeOrder)
+    resize_after: int = 0  # exchange ms: a resize already sent may still land until then; not sent again before
 
     @property
     def client_order_id(self) -> str:
@@ -649,6 +652,8 @@ class OrderGateway:
                 tracked.gone = False
                 tracked.exchange_order_id = tracked.exchange_order_id or resting.exchange_order_id
                 tracked.filled = max(tracked.filled, resting.filled)
+                if tracked.intent.is_protective:
+                    self._protective_size(tracked, resting.filled + resting.unfilled)
                 if tracked.filled >= tracked.intent.amount:
                     self._final(tracked, OrderState.FILLED, None, "filled", booked)
                     continue
@@ -781,6 +786,45 @@ class OrderGateway:
         if reason is Reason.CANCELED_BY_TIMEOUT:
             logger.info("{} limit order {} cancelled: {}", tracked.symbol, tracked.client_order_id, detail)
         return f"{tracked.client_order_id}: canceled"
+
+    def _protective_size(self, tracked: Tracked, size: Decimal) -> None:
+        """The size a protective order rests with is the truth; one that differs from what its symbol asked is
+        resized again once an earlier resize can no longer land (its processBefore passed)."""
+        if size > 0 and size != tracked.intent.amount:
+            tracked.intent = tracked.intent.model_copy(update={"amount": size})
+        if tracked.want_amount is not None and tracked.want_amount != size \
+                and self.exchange_now() >= tracked.resize_after:
+            self._resize(tracked, tracked.want_amount)
+
+    def resize(self, message: ResizeOrder) -> str:
+        """A symbol asks for a protective order of the given size: edited now if it rests, else once it does."""
+        tracked = self.orders.get(message.client_order_id)
+        if tracked is None or not tracked.intent.is_protective:
+            return f"{message.client_order_id}: not a protective order of ours being followed"
+        tracked.want_amount = message.amount
+        if tracked.state not in _LIVE or not tracked.exchange_order_id:
+            return f"{message.client_order_id}: resized to {message.amount} once it rests"
+        return self._resize(tracked, message.amount)
+
+    def _resize(self, tracked: Tracked, amount: Decimal) -> str:
+        if amount == tracked.intent.amount:
+            return f"{tracked.client_order_id}: already {amount}"
+        assert tracked.exchange_order_id is not None
+        process_before = self.exchange_now() + self.settings.exchange_ms(self.settings.process_before_s)
+        tracked.resize_after = process_before + self.settings.margin_ms
+        try:
+            status = self.api.resize(tracked.exchange_order_id, amount, process_before)
+        except Exception as exc:  # the next look compares the resting size again, after the processBefore
+            logger.warning("{} {}: resizing to {} failed: {}: {}; tried again at a later look", tracked.symbol,
+                           tracked.client_order_id, amount, type(exc).__name__, exc)
+            return f"{tracked.client_order_id}: resize failed ({type(exc).__name__}), will retry"
+        if status.lower() != "edited":
+            logger.warning("{} {}: resize to {} not done: {}", tracked.symbol, tracked.client_order_id, amount, status)
+            return f"{tracked.client_order_id}: resize not done ({status})"
+        tracked.intent = tracked.intent.model_copy(update={"amount": amount})
+        logger.info("{} {} {} resized to {}", tracked.symbol, tracked.intent.kind.value, tracked.client_order_id,
+                    amount)
+        return f"{tracked.client_order_id}: resized to {amount}"
 
     def cancel_one(self, message: CancelOrder) -> str:
         """Cancel one of our orders (flatten replaces a resting exit)."""
@@ -1186,6 +1230,8 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
                 return self._guarded("cancel", lambda: self.gateway.cancel_open(message.symbol, self.symbols))
             case CancelOrder():
                 return self._guarded("cancel", lambda: self.gateway.cancel_one(message))
+            case ResizeOrder():
+                return self._guarded("resize", lambda: self.gateway.resize(message))
             case Resolve():
                 return self._guarded("resolve", lambda: self.gateway.give_up(message))
             case GetInFlight():

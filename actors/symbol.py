@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pykka
 from loguru import logger
 
+from actors.protection import LABEL_OF, ORDER_TYPE_OF, ProtectionSettings, protective_hash, trigger_price
 from messages import (
     UNRESOLVED_STATES,
     AbandonIntent,
@@ -49,7 +50,9 @@ from messages import (
     Position,
     PositionSide,
     PositionSync,
+    ProtectionView,
     Reason,
+    ResizeOrder,
     Resolve,
     Resume,
     RiskRelease,
@@ -90,6 +93,7 @@ class SymbolSettings:
     # then records the send durably in its own transaction. None: the gateway records it before sending.
     process_before_ms: int | None = None
     seen_max: int = 2_000  # hashes kept in memory: a cache in front of the database's unique hash (L1)
+    protection: ProtectionSettings = field(default_factory=ProtectionSettings)  # stop-loss / take-profit on Kraken
 
 
 class ClaimUnanswered(Exception):
@@ -119,6 +123,9 @@ class SymbolPorts(Protocol):
     def cancel_order(self, command: CancelOrder) -> None:
         """Ask the gateway to cancel one of our orders (tell)."""
 
+    def resize_order(self, command: ResizeOrder) -> None:
+        """Ask the gateway to resize one of our protective orders (tell)."""
+
     def record(self, event: Event) -> None:
         """Append an event to the log."""
 
@@ -137,6 +144,15 @@ class TrackedOrder:
     exchange_order_id: str | None = None
     recovered: bool = False  # loaded at start: INITIALIZED/SUBMITTED then means "maybe sent"
     order_type: str = "market"
+    kind: SignalKind | None = None  # STOP_LOSS / TAKE_PROFIT for a protective order
+    trigger_price: Decimal | None = None
+    trigger_signal: str | None = None
+    asked_at: int | None = None  # when a cancel of this protective order was last asked for (wall ms)
+
+    @property
+    def protective(self) -> bool:
+        """True for a stop-loss or take-profit protecting the position."""
+        return self.kind is not None and self.kind.is_protective
 
     @property
     def unresolved(self) -> bool:
@@ -157,6 +173,15 @@ class Decision:
     def accepted(self) -> bool:
         """True when an order was handed to the gateway."""
         return self.intent is not None
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The entry that opened the position the protective orders guard (their hashes derive from it)."""
+
+    intent_hash: str
+    side: Side
+    price: Decimal  # its fill price when known, else its signal's close
 
 
 @dataclass
@@ -195,6 +220,10 @@ class SymbolTrader:
     position_mismatch: str = field(init=False, default="")
     accept_next_sync: bool = field(init=False, default=False)
     flatten_after_cancel: str | None = field(init=False, default=None)  # the resting exit being replaced
+    anchor: Anchor | None = field(init=False, default=None)  # the position's opening entry (protective orders)
+    generation: dict[SignalKind, int] = field(init=False, default_factory=dict)  # next protective hash to claim
+    refusals: dict[SignalKind, tuple[int, int]] = field(init=False, default_factory=dict)  # kind -> (count, at)
+    protection_problem: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
         self.candles = deque(maxlen=max(self.settings.window, self.strategy.warmup + 1))
@@ -214,7 +243,13 @@ class SymbolTrader:
                 exchange_order_id=record.exchange_order_id,
                 recovered=True,
                 order_type=record.order_type,
+                kind=record.kind if record.kind.is_protective else None,
+                trigger_price=record.trigger_price,
+                trigger_signal=record.trigger_signal,
             )
+        entry = self.bootstrap.last_entry
+        if entry is not None:
+            self.anchor = Anchor(entry.intent_hash, entry.side, entry.price)
         control = self.bootstrap.control
         self.paused, self.halted, self.halt_reason = control.paused, control.halted, control.reason
 
@@ -278,6 +313,10 @@ class SymbolTrader:
                                 f"{side.value} order {foreign[0].client_order_id or foreign[0].exchange_order_id} "
                                 "placed outside this system rests on the exchange")
         for order in self.orders.values():  # L5: our own order still in flight
+            if order.protective and contracts == 0:  # the closed position's stop could act on the new one
+                return self._reject(signal, hash_hex, Reason.ORDER_PENDING,
+                                    f"{LABEL_OF[order.kind]} {order.client_order_id} of the closed position is being "
+                                    "cancelled" if order.kind else "")
             if order.unresolved:
                 return self._reject(
                     signal, hash_hex, Reason.ORDER_UNRESOLVED, f"order {order.client_order_id} outcome unknown"
@@ -316,8 +355,8 @@ class SymbolTrader:
             return self._reject(signal, hash_hex, Reason.NO_POSITION, "nothing to flatten: the position is flat")
         side = Side.SELL if contracts > 0 else Side.BUY
         for order in self.orders.values():
-            if not (order.reduce_only and order.side is side):
-                continue
+            if not (order.reduce_only and order.side is side) or order.protective:
+                continue  # a stop-loss resting beside the flatten is cancelled once the position is flat
             if order.unresolved:
                 return self._reject(signal, hash_hex, Reason.ORDER_UNRESOLVED,
                                     f"exit {order.client_order_id} outcome unknown; status says what frees it")
@@ -342,7 +381,7 @@ class SymbolTrader:
             return self._reject(signal, hash_hex, Reason.NO_POSITION, "nothing to exit")
         side = Side.SELL if contracts > 0 else Side.BUY
         for order in self.orders.values():  # L5 for exits: only another exit on the same side blocks
-            if order.reduce_only and order.side is side:
+            if order.reduce_only and order.side is side and not order.protective:
                 reason = Reason.ORDER_UNRESOLVED if order.unresolved else Reason.ORDER_PENDING
                 return self._reject(signal, hash_hex, reason, f"exit {order.client_order_id} in flight")
         intent = self._intent(signal, hash_hex, side, Decimal(0), abs(contracts), reduce_only=True,
@@ -420,6 +459,9 @@ class SymbolTrader:
             amount=intent.amount,
             state=OrderState.INITIALIZED,
             order_type=intent.order_type,
+            kind=intent.kind if intent.is_protective else None,
+            trigger_price=intent.trigger_price,
+            trigger_signal=intent.trigger_signal,
         )
         if not result.handed:  # the gateway was gone: the claim is recovered (and proven) at the next start
             logger.error("{} {} claimed but not handed to the gateway; the next start resolves it", self.symbol,
@@ -456,7 +498,13 @@ class SymbolTrader:
 
     def on_order_update(self, update: OrderUpdate) -> Decision | None:
         """Apply the gateway's report on one of our orders (moves the transition table does not allow change
-        nothing)."""
+        nothing), then bring the position's protective orders in line with it."""
+        decision = self._apply_update(update)
+        if update.client_order_id is not None and update.intent_hash is not None:
+            self.protect()
+        return decision
+
+    def _apply_update(self, update: OrderUpdate) -> Decision | None:
         if update.client_order_id is None or update.intent_hash is None:
             return None
         cid = update.client_order_id
@@ -468,6 +516,7 @@ class SymbolTrader:
             return None
         if update.filled > order.filled:
             delta = update.filled - order.filled
+            self._filled_more(order, update, delta)
             if not self._in_last_sync(update, delta):
                 self.unsynced_fills.append((update.seq, delta if order.side is Side.BUY else -delta))
             order.filled = update.filled
@@ -480,11 +529,36 @@ class SymbolTrader:
         del self.orders[cid]
         self.blocked.pop(cid, None)
         self._remember_finished(cid, update.state, order.filled, order.reduce_only, order.side)
+        if order.protective and update.state is OrderState.REJECTED and order.kind is not None:
+            self._refused(order.kind, f"{update.reason or 'rejected'}: {update.detail}")
         if self.flatten_after_cancel == cid:
             self.flatten_after_cancel = None
             if self.effective_contracts() != 0:
                 return self.flatten("flatten (after the resting exit was cancelled)")
         return None
+
+    def _filled_more(self, order: TrackedOrder, update: OrderUpdate, delta: Decimal) -> None:
+        """An entry's fills make it the anchor of the position's protective orders; a protective order's fills are
+        the exchange closing (part of) the position: said in the log and the events."""
+        if not order.reduce_only:  # before this fill is counted: was the position flat (or the other way)?
+            if self.anchor is None or self.anchor.side is not order.side or self.effective_contracts() == 0:
+                price = update.average_price or (update.fills[0].price if update.fills else None)
+                self.anchor = Anchor(order.intent_hash, order.side, price or self._reference_price())
+                self.generation.clear()
+                self.refusals.clear()
+            return
+        if order.protective and order.kind is not None:
+            price = update.average_price
+            detail = (f"{LABEL_OF[order.kind]} {order.client_order_id} filled {delta} on the exchange"
+                      + (f" at {price}" if price is not None else "") + f" (trigger {order.trigger_price})")
+            logger.warning("{} closed by {} on the exchange: {}", self.symbol, LABEL_OF[order.kind], detail)
+            self.ports.record(Event(kind=EventKind.PROTECTION, symbol=self.symbol, intent_hash=order.intent_hash,
+                                    detail=f"closed by {LABEL_OF[order.kind]} on the exchange: {detail}"))
+
+    def _reference_price(self) -> Decimal:
+        if self.position is not None and self.position.entry_price:
+            return self.position.entry_price
+        return self.candles[-1].close if self.candles else Decimal(0)
 
     def _taken_back(self, update: OrderUpdate) -> None:
         """A report on an order that had ended: found on the exchange after all, its fills count."""
@@ -601,6 +675,115 @@ class SymbolTrader:
         self.position_seq = sync.seq
         self.position_exchange_time = sync.exchange_time
         self.unsynced_fills = [(seq, amount) for seq, amount in self.unsynced_fills if seq > sync.seq]
+        self.protect()
+
+    # --- protective orders (actors/protection.py) ---------------------------------------
+
+    def protect(self) -> None:
+        """Bring the position's stop-loss and take-profit in line with it: placed when missing, resized to the
+        position, cancelled once it is flat or not the one this system opened.
+
+        Level-triggered: called after every order update and position sync, it asks again for what is not done
+        yet, so a lost cancel, a refused placement or a restart is mended at the next look."""
+        settings = self.settings.protection
+        if not settings.enabled or self.position is None:
+            return
+        contracts = self.effective_contracts()
+        live = [o for o in self.orders.values() if o.protective]
+        anchor = self.anchor
+        if anchor is None or contracts == 0 or (contracts > 0) != (anchor.side is Side.BUY):
+            for order in live:
+                self._cancel_protective(order, "the position is flat" if contracts == 0
+                                        else f"position {contracts} is not the one it protected")
+            self.protection_problem = "" if contracts == 0 else (
+                f"position {contracts} was not opened by this system: no protective orders placed")
+            return
+        side = Side.SELL if contracts > 0 else Side.BUY
+        problems = []
+        for kind in settings.kinds:
+            have = [o for o in live if o.kind is kind]
+            for order in have:
+                if order.side is not side:
+                    self._cancel_protective(order, f"it is a {order.side.value} but the position needs a {side.value}")
+                elif order.amount != abs(contracts):
+                    order.amount = abs(contracts)  # asked once per change; the gateway keeps resizing until it is
+                    self.ports.resize_order(ResizeOrder(symbol=self.symbol, client_order_id=order.client_order_id,
+                                                        amount=order.amount))
+            if not any(o.side is side for o in have):
+                problem = self._place_protective(kind, side, abs(contracts), anchor)
+                if problem:
+                    problems.append(problem)
+        self.protection_problem = "; ".join(problems)
+
+    def _cancel_protective(self, order: TrackedOrder, why: str) -> None:
+        now = self.clock()
+        if order.asked_at is not None and now - order.asked_at < self.settings.protection.retry_ms:
+            return
+        order.asked_at = now
+        logger.info("{} cancelling {} {}: {}", self.symbol, LABEL_OF.get(order.kind, "order") if order.kind else "",
+                    order.client_order_id, why)
+        self.ports.cancel_order(CancelOrder(symbol=self.symbol, client_order_id=order.client_order_id))
+
+    def _refused(self, kind: SignalKind, detail: str) -> None:
+        count = self.refusals.get(kind, (0, 0))[0] + 1
+        self.refusals[kind] = (count, self.clock())
+        logger.error("{} {} refused ({} of {}): {}", self.symbol, LABEL_OF[kind], count,
+                     self.settings.protection.max_refusals, detail)
+        self.ports.record(Event(kind=EventKind.PROTECTION, symbol=self.symbol, reason=Reason.EXCHANGE_REJECTED,
+                                detail=f"{LABEL_OF[kind]} refused ({count}): {detail}"))
+
+    def _place_protective(self, kind: SignalKind, side: Side, amount: Decimal, anchor: Anchor) -> str:
+        """Claim (and so send) the next protective order of this kind; '' when claimed, else why not (yet)."""
+        settings, label, now = self.settings.protection, LABEL_OF[kind], self.clock()
+        count, at = self.refusals.get(kind, (0, 0))
+        if count >= settings.max_refusals:
+            return (f"{label} refused {count} times: the position is NOT protected on the exchange; `flatten "
+                    f"{self.symbol}` closes it")
+        if count and now - at < settings.retry_ms:
+            return f"{label} refused {count} time(s); asked again shortly"
+        entry = self.position.entry_price if self.position is not None and self.position.is_open \
+            and self.position.entry_price else anchor.price
+        distance = settings.distance(kind, entry)
+        price = None if distance is None else trigger_price(kind, side is Side.SELL, entry, distance,
+                                                            self.market.price_tick)
+        if price is None:
+            return f"{label}: no valid trigger price from entry {entry}"
+        for _ in range(64):  # generations whose orders ended before are skipped: their hashes are claimed
+            generation = self.generation.get(kind, 0)
+            hash_hex = protective_hash(anchor.intent_hash, kind, generation)
+            sent_at = self._exchange_now() if self.settings.process_before_ms is not None else None
+            intent = OrderIntent(
+                sent_at=sent_at,
+                process_before=None if sent_at is None else sent_at + (self.settings.process_before_ms or 0),
+                intent_hash=hash_hex, client_order_id=client_order_id_for(hash_hex), symbol=self.symbol, kind=kind,
+                side=side, candle_time=now, notional=Decimal(0), amount=amount, price=price, reduce_only=True,
+                order_type=ORDER_TYPE_OF[kind], trigger_price=price, trigger_signal=settings.trigger_signal,
+                created_at=now)
+            event = Event(kind=EventKind.INTENT_CLAIMED, symbol=self.symbol, intent_hash=hash_hex,
+                          detail=f"{kind.value} {side.value} {amount} trigger {price} ({settings.trigger_signal}) "
+                                 f"cliOrdId={intent.client_order_id}")
+            try:
+                result = self.ports.claim(ClaimIntent(intent=intent, event=event))
+            except Exception as exc:  # noqa: BLE001 - given up, never sent; the same hash is claimed again later
+                self.ports.give_up(ClaimGivenUp(symbol=self.symbol, intent_hash=hash_hex,
+                                                detail=f"claim not confirmed in time: {exc!r}"), entry=False)
+                self._refused(kind, f"claim not confirmed: {exc!r}")
+                return f"{label} not claimed ({type(exc).__name__}); asked again shortly"
+            state = result.existing_state
+            if not result.claimed and state is not None and state.is_final:
+                self.generation[kind] = generation + 1  # that one ended: the next generation is the position's
+                continue
+            self.orders[intent.client_order_id] = TrackedOrder(
+                intent_hash=hash_hex, client_order_id=intent.client_order_id, side=side, reduce_only=True,
+                amount=amount, state=OrderState.INITIALIZED if result.claimed else (state or OrderState.UNKNOWN),
+                recovered=not result.claimed, order_type=intent.order_type, kind=kind, trigger_price=price,
+                trigger_signal=settings.trigger_signal)
+            if result.claimed:
+                logger.info("{} {} {} {} trigger {} ({}) (cliOrdId {})", self.symbol, label, side.value, amount, price,
+                            settings.trigger_signal, intent.client_order_id)
+                return ""
+            return f"{label} {intent.client_order_id} claimed before ({state}): being resolved"
+        return f"{label}: no free generation"
 
     def on_open_orders(self, sync: OpenOrdersSync) -> None:
         """Take the orders resting on the exchange for this symbol, as reconciliation found them."""
@@ -706,6 +889,12 @@ class SymbolTrader:
             not_ready=self.not_ready if self.position is None else "",
             blocked=blocked,
             strategy_off=self.strategy_off,
+            protection_enabled=self.settings.protection.enabled,
+            protection=tuple(
+                ProtectionView(kind=o.kind.value, client_order_id=o.client_order_id, side=o.side, amount=o.amount,
+                               trigger_price=o.trigger_price, trigger_signal=o.trigger_signal, state=o.state)
+                for o in self.orders.values() if o.protective and o.kind is not None),
+            protection_problem=self.protection_problem,
         )
 
     def unrealized_pnl(self) -> Decimal | None:
@@ -765,6 +954,9 @@ class ActorPorts:
         self._portfolio.tell(release)
 
     def cancel_order(self, command: CancelOrder) -> None:
+        self._gateway.tell(command)
+
+    def resize_order(self, command: ResizeOrder) -> None:
         self._gateway.tell(command)
 
     def record(self, event: Event) -> None:

@@ -17,6 +17,7 @@ from actors.gateway import ExchangeGatewayActor, GatewaySettings
 from actors.market_data import CandleFeed, MarketDataActor
 from actors.persistence import DATABASE_GIVE_UP_S, PersistenceActor
 from actors.portfolio import PortfolioActor, PortfolioSettings
+from actors.protection import ProtectionSettings
 from actors.risk import RiskBook, RiskLimits
 from actors.supervision import RestartPolicy
 from actors.symbol import SymbolActor, SymbolPorts, SymbolSettings, SymbolTrader
@@ -70,6 +71,7 @@ def make_trader_factory(config: AppConfig, strategy_factory: Any = None, *, exch
         limit_offset_bps=config.trading.limit_offset_bps,
         retention_ms=int(config.trading.intent_retention_hours * 3_600_000),
         process_before_ms=process_before_ms if exchange_clock is not None else None,
+        protection=ProtectionSettings.from_config(config.protection),
     )
 
     def build(market: MarketSpec, bootstrap: SymbolBootstrap, ports: SymbolPorts, restarts: int,

@@ -91,6 +91,9 @@ _SYMBOL_KNOWN = frozenset(
         "not_ready",
         "blocked",
         "strategy_off",
+        "protection_enabled",
+        "protection",
+        "protection_problem",
     }
 )
 _STATE_WORDS = {
@@ -284,6 +287,25 @@ def _details(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         ]
         if extra:
             lines.append(f"{row.get('symbol', '?')}: " + "  ".join(extra))
+        lines.extend(_protection(row))
+    return lines
+
+
+def _protection(row: Mapping[str, Any]) -> list[str]:
+    """A symbol's protective orders on the exchange (stop-loss, take-profit), and why they are missing if they are."""
+    symbol = row.get("symbol", "?")
+    orders = []
+    for item in _as_list(row.get("protection")):
+        order = _as_mapping(item)
+        kind = "stop-loss" if order.get("kind") == "STOP_LOSS" else "take-profit"
+        trigger = f" ({order.get('trigger_signal')})" if order.get("trigger_signal") else ""
+        orders.append(f"{kind} {_number(order.get('trigger_price'))}{trigger} {_text(order.get('side'))} "
+                      f"{_number(order.get('amount'))} {_text(order.get('state')).lower()} "
+                      + _UUID.sub(r"\1", _text(order.get("client_order_id"))))
+    lines = [f"{symbol}: " + " · ".join(orders)] if orders else []
+    problem = _text(row.get("protection_problem"), default="")
+    if problem:
+        lines.append(f"{symbol}: protection: {problem}")
     return lines
 
 
@@ -308,6 +330,11 @@ def _totals(status: Mapping[str, Any]) -> list[str]:
                 f"{_or_dash(open_positions)} open; risk slots {_or_dash(slots)} of {_or_dash(max_slots)} used",
             )
         )
+    rows = [_as_mapping(row) for row in _as_list(status.get("symbols"))]
+    if any("protection_enabled" in row for row in rows):
+        on = any(row.get("protection_enabled") for row in rows)
+        lines.append(("Protection", "stop-loss / take-profit rest on the exchange" if on
+                      else "off: positions are closed only by the strategy ([protection] enabled = false)"))
     if "reconciled" in status:
         lines.append(
             ("Reconciled", "yes" if status.get("reconciled") else "not yet: nothing trades until it is")

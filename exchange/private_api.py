@@ -37,6 +37,7 @@ from exchange.reports import (
     UnreadableAnswer,
     parse_batch_status,
     parse_cancel_status,
+    parse_edit_status,
     parse_executions,
     parse_fills,
     parse_history,
@@ -48,6 +49,7 @@ from exchange.reports import (
 )
 from messages import OrderIntent, Position
 
+PROTECTIVE_ORDER_TYPES = frozenset({"stop", "take_profit"})  # OrderIntent.order_type of a stop-loss / take-profit
 FILLS_PAGE = 100  # Kraken's fills endpoint returns the newest 100 (get-fills docs)
 MAX_FILL_PAGES = 50
 HISTORY_PAGE = 500
@@ -284,6 +286,16 @@ class PrivateApi:
             params["processBefore"] = iso_ms(process_before_ms)
         if intent.reduce_only:
             params["reduceOnly"] = True
+        if intent.order_type in PROTECTIVE_ORDER_TYPES:
+            # ccxt builds Kraken's `stp` from stopLossPrice and `take_profit` from takeProfitPrice, both with
+            # `stopPrice`, `triggerSignal` and reduceOnly (krakenfutures.create_order_request)
+            if intent.trigger_price is None:
+                raise ValueError(f"{intent.client_order_id}: a {intent.order_type} order without a trigger price")
+            price_key = "stopLossPrice" if intent.order_type == "stop" else "takeProfitPrice"
+            params.update({price_key: float(intent.trigger_price), "triggerSignal": intent.trigger_signal or "mark",
+                           "reduceOnly": True})
+            return self.exchange.create_order_request(intent.symbol, "market", intent.side.value,
+                                                      float(intent.amount), None, params)
         if intent.order_type == "limit":
             if intent.limit_price is None:
                 raise ValueError(f"{intent.client_order_id}: a limit order without a limit price")
@@ -318,6 +330,14 @@ class PrivateApi:
         if not isinstance(answer, dict) or str(answer.get("result", "")).lower() != "success":
             raise UnreadableAnswer(f"sendorder: not a success answer: {str(answer)[:200]}")
         return parse_send_status(answer.get("sendStatus"), "sendorder")
+
+    def resize(self, exchange_order_id: str, amount: Decimal, process_before_ms: int | None = None) -> str:
+        """editorder: set a resting order's size (Kraken's `size`); the answer's status ("edited", or why not)."""
+        request: dict[str, Any] = {"orderId": exchange_order_id, "size": str(amount)}
+        if process_before_ms is not None:
+            request["processBefore"] = iso_ms(process_before_ms)
+        self._spend("editorder")
+        return parse_edit_status(self.exchange.privatePostEditorder(request))
 
     def cancel(self, exchange_order_id: str) -> tuple[str, Decimal | None]:
         """cancelorder by order id -> (status, filled at the cancel when the answer shows it)."""

@@ -523,6 +523,17 @@ def parse_cancel_status(answer: Any) -> tuple[str, Decimal | None]:
     return status, filled
 
 
+def parse_edit_status(answer: Any) -> str:
+    """editorder -> its status ("edited", or Kraken's reason it was not: "orderForEditNotFound", ...)."""
+    if not isinstance(answer, Mapping):
+        raise UnreadableAnswer(f"editorder: the answer is not an object: {str(answer)[:200]}")
+    item = _item(answer.get("editStatus", answer), "editorder")
+    status = item.get("status")
+    if not isinstance(status, str) or not status:
+        raise UnreadableAnswer(f"editorder: no status in {str(item)[:200]}")
+    return status
+
+
 def parse_batch_status(answer: Any, expected: Sequence[tuple[str, str | None]]) -> list[SendReport]:
     """batchorder -> one SendReport per send instruction, in the order of `expected` ((order_tag, cliOrdId) each).
 

@@ -17,6 +17,8 @@ Glossary: the order-like types (what it is -- who owns it -- where it lives)
                       status) -- SymbolTrader.orders, by client order id, inside the SymbolActor -- actors/symbol.py
     PendingOrderView  a read-only copy of a TrackedOrder for status output -- made by SymbolTrader.status() in
                       SymbolStatus.pending_orders -- messages/control.py
+    ProtectionView    a position's protective order (stop-loss, take-profit: an OrderIntent of kind STOP_LOSS or
+                      TAKE_PROFIT, tracked like any other) for status output -- SymbolStatus.protection
     ExchangeOrder     an order resting on the exchange, ours or not, as the last reconciliation saw it -- made by
                       the gateway, kept per symbol by the portfolio, pushed to symbols in OpenOrdersSync --
                       messages/reconciliation.py
@@ -51,7 +53,9 @@ T+reply = a tell that carries a pykka future the sender waits on, so that claims
         (TradingSystem), QueryEvents A (tests, benchmarks), ClaimIntent A without reply (tests), Ping A
     ExchangeGatewayActor (actors/gateway.py; the logic is OrderGateway)
         PlaceOrders T (persistence, the intents one commit claimed), PlaceOrder T (tests), SyncPositions T,
-        Reconcile T (portfolio), CancelOrder T (a symbol's flatten cancelling its resting limit exit), Flush T,
+        Reconcile T (portfolio), CancelOrder T (a symbol's flatten cancelling its resting limit exit; a symbol
+        cancelling the protective orders of a closed position), ResizeOrder T (a symbol resizing its stop-loss or
+        take-profit to the position), Flush T,
         Tick("poll") T (itself), ConnectGateway T (the portfolio's first message), CancelOrders A, Resolve A,
         GetInFlight A (TradingSystem), Ping A (also a barrier: orders gathered before it are sent first)
     MarketDataActor (actors/market_data.py)
@@ -71,6 +75,7 @@ from messages.control import (
     Pause,
     PendingOrderView,
     PortfolioStatus,
+    ProtectionView,
     Resolve,
     Resume,
     Shutdown,
@@ -92,6 +97,7 @@ from messages.orders import (
     OrderUpdate,
     PlaceOrder,
     PlaceOrders,
+    ResizeOrder,
     Side,
     client_order_id_for,
     intent_hash,
@@ -142,6 +148,7 @@ __all__ = [
     "AbandonIntent",
     "ArchiveHistory",
     "CancelOrder",
+    "ResizeOrder",
     "CancelOrders",
     "Candle",
     "Candles",
@@ -181,6 +188,7 @@ __all__ = [
     "OrderUpdate",
     "Pause",
     "PendingOrderView",
+    "ProtectionView",
     "Ping",
     "PlaceOrder",
     "PlaceOrders",

@@ -137,6 +137,18 @@ class PendingOrderView(Message):
     exchange_order_id: str | None = None
 
 
+class ProtectionView(Message):
+    """One protective order of a position, as status shows it."""
+
+    kind: str  # "STOP_LOSS" or "TAKE_PROFIT"
+    client_order_id: str
+    side: Side
+    amount: Decimal
+    trigger_price: Decimal | None
+    trigger_signal: str | None
+    state: OrderState
+
+
 class SymbolStatus(Message):
     """One symbol actor's status."""
 
@@ -159,6 +171,9 @@ class SymbolStatus(Message):
     not_ready: str = ""  # why the symbol may not trade yet (SYNCING)
     blocked: str = ""  # why entries are refused (BLOCKED) and which command frees it
     strategy_off: bool = False  # halted after crashes: the strategy is off, exits and flatten still work
+    protection_enabled: bool = False  # [protection] enabled: stop-loss / take-profit orders rest on the exchange
+    protection: tuple[ProtectionView, ...] = ()
+    protection_problem: str = ""  # why the position is not protected as configured ('' when it is, or is flat)
 
 
 class PortfolioStatus(Message):

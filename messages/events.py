@@ -63,6 +63,7 @@ class EventKind(StrEnum):
     RECONCILED = "RECONCILED"
     RECONCILE_FAILED = "RECONCILE_FAILED"
     RECONCILE_MISMATCH = "RECONCILE_MISMATCH"
+    PROTECTION = "PROTECTION"  # a stop-loss or take-profit placed, resized, filled ("closed by stop"), refused
 
 
 class Event(Message):

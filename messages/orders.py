@@ -96,8 +96,10 @@ class OrderIntent(Message):
     amount: Decimal = Field(gt=0)
     price: Decimal  # reference price (signal close) for sizing, limits and risk
     reduce_only: bool = False
-    order_type: str = "market"  # "market" or "limit"
+    order_type: str = "market"  # "market", "limit", or for protective orders "stop" / "take_profit"
     limit_price: Decimal | None = None
+    trigger_price: Decimal | None = None  # a protective order's stop price
+    trigger_signal: str | None = None  # the price Kraken watches for it: "mark", "index" or "last"
     created_at: int = Field(default_factory=now_ms)
     # Set when the claim itself records the first send (SUBMITTED in the claim's transaction): the exchange
     # time of the claim and the processBefore every copy of the first send carries (exchange epoch ms).
@@ -108,6 +110,11 @@ class OrderIntent(Message):
     def is_entry(self) -> bool:
         """True when this intent opens or adds to a position."""
         return not self.reduce_only
+
+    @property
+    def is_protective(self) -> bool:
+        """True for a stop-loss or take-profit protecting a position (a reduce-only trigger order)."""
+        return self.kind.is_protective
 
 
 class PlaceOrder(Message):
@@ -127,6 +134,15 @@ class CancelOrder(Message):
 
     symbol: str
     client_order_id: str
+
+
+class ResizeOrder(Message):
+    """Gateway command: set the size of one of our resting protective orders (editorder), e.g. to the position
+    after more of its entry filled. Idempotent: the same size twice changes nothing."""
+
+    symbol: str
+    client_order_id: str
+    amount: Decimal = Field(gt=0)
 
 
 class Fill(Message):

@@ -28,6 +28,8 @@ class IntentRecord(Message):
     notional: Decimal
     order_type: str
     limit_price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    trigger_signal: str | None = None
     state: OrderState
     filled: Decimal = Decimal(0)
     exchange_order_id: str | None = None
@@ -44,7 +46,7 @@ class IntentRecord(Message):
     # The fields an OrderIntent shares with its record: the one mapping between the two.
     INTENT_FIELDS: ClassVar[tuple[str, ...]] = (
         "intent_hash", "client_order_id", "symbol", "kind", "side", "candle_time", "notional", "amount", "price",
-        "reduce_only", "order_type", "limit_price", "created_at",
+        "reduce_only", "order_type", "limit_price", "trigger_price", "trigger_signal", "created_at",
     )
 
     def to_intent(self) -> OrderIntent:
@@ -166,6 +168,7 @@ class SymbolBootstrap(Message):
     recent_hashes: frozenset[str]
     open_intents: tuple[IntentRecord, ...]
     control: ControlRecord
+    last_entry: IntentRecord | None = None  # the newest entry that filled: the position protective orders guard
 
 
 class LoadOpenIntents(Message):

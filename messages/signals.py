@@ -9,16 +9,24 @@ from messages._base import Message
 
 
 class SignalKind(StrEnum):
-    """What a strategy asks for: enter long, enter short, or exit the position."""
+    """What an intent is for: a strategy's enter long, enter short or exit; or one of the protective orders the
+    symbol places after an entry fills (a stop-loss, a take-profit: reduce-only trigger orders on the exchange)."""
 
     ENTER_LONG = "ENTER_LONG"
     ENTER_SHORT = "ENTER_SHORT"
     EXIT = "EXIT"
+    STOP_LOSS = "STOP_LOSS"
+    TAKE_PROFIT = "TAKE_PROFIT"
 
     @property
     def is_entry(self) -> bool:
         """True for the two entry kinds."""
-        return self is not SignalKind.EXIT
+        return self is SignalKind.ENTER_LONG or self is SignalKind.ENTER_SHORT
+
+    @property
+    def is_protective(self) -> bool:
+        """True for a stop-loss or take-profit order protecting a position."""
+        return self is SignalKind.STOP_LOSS or self is SignalKind.TAKE_PROFIT
 
 
 class Signal(Message):

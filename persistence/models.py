@@ -8,7 +8,7 @@ from typing import Any
 import peewee
 
 # 2: intents keep limit_price, sent_at, process_before and sends; 3: booked, fills_complete, PnL totals
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: intents carry a protective order's trigger_price and trigger_signal
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,8 @@ def build_models(database: peewee.Database) -> Models:
         reduce_only = peewee.BooleanField(default=False)
         order_type = peewee.CharField(max_length=16, default="market")
         limit_price = peewee.TextField(null=True)
+        trigger_price = peewee.TextField(null=True)  # a stop-loss / take-profit's stop price
+        trigger_signal = peewee.CharField(max_length=8, null=True)  # mark, index or last
         status = peewee.CharField(max_length=20, index=True)
         reason = peewee.CharField(max_length=40, null=True)
         exchange_order_id = peewee.CharField(max_length=100, null=True)

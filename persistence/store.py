@@ -397,9 +397,10 @@ class Store:
                 info.update(value=str(SCHEMA_VERSION)).where(info.key == "version").execute()
         self._load_totals()
 
-    # The intent columns that versions 1 and 2 lacked, with the database default each gets when added.
+    # The intent columns that versions 1 to 3 lacked, with the database default each gets when added.
     _ADDED_COLUMNS = (("limit_price", None), ("sent_at", None), ("process_before", None), ("sends", "0"),
-                      ("schema_v1", "FALSE"), ("booked", "'0'"), ("fills_complete", "FALSE"))
+                      ("schema_v1", "FALSE"), ("booked", "'0'"), ("fills_complete", "FALSE"),
+                      ("trigger_price", None), ("trigger_signal", None))
 
     def _add_columns(self) -> None:
         """Add the intent columns that versions 1 and 2 lacked, without their indexes (create_tables adds those).
@@ -960,7 +961,18 @@ class Store:
             recent_hashes=self.recent_hashes(symbol, since),
             open_intents=tuple(self.open_intents(symbol)),
             control=self.control(symbol),
+            last_entry=self.last_filled_entry(symbol),
         )
+
+    def last_filled_entry(self, symbol: str) -> IntentRecord | None:
+        """The newest entry intent of a symbol that filled at least in part (the position protective orders guard)."""
+        Intent = self.models.Intent
+        query = (Intent.select().where((Intent.symbol == symbol) & (Intent.reduce_only == False))  # noqa: E712
+                 .order_by(Intent.created_at.desc(), Intent.id.desc()).limit(500))
+        for row in query.iterator():  # newest first; the filled amount is text, compared as a number
+            if Decimal(row.filled or "0") > 0:
+                return self._intent_record(row)
+        return None
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -1126,6 +1138,8 @@ class Store:
             notional=Decimal(row.notional),
             order_type=row.order_type,
             limit_price=Decimal(row.limit_price) if row.limit_price else None,
+            trigger_price=Decimal(row.trigger_price) if row.trigger_price else None,
+            trigger_signal=row.trigger_signal or None,
             state=OrderState(row.status),
             filled=Decimal(row.filled or "0"),
             exchange_order_id=row.exchange_order_id,

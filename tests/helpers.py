@@ -16,7 +16,9 @@ from messages import (
     ClaimIntent,
     ClaimResult,
     Event,
+    OrderState,
     PlaceOrder,
+    ResizeOrder,
     RiskDecision,
     RiskRelease,
     RiskRequest,
@@ -101,6 +103,8 @@ class FakePorts:
         self.cancels: list[CancelOrder] = []
         self.abandoned: list[AbandonIntent] = []
         self.given_up: list[ClaimGivenUp] = []
+        self.resizes: list[ResizeOrder] = []
+        self.states: dict[str, OrderState] = {}  # each claimed hash's order state, as the store would answer it
 
     def claim(self, claim: ClaimIntent) -> ClaimResult:
         if claim.risk is not None:
@@ -112,9 +116,11 @@ class FakePorts:
                                                                        detail="test limit"))
         if self.fail_claim is not None:
             raise self.fail_claim
-        if claim.intent.intent_hash in self.claimed:
-            return ClaimResult(claimed=False)
+        if claim.intent.intent_hash in self.claimed:  # the store answers a duplicate with the state it holds
+            return ClaimResult(claimed=False, existing_state=self.states.get(claim.intent.intent_hash))
         self.claimed.add(claim.intent.intent_hash)
+        self.states[claim.intent.intent_hash] = (OrderState.SUBMITTED if claim.intent.process_before is not None
+                                                 else OrderState.INITIALIZED)
         self.placed.append(PlaceOrder(intent=claim.intent))  # handed to the gateway after the commit
         return ClaimResult(claimed=True, handed=True)
 
@@ -129,6 +135,9 @@ class FakePorts:
 
     def cancel_order(self, command: CancelOrder) -> None:
         self.cancels.append(command)
+
+    def resize_order(self, command: ResizeOrder) -> None:
+        self.resizes.append(command)
 
     def record(self, event: Event) -> None:
         self.events.append(event)

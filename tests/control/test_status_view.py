@@ -59,11 +59,26 @@ def test_headline_and_totals() -> None:
         "Trading system as of 2024-05-01 12:03:03 UTC: 5 symbols "
         "(1 syncing, 1 trading, 1 paused, 1 halted, 1 blocked)"
     )
-    tail = "\n".join(lines[-4:])
+    tail = "\n".join(lines[-5:])
     assert "Exposure    120.25 of 3,000.00 max notional (4%)" in tail
+    assert "Protection  off: positions are closed only by the strategy" in tail
     assert "Positions   1 open; risk slots 2 of 3 used" in tail
     assert "Reconciled  yes" in tail
     assert "PnL         realized -0.40  unrealized +1.25" in tail
+
+
+def test_protective_orders_and_a_protection_problem_are_shown_per_symbol() -> None:
+    data = status_json()
+    btc = data["symbols"][1]
+    btc["protection_enabled"] = True
+    btc["protection"] = [{"kind": "STOP_LOSS", "client_order_id": "7d1c1a7e-0000-4000-8000-000000000009",
+                          "side": "sell", "amount": "0.02", "trigger_price": "49000", "trigger_signal": "mark",
+                          "state": "ACCEPTED"}]
+    btc["protection_problem"] = "take-profit refused 5 times: the position is NOT protected on the exchange"
+    text = render_status(data)
+    assert "BTC/USD:USD: stop-loss 49000 (mark) sell 0.02 accepted 7d1c1a7e" in text
+    assert "BTC/USD:USD: protection: take-profit refused 5 times" in text
+    assert "Protection  stop-loss / take-profit rest on the exchange" in text
 
 
 def test_columns_line_up() -> None:

@@ -1,0 +1,267 @@
+"""Protective orders (stop-loss, take-profit) decided by the symbol trader: plain class, fake ports, no threads."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from actors.protection import ProtectionSettings, protective_hash, trigger_price
+from actors.symbol import SymbolSettings, SymbolTrader
+from messages import (
+    CancelOrder,
+    ControlRecord,
+    EventKind,
+    Fill,
+    IntentRecord,
+    MarketSpec,
+    OrderState,
+    OrderUpdate,
+    Position,
+    PositionSide,
+    PositionSync,
+    Reason,
+    Resolve,
+    Side,
+    Signal,
+    SignalKind,
+    SymbolBootstrap,
+    client_order_id_for,
+)
+from strategies import ScriptedParams, ScriptedStrategy
+from tests.helpers import FakePorts
+
+BTC = "BTC/USD:USD"
+T0 = 1_800_000_000_000
+MARKET = MarketSpec(symbol=BTC, exchange_id="PF_XBTUSD", amount_step=Decimal("0.0001"), price_tick=Decimal("0.5"),
+                    min_amount=Decimal("0.0001"))
+ON = ProtectionSettings(enabled=True, stop_loss_pct=Decimal(2), take_profit_pct=Decimal(4), trigger_signal="mark")
+
+
+def make_trader(ports: FakePorts, protection: ProtectionSettings = ON, bootstrap: SymbolBootstrap | None = None,
+                position: Position | None = None) -> SymbolTrader:
+    trader = SymbolTrader(
+        market=MARKET, strategy=ScriptedStrategy(ScriptedParams(period=4, hold=2)),
+        settings=SymbolSettings(order_notional=Decimal(1000), protection=protection), ports=ports,
+        bootstrap=bootstrap or SymbolBootstrap(symbol=BTC, recent_hashes=frozenset(), open_intents=(),
+                                               control=ControlRecord(symbol=BTC)),
+    )
+    trader.on_position_sync(PositionSync(position=position or Position.flat(BTC), seq=0))
+    return trader
+
+
+def report(trader: SymbolTrader, cid: str, state: OrderState, filled: str, price: str = "50000", seq: int = 10,
+           fill_id: str = "") -> None:
+    order = trader.orders.get(cid)
+    assert order is not None, f"{cid} is not tracked"
+    fills = (Fill(fill_id=fill_id or f"f-{cid}-{filled}", symbol=BTC, side=order.side,
+                  amount=Decimal(filled) - order.filled, price=Decimal(price), client_order_id=cid),) \
+        if Decimal(filled) > order.filled else ()
+    trader.on_order_update(OrderUpdate(intent_hash=order.intent_hash, client_order_id=cid, symbol=BTC,
+                                       side=order.side, state=state, filled=Decimal(filled),
+                                       average_price=Decimal(price) if fills else None, fills=fills, seq=seq))
+
+
+def enter(trader: SymbolTrader, ports: FakePorts) -> str:
+    decision = trader.on_signal(Signal(symbol=BTC, kind=SignalKind.ENTER_LONG, candle_time=T0,
+                                       price=Decimal(50_000)))
+    assert decision.accepted, decision
+    assert decision.intent is not None
+    return decision.intent.client_order_id
+
+
+def protective(ports: FakePorts, kind: SignalKind) -> list:
+    return [p.intent for p in ports.placed if p.intent.kind is kind]
+
+
+def test_an_entry_that_fills_gets_a_reduce_only_stop_and_take_profit_sized_to_the_fill() -> None:
+    ports = FakePorts()
+    trader = make_trader(ports)
+    entry = enter(trader, ports)
+    assert not protective(ports, SignalKind.STOP_LOSS)  # nothing before a fill: no position to protect
+    report(trader, entry, OrderState.FILLED, "0.02", price="50000")
+    (stop,), (take,) = protective(ports, SignalKind.STOP_LOSS), protective(ports, SignalKind.TAKE_PROFIT)
+    for intent in (stop, take):
+        assert intent.reduce_only and intent.side is Side.SELL and intent.amount == Decimal("0.02")
+        assert intent.trigger_signal == "mark" and intent.client_order_id == client_order_id_for(intent.intent_hash)
+    assert (stop.order_type, stop.trigger_price) == ("stop", Decimal(49_000))
+    assert (take.order_type, take.trigger_price) == ("take_profit", Decimal(52_000))
+    entry_hash = trader.anchor.intent_hash if trader.anchor else ""
+    assert stop.intent_hash == protective_hash(entry_hash, SignalKind.STOP_LOSS, 0)
+    view = trader.status()
+    assert view.protection_enabled and {p.kind for p in view.protection} == {"STOP_LOSS", "TAKE_PROFIT"}
+
+
+def test_a_partial_fill_is_protected_as_far_as_it_filled_and_resized_as_more_fills() -> None:
+    ports = FakePorts()
+    trader = make_trader(ports)
+    entry = enter(trader, ports)
+    report(trader, entry, OrderState.PARTIALLY_FILLED, "0.005")
+    (stop,) = protective(ports, SignalKind.STOP_LOSS)
+    assert stop.amount == Decimal("0.005")
+    report(trader, stop.client_order_id, OrderState.ACCEPTED, "0", seq=11)
+    report(trader, entry, OrderState.FILLED, "0.02", seq=12)
+    assert len(protective(ports, SignalKind.STOP_LOSS)) == 1  # resized, never a second stop
+    resized = {r.client_order_id: r.amount for r in ports.resizes}
+    assert resized[stop.client_order_id] == Decimal("0.02")
+    count = len(ports.resizes)
+    trader.protect()  # asked once per change, not at every look
+    assert len(ports.resizes) == count
+
+
+def test_a_stop_filled_on_the_exchange_cancels_the_take_profit_and_says_so() -> None:
+    ports = FakePorts()
+    trader = make_trader(ports)
+    entry = enter(trader, ports)
+    report(trader, entry, OrderState.FILLED, "0.02")
+    (stop,), (take,) = protective(ports, SignalKind.STOP_LOSS), protective(ports, SignalKind.TAKE_PROFIT)
+    report(trader, stop.client_order_id, OrderState.ACCEPTED, "0", seq=11)
+    report(trader, take.client_order_id, OrderState.ACCEPTED, "0", seq=12)
+    report(trader, stop.client_order_id, OrderState.FILLED, "0.02", price="48990", seq=13)
+    assert trader.effective_contracts() == 0
+    assert [c.client_order_id for c in ports.cancels] == [take.client_order_id]
+    closed = [e for e in ports.events if e.kind is EventKind.PROTECTION]
+    assert closed and "closed by stop-loss on the exchange" in closed[0].detail
+    assert len(protective(ports, SignalKind.STOP_LOSS)) == 1  # flat: no new stop
+
+
+def test_a_strategy_exit_is_not_blocked_by_the_stop_and_cancels_both_once_flat() -> None:
+    ports = FakePorts()
+    trader = make_trader(ports)
+    entry = enter(trader, ports)
+    report(trader, entry, OrderState.FILLED, "0.02")
+    for placed in ports.placed[1:]:
+        report(trader, placed.intent.client_order_id, OrderState.ACCEPTED, "0", seq=11)
+    decision = trader.on_signal(Signal(symbol=BTC, kind=SignalKind.EXIT, candle_time=T0 + 60_000,
+                                       price=Decimal(50_100)))
+    assert decision.accepted and decision.intent is not None and decision.intent.reduce_only
+    assert decision.intent.amount == Decimal("0.02")  # the whole position, no more: never a reverse position
+    report(trader, decision.intent.client_order_id, OrderState.FILLED, "0.02", seq=12)
+    assert {c.client_order_id for c in ports.cancels} == {p.intent.client_order_id for p in ports.placed[1:3]}
+
+
+def test_no_entry_while_a_closed_positions_protective_order_is_still_being_cancelled() -> None:
+    ports = FakePorts()
+    trader = make_trader(ports)
+    entry = enter(trader, ports)
+    report(trader, entry, OrderState.FILLED, "0.02")
+    (stop,), (take,) = protective(ports, SignalKind.STOP_LOSS), protective(ports, SignalKind.TAKE_PROFIT)
+    report(trader, take.client_order_id, OrderState.ACCEPTED, "0", seq=11)
+    report(trader, stop.client_order_id, OrderState.FILLED, "0.02", seq=12)
+    decision = trader.on_signal(Signal(symbol=BTC, kind=SignalKind.ENTER_LONG, candle_time=T0 + 120_000,
+                                       price=Decimal(50_000)))
+    assert decision.reason is Reason.ORDER_PENDING and "take-profit" in decision.detail
+    report(trader, take.client_order_id, OrderState.CANCELED, "0", seq=13)
+    assert trader.on_signal(Signal(symbol=BTC, kind=SignalKind.ENTER_LONG, candle_time=T0 + 180_000,
+                                   price=Decimal(50_000))).accepted
+
+
+def test_a_cancelled_stop_is_replaced_by_the_next_generation_while_the_position_is_open() -> None:
+    ports = FakePorts()
+    trader = make_trader(ports)
+    entry = enter(trader, ports)
+    report(trader, entry, OrderState.FILLED, "0.02")
+    (stop,) = protective(ports, SignalKind.STOP_LOSS)
+    report(trader, stop.client_order_id, OrderState.ACCEPTED, "0", seq=11)
+    ports.states[stop.intent_hash] = OrderState.CANCELED  # e.g. by the dead man's switch, or by hand
+    report(trader, stop.client_order_id, OrderState.CANCELED, "0", seq=12)
+    stops = protective(ports, SignalKind.STOP_LOSS)
+    assert len(stops) == 2 and stops[1].intent_hash == protective_hash(stop.intent_hash and trader.anchor.intent_hash,
+                                                                        SignalKind.STOP_LOSS, 1)
+
+
+def test_after_a_restart_the_same_stop_is_claimed_not_a_second_one() -> None:
+    """A restarted actor that lost track computes the stored stop's hash: refused while it lives, so never two."""
+    ports = FakePorts()
+    first = make_trader(ports)
+    entry = enter(first, ports)
+    report(first, entry, OrderState.FILLED, "0.02")
+    (stop,) = protective(ports, SignalKind.STOP_LOSS)
+    ports.states[stop.intent_hash] = OrderState.ACCEPTED
+    anchor = IntentRecord(**{name: getattr(ports.placed[0].intent, name) for name in IntentRecord.INTENT_FIELDS},
+                          state=OrderState.FILLED, filled=Decimal("0.02"), updated_at=T0)
+    bootstrap = SymbolBootstrap(symbol=BTC, recent_hashes=frozenset(), open_intents=(), last_entry=anchor,
+                                control=ControlRecord(symbol=BTC))
+    second = make_trader(ports, bootstrap=bootstrap, position=Position(
+        symbol=BTC, side=PositionSide.LONG, contracts=Decimal("0.02"), entry_price=Decimal(50_000)))
+    assert len(protective(ports, SignalKind.STOP_LOSS)) == 1  # the claim was refused: the stored stop is the one
+    tracked = second.orders[stop.client_order_id]
+    assert tracked.protective and tracked.recovered
+
+
+def test_a_refused_stop_is_asked_again_a_bounded_number_of_times_then_status_says_the_position_is_unprotected(
+) -> None:
+    ports = FakePorts()
+    clock = [T0]
+    settings = ProtectionSettings(enabled=True, stop_loss_pct=Decimal(2), take_profit_pct=None, max_refusals=2,
+                                  retry_ms=1000)
+    trader = make_trader(ports, protection=settings)
+    trader.clock = lambda: clock[0]
+    entry = enter(trader, ports)
+    report(trader, entry, OrderState.FILLED, "0.02")
+    for attempt in range(2):
+        stop = protective(ports, SignalKind.STOP_LOSS)[-1]
+        ports.states[stop.intent_hash] = OrderState.REJECTED
+        report(trader, stop.client_order_id, OrderState.REJECTED, "0", seq=20 + attempt)
+        if attempt == 0:
+            assert len(protective(ports, SignalKind.STOP_LOSS)) == 1  # not at once: after retry_ms
+            clock[0] += 1000
+            trader.protect()
+    assert len(protective(ports, SignalKind.STOP_LOSS)) == 2
+    clock[0] += 5000
+    trader.protect()
+    assert len(protective(ports, SignalKind.STOP_LOSS)) == 2
+    assert "NOT protected" in trader.status().protection_problem and "flatten" in trader.status().protection_problem
+
+
+def test_protection_off_places_nothing_and_status_says_off() -> None:
+    ports = FakePorts()
+    trader = make_trader(ports, protection=ProtectionSettings(enabled=False))
+    entry = enter(trader, ports)
+    report(trader, entry, OrderState.FILLED, "0.02")
+    assert [p.intent.kind for p in ports.placed] == [SignalKind.ENTER_LONG]
+    assert not trader.status().protection_enabled
+
+
+def test_a_position_this_system_did_not_open_gets_no_stop_and_status_says_why() -> None:
+    ports = FakePorts()
+    trader = make_trader(ports, position=Position(symbol=BTC, side=PositionSide.LONG, contracts=Decimal(1),
+                                                  entry_price=Decimal(50_000)))
+    assert not ports.placed
+    assert "not opened by this system" in trader.status().protection_problem
+
+
+def test_a_cancel_not_yet_effective_is_asked_again_after_the_retry_interval_only() -> None:
+    ports = FakePorts()
+    clock = [T0]
+    trader = make_trader(ports, protection=ProtectionSettings(enabled=True, stop_loss_pct=Decimal(2),
+                                                              take_profit_pct=None, retry_ms=1000))
+    trader.clock = lambda: clock[0]
+    entry = enter(trader, ports)
+    report(trader, entry, OrderState.FILLED, "0.02")
+    (stop,) = protective(ports, SignalKind.STOP_LOSS)
+    trader.on_position_sync(PositionSync(position=Position(symbol=BTC, side=PositionSide.LONG, contracts=Decimal(
+        "0.02"), entry_price=Decimal(50_000)), seq=20))
+    trader.resolve(Resolve(symbol=BTC, source="test"))  # closed by hand on the exchange; the operator says so
+    trader.on_position_sync(PositionSync(position=Position.flat(BTC), seq=50))
+    assert ports.cancels == [CancelOrder(symbol=BTC, client_order_id=stop.client_order_id)]
+    trader.protect()
+    assert len(ports.cancels) == 1
+    clock[0] += 1000
+    trader.protect()
+    assert len(ports.cancels) == 2
+
+
+@pytest.mark.parametrize(("kind", "long", "expected"), [
+    (SignalKind.STOP_LOSS, True, Decimal("97.5")),  # 98.01 down to the tick below
+    (SignalKind.TAKE_PROFIT, True, Decimal("102.5")),  # 101.99 + ... up to the tick above
+    (SignalKind.STOP_LOSS, False, Decimal("102.5")),
+    (SignalKind.TAKE_PROFIT, False, Decimal("97.5")),
+])
+def test_trigger_prices_sit_on_the_tick_grid_rounded_away_from_the_entry(kind: SignalKind, long: bool,
+                                                                         expected: Decimal) -> None:
+    assert trigger_price(kind, long, Decimal(100), Decimal("2.2"), Decimal("0.5")) == expected
+
+
+def test_a_trigger_price_at_or_below_zero_is_none() -> None:
+    assert trigger_price(SignalKind.STOP_LOSS, True, Decimal(1), Decimal(2), Decimal("0.5")) is None

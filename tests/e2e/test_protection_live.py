@@ -1,0 +1,103 @@
+"""Stop-loss and take-profit on the exchange, end to end: running actors, the real ccxt client, the simulator.
+
+What rests on the exchange is read back through ccxt (fetch_open_orders), what was sent from the simulator's own
+record of every order request.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from messages import EventKind, QueryEvents, SignalKind
+from tests.conftest import make_config
+from tests.e2e.conftest import BTC, ccxt_client, placed, quiet, ready, signal
+from tests.helpers import wait_until
+
+T0 = 1_800_000_000_000
+PROTECTED = {"enabled": True, "stop_loss_pct": 2, "take_profit_pct": 3, "trigger_signal": "mark"}
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def protective_orders(sim) -> list[dict]:
+    """Our resting trigger orders as ccxt parses them from Kraken's openorders."""
+    return [o for o in ccxt_client(sim).fetch_open_orders(BTC) if o.get("triggerPrice") or o.get("stopPrice")]
+
+
+def position_size(sim) -> Decimal:
+    return sum((Decimal(p["size"]) for p in sim.admin.state()["positions"] if p["symbol"] == "PF_XBTUSD"),
+               Decimal(0))
+
+
+def protected_system(live_system, **trading):
+    config = make_config(protection=PROTECTED, trading={"position_sync_interval_s": 0.5, **trading},
+                         risk={"max_notional_per_order": 20_000, "max_total_notional": 20_000})
+    return ready(live_system(config=config))
+
+
+def test_an_entry_fill_puts_a_reduce_only_stop_and_take_profit_sized_to_it_on_the_exchange(sim, live_system) -> None:
+    system = protected_system(live_system)
+    system.symbol_actors()[BTC].tell(signal(t=T0))
+    wait_until(lambda: len(protective_orders(sim)) == 2, timeout=20, message="stop and take-profit resting")
+    size = position_size(sim)
+    assert size > 0
+    orders = {o["type"]: o for o in protective_orders(sim)}
+    entry = Decimal(str(ccxt_client(sim).fetch_positions([BTC])[0]["entryPrice"]))
+    stop, take = orders["stop"], orders["take_profit"]
+    for order in (stop, take):
+        assert order["side"] == "sell" and order["reduceOnly"] is True
+        assert Decimal(str(order["amount"])) == size
+        assert order["clientOrderId"]
+    assert Decimal(str(stop["triggerPrice"])) <= entry * Decimal("0.98")
+    assert Decimal(str(take["triggerPrice"])) >= entry * Decimal("1.03")
+    quiet(system)
+    status = system.status().symbols[0]
+    assert {p.kind for p in status.protection} == {"STOP_LOSS", "TAKE_PROFIT"} and not status.protection_problem
+
+
+def test_the_price_crossing_the_stop_closes_the_position_and_the_take_profit_is_cancelled(sim, live_system) -> None:
+    system = protected_system(live_system)
+    system.symbol_actors()[BTC].tell(signal(t=T0))
+    wait_until(lambda: len(protective_orders(sim)) == 2, timeout=20, message="stop and take-profit resting")
+    sim.admin.set_price(BTC, move_pct=-5)  # through the stop (2% below the entry)
+    wait_until(lambda: position_size(sim) == 0, timeout=20, message="the stop closed the position")
+    wait_until(lambda: protective_orders(sim) == [], timeout=20, message="the take-profit cancelled")
+    quiet(system)
+    events = system.persistence.ask(QueryEvents(kind=EventKind.PROTECTION.value), timeout=5)
+    assert any("closed by stop-loss on the exchange" in e.detail for e in events)
+    status = system.status().symbols[0]
+    assert status.position is not None and not status.position.is_open and status.protection == ()
+
+
+def test_a_strategy_exit_closes_the_position_and_cancels_both_never_reversing(sim, live_system) -> None:
+    system = protected_system(live_system)
+    system.symbol_actors()[BTC].tell(signal(t=T0))
+    wait_until(lambda: len(protective_orders(sim)) == 2, timeout=20, message="stop and take-profit resting")
+    system.symbol_actors()[BTC].tell(signal(t=T0 + 60_000, kind=SignalKind.EXIT))
+    wait_until(lambda: position_size(sim) == 0, timeout=20, message="the exit closed the position")
+    wait_until(lambda: protective_orders(sim) == [], timeout=20, message="both protective orders cancelled")
+    quiet(system)
+    assert position_size(sim) == 0  # flat, not short: the stop and the exit are reduce-only
+    sends = [o for o in placed(sim) if o["orderType"] in ("stp", "take_profit")]
+    assert len(sends) == 2  # one stop, one take-profit: none placed twice
+
+
+def test_more_fills_of_a_resting_entry_resize_the_stop(sim, live_system) -> None:
+    """A limit entry that fills in parts: the stop follows the position, resized by editorder, never doubled."""
+    market = Decimal(str(ccxt_client(sim).fetch_ticker(BTC)["last"]))
+    # 9,000 USD of BTC is about three best levels: a resting buy fills one level a tick (simulator rule 7)
+    system = protected_system(live_system, order_type="limit", limit_offset_bps=0, order_notional=9000)
+    system.symbol_actors()[BTC].tell(signal(t=T0, price=str((market * Decimal("0.99")).quantize(Decimal(1)))))
+    wait_until(lambda: placed(sim), timeout=20, message="the entry rests")
+    limit = Decimal(str(placed(sim)[0]["limitPrice"]))
+    sim.admin.set_price(BTC, price=float(limit) * 0.998)  # the market comes down to it: fills over several ticks
+    wait_until(lambda: position_size(sim) > 0 and protective_orders(sim), timeout=30, message="first part protected")
+    wait_until(lambda: protective_orders(sim) and Decimal(str(protective_orders(sim)[0]["amount"]))
+               == position_size(sim) == Decimal(str(placed(sim)[0]["size"])), timeout=30,
+               message="the stop resized to the whole fill")
+    assert len([o for o in placed(sim) if o["orderType"] == "stp"]) == 1
+    stop_id = next(o["cliOrdId"] for o in placed(sim) if o["orderType"] == "stp")
+    edits = sim.admin.order_requests(cli_ord_id=stop_id, kind="edit")
+    assert edits and all(e["status"] == "edited" for e in edits), edits  # resized in place, never re-placed
