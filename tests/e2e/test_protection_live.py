@@ -6,7 +6,12 @@ record of every order request.
 
 from __future__ import annotations
 
+import signal as posix_signal
+import subprocess
+import sys
+import textwrap
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +106,70 @@ def test_more_fills_of_a_resting_entry_resize_the_stop(sim, live_system) -> None
     stop_id = next(o["cliOrdId"] for o in placed(sim) if o["orderType"] == "stp")
     edits = sim.admin.order_requests(cli_ord_id=stop_id, kind="edit")
     assert edits and all(e["status"] == "edited" for e in edits), edits  # resized in place, never re-placed
+
+
+KILLED_BOT = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    sys.path.insert(0, {repo!r})
+    from actors import TradingSystem, gateway_settings_for
+    from exchange import load_market_specs, make_kraken_client
+    from exchange.budget import CostBudget
+    from exchange.clock import ServerClock
+    from tests.e2e.conftest import FAST_WINDOWS, signal as make_signal
+    from tests.conftest import make_config
+    config = make_config(**{config!r})
+    public = make_kraken_client({url!r}, timeout_ms=1500)
+    private = make_kraken_client({url!r}, {key!r}, {secret!r}, timeout_ms=1500)
+    markets = load_market_specs(public, config.trading.symbols)
+    private.load_markets()
+    clock = ServerClock(public)
+    system = TradingSystem(config=config, database_url={db!r}, private_exchange=private, public_exchange=None,
+                           markets=markets, candle_clock=clock, budget=CostBudget(),
+                           gateway_settings=gateway_settings_for(config, poll_interval_s=0.1, **FAST_WINDOWS)).start()
+    from messages import GetStatus, SymbolState
+    ref = system.symbol_actors()[{symbol!r}]
+    deadline = time.monotonic() + 30
+    while ref.ask(GetStatus(), timeout=5).state is SymbolState.SYNCING and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ref.tell(make_signal(t={t}))
+    while time.monotonic() < deadline:
+        rows = [o for o in private.fetch_open_orders({symbol!r}) if o.get("triggerPrice")]
+        if len(rows) == 2:
+            print("PROTECTED", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)  # no stop, no flush: the process is gone with its position open
+        time.sleep(0.05)
+    print("NOT PROTECTED", flush=True)
+    os._exit(3)
+    """
+)
+
+
+def test_killed_with_a_position_the_stop_closes_it_and_the_restart_is_flat_with_the_take_profit_cancelled(
+        sim, live_system, sqlite_url) -> None:
+    config = {"protection": PROTECTED, "trading": {"position_sync_interval_s": 0.5},
+              "risk": {"max_notional_per_order": 20_000, "max_total_notional": 20_000}}
+    script = KILLED_BOT.format(repo=str(Path(__file__).resolve().parents[2]), config=config, url=sim.base_url,
+                               key=sim.api_key, secret=sim.api_secret, db=sqlite_url, symbol=BTC, t=T0)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == -posix_signal.SIGKILL and result.stdout.split() == ["PROTECTED"], \
+        result.stderr[-3000:]
+    take_profit = next(o for o in protective_orders(sim) if o["type"] == "take_profit")
+    sim.admin.set_price(BTC, move_pct=-5)  # the bot is down; the exchange's stop closes the position
+    wait_until(lambda: position_size(sim) == 0, timeout=20, message="the stop closed the position")
+    assert [o["id"] for o in protective_orders(sim)] == [take_profit["id"]]  # left behind by the dead bot
+
+    system = live_system(config=make_config(**config), database_url=sqlite_url)
+    wait_until(lambda: protective_orders(sim) == [], timeout=30, message="the orphaned take-profit cancelled")
+    ready(system)
+    quiet(system)
+    status = system.status()
+    row = status.symbols[0]
+    assert row.position is not None and not row.position.is_open and row.protection == ()
+    events = system.persistence.ask(QueryEvents(kind=EventKind.PROTECTION.value), timeout=5)
+    assert any("closed by stop-loss on the exchange" in e.detail for e in events)
+    assert status.realized_pnl is not None and status.realized_pnl < 0  # the stop's loss is booked
+    system.symbol_actors()[BTC].tell(signal(t=T0))  # the old signal again: never a re-entry
+    quiet(system)
+    entries = [o for o in placed(sim) if o["orderType"] in ("mkt", "lmt")]
+    assert len(entries) == 1 and position_size(sim) == 0
