@@ -316,7 +316,8 @@ class SymbolTrader:
             if order.protective and contracts == 0:  # the closed position's stop could act on the new one
                 return self._reject(signal, hash_hex, Reason.ORDER_PENDING,
                                     f"{LABEL_OF[order.kind]} {order.client_order_id} of the closed position is being "
-                                    "cancelled" if order.kind else "")
+                                    f"cancelled (`python run.py cancel {self.symbol}` cancels it by hand)"
+                                    if order.kind else "")
             if order.unresolved:
                 return self._reject(
                     signal, hash_hex, Reason.ORDER_UNRESOLVED, f"order {order.client_order_id} outcome unknown"

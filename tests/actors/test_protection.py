@@ -6,8 +6,10 @@ from decimal import Decimal
 
 import pytest
 
+from actors.gateway import Evidence, Tracked, conclude
 from actors.protection import ProtectionSettings, protective_hash, trigger_price
 from actors.symbol import SymbolSettings, SymbolTrader
+from exchange.reports import ExchangeStatus, OrderStatusReport
 from messages import (
     CancelOrder,
     ControlRecord,
@@ -15,6 +17,7 @@ from messages import (
     Fill,
     IntentRecord,
     MarketSpec,
+    OrderIntent,
     OrderState,
     OrderUpdate,
     Position,
@@ -27,6 +30,7 @@ from messages import (
     SignalKind,
     SymbolBootstrap,
     client_order_id_for,
+    is_advance,
 )
 from strategies import ScriptedParams, ScriptedStrategy
 from tests.helpers import FakePorts
@@ -265,3 +269,28 @@ def test_trigger_prices_sit_on_the_tick_grid_rounded_away_from_the_entry(kind: S
 
 def test_a_trigger_price_at_or_below_zero_is_none() -> None:
     assert trigger_price(SignalKind.STOP_LOSS, True, Decimal(1), Decimal(2), Decimal("0.5")) is None
+
+
+def _stop_intent() -> OrderIntent:
+    h = protective_hash("a" * 64, SignalKind.STOP_LOSS, 0)
+    return OrderIntent(intent_hash=h, client_order_id=client_order_id_for(h), symbol=BTC, kind=SignalKind.STOP_LOSS,
+                       side=Side.SELL, candle_time=T0, notional=Decimal(0), amount=Decimal("0.02"),
+                       price=Decimal(49_000), reduce_only=True, order_type="stop", trigger_price=Decimal(49_000),
+                       trigger_signal="mark")
+
+
+@pytest.mark.parametrize(("before", "expected"), [
+    (OrderState.ACCEPTED, OrderState.CANCELED),  # it rested, then was refused when it fired: ended, unfilled
+    (OrderState.SUBMITTED, OrderState.REJECTED),  # never placed
+])
+def test_an_order_that_rested_and_was_refused_when_it_triggered_ends_canceled_not_stuck(
+        before: OrderState, expected: OrderState) -> None:
+    """Kraken refuses a reduce-only stop that fires with nothing to reduce; ACCEPTED -> REJECTED is not a move the
+    order table allows, so calling it REJECTED left the order ACCEPTED for ever (found by the protection soak)."""
+    intent = _stop_intent()
+    status = OrderStatusReport(exchange_order_id="x1", client_order_id=intent.client_order_id, symbol=BTC,
+                               side=Side.SELL, status=ExchangeStatus.REJECTED, filled=Decimal(0),
+                               reason="WOULD_NOT_REDUCE_POSITION")
+    result = conclude(Tracked(intent=intent, state=before), Evidence(statuses=[status]))
+    assert result.state is expected
+    assert is_advance(before, expected)
