@@ -33,6 +33,9 @@ def main() -> int:
     parser.add_argument("--min-life", type=float, default=2.0, help="shortest life of a bot run before its kill (s)")
     parser.add_argument("--max-life", type=float, default=8.0, help="longest life of a bot run before its kill (s)")
     parser.add_argument("--folder", default="", help="keep logs, databases and reports here (default: a temp dir)")
+    parser.add_argument("--protection", action="store_true",
+                        help="[protection] on: every position gets a stop-loss and take-profit on the exchange, and "
+                             "the protection promises are checked too (tests/e2e/protection_check.py)")
     args = parser.parse_args()
     if args.kills < 1:
         parser.error("--kills must be at least 1")
@@ -44,7 +47,7 @@ def main() -> int:
     for scope in scopes:
         run_folder = folder / scope
         run_folder.mkdir(parents=True, exist_ok=True)
-        settings = SoakSettings(cli_ord_id_scope=scope, speed=args.speed)
+        settings = SoakSettings(cli_ord_id_scope=scope, speed=args.speed, protection=args.protection)
         report = SoakRun(run_folder, kills=args.kills, min_life_s=args.min_life, max_life_s=args.max_life,
                          seed=args.seed, settings=settings).run()
         print(report.summary())

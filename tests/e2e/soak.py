@@ -89,6 +89,8 @@ class SoakSettings:
     timeout_s: float = 2.0  # the bot's HTTP time-out (wall)
     late_ms: tuple[float, float] = (2_000.0, 60_000.0)  # `late` processing delay drawn in this range (sim clock)
     hold_ms: tuple[float, float] = (300.0, 3_000.0)  # how long a held client waits before its connection drops
+    protection: bool = False  # [protection] on: a stop-loss and take-profit on the exchange for every position
+    reconcile_interval_s: float = 5.0  # the bot's (wall seconds); the protection promises allow one of these
 
     def __post_init__(self) -> None:
         if self.history_lag_ms > self.history_lag_s * 1000:
@@ -120,6 +122,8 @@ class SoakReport:
     final_states: dict[str, int] = field(default_factory=dict)
     blocked_at_end: list[str] = field(default_factory=list)
     max_position_ratio: float = 0.0  # largest position seen / one entry's size
+    protective_placed: dict[str, int] = field(default_factory=dict)  # stop-losses / take-profits the exchange placed
+    protective_filled: int = 0  # of them filled (positions closed by the exchange)
     problems: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -139,6 +143,7 @@ class SoakReport:
             f"{self.unknown_outcomes} unknown outcomes resolved ({counts(self.unknown_ends)}), "
             f"{self.resends} re-sends, "
             f"{self.not_placed} NOT_PLACED; largest position {self.max_position_ratio:.2f}x one entry; "
+            f"protective orders placed: {counts(self.protective_placed)} ({self.protective_filled} filled); "
             f"blocked at the end: {', '.join(self.blocked_at_end) or 'none'}; "
             f"{'no problems' if not self.problems else f'{len(self.problems)} PROBLEMS'}"
         )
@@ -169,7 +174,7 @@ storage_dir = "storage"
 [exchange]
 url = "{base_url}"
 timeout_s = {settings.timeout_s}
-reconcile_interval_s = 5
+reconcile_interval_s = {settings.reconcile_interval_s}
 resend_max_age_s = 30
 process_before_s = {settings.process_before_s}
 clock_skew_s = {settings.clock_skew_s}
@@ -198,6 +203,11 @@ port = {control_port}
 level = "INFO"
 file = "storage/trading.log"
 """
+        + ("""[protection]
+enabled = true
+stop_loss_pct = 0.1
+take_profit_pct = 0.15
+""" if settings.protection else "")
     )
     return path
 
@@ -228,6 +238,7 @@ class SoakRun:
         self.config = folder / "config.toml"
         self.status: dict[str, Any] | None = None
         self._stop_driver = threading.Event()
+        self.lives: list[tuple[int, int]] = []  # each bot run, (started, stopped) on the simulator's clock
 
     # --- processes ---------------------------------------------------------------------------
 
@@ -309,6 +320,7 @@ class SoakRun:
             write_config(self.folder, self.base_url, free_port(), self.settings)
             driver.start()
             for _ in range(self.kills):
+                born = self.sim_now()
                 bot = self.start_bot()
                 report.runs += 1
                 life = self.rng.uniform(self.min_life_s, self.max_life_s)
@@ -322,6 +334,7 @@ class SoakRun:
                     break
                 bot.send_signal(signal.SIGKILL)
                 bot.wait(10)
+                self.lives.append((born, self.sim_now()))
                 report.kills += 1
                 report.aimed_kills += int(aimed)
             self._stop_driver.set()
@@ -336,8 +349,19 @@ class SoakRun:
             (self.folder / "report.json").write_text(json.dumps(asdict(report), indent=1, default=str))
         return report
 
+    def sim_now(self) -> int:
+        """The simulator's clock (ms)."""
+        return int(self.admin.now()["now"])
+
     def final_run(self, report: SoakReport) -> None:
         """The last run: trade without faults until everything is final, read the status, stop cleanly."""
+        born = self.sim_now()
+        try:
+            self._final_run(report)
+        finally:
+            self.lives.append((born, self.sim_now()))
+
+    def _final_run(self, report: SoakReport) -> None:
         bot = self.start_bot()
         report.runs += 1
         if _exited_within(bot, self.final_s):
@@ -350,6 +374,11 @@ class SoakRun:
             threading.Event().wait(0.5)
         else:
             report.problems.append("`run.py pause --all` was refused for 10 s")
+        if self.settings.protection:  # positions closed, so their stop-losses and take-profits end too
+            for _ in range(20):
+                if self.cli("flatten", "--all", "--yes").returncode == 0:
+                    break
+                threading.Event().wait(0.5)
         deadline = time.monotonic() + self.settle_s
         while time.monotonic() < deadline and bot.poll() is None:
             status = self.read_status()
@@ -519,6 +548,16 @@ class SoakRun:
             report.problems.append(f"{len(unfinished)} intents still not final after the clean stop: "
                                    f"{', '.join(sorted(unfinished)[:5])}")
         report.max_position_ratio = self.largest_ratio(state, intents)
+        protective = [o for o in state["orders"]
+                      if o["orderType"] in ("stp", "take_profit") and o["status"] == "placed"]
+        report.protective_placed = dict(Counter(o["orderType"] for o in protective))
+        report.protective_filled = sum(1 for o in protective if Decimal(str(o["filled"])) > 0)
+        if self.settings.protection:
+            from tests.e2e.protection_check import protection_problems
+
+            allowance = int(self.settings.reconcile_interval_s * 1000 * self.settings.speed)  # in simulator ms
+            report.problems.extend(protection_problems(state["orders"], state["fills"], self.lives,
+                                                       int(state["clock"]["now"]), allowance))
 
     @staticmethod
     def largest_ratio(state: dict[str, Any], intents: dict[str, tuple[Any, ...]]) -> float:
