@@ -29,6 +29,7 @@ from loguru import logger
 from exchange.budget import CostBudget
 from exchange.client import BATCH_PROCESS_BEFORE
 from exchange.reports import (
+    DeadMansSwitchStatus,
     FillReport,
     HistoryReport,
     OpenOrderReport,
@@ -37,6 +38,7 @@ from exchange.reports import (
     UnreadableAnswer,
     parse_batch_status,
     parse_cancel_status,
+    parse_dead_mans_switch,
     parse_edit_status,
     parse_executions,
     parse_fills,
@@ -343,3 +345,13 @@ class PrivateApi:
         """cancelorder by order id -> (status, filled at the cancel when the answer shows it)."""
         self._spend("cancelorder")
         return parse_cancel_status(self.exchange.privatePostCancelorder({"order_id": exchange_order_id}))
+
+    def cancel_all_after(self, timeout_s: int) -> DeadMansSwitchStatus:
+        """cancelallordersafter: Kraken cancels every order of the account (stops and take-profits too) unless
+        called again within `timeout_s` seconds; 0 disarms. Not retried here (the next heartbeat is the retry);
+        ccxt's exceptions pass to the caller."""
+        if timeout_s < 0:
+            raise ValueError(f"cancelallordersafter: timeout_s must be >= 0, got {timeout_s}")
+        self._spend("cancelallordersafter")
+        answer = self.exchange.privatePostCancelallordersafter({"timeout": int(timeout_s)})
+        return parse_dead_mans_switch(answer, int(timeout_s))

@@ -572,3 +572,39 @@ def parse_batch_status(answer: Any, expected: Sequence[tuple[str, str | None]]) 
     if missing:  # unreachable with equal counts and no duplicates, kept as a guard
         raise UnreadableAnswer(f"batchorder: no element for order_tag(s) {', '.join(missing)}")
     return [report for report in found if report is not None]
+
+
+@dataclass(frozen=True)
+class DeadMansSwitchStatus:
+    """Kraken's answer to cancelallordersafter: its clock, and when it cancels every order (None: disarmed)."""
+
+    current_ms: int
+    trigger_ms: int | None
+
+    @property
+    def armed(self) -> bool:
+        """True when a countdown runs."""
+        return self.trigger_ms is not None
+
+
+def parse_dead_mans_switch(answer: Any, timeout_s: int) -> DeadMansSwitchStatus:
+    """cancelallordersafter -> its status: `{result: success, status: {currentTime, triggerTime}}`, triggerTime "0"
+    when disarmed (dead-mans-switch docs; ccxt's krakenfutures.cancel_all_orders_after). An answer that does not
+    match the request (armed after a timeout of 0, disarmed or already due after a positive one) is unreadable."""
+    if not isinstance(answer, Mapping):
+        raise UnreadableAnswer(f"cancelallordersafter: the answer is not a JSON object: {str(answer)[:200]}")
+    if str(answer.get("result", "")).lower() != "success":
+        raise UnreadableAnswer(f"cancelallordersafter: result is {answer.get('result')!r}, not success: "
+                               f"{str(answer)[:200]}")
+    status = answer.get("status")
+    if not isinstance(status, Mapping):
+        raise UnreadableAnswer(f"cancelallordersafter: the answer has no status object: {str(answer)[:200]}")
+    current = time_ms(status.get("currentTime"), "cancelallordersafter: currentTime")
+    trigger = time_ms(status.get("triggerTime"), "cancelallordersafter: triggerTime") or None  # "0": disarmed
+    if timeout_s > 0 and (trigger is None or trigger <= current):
+        raise UnreadableAnswer(f"cancelallordersafter: asked for a {timeout_s} s countdown, the answer shows "
+                               f"{'none' if trigger is None else 'one already due'}: {str(answer)[:200]}")
+    if timeout_s == 0 and trigger is not None:
+        raise UnreadableAnswer(f"cancelallordersafter: asked to disarm, the answer still shows a countdown: "
+                               f"{str(answer)[:200]}")
+    return DeadMansSwitchStatus(current_ms=current, trigger_ms=trigger)
