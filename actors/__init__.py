@@ -1,6 +1,7 @@
 """The actors: one module per actor, plain logic classes they wrap, and the wiring that starts them."""
 
 from actors.gateway import ExchangeGatewayActor, OrderGateway
+from actors.heartbeat import DeadMansSwitch, HeartbeatStatus
 from actors.market_data import CandleFeed, MarketDataActor
 from actors.persistence import PersistenceActor
 from actors.portfolio import Portfolio, PortfolioActor, PortfolioPorts, PortfolioSettings
@@ -14,8 +15,10 @@ __all__ = [
     "ActorPorts",
     "ActorTimers",
     "CandleFeed",
+    "DeadMansSwitch",
     "Decision",
     "ExchangeGatewayActor",
+    "HeartbeatStatus",
     "MarketDataActor",
     "OrderGateway",
     "PersistenceActor",
