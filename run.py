@@ -49,6 +49,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 2
     print(render_config(loaded))
     if not args.connect:
+        from configuration import config_warnings
+
+        for line in config_warnings(loaded.config):  # with --connect, preflight's warnings carry them
+            print(f"# warning: {line}")
         print(f"\n# {loaded.path}: OK (add --connect to check storage, database, control port, keys and exchange)")
         return 0
     from actors.preflight import preflight

@@ -4,7 +4,7 @@
 paper state folders) writable, no other instance, database reachable and its schema created or
 migrated, control port free, keys present (demo/live or a custom URL), exchange reachable and every
 symbol listed (paper mode: the built-in simulator's markets). Nothing here raises; every check
-turns its failure into a line.
+turns its failure into a line. The configuration's own warnings (`config_warnings`) come first among the warnings.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from configuration.loading import LoadedConfig
+from configuration.loading import LoadedConfig, config_warnings
 from configuration.logs import scrub
 
 
@@ -46,7 +46,7 @@ def preflight(
     """Run every check; `exchange=False` skips the exchange; `unreachable_is_problem=False` makes a network
     failure a warning (a run retries it) while garbage or unlisted symbols stay problems."""
     env = os.environ if environ is None else environ
-    report = PreflightReport()
+    report = PreflightReport(warnings=config_warnings(loaded.config))
     storage_ok = _check(report, lambda: check_folder("storage_dir", loaded.storage_dir))
     if loaded.config.logging.file:
         _check(report, lambda: check_file("logging.file", loaded.resolve(loaded.config.logging.file)))

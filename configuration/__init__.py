@@ -4,6 +4,7 @@ from configuration.database_url import DatabaseUrl, DatabaseUrlError, parse_data
 from configuration.loading import (
     ConfigError,
     LoadedConfig,
+    config_warnings,
     describe_errors,
     load_config,
     render_config,
@@ -40,6 +41,7 @@ __all__ = [
     "StrategyConfig",
     "SupervisionConfig",
     "TradingConfig",
+    "config_warnings",
     "describe_errors",
     "load_config",
     "looks_like_variable_name",

@@ -138,6 +138,23 @@ def _cross_checks(config: AppConfig) -> list[str]:
     return problems
 
 
+def config_warnings(config: AppConfig) -> list[str]:
+    """Choices that run but deserve a word before they do (one line each, key first): `check-config` prints them,
+    with or without --connect, and so does every `run` (through preflight)."""
+    warnings = []
+    protection = config.protection
+    if protection.enabled and protection.dead_man_timeout_s > 0:
+        warnings.append(
+            f"protection: enabled = true with dead_man_timeout_s = {protection.dead_man_timeout_s}: Kraken's dead "
+            "man's switch cancels ALL orders when its timer runs out, the protective stop-loss and take-profit "
+            "included, so after a crash (or a network cut) the position is left without its stop once the timer "
+            f"fires ({protection.dead_man_timeout_s} s after the last heartbeat); choose one: dead_man_timeout_s = 0 "
+            "keeps the stops on the exchange while the bot is down, enabled = false lets the switch clear resting "
+            "orders instead"
+        )
+    return warnings
+
+
 def _validate_strategy(raw: dict[str, Any], errors: list[str]) -> StrategyParams | None:
     section = raw.get("strategy", {})
     if not isinstance(section, dict):

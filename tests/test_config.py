@@ -90,3 +90,35 @@ def test_order_larger_than_the_per_order_limit_is_refused(tmp_path: Path) -> Non
     assert info.value.errors == [
         "trading.order_notional: 5000 exceeds risk.max_notional_per_order (1000), so every entry would be refused"
     ]
+
+
+PROTECTED_AND_SWITCHED = "[protection]\nenabled = true\ndead_man_timeout_s = 60\nheartbeat_interval_s = 20\n"
+
+
+def test_exchange_side_stops_with_the_dead_mans_switch_are_warned_about_even_without_connect(tmp_path: Path) -> None:
+    result = check_config(write(tmp_path, PROTECTED_AND_SWITCHED))
+    assert result.returncode == 0
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("# warning: ")]
+    assert warnings == [
+        "# warning: protection: enabled = true with dead_man_timeout_s = 60: Kraken's dead man's switch cancels ALL "
+        "orders when its timer runs out, the protective stop-loss and take-profit included, so after a crash (or a "
+        "network cut) the position is left without its stop once the timer fires (60 s after the last heartbeat); "
+        "choose one: dead_man_timeout_s = 0 keeps the stops on the exchange while the bot is down, enabled = false "
+        "lets the switch clear resting orders instead"
+    ]
+
+
+@pytest.mark.parametrize("text", ["", "[protection]\nenabled = true\n",
+                                  "[protection]\ndead_man_timeout_s = 60\n"])
+def test_either_alone_draws_no_warning(tmp_path: Path, text: str) -> None:
+    from configuration import config_warnings
+
+    assert config_warnings(load_config(write(tmp_path, text)).config) == []
+
+
+def test_preflight_carries_the_configuration_warnings(tmp_path: Path) -> None:
+    from actors.preflight import preflight
+
+    loaded = load_config(write(tmp_path, 'storage_dir = "storage"\n[logging]\nfile = ""\n' + PROTECTED_AND_SWITCHED))
+    report = preflight(loaded, environ={}, exchange=False)
+    assert [line for line in report.warnings if line.startswith("protection: enabled = true with dead_man")]
