@@ -815,7 +815,7 @@ class OrderGateway:
         process_before = self.exchange_now() + self.settings.exchange_ms(self.settings.process_before_s)
         tracked.resize_after = process_before + self.settings.margin_ms
         try:
-            status = self.api.resize(tracked.exchange_order_id, amount, process_before)
+            status = self.api.resize(tracked.exchange_order_id, amount, tracked.intent.trigger_price, process_before)
         except Exception as exc:  # the next look compares the resting size again, after the processBefore
             logger.warning("{} {}: resizing to {} failed: {}: {}; tried again at a later look", tracked.symbol,
                            tracked.client_order_id, amount, type(exc).__name__, exc)
@@ -898,7 +898,10 @@ class OrderGateway:
             if cid is not None:
                 evidence[cid].fills.append(fill)
         if with_history:
-            for event in self.api.history_since(since):
+            events = self.api.history_since(since)
+            if any(t.intent.is_protective for t in due):  # cancelled before they fired: only in the trigger history
+                events = self.api.history_since(since, triggers=True) + events
+            for event in events:
                 cid = event.client_order_id if event.client_order_id in evidence else ids.get(event.exchange_order_id)
                 if cid is not None:
                     evidence[cid].history.append(event)

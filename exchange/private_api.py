@@ -252,14 +252,18 @@ class PrivateApi:
         raise UnreadableAnswer(f"executions: the search since {iso_ms(since_ms)} needs more than "
                                f"{MAX_HISTORY_PAGES} pages")
 
-    def history_since(self, since_ms: int) -> list[HistoryReport]:
-        """Every order-history event at or after `since_ms`, oldest first; raises if cut short."""
+    def history_since(self, since_ms: int, *, triggers: bool = False) -> list[HistoryReport]:
+        """Every order-history event at or after `since_ms`, oldest first; raises if cut short.
+
+        `triggers`: the trigger history instead (/history/v2/triggers: stop-loss and take-profit orders until they
+        fire; one cancelled before it fired appears only there)."""
         events: list[HistoryReport] = []
         params: dict[str, Any] = {"since": since_ms, "sort": "asc", "count": HISTORY_PAGE}
+        endpoint, read = ("triggers", self.exchange.historyGetTriggers) if triggers else \
+            ("orders", self.exchange.historyGetOrders)
         for _ in range(MAX_HISTORY_PAGES):
             asked = dict(params)
-            page, token = parse_history(self._read_history(partial(self.exchange.historyGetOrders, asked)),
-                                        self.symbol_of)
+            page, token = parse_history(self._read_history(partial(read, asked), endpoint), self.symbol_of)
             events.extend(page)
             if token is None:
                 return events
@@ -333,9 +337,15 @@ class PrivateApi:
             raise UnreadableAnswer(f"sendorder: not a success answer: {str(answer)[:200]}")
         return parse_send_status(answer.get("sendStatus"), "sendorder")
 
-    def resize(self, exchange_order_id: str, amount: Decimal, process_before_ms: int | None = None) -> str:
-        """editorder: set a resting order's size (Kraken's `size`); the answer's status ("edited", or why not)."""
+    def resize(self, exchange_order_id: str, amount: Decimal, stop_price: Decimal | None,
+               process_before_ms: int | None = None) -> str:
+        """editorder: set a resting order's size (Kraken's `size`); the answer's status ("edited", or why not).
+
+        A trigger order's `stopPrice` goes with it, unchanged: the edit-order docs say it is "Required if old
+        orderType is stp" (take_profit too, the harsher reading)."""
         request: dict[str, Any] = {"orderId": exchange_order_id, "size": str(amount)}
+        if stop_price is not None:
+            request["stopPrice"] = str(stop_price)
         if process_before_ms is not None:
             request["processBefore"] = iso_ms(process_before_ms)
         self._spend("editorder")

@@ -83,6 +83,13 @@ HISTORY_EVENTS: dict[str, ExchangeStatus | None] = {
     "orderrejected": ExchangeStatus.REJECTED,
     "orderexpired": ExchangeStatus.CANCELLED,
     "ordernotfound": None,
+    # /history/v2/triggers: a stop or take-profit before it fires (once fired it goes on as an order, in the order
+    # history); one cancelled untriggered (by us, by hand, by the dead man's switch) is only here
+    "ordertriggerplaced": ExchangeStatus.OPEN,
+    "ordertriggerupdated": None,  # an edit (size, trigger price)
+    "ordertriggeractivated": None,  # fired: what follows is in the order history
+    "ordertriggercancelled": ExchangeStatus.CANCELLED,
+    "ordertriggerrejected": ExchangeStatus.REJECTED,
 }
 
 # sendorder / batchorder `status` values that mean the order was not placed (send-order docs).
@@ -405,7 +412,7 @@ def parse_order_status(answer: Any, symbol_of: SymbolOf) -> list[OrderStatusRepo
 
 
 def parse_history(answer: Any, symbol_of: SymbolOf) -> tuple[list[HistoryReport], str | None]:
-    """history/v2/orders -> events (in the answer's order) and the continuation token, if any."""
+    """history/v2/orders (or /triggers) -> events (in the answer's order) and the continuation token, if any."""
     if not isinstance(answer, Mapping) or not isinstance(answer.get("elements"), list):
         raise UnreadableAnswer(f"history: the answer has no elements list: {str(answer)[:200]}")
     reports = []

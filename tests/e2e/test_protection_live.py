@@ -27,6 +27,15 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def protective_orders(sim) -> list[dict]:
+    """The trigger orders resting (untriggered) on the simulator, from its own record: waiting on it costs no
+    request budget (the bot and the test share the account's)."""
+    kinds = {"stp": "stop", "take_profit": "take_profit"}
+    return [{"type": kinds[o["orderType"]], "id": o["order_id"], "clientOrderId": o["cliOrdId"], "side": o["side"],
+             "amount": o["size"], "triggerPrice": o["stopPrice"], "reduceOnly": o["reduceOnly"]}
+            for o in sim.admin.orders() if o["orderType"] in kinds and o["state"] == "untriggered"]
+
+
+def parsed_by_ccxt(sim) -> list[dict]:
     """Our resting trigger orders as ccxt parses them from Kraken's openorders."""
     return [o for o in ccxt_client(sim).fetch_open_orders(BTC) if o.get("triggerPrice") or o.get("stopPrice")]
 
@@ -48,7 +57,7 @@ def test_an_entry_fill_puts_a_reduce_only_stop_and_take_profit_sized_to_it_on_th
     wait_until(lambda: len(protective_orders(sim)) == 2, timeout=20, message="stop and take-profit resting")
     size = position_size(sim)
     assert size > 0
-    orders = {o["type"]: o for o in protective_orders(sim)}
+    orders = {o["type"]: o for o in parsed_by_ccxt(sim)}
     entry = Decimal(str(ccxt_client(sim).fetch_positions([BTC])[0]["entryPrice"]))
     stop, take = orders["stop"], orders["take_profit"]
     for order in (stop, take):
@@ -173,3 +182,21 @@ def test_killed_with_a_position_the_stop_closes_it_and_the_restart_is_flat_with_
     quiet(system)
     entries = [o for o in placed(sim) if o["orderType"] in ("mkt", "lmt")]
     assert len(entries) == 1 and position_size(sim) == 0
+
+
+def test_a_stop_cancelled_on_the_exchange_behind_the_bots_back_is_proven_cancelled_and_replaced(
+        sim, live_system) -> None:
+    """Cancelled before it fired, a trigger order appears only in Kraken's trigger history (/history/v2/triggers):
+    the gateway proves its end there, and the symbol places the next generation while the position is open."""
+    sim.simulator.api.status_window_ms = 0  # orders/status forgets it at once: only the histories can tell
+    system = protected_system(live_system)
+    system.symbol_actors()[BTC].tell(signal(t=T0))
+    wait_until(lambda: len(protective_orders(sim)) == 2, timeout=20, message="stop and take-profit resting")
+    stop = next(o for o in protective_orders(sim) if o["type"] == "stop")
+    ccxt_client(sim).cancel_order(stop["id"], BTC)  # by hand, or by a dead man's switch
+    wait_until(lambda: any(o["type"] == "stop" and o["id"] != stop["id"] for o in protective_orders(sim)),
+               timeout=30, message="a new stop resting")
+    quiet(system)
+    stops = [o for o in protective_orders(sim) if o["type"] == "stop"]
+    assert len(stops) == 1 and stops[0]["clientOrderId"] != stop["clientOrderId"]
+    assert Decimal(str(stops[0]["amount"])) == position_size(sim)

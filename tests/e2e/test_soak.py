@@ -40,6 +40,20 @@ def test_short_soak_kills_under_late_sends_never_double_an_order_or_a_position(t
     assert report.problems == [], report.summary() + "\n" + "\n".join(report.problems)
 
 
+@pytest.mark.timeout(150)
+def test_short_soak_with_protection_never_two_stops_never_an_orphan_never_unprotected(tmp_path: Path) -> None:
+    """Issue 12: stop-losses and take-profits on the exchange under every fault the soak injects and kills aimed
+    right after a send (protective placements included): never two stops resting at once on a market, none left
+    on a flat market, no open position without its stop, each for more than one reconciliation of a run."""
+    settings = SoakSettings(cli_ord_id_scope="open", protection=True)
+    report = SoakRun(tmp_path, kills=6, min_life_s=2.0, max_life_s=4.0, seed=5, aimed=1.0,
+                     settings=settings).run()
+    print(report.summary())
+    assert report.kills == 6 and report.protective_placed.get("stp", 0) > 0
+    assert 0 < report.max_position_ratio <= 1.0
+    assert report.problems == [], report.summary() + "\n" + "\n".join(report.problems)
+
+
 @pytest.mark.timeout(90)
 def test_a_kill_between_a_filled_send_and_its_fills_loses_no_fill(tmp_path: Path) -> None:
     """Case 9 (fills by id across restarts): the bot is killed as soon as its database shows an intent FILLED
