@@ -39,6 +39,7 @@ import ccxt
 import pykka
 from loguru import logger
 
+from actors.heartbeat import DeadMansSwitch
 from actors.timers import ActorTimers
 from exchange.budget import CostBudget
 from exchange.private_api import FillsPending, PrivateApi
@@ -123,6 +124,8 @@ class GatewaySettings:
     gather_max_s: float = 0.2
     backoff_max_s: float = 30.0  # lookups that decide nothing are retried, at most this far apart
     block_after_lookups: int = 3  # after this many undecided lookups the symbol shows BLOCKED
+    dead_man_timeout_s: int = 0  # [protection] Kraken's dead man's switch (our seconds); 0: off
+    heartbeat_interval_s: float = 20.0  # how often it is pushed back
 
     def exchange_ms(self, seconds: float) -> int:
         """Real seconds as a span on the exchange's clock."""
@@ -1195,12 +1198,18 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
         self._sync_requested = False
         self._reconcile: Reconcile | None = None
         self._flush_scheduled = False
+        cfg = self.gateway.settings
+        self.dead_man = (DeadMansSwitch(self.gateway.api, cfg.dead_man_timeout_s, clock_rate=cfg.clock_rate)
+                         if cfg.dead_man_timeout_s else None)
 
     def on_start(self) -> None:
         mode = "fail-open" if self.gateway.fail_open else "fail-closed"
         logger.info("exchange gateway started; open-order check is {}", mode)
         self.timers = ActorTimers("gateway")
         self.timers.every(self.gateway.settings.poll_interval_s, self.actor_ref, Tick(name="poll"))
+        if self.dead_man is not None:
+            self.timers.every(self.gateway.settings.heartbeat_interval_s, self.actor_ref, Tick(name="heartbeat"),
+                              first_in=0)
 
     def on_stop(self) -> None:
         if self.timers:
@@ -1231,6 +1240,8 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
                 self._flush()
             case Tick(name="poll"):
                 self._guarded("poll", self.gateway.poll)
+            case Tick(name="heartbeat") if self.dead_man is not None:
+                self.dead_man.beat()
             case CancelOrders():
                 return self._guarded("cancel", lambda: self.gateway.cancel_open(message.symbol, self.symbols))
             case CancelOrder():

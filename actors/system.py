@@ -197,6 +197,8 @@ def gateway_settings_for(config: AppConfig, *, clock_rate: float = 1.0, **change
         "clock_rate": clock_rate,
         "pyramiding": config.trading.pyramiding,
         "batch_max": config.exchange.batch_max,
+        "dead_man_timeout_s": config.protection.dead_man_timeout_s,
+        "heartbeat_interval_s": config.protection.heartbeat_interval_s,
         **changes,
     })
 

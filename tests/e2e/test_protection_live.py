@@ -200,3 +200,22 @@ def test_a_stop_cancelled_on_the_exchange_behind_the_bots_back_is_proven_cancell
     stops = [o for o in protective_orders(sim) if o["type"] == "stop"]
     assert len(stops) == 1 and stops[0]["clientOrderId"] != stop["clientOrderId"]
     assert Decimal(str(stops[0]["amount"])) == position_size(sim)
+
+
+def test_the_dead_mans_switch_cancels_resting_orders_once_the_bot_stops_heart_beating(sim, live_system) -> None:
+    """The running system arms Kraken's switch and pushes it back every heartbeat; stopped (as after a crash: no
+    cancel on the way down), the exchange cancels its resting orders when the countdown runs out."""
+    config = make_config(protection={"dead_man_timeout_s": 2, "heartbeat_interval_s": 1},
+                         trading={"order_type": "limit", "limit_offset_bps": 500})
+    system = ready(live_system(config=config))
+    system.symbol_actors()[BTC].tell(signal(t=T0))  # 5 % under the signal price: it rests
+    wait_until(lambda: [o for o in sim.admin.orders() if o["state"] == "open"], timeout=20, message="resting")
+    wait_until(lambda: sim.simulator.exchange.dead_man_ms is not None, timeout=10, message="the switch armed")
+    armed_at = sim.simulator.exchange.dead_man_ms
+    wait_until(lambda: (sim.simulator.exchange.dead_man_ms or 0) > armed_at, timeout=10, message="pushed back")
+    assert [o for o in sim.admin.orders() if o["state"] == "open"]  # heart-beating: the order stays
+    system.stop()  # no more heartbeats
+    wait_until(lambda: not [o for o in sim.admin.orders() if o["state"] == "open"], timeout=10,
+               message="cancelled by the dead man's switch")
+    (order,) = sim.admin.orders()
+    assert order["reason"] == "dead_man_switch"
