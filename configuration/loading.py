@@ -300,7 +300,8 @@ def _toml_value(value: Any) -> str:
 def _toml_lines(data: dict[str, Any], path: tuple[str, ...]) -> list[str]:
     scalars = [(k, v) for k, v in data.items() if not isinstance(v, dict)]
     tables = [(k, v) for k, v in data.items() if isinstance(v, dict)]
-    lines = [f"{k} = {_toml_value(v)}" for k, v in scalars]
+    # TOML has no null: a key whose value is None (an optional one left unset) is shown as a comment
+    lines = [f"# {k} is not set" if v is None else f"{k} = {_toml_value(v)}" for k, v in scalars]
     for key, value in tables:
         lines.append("")
         lines.append(f"[{'.'.join(path + (key,))}]")

@@ -122,3 +122,15 @@ def test_preflight_carries_the_configuration_warnings(tmp_path: Path) -> None:
     loaded = load_config(write(tmp_path, 'storage_dir = "storage"\n[logging]\nfile = ""\n' + PROTECTED_AND_SWITCHED))
     report = preflight(loaded, environ={}, exchange=False)
     assert [line for line in report.warnings if line.startswith("protection: enabled = true with dead_man")]
+
+
+def test_the_printed_configuration_loads_back_as_the_same_configuration(tmp_path: Path) -> None:
+    """check-config prints TOML: an optional key left unset (e.g. protection.stop_loss_abs) is a comment, never
+    the string "None" that would not load again."""
+    from configuration import render_config
+
+    loaded = load_config(write(tmp_path, "[protection]\nenabled = true\nstop_loss_abs = 150\n"))
+    text = render_config(loaded, environ={})
+    assert "# stop_loss_pct is not set" in text and "# take_profit_abs is not set" in text and "None" not in text
+    again = load_config(write(tmp_path, text))
+    assert again.config.protection == loaded.config.protection
