@@ -19,8 +19,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pykka
 from loguru import logger
+from pydantic import ValidationError
 
-from actors.protection import LABEL_OF, ORDER_TYPE_OF, ProtectionSettings, protective_hash, trigger_price
+from actors.protection import (
+    LABEL_OF,
+    ORDER_TYPE_OF,
+    PROTECTIVE_KINDS,
+    ProtectionSettings,
+    protective_hash,
+    trigger_price,
+)
 from messages import (
     UNRESOLVED_STATES,
     AbandonIntent,
@@ -148,6 +156,7 @@ class TrackedOrder:
     trigger_price: Decimal | None = None
     trigger_signal: str | None = None
     asked_at: int | None = None  # when a cancel of this protective order was last asked for (wall ms)
+    levels: tuple[Decimal | None, Decimal | None] = (None, None)  # an entry's own stop-loss / take-profit prices
 
     @property
     def protective(self) -> bool:
@@ -182,6 +191,11 @@ class Anchor:
     intent_hash: str
     side: Side
     price: Decimal  # its fill price when known, else its signal's close
+    levels: tuple[Decimal | None, Decimal | None] = (None, None)  # its own stop-loss / take-profit (the strategy's)
+
+    def level(self, kind: SignalKind) -> Decimal | None:
+        """The entry's own trigger price for this protective kind, if its strategy gave one."""
+        return self.levels[0] if kind is SignalKind.STOP_LOSS else self.levels[1]
 
 
 @dataclass
@@ -246,10 +260,11 @@ class SymbolTrader:
                 kind=record.kind if record.kind.is_protective else None,
                 trigger_price=record.trigger_price,
                 trigger_signal=record.trigger_signal,
+                levels=(record.stop_loss, record.take_profit),
             )
         entry = self.bootstrap.last_entry
         if entry is not None:
-            self.anchor = Anchor(entry.intent_hash, entry.side, entry.price)
+            self.anchor = Anchor(entry.intent_hash, entry.side, entry.price, (entry.stop_loss, entry.take_profit))
         control = self.bootstrap.control
         self.paused, self.halted, self.halt_reason = control.paused, control.halted, control.reason
 
@@ -269,13 +284,21 @@ class SymbolTrader:
         self.candles.extend(fresh)
         if not message.live or self.strategy_off:
             return None
-        kind = self.strategy.decide(list(self.candles), self.effective_side())
+        candles = list(self.candles)
+        kind = self.strategy.decide(candles, self.effective_side())
         if kind is None:
             return None
         last = fresh[-1]
-        signal = Signal(
-            symbol=self.symbol, kind=kind, candle_time=last.open_time, price=last.close, strategy=self.strategy.name
-        )
+        stop_loss, take_profit = self.strategy.levels(candles, kind) if kind.is_entry else (None, None)
+        try:
+            signal = Signal(symbol=self.symbol, kind=kind, candle_time=last.open_time, price=last.close,
+                            strategy=self.strategy.name, stop_loss=stop_loss, take_profit=take_profit)
+        except ValidationError as exc:  # never traded with a guessed stop: refused, said why
+            bare = Signal(symbol=self.symbol, kind=kind, candle_time=last.open_time, price=last.close,
+                          strategy=self.strategy.name)
+            problem = "; ".join(str(e.get("msg", e)) for e in exc.errors())
+            return self._reject(bare, intent_hash(self.symbol, last.open_time, kind, self.settings.order_notional),
+                                Reason.BAD_SIGNAL, f"strategy {self.strategy.name}: {problem}")
         return self.on_signal(signal)
 
     def on_signal(self, signal: Signal) -> Decision:
@@ -422,6 +445,8 @@ class SymbolTrader:
             reduce_only=reduce_only,
             order_type=order_type,
             limit_price=limit_price,
+            stop_loss=signal.stop_loss,
+            take_profit=signal.take_profit,
             created_at=self.clock(),
         )
 
@@ -463,6 +488,7 @@ class SymbolTrader:
             kind=intent.kind if intent.is_protective else None,
             trigger_price=intent.trigger_price,
             trigger_signal=intent.trigger_signal,
+            levels=(intent.stop_loss, intent.take_profit),
         )
         if not result.handed:  # the gateway was gone: the claim is recovered (and proven) at the next start
             logger.error("{} {} claimed but not handed to the gateway; the next start resolves it", self.symbol,
@@ -544,7 +570,7 @@ class SymbolTrader:
         if not order.reduce_only:  # before this fill is counted: was the position flat (or the other way)?
             if self.anchor is None or self.anchor.side is not order.side or self.effective_contracts() == 0:
                 price = update.average_price or (update.fills[0].price if update.fills else None)
-                self.anchor = Anchor(order.intent_hash, order.side, price or self._reference_price())
+                self.anchor = Anchor(order.intent_hash, order.side, price or self._reference_price(), order.levels)
                 self.generation.clear()
                 self.refusals.clear()
             return
@@ -701,7 +727,7 @@ class SymbolTrader:
             return
         side = Side.SELL if contracts > 0 else Side.BUY
         problems = []
-        for kind in settings.kinds:
+        for kind in (k for k in PROTECTIVE_KINDS if k in settings.kinds or anchor.level(k) is not None):
             have = [o for o in live if o.kind is kind]
             for order in have:
                 if order.side is not side:
@@ -744,9 +770,13 @@ class SymbolTrader:
             return f"{label} refused {count} time(s); asked again shortly"
         entry = self.position.entry_price if self.position is not None and self.position.is_open \
             and self.position.entry_price else anchor.price
+        level = anchor.level(kind)  # the strategy's own price wins over the configured distance
         distance = settings.distance(kind, entry)
-        price = None if distance is None else trigger_price(kind, side is Side.SELL, entry, distance,
-                                                            self.market.price_tick)
+        long = side is Side.SELL
+        if level is not None:  # on the tick grid, rounded away from the entry as a distance would be
+            price = trigger_price(kind, long, level, Decimal(0), self.market.price_tick)
+        else:
+            price = None if distance is None else trigger_price(kind, long, entry, distance, self.market.price_tick)
         if price is None:
             return f"{label}: no valid trigger price from entry {entry}"
         for _ in range(64):  # generations whose orders ended before are skipped: their hashes are claimed

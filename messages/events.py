@@ -41,6 +41,7 @@ class Reason(StrEnum):
     BLOCKED = "BLOCKED"  # the fate of one of our orders cannot be decided: `resolve SYMBOL` after checking
     GIVEN_UP = "GIVEN_UP"  # an operator's `resolve` gave up on an undecided order
     BAD_MARKET_DATA = "BAD_MARKET_DATA"  # a candle or ticker that is not a finite, consistent price: dropped
+    BAD_SIGNAL = "BAD_SIGNAL"  # a strategy's signal that does not validate (e.g. a stop above a long's entry)
 
 
 class EventKind(StrEnum):

@@ -100,6 +100,8 @@ class OrderIntent(Message):
     limit_price: Decimal | None = None
     trigger_price: Decimal | None = None  # a protective order's stop price
     trigger_signal: str | None = None  # the price Kraken watches for it: "mark", "index" or "last"
+    stop_loss: Decimal | None = None  # an entry's own protective levels, from its signal (the strategy)
+    take_profit: Decimal | None = None
     created_at: int = Field(default_factory=now_ms)
     # Set when the claim itself records the first send (SUBMITTED in the claim's transaction): the exchange
     # time of the claim and the processBefore every copy of the first send carries (exchange epoch ms).

@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 
+from pydantic import model_validator
+
 from messages._base import Message
 
 
@@ -38,3 +40,23 @@ class Signal(Message):
     price: Decimal  # the close of the signal candle
     strategy: str = ""
     note: str = ""
+    # An entry's own protective levels (absolute prices), given by the strategy; None: [protection]'s distances
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+
+    @model_validator(mode="after")
+    def _levels_fit_the_entry(self) -> Signal:
+        if self.stop_loss is None and self.take_profit is None:
+            return self
+        if not self.kind.is_entry:
+            raise ValueError(f"{self.kind.value}: only an entry carries stop-loss / take-profit levels")
+        long = self.kind is SignalKind.ENTER_LONG
+        for name, level, below in (("stop_loss", self.stop_loss, long), ("take_profit", self.take_profit, not long)):
+            if level is None:
+                continue
+            if not level.is_finite() or level <= 0:
+                raise ValueError(f"{name} {level} is not a positive price")
+            if (level >= self.price) if below else (level <= self.price):
+                side = "below" if below else "above"
+                raise ValueError(f"{name} {level} must be {side} the entry price {self.price} for {self.kind.value}")
+        return self

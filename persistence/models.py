@@ -8,7 +8,7 @@ from typing import Any
 import peewee
 
 # 2: intents keep limit_price, sent_at, process_before and sends; 3: booked, fills_complete, PnL totals
-SCHEMA_VERSION = 4  # 4: intents carry a protective order's trigger_price and trigger_signal
+SCHEMA_VERSION = 4  # 4: intents carry a protective order's trigger price and signal, an entry's own levels
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,8 @@ def build_models(database: peewee.Database) -> Models:
         limit_price = peewee.TextField(null=True)
         trigger_price = peewee.TextField(null=True)  # a stop-loss / take-profit's stop price
         trigger_signal = peewee.CharField(max_length=8, null=True)  # mark, index or last
+        stop_loss = peewee.TextField(null=True)  # an entry's own protective levels (the strategy's)
+        take_profit = peewee.TextField(null=True)
         status = peewee.CharField(max_length=20, index=True)
         reason = peewee.CharField(max_length=40, null=True)
         exchange_order_id = peewee.CharField(max_length=100, null=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -36,6 +37,13 @@ class Strategy(ABC):
     @abstractmethod
     def decide(self, candles: Sequence[Candle], position: PositionSide) -> SignalKind | None:
         """Return the signal for the newest candle in `candles` (oldest first), given the position."""
+
+    def levels(self, candles: Sequence[Candle], kind: SignalKind) -> tuple[Decimal | None, Decimal | None]:
+        """An entry's own stop-loss and take-profit prices, (None, None) to use [protection]'s distances.
+
+        Called right after `decide` returned an entry; a level on the wrong side of the entry (the signal
+        candle's close) refuses the signal (BAD_SIGNAL), it is never traded with a guessed stop."""
+        return None, None
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Strategy:

@@ -294,3 +294,61 @@ def test_an_order_that_rested_and_was_refused_when_it_triggered_ends_canceled_no
     result = conclude(Tracked(intent=intent, state=before), Evidence(statuses=[status]))
     assert result.state is expected
     assert is_advance(before, expected)
+
+
+def _entry_with_levels(trader: SymbolTrader, stop: str | None, take: str | None):
+    return trader.on_signal(Signal(symbol=BTC, kind=SignalKind.ENTER_LONG, candle_time=T0, price=Decimal(50_000),
+                                   stop_loss=None if stop is None else Decimal(stop),
+                                   take_profit=None if take is None else Decimal(take)))
+
+
+def test_a_strategys_own_levels_replace_the_configured_distances() -> None:
+    ports = FakePorts()
+    trader = make_trader(ports)
+    decision = _entry_with_levels(trader, "48000.3", "55000")
+    assert decision.accepted and decision.intent is not None and decision.intent.stop_loss == Decimal("48000.3")
+    report(trader, decision.intent.client_order_id, OrderState.FILLED, "0.02")
+    (stop,), (take,) = protective(ports, SignalKind.STOP_LOSS), protective(ports, SignalKind.TAKE_PROFIT)
+    assert stop.trigger_price == Decimal("48000.0") and take.trigger_price == Decimal(55_000)  # on the 0.5 grid
+
+
+def test_a_strategy_level_places_its_kind_even_when_the_config_has_no_distance_for_it() -> None:
+    ports = FakePorts()
+    trader = make_trader(ports, protection=ProtectionSettings(enabled=True, stop_loss_pct=Decimal(2)))
+    decision = _entry_with_levels(trader, None, "51000")
+    assert decision.intent is not None
+    report(trader, decision.intent.client_order_id, OrderState.FILLED, "0.02")
+    assert [p.trigger_price for p in protective(ports, SignalKind.TAKE_PROFIT)] == [Decimal(51_000)]
+    assert [p.trigger_price for p in protective(ports, SignalKind.STOP_LOSS)] == [Decimal(49_000)]
+
+
+@pytest.mark.parametrize(("stop", "take", "words"), [
+    ("50500", None, "stop_loss 50500 must be below the entry price"),
+    (None, "49000", "take_profit 49000 must be above the entry price"),
+    ("-1", None, "not a positive price"),
+])
+def test_levels_on_the_wrong_side_of_a_long_entry_are_refused(stop: str | None, take: str | None,
+                                                             words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        Signal(symbol=BTC, kind=SignalKind.ENTER_LONG, candle_time=T0, price=Decimal(50_000),
+               stop_loss=None if stop is None else Decimal(stop), take_profit=None if take is None else Decimal(take))
+
+
+def test_a_strategy_giving_a_bad_level_has_its_signal_refused_never_traded() -> None:
+    from messages import Candle, Candles
+
+    class BadLevels(ScriptedStrategy):
+        def decide(self, candles, position):
+            return SignalKind.ENTER_LONG
+
+        def levels(self, candles, kind):  # a long's stop above its entry
+            return candles[-1].close + 100, None
+
+    ports = FakePorts()
+    trader = make_trader(ports)
+    trader.strategy = BadLevels(ScriptedParams(period=4, hold=2))
+    candles = [Candle(symbol=BTC, timeframe="1m", open_time=T0 + i * 60_000, open=Decimal(100), high=Decimal(101),
+                      low=Decimal(99), close=Decimal(100), volume=Decimal(1)) for i in range(3)]
+    decision = trader.on_candles(Candles(symbol=BTC, candles=tuple(candles), live=True))
+    assert decision is not None and decision.reason is Reason.BAD_SIGNAL and "must be below" in decision.detail
+    assert ports.placed == []

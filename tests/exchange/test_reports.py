@@ -77,9 +77,12 @@ def test_recorded_history_pages_are_read_with_their_continuation_token() -> None
     assert update.symbol == "ETH/USD:USD" and update.reason == "full_fill"
 
 
-def test_recorded_trigger_history_is_read_without_a_status() -> None:
+def test_recorded_trigger_history_says_nothing_final_of_an_order_placed_rests_activated_goes_on() -> None:
+    """Kraken's real /history/v2/triggers (ccxt's recording): a trigger order placed rests (OPEN); once activated
+    it goes on as an order in the order history (no status here); neither is an end."""
     events, _ = parse_history(recorded("fetchClosedOrders", "fetchClosed trigger orders"), symbol_of)
-    assert events and all(e.status is None for e in events)  # trigger events say nothing final of an order
+    assert events and {e.name for e in events} == {"OrderTriggerPlaced", "OrderTriggerActivated"}
+    assert all(e.status is (ExchangeStatus.OPEN if e.name == "OrderTriggerPlaced" else None) for e in events)
 
 
 STATUS_ANSWER = {"result": "success", "orders": [
