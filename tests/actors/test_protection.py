@@ -78,6 +78,17 @@ def protective(ports: FakePorts, kind: SignalKind) -> list:
     return [p.intent for p in ports.placed if p.intent.kind is kind]
 
 
+def protected_long(ports: FakePorts, *, resting: bool = True) -> tuple[SymbolTrader, OrderIntent, OrderIntent]:
+    """A long of 0.02 whose entry filled, with its stop-loss and take-profit claimed (and resting, if asked)."""
+    trader = make_trader(ports)
+    report(trader, enter(trader, ports), OrderState.FILLED, "0.02")
+    (stop,), (take,) = protective(ports, SignalKind.STOP_LOSS), protective(ports, SignalKind.TAKE_PROFIT)
+    if resting:
+        report(trader, stop.client_order_id, OrderState.ACCEPTED, "0", seq=11)
+        report(trader, take.client_order_id, OrderState.ACCEPTED, "0", seq=11)
+    return trader, stop, take
+
+
 def test_an_entry_that_fills_gets_a_reduce_only_stop_and_take_profit_sized_to_the_fill() -> None:
     ports = FakePorts()
     trader = make_trader(ports)
@@ -115,12 +126,7 @@ def test_a_partial_fill_is_protected_as_far_as_it_filled_and_resized_as_more_fil
 
 def test_a_stop_filled_on_the_exchange_cancels_the_take_profit_and_says_so() -> None:
     ports = FakePorts()
-    trader = make_trader(ports)
-    entry = enter(trader, ports)
-    report(trader, entry, OrderState.FILLED, "0.02")
-    (stop,), (take,) = protective(ports, SignalKind.STOP_LOSS), protective(ports, SignalKind.TAKE_PROFIT)
-    report(trader, stop.client_order_id, OrderState.ACCEPTED, "0", seq=11)
-    report(trader, take.client_order_id, OrderState.ACCEPTED, "0", seq=12)
+    trader, stop, take = protected_long(ports)
     report(trader, stop.client_order_id, OrderState.FILLED, "0.02", price="48990", seq=13)
     assert trader.effective_contracts() == 0
     assert [c.client_order_id for c in ports.cancels] == [take.client_order_id]
@@ -131,26 +137,18 @@ def test_a_stop_filled_on_the_exchange_cancels_the_take_profit_and_says_so() -> 
 
 def test_a_strategy_exit_is_not_blocked_by_the_stop_and_cancels_both_once_flat() -> None:
     ports = FakePorts()
-    trader = make_trader(ports)
-    entry = enter(trader, ports)
-    report(trader, entry, OrderState.FILLED, "0.02")
-    for placed in ports.placed[1:]:
-        report(trader, placed.intent.client_order_id, OrderState.ACCEPTED, "0", seq=11)
+    trader, stop, take = protected_long(ports)
     decision = trader.on_signal(Signal(symbol=BTC, kind=SignalKind.EXIT, candle_time=T0 + 60_000,
                                        price=Decimal(50_100)))
     assert decision.accepted and decision.intent is not None and decision.intent.reduce_only
     assert decision.intent.amount == Decimal("0.02")  # the whole position, no more: never a reverse position
     report(trader, decision.intent.client_order_id, OrderState.FILLED, "0.02", seq=12)
-    assert {c.client_order_id for c in ports.cancels} == {p.intent.client_order_id for p in ports.placed[1:3]}
+    assert {c.client_order_id for c in ports.cancels} == {stop.client_order_id, take.client_order_id}
 
 
 def test_no_entry_while_a_closed_positions_protective_order_is_still_being_cancelled() -> None:
     ports = FakePorts()
-    trader = make_trader(ports)
-    entry = enter(trader, ports)
-    report(trader, entry, OrderState.FILLED, "0.02")
-    (stop,), (take,) = protective(ports, SignalKind.STOP_LOSS), protective(ports, SignalKind.TAKE_PROFIT)
-    report(trader, take.client_order_id, OrderState.ACCEPTED, "0", seq=11)
+    trader, stop, take = protected_long(ports)
     report(trader, stop.client_order_id, OrderState.FILLED, "0.02", seq=12)
     decision = trader.on_signal(Signal(symbol=BTC, kind=SignalKind.ENTER_LONG, candle_time=T0 + 120_000,
                                        price=Decimal(50_000)))
@@ -162,11 +160,7 @@ def test_no_entry_while_a_closed_positions_protective_order_is_still_being_cance
 
 def test_a_cancelled_stop_is_replaced_by_the_next_generation_while_the_position_is_open() -> None:
     ports = FakePorts()
-    trader = make_trader(ports)
-    entry = enter(trader, ports)
-    report(trader, entry, OrderState.FILLED, "0.02")
-    (stop,) = protective(ports, SignalKind.STOP_LOSS)
-    report(trader, stop.client_order_id, OrderState.ACCEPTED, "0", seq=11)
+    trader, stop, _ = protected_long(ports)
     ports.states[stop.intent_hash] = OrderState.CANCELED  # e.g. by the dead man's switch, or by hand
     report(trader, stop.client_order_id, OrderState.CANCELED, "0", seq=12)
     stops = protective(ports, SignalKind.STOP_LOSS)
