@@ -37,6 +37,8 @@ class ProtectionSettings:
     take_profit_pct: Decimal | None = None
     take_profit_abs: Decimal | None = None
     trigger_signal: str = "mark"
+    trailing_stop_pct: Decimal | None = None  # the stop-loss trails the best price by this percent (Kraken's
+    # trailing_stop) instead of resting at a fixed price
     retry_ms: int = 10_000  # a cancel or a claim not effective yet is asked again after this (wall ms)
     max_refusals: int = 5  # refusals of one kind for one position before the symbol stops asking and says so
 
@@ -44,12 +46,15 @@ class ProtectionSettings:
     def from_config(cls, config: object) -> ProtectionSettings:
         """From a configuration.ProtectionConfig (typed loosely: the actors layer does not import configuration)."""
         return cls(**{name: getattr(config, name) for name in (
-            "enabled", "stop_loss_pct", "stop_loss_abs", "take_profit_pct", "take_profit_abs", "trigger_signal")})
+            "enabled", "stop_loss_pct", "stop_loss_abs", "take_profit_pct", "take_profit_abs", "trigger_signal",
+            "trailing_stop_pct")})
 
     def distance(self, kind: SignalKind, entry: Decimal) -> Decimal | None:
         """How far from `entry` this kind triggers; None when it is not configured."""
         pct, absolute = ((self.stop_loss_pct, self.stop_loss_abs) if kind is SignalKind.STOP_LOSS
                          else (self.take_profit_pct, self.take_profit_abs))
+        if kind is SignalKind.STOP_LOSS and self.trailing_stop_pct is not None:
+            pct = self.trailing_stop_pct  # where it starts: it moves up (a long's) with the price from there
         if absolute is not None:
             return absolute
         return None if pct is None else entry * pct / Decimal(100)

@@ -779,6 +779,8 @@ class SymbolTrader:
             price = None if distance is None else trigger_price(kind, long, entry, distance, self.market.price_tick)
         if price is None:
             return f"{label}: no valid trigger price from entry {entry}"
+        # a trailing stop (no level of the strategy's): Kraken moves its trigger with the price; `price` is its start
+        trailing = kind is SignalKind.STOP_LOSS and level is None and settings.trailing_stop_pct is not None
         for _ in range(64):  # generations whose orders ended before are skipped: their hashes are claimed
             generation = self.generation.get(kind, 0)
             hash_hex = protective_hash(anchor.intent_hash, kind, generation)
@@ -788,8 +790,10 @@ class SymbolTrader:
                 process_before=None if sent_at is None else sent_at + (self.settings.process_before_ms or 0),
                 intent_hash=hash_hex, client_order_id=client_order_id_for(hash_hex), symbol=self.symbol, kind=kind,
                 side=side, candle_time=now, notional=Decimal(0), amount=amount, price=price, reduce_only=True,
-                order_type=ORDER_TYPE_OF[kind], trigger_price=price, trigger_signal=settings.trigger_signal,
-                created_at=now)
+                order_type="trailing_stop" if trailing else ORDER_TYPE_OF[kind],
+                trigger_price=None if trailing else price,
+                trailing_pct=settings.trailing_stop_pct if trailing else None,
+                trigger_signal=settings.trigger_signal, created_at=now)
             event = Event(kind=EventKind.INTENT_CLAIMED, symbol=self.symbol, intent_hash=hash_hex,
                           detail=f"{kind.value} {side.value} {amount} trigger {price} ({settings.trigger_signal}) "
                                  f"cliOrdId={intent.client_order_id}")
@@ -807,8 +811,8 @@ class SymbolTrader:
             self.orders[intent.client_order_id] = TrackedOrder(
                 intent_hash=hash_hex, client_order_id=intent.client_order_id, side=side, reduce_only=True,
                 amount=amount, state=OrderState.INITIALIZED if result.claimed else (state or OrderState.UNKNOWN),
-                recovered=not result.claimed, order_type=intent.order_type, kind=kind, trigger_price=price,
-                trigger_signal=settings.trigger_signal)
+                recovered=not result.claimed, order_type=intent.order_type, kind=kind,
+                trigger_price=intent.trigger_price, trigger_signal=settings.trigger_signal)
             if result.claimed:
                 logger.info("{} {} {} {} trigger {} ({}) (cliOrdId {})", self.symbol, label, side.value, amount, price,
                             settings.trigger_signal, intent.client_order_id)

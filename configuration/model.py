@@ -261,6 +261,8 @@ class ProtectionConfig(Section):
     take_profit_pct: Money | None = Field(default=Decimal(4), gt=0, le=10_000)
     take_profit_abs: Money | None = Field(default=None, gt=0, le=10**12)
     trigger_signal: Literal["mark", "index", "last"] = "mark"  # the price Kraken watches (mark: hard to spike)
+    # a trailing stop-loss instead of a fixed one: Kraken's trailing_stop, this percent behind the best price since
+    trailing_stop_pct: Money | None = Field(default=None, gt=0, le=50)
     # the dead man's switch: every heartbeat_interval_s the gateway asks Kraken to cancel ALL orders (stops and
     # take-profits too) if no further heartbeat comes within dead_man_timeout_s; 0 turns it off
     dead_man_timeout_s: StrictInt = Field(default=0, ge=0, le=86_400)
@@ -269,6 +271,11 @@ class ProtectionConfig(Section):
     @model_validator(mode="after")
     def _one_distance_each(self) -> ProtectionConfig:
         fields = self.model_fields_set
+        if self.trailing_stop_pct is not None:
+            given = [n for n in ("stop_loss_pct", "stop_loss_abs") if n in fields and getattr(self, n) is not None]
+            if given:
+                raise ValueError(f"give trailing_stop_pct or {given[0]}, not both: the stop-loss is one order")
+            object.__setattr__(self, "stop_loss_pct", None)  # the trailing stop replaces the fixed one
         for name in ("stop_loss", "take_profit"):
             pct, absolute = f"{name}_pct", f"{name}_abs"
             if absolute in fields and getattr(self, absolute) is not None:

@@ -51,7 +51,8 @@ from exchange.reports import (
 )
 from messages import OrderIntent, Position
 
-PROTECTIVE_ORDER_TYPES = frozenset({"stop", "take_profit"})  # OrderIntent.order_type of a stop-loss / take-profit
+# OrderIntent.order_type of a stop-loss (fixed or trailing) or a take-profit
+PROTECTIVE_ORDER_TYPES = frozenset({"stop", "trailing_stop", "take_profit"})
 FILLS_PAGE = 100  # Kraken's fills endpoint returns the newest 100 (get-fills docs)
 MAX_FILL_PAGES = 50
 HISTORY_PAGE = 500
@@ -292,6 +293,16 @@ class PrivateApi:
             params["processBefore"] = iso_ms(process_before_ms)
         if intent.reduce_only:
             params["reduceOnly"] = True
+        if intent.order_type == "trailing_stop":
+            # send-order: trailing_stop with trailingStopMaxDeviation / trailingStopDeviationUnit, no stopPrice and no
+            # limitPrice ("if placing a trailing_stop then leave undefined"); ccxt passes the fields through
+            if intent.trailing_pct is None:
+                raise ValueError(f"{intent.client_order_id}: a trailing stop without its deviation")
+            params.update({"orderType": "trailing_stop", "trailingStopMaxDeviation": float(intent.trailing_pct),
+                           "trailingStopDeviationUnit": "PERCENT", "triggerSignal": intent.trigger_signal or "mark",
+                           "reduceOnly": True})
+            return self.exchange.create_order_request(intent.symbol, "market", intent.side.value,
+                                                      float(intent.amount), None, params)
         if intent.order_type in PROTECTIVE_ORDER_TYPES:
             # ccxt builds Kraken's `stp` from stopLossPrice and `take_profit` from takeProfitPrice, both with
             # `stopPrice`, `triggerSignal` and reduceOnly (krakenfutures.create_order_request)

@@ -96,10 +96,11 @@ class OrderIntent(Message):
     amount: Decimal = Field(gt=0)
     price: Decimal  # reference price (signal close) for sizing, limits and risk
     reduce_only: bool = False
-    order_type: str = "market"  # "market", "limit", or for protective orders "stop" / "take_profit"
+    order_type: str = "market"  # "market", "limit", or protective: "stop", "trailing_stop", "take_profit"
     limit_price: Decimal | None = None
     trigger_price: Decimal | None = None  # a protective order's stop price
     trigger_signal: str | None = None  # the price Kraken watches for it: "mark", "index" or "last"
+    trailing_pct: Decimal | None = None  # a trailing stop-loss's distance behind the best price, in percent
     stop_loss: Decimal | None = None  # an entry's own protective levels, from its signal (the strategy)
     take_profit: Decimal | None = None
     created_at: int = Field(default_factory=now_ms)

@@ -30,6 +30,7 @@ class IntentRecord(Message):
     limit_price: Decimal | None = None
     trigger_price: Decimal | None = None
     trigger_signal: str | None = None
+    trailing_pct: Decimal | None = None
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
     state: OrderState
@@ -48,7 +49,7 @@ class IntentRecord(Message):
     # The fields an OrderIntent shares with its record: the one mapping between the two.
     INTENT_FIELDS: ClassVar[tuple[str, ...]] = (
         "intent_hash", "client_order_id", "symbol", "kind", "side", "candle_time", "notional", "amount", "price",
-        "reduce_only", "order_type", "limit_price", "trigger_price", "trigger_signal", "stop_loss",
+        "reduce_only", "order_type", "limit_price", "trigger_price", "trigger_signal", "trailing_pct", "stop_loss",
         "take_profit", "created_at",
     )
 

@@ -65,6 +65,7 @@ def build_models(database: peewee.Database) -> Models:
         limit_price = peewee.TextField(null=True)
         trigger_price = peewee.TextField(null=True)  # a stop-loss / take-profit's stop price
         trigger_signal = peewee.CharField(max_length=8, null=True)  # mark, index or last
+        trailing_pct = peewee.TextField(null=True)  # a trailing stop-loss's distance, percent
         stop_loss = peewee.TextField(null=True)  # an entry's own protective levels (the strategy's)
         take_profit = peewee.TextField(null=True)
         status = peewee.CharField(max_length=20, index=True)

@@ -400,7 +400,8 @@ class Store:
     # The intent columns that versions 1 to 3 lacked, with the database default each gets when added.
     _ADDED_COLUMNS = (("limit_price", None), ("sent_at", None), ("process_before", None), ("sends", "0"),
                       ("schema_v1", "FALSE"), ("booked", "'0'"), ("fills_complete", "FALSE"),
-                      ("trigger_price", None), ("trigger_signal", None), ("stop_loss", None), ("take_profit", None))
+                      ("trigger_price", None), ("trigger_signal", None), ("trailing_pct", None),
+                      ("stop_loss", None), ("take_profit", None))
 
     def _add_columns(self) -> None:
         """Add the intent columns that versions 1 and 2 lacked, without their indexes (create_tables adds those).
@@ -1140,6 +1141,7 @@ class Store:
             limit_price=Decimal(row.limit_price) if row.limit_price else None,
             trigger_price=Decimal(row.trigger_price) if row.trigger_price else None,
             trigger_signal=row.trigger_signal or None,
+            trailing_pct=Decimal(row.trailing_pct) if row.trailing_pct else None,
             stop_loss=Decimal(row.stop_loss) if row.stop_loss else None,
             take_profit=Decimal(row.take_profit) if row.take_profit else None,
             state=OrderState(row.status),

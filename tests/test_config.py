@@ -134,3 +134,21 @@ def test_the_printed_configuration_loads_back_as_the_same_configuration(tmp_path
     assert "# stop_loss_pct is not set" in text and "# take_profit_abs is not set" in text and "None" not in text
     again = load_config(write(tmp_path, text))
     assert again.config.protection == loaded.config.protection
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[protection]\nstop_loss_pct = 2\nstop_loss_abs = 100\n", "give stop_loss_pct or stop_loss_abs, not both"),
+    ("[protection]\ntrailing_stop_pct = 1\nstop_loss_abs = 100\n", "give trailing_stop_pct or stop_loss_abs"),
+    ("[protection]\ndead_man_timeout_s = 30\nheartbeat_interval_s = 20\n", "at most half of dead_man_timeout_s"),
+    ("[protection]\ntrigger_signal = \"bid\"\n", "protection.trigger_signal"),
+])
+def test_protection_settings_that_contradict_each_other_are_refused_naming_the_keys(
+        tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert any(expected in line for line in caught.value.errors), caught.value.errors
+
+
+def test_a_trailing_stop_replaces_the_default_fixed_stop_loss(tmp_path: Path) -> None:
+    protection = load_config(write(tmp_path, "[protection]\nenabled = true\ntrailing_stop_pct = 1.5\n")).config.protection
+    assert protection.stop_loss_pct is None and protection.trailing_stop_pct == 1.5

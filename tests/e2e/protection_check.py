@@ -18,7 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 Interval = tuple[int, int]
-PROTECTIVE_TYPES = {"stp": "stop-loss", "take_profit": "take-profit"}
+PROTECTIVE_TYPES = {"stp": "stop-loss", "trailing_stop": "stop-loss", "take_profit": "take-profit"}
+STOP_TYPES = ("stp", "trailing_stop")
 
 
 def resting_intervals(orders: Iterable[dict[str, Any]], now: int) -> list[dict[str, Any]]:
@@ -67,8 +68,8 @@ def protection_problems(orders: Iterable[dict[str, Any]], fills: Iterable[dict[s
     problems: list[str] = []
     resting = resting_intervals(orders, now)
     by_market: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in resting:
-        by_market[(row["symbol"], row["orderType"])].append(row)
+    for row in resting:  # a fixed and a trailing stop-loss are both stops: never two at once
+        by_market[(row["symbol"], "stp" if row["orderType"] in STOP_TYPES else row["orderType"])].append(row)
     for (symbol, kind), rows in sorted(by_market.items()):
         rows.sort(key=lambda r: r["start"])
         for earlier, later in zip(rows, rows[1:], strict=False):
@@ -87,7 +88,7 @@ def protection_problems(orders: Iterable[dict[str, Any]], fills: Iterable[dict[s
                 problems.append(f"{row['symbol']}: {PROTECTIVE_TYPES[row['orderType']]} {row['cliOrdId']} rested "
                                 f"{wrong} ms of a run without a position to protect, more than {allowance_ms}")
     for symbol, line in sorted(timeline.items()):  # unprotected positions
-        stops = [r for r in resting if r["symbol"] == symbol and r["orderType"] == "stp"]
+        stops = [r for r in resting if r["symbol"] == symbol and r["orderType"] in STOP_TYPES]
         for start, end, size in _segments(line, now):
             if size == 0:
                 continue

@@ -549,7 +549,7 @@ class SoakRun:
                                    f"{', '.join(sorted(unfinished)[:5])}")
         report.max_position_ratio = self.largest_ratio(state, intents)
         protective = [o for o in state["orders"]
-                      if o["orderType"] in ("stp", "take_profit") and o["status"] == "placed"]
+                      if o["orderType"] in ("stp", "trailing_stop", "take_profit") and o["status"] == "placed"]
         report.protective_placed = dict(Counter(o["orderType"] for o in protective))
         report.protective_filled = sum(1 for o in protective if Decimal(str(o["filled"])) > 0)
         if self.settings.protection:

@@ -219,3 +219,21 @@ def test_the_dead_mans_switch_cancels_resting_orders_once_the_bot_stops_heart_be
                message="cancelled by the dead man's switch")
     (order,) = sim.admin.orders()
     assert order["reason"] == "dead_man_switch"
+
+
+def test_a_trailing_stop_loss_follows_the_price_up_and_closes_the_position_on_the_way_back(sim, live_system) -> None:
+    config = make_config(protection={"enabled": True, "trailing_stop_pct": 2, "take_profit_pct": 50},
+                         trading={"position_sync_interval_s": 0.5})
+    system = ready(live_system(config=config))
+    system.symbol_actors()[BTC].tell(signal(t=T0))
+    wait_until(lambda: any(o["orderType"] == "trailing_stop" and o["state"] == "untriggered"
+                           for o in sim.admin.orders()), timeout=20, message="a trailing stop resting")
+    (order,) = [o for o in sim.admin.orders() if o["orderType"] == "trailing_stop"]
+    assert order["reduceOnly"] and order["side"] == "sell" and Decimal(order["size"]) == position_size(sim)
+    sim.admin.set_price(BTC, move_pct=4)  # up: the stop moves up behind it
+    sim.admin.set_price(BTC, move_pct=-3)  # back 3 %: through the trailed stop (2 % below the top), not the start
+    wait_until(lambda: position_size(sim) == 0, timeout=20, message="the trailing stop closed the position")
+    wait_until(lambda: protective_orders(sim) == [], timeout=20, message="the take-profit cancelled")
+    fills = [f for f in sim.admin.state()["fills"] if f["side"] == "sell"]
+    entry = Decimal(str(next(f for f in sim.admin.state()["fills"] if f["side"] == "buy")["price"]))
+    assert Decimal(str(fills[0]["price"])) > entry  # it closed in profit: the stop had trailed up
