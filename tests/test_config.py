@@ -150,5 +150,6 @@ def test_protection_settings_that_contradict_each_other_are_refused_naming_the_k
 
 
 def test_a_trailing_stop_replaces_the_default_fixed_stop_loss(tmp_path: Path) -> None:
-    protection = load_config(write(tmp_path, "[protection]\nenabled = true\ntrailing_stop_pct = 1.5\n")).config.protection
+    loaded = load_config(write(tmp_path, "[protection]\nenabled = true\ntrailing_stop_pct = 1.5\n"))
+    protection = loaded.config.protection
     assert protection.stop_loss_pct is None and protection.trailing_stop_pct == 1.5
