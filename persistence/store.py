@@ -390,6 +390,9 @@ class Store:
                 )
             if version is not None and version < SCHEMA_VERSION:
                 self._migrate(version)  # before create_tables: it then indexes the filled columns in one pass each
+            elif version is not None:
+                self._add_columns()  # a column this version added that the database lacks (written by a build of
+                # the same version before it had the column): added empty, as a migration would
             self.database.create_tables(self.models.all, safe=True)
             if version is None:
                 info.create(key="version", value=str(SCHEMA_VERSION))
