@@ -16,7 +16,7 @@ from loguru import logger
 from simulator.auth import Authenticator
 from simulator.engine import Exchange
 from simulator.instruments import FEE_SCHEDULE_LINEAR, FEE_SCHEDULE_PGB, resolve_symbol
-from simulator.orders import iso, parse_decimal
+from simulator.orders import TRAILING_UNITS, iso, parse_decimal, trailing_argument_error
 from simulator.prices import INTERVALS_MS, PRICE_KINDS, fmt
 from simulator.ratelimit import HISTORY_COSTS, RateLimiter, derivatives_cost
 
@@ -318,6 +318,13 @@ class KrakenApi:
                     return self.error("invalidArgument", 400)
                 ex.request_context["process_before"] = raw_before
         if e == "sendorder":
+            # a trailing_stop without its documented required parameters is refused as a request (Kraken's generic
+            # `requiredArgumentMissing` / `invalidArgument` errors, ccxt BadRequest); inside a batchorder the
+            # instruction's status says it (ccxt's recorded batch answer shows `requiredArgumentMissing` there)
+            argument_error = trailing_argument_error(single)
+            if argument_error is not None:
+                ex.note_request("sendorder", "send", single, {"status": argument_error}, ex.now())
+                return self.error(argument_error, 400)
             return self._ok(sendStatus=ex.send_order(single, process_before_ms=process_before))
         if e == "batchorder":
             if batch is None:
@@ -329,6 +336,8 @@ class KrakenApi:
         if e == "editorder":
             if "orderId" not in single and "cliOrdId" not in single:
                 return self.error("requiredArgumentMissing", 400)
+            if _bad_edit_arguments(single):
+                return self.error("invalidArgument", 400)
             return self._ok(editStatus=ex.edit_order(single, process_before))
         if e == "cancelorder":
             if "order_id" not in single and "cliOrdId" not in single:
@@ -373,6 +382,16 @@ class KrakenApi:
                 volume = sum((f.size * f.price for f in ex.fills), Decimal(0))
             return self._ok(volumesByFeeSchedule={FEE_SCHEDULE_LINEAR: float(volume), FEE_SCHEDULE_PGB: float(volume)})
         return self.error("notFound", 404)
+
+
+def _bad_edit_arguments(params: Mapping[str, str]) -> bool:
+    """True when an editorder's enum or number arguments are not of their documented form (edit-order: qtyMode
+    ABSOLUTE|RELATIVE, trailingStopDeviationUnit PERCENT|QUOTE_CURRENCY, trailingStopMaxDeviation a number)."""
+    mode, unit, deviation = params.get("qtyMode"), params.get("trailingStopDeviationUnit"), \
+        params.get("trailingStopMaxDeviation")
+    return ((mode is not None and mode.strip().upper() not in ("ABSOLUTE", "RELATIVE"))
+            or (unit is not None and unit.strip().upper() not in TRAILING_UNITS)
+            or (deviation is not None and parse_decimal(deviation) is None))
 
 
 def _is_uuid(value: str) -> bool:

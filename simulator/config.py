@@ -91,6 +91,17 @@ class SimulatorConfig(BaseModel):
     # Kraken documents no maximum number of batchorder instructions: a larger batch is refused whole (the harsher
     # reading), `{"result":"error","error":"invalidArgument: ..."}` (HTTP 400, ccxt BadRequest)
     batch_max_instructions: int = Field(100, ge=1)
+    # Trigger orders (README rules 11-16). editorder on an untriggered stp / take_profit must carry stopPrice (and a
+    # stop-limit its limitPrice): the edit-order page's "Required if old orderType is stp"
+    edit_requires_stop_price: bool = True
+    # how editorder reads `size` when the request has no qtyMode (edit-order: "defaulting to 'RELATIVE'")
+    edit_qty_mode: Literal["RELATIVE", "ABSOLUTE"] = "RELATIVE"
+    # trailingStopMaxDeviation's 0.1..50 range binds both units ("both", harsher) or PERCENT only ("percent")
+    trailing_range: Literal["both", "percent"] = "both"
+    # the dead man's switch cancels untriggered trigger orders too ("all", harsher) or only resting ones ("resting")
+    dead_man_scope: Literal["all", "resting"] = "all"
+    # untriggered reduce-only orders stay when their position closes ("stay", harsher) or are cancelled ("cancel")
+    reduce_only_orphans: Literal["stay", "cancel"] = "stay"
     # synthetic linear perpetuals listed beside the 8 real ones (PF_X001USD ...), for benchmarks of many symbols
     extra_markets: int = Field(0, ge=0, le=999)
     advance_interval_s: float = Field(0.25, gt=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import random
 import threading
 import uuid
@@ -21,6 +22,10 @@ from simulator.orders import (
     OPEN,
     ORDER_TYPES,
     REJECTED,
+    TRAILING_MAX,
+    TRAILING_MIN,
+    TRAILING_PERCENT_PLACES,
+    TRAILING_UNITS,
     TRIGGER_SIGNALS,
     UNTRIGGERED,
     ZERO,
@@ -32,8 +37,9 @@ from simulator.orders import (
     order_error,
     parse_decimal,
     text,
+    trailing_argument_error,
 )
-from simulator.prices import MarketData, Quote, fmt, stable_seed
+from simulator.prices import MarketData, Quote, ceil_tick, floor_tick, fmt, stable_seed
 
 MAKER_FEE = Decimal("0.0002")
 TAKER_FEE = Decimal("0.0005")
@@ -52,6 +58,21 @@ TOO_LATE = "wouldProcessAfterSpecifiedTime"
 IOC_REMAINDER_REASON = "ioc_would_not_execute_reason"
 # The simulated market's side of every execution (the executions feed shows both orders): not the account's.
 MARKET_ACCOUNT_UID = "00000000-0000-4000-8000-000000000000"
+# Not documented: the reason Kraken's order history gives the order a fired trigger places. We use the
+# OrderUpdateReason for it (orders/status `updateReason` STOP_ORDER_TRIGGERED).
+TRIGGERED_REASON = "stop_order_triggered"
+# editorder `qtyMode` (edit-order page): "defaulting to 'RELATIVE'. 'ABSOLUTE' means that the total order size,
+# including past fills, is set to `size`. 'RELATIVE' means that the current open order size is set to `size`."
+QTY_MODES = ("RELATIVE", "ABSOLUTE")
+# editStatus statuses -> the OrderError an OrderEditRejected / OrderTriggerEditRejected carries
+EDIT_ERRORS = {
+    "invalidSize": "INVALID_QUANTITY",
+    "invalidPrice": "INVALID_PRICE",
+    "insufficientAvailableFunds": "INSUFFICIENT_MARGIN",
+    "orderForEditNotAStop": "ORDER_CANNOT_HAVE_TRIGGER_PRICE",
+    "cannotEditTriggerPriceOfTrailingStop": "CANNOT_EDIT_TRIGGER_PRICE_OF_TRAILING_STOP",
+    "cannotEditLimitPriceOfTrailingStop": "CANNOT_EDIT_LIMIT_PRICE_OF_TRAILING_STOP",
+}
 
 Params = Mapping[str, Any]
 
@@ -131,6 +152,11 @@ class Exchange:
         resting_fill: str = "partial",
         history_lag_ms: int = 3_000,
         history_page_max: int = 100,
+        edit_requires_stop_price: bool = True,
+        edit_qty_mode: str = "RELATIVE",
+        trailing_range: str = "both",
+        dead_man_scope: str = "all",
+        reduce_only_orphans: str = "stay",
     ) -> None:
         self.lock = threading.RLock()
         self.market = market
@@ -145,6 +171,11 @@ class Exchange:
         self.resting_fill = resting_fill
         self.history_lag_ms = history_lag_ms
         self.history_page_max = history_page_max
+        self.edit_requires_stop_price = edit_requires_stop_price
+        self.edit_qty_mode = edit_qty_mode
+        self.trailing_range = trailing_range
+        self.dead_man_scope = dead_man_scope
+        self.reduce_only_orphans = reduce_only_orphans
         self.seed = seed
         self.ids_drawn = 0
         self.revision = 0  # bumped by every change a state file must capture (besides the clock)
@@ -190,12 +221,22 @@ class Exchange:
                 self._match_book(symbol, self.market.quote(symbol), time_ms)
 
     def _check_dead_man(self, time_ms: int) -> None:
-        """Fire the dead man's switch when its time has come."""
+        """Fire the dead man's switch when its time has come.
+
+        Kraken (https://docs.kraken.com/api-reference/order-management/dead-mans-switch): a countdown "that will
+        cancel all user orders when timeout expires". "All" is not said to include untriggered trigger orders; the
+        harsher reading (default `dead_man_scope="all"`) cancels them too, so protective stops go with the resting
+        orders (`"resting"` spares them). After firing the timer stays off until a new non-zero timeout (the Spot
+        page says so: "the timer remains disabled until the client provides a new (non-zero) timeout"; the Futures
+        page is silent).
+        """
         if self.dead_man_ms is not None and time_ms >= self.dead_man_ms:
             self.dead_man_ms = None
             self.revision += 1
             logger.info("simulator: dead man's switch fired, cancelling all orders")
-            for order in [o for book in self.working.values() for o in book.values()]:
+            victims = [o for book in self.working.values() for o in book.values()
+                       if self.dead_man_scope == "all" or o.state != UNTRIGGERED]
+            for order in victims:
                 self._cancel(order, time_ms, "dead_man_switch")
 
     # -- helpers -----------------------------------------------------------------
@@ -241,8 +282,19 @@ class Exchange:
         self.order_history.append(HistoryEvent(self._new_id(), time_ms, name, payload, order.symbol))
 
     def _trigger_history(self, order: Order, time_ms: int, name: str, **extra: object) -> None:
-        """Append a trigger-history event with a snapshot of the trigger order."""
-        payload: dict[str, object] = {"order": order.history_trigger_json(self.account_uid, self.account_id)}
+        """Append a trigger-history event with a snapshot of the trigger order (get-trigger-events:
+        OrderTriggerUpdated carries `oldOrderTrigger` / `newOrderTrigger`, OrderTriggerEditRejected
+        `attemptedOrderTrigger` / `oldOrderTrigger`, the others `order`)."""
+        snapshot = order.history_trigger_json(self.account_uid, self.account_id)
+        payload: dict[str, object]
+        if name == "OrderTriggerUpdated":
+            payload = {"oldOrderTrigger": extra.pop("old"), "newOrderTrigger": snapshot}
+        elif name == "OrderTriggerEditRejected":
+            payload = {"attemptedOrderTrigger": extra.pop("attempted"), "oldOrderTrigger": snapshot}
+        else:
+            payload = {"order": snapshot}
+        if name != "OrderTriggerEditRejected" and "reason" in extra:
+            order.reason = str(extra["reason"])  # orders/status `updateReason` is the latest one
         payload.update(extra)
         self.trigger_history.append(HistoryEvent(self._new_id(), time_ms, name, payload, order.symbol))
 
@@ -347,6 +399,12 @@ class Exchange:
         """Validate, place and match one order at `now`."""
         if self.too_late(process_before_ms, now):
             return self._too_late_status(params, now)
+        argument_error = trailing_argument_error(params)
+        if argument_error is not None:  # refused before it is an order: no id, no trace (batchorder's recorded form)
+            refused: dict[str, object] = {"status": argument_error, "receivedTime": iso(now), "orderEvents": []}
+            if params.get("cliOrdId") is not None:
+                refused["cliOrdId"] = str(params.get("cliOrdId"))
+            return refused
         raw = {k: v for k, v in params.items()}
         cli = params.get("cliOrdId")
         cli_ord_id = None if cli is None else str(cli)
@@ -372,17 +430,81 @@ class Exchange:
             order_tag=None if params.get("order_tag") is None else str(params.get("order_tag")),
             raw=raw,
         )
-        status = self._validate(order, params, signal_raw)
-        if status is not None:
-            return self._reject(order, status, now, events=False)
+        if order.is_trailing:
+            order.trailing_deviation = parse_decimal(params.get("trailingStopMaxDeviation"))
+            order.trailing_unit = str(params.get("trailingStopDeviationUnit")).strip().upper()
+        refusal = self._validate(order, params, signal_raw)
+        if refusal is not None:
+            status, reason = refusal
+            return self._reject(order, status, now, events=False, reason=reason)
         assert order.symbol is not None and order.size is not None and order.side is not None
         quote = self.market.quote(order.symbol)
         if order.is_trigger:
             return self._place_trigger(order, quote, now)
         return self._place_active(order, quote, now, events=True)
 
-    def _validate(self, order: Order, params: Params, signal_raw: object) -> str | None:
-        """Kraken's rejection status for an order request, or None if it may be placed."""
+    def _validate(self, order: Order, params: Params, signal_raw: object) -> tuple[str, str | None] | None:
+        """Kraken's rejection (send status, and the OrderError when a specific one applies) for an order request,
+        or None if it may be placed."""
+        status = self._validate_status(order, params, signal_raw)
+        if status is not None:
+            return status, None
+        if order.is_trailing:
+            assert order.symbol is not None
+            return self._trailing_refusal(order, self.instruments[order.symbol])
+        return None
+
+    def _trailing_refusal(self, order: Order, inst: Instrument) -> tuple[str, str | None] | None:
+        """Why a trailing stop's stopPrice / limitPrice / deviation is refused (send status, OrderError), or None.
+
+        send-order: stopPrice and limitPrice: "if placing a trailing_stop then leave undefined" (refused, not ignored:
+        the harsher reading; OrderError ORDER_CANNOT_HAVE_TRIGGER_PRICE for a stopPrice). trailingStopMaxDeviation:
+        "Possible values: >= 0.1 and <= 50 ... Maximum value of 50%, minimum value of 0.1% for 'PERCENT'" (OrderErrors
+        TRAILING_STOP_MAX_DEVIATION_TOO_SMALL / _TOO_LARGE); the range binds QUOTE_CURRENCY too unless
+        `trailing_range="percent"` (the parameter's range is stated without a unit: harsher reading). A PERCENT
+        deviation has at most one decimal (TRAILING_STOP_PERCENT_DEVIATION_EXCEEDS_MAX_DECIMAL_PLACES; the number of
+        places is undocumented, one is the harsher reading), a QUOTE_CURRENCY one is a multiple of the tick size
+        (TRAILING_STOP_QUOTE_DEVIATION_NOT_MULTIPLE_OF_TICK_SIZE). The send status of these refusals is
+        undocumented: `invalidPrice` (ccxt InvalidOrder).
+        """
+        if order.stop_price is not None:
+            return "invalidPrice", "ORDER_CANNOT_HAVE_TRIGGER_PRICE"
+        if order.limit_price is not None:
+            return "invalidPrice", "INVALID_PRICE"
+        reason = self._deviation_error(order.trailing_deviation, order.trailing_unit, inst)
+        return None if reason is None else ("invalidPrice", reason)
+
+    def _deviation_error(self, deviation: Decimal | None, unit: str | None, inst: Instrument) -> str | None:
+        """The OrderError for a trailing deviation that Kraken refuses, or None (see `_trailing_refusal`)."""
+        if deviation is None or unit not in TRAILING_UNITS:
+            return "INVALID_PRICE"
+        if unit == "PERCENT" or self.trailing_range == "both":
+            if deviation < TRAILING_MIN:
+                return "TRAILING_STOP_MAX_DEVIATION_TOO_SMALL"
+            if deviation > TRAILING_MAX:
+                return "TRAILING_STOP_MAX_DEVIATION_TOO_LARGE"
+        if unit == "PERCENT" and deviation != deviation.quantize(Decimal(1).scaleb(-TRAILING_PERCENT_PLACES)):
+            return "TRAILING_STOP_PERCENT_DEVIATION_EXCEEDS_MAX_DECIMAL_PLACES"
+        if unit == "QUOTE_CURRENCY" and (deviation <= 0 or deviation % inst.tick_size != 0):
+            return "TRAILING_STOP_QUOTE_DEVIATION_NOT_MULTIPLE_OF_TICK_SIZE"
+        return None
+
+    def _trail_price(self, order: Order, quote: Quote) -> Decimal:
+        """A trailing stop's trigger price for the current signal price: the deviation below it (sell) or above it
+        (buy), rounded to the tick towards the signal so that it is "never more than" the deviation away (send-order:
+        "the trigger price will never be more then 10% below the trigger signal")."""
+        assert order.symbol is not None and order.trailing_deviation is not None
+        signal = quote.signal_price(order.trigger_signal or "last")
+        distance = order.trailing_deviation
+        if order.trailing_unit == "PERCENT":
+            distance = signal * order.trailing_deviation / 100
+        tick = self.instruments[order.symbol].tick_size
+        if order.side == "sell":
+            return max(tick, ceil_tick(signal - distance, tick))
+        return floor_tick(signal + distance, tick)
+
+    def _validate_status(self, order: Order, params: Params, signal_raw: object) -> str | None:
+        """Kraken's rejection status for an order request's fields, or None."""
         if order.order_type not in ORDER_TYPES:
             return "invalidOrderType"
         if order.side not in ("buy", "sell"):
@@ -416,7 +538,7 @@ class Exchange:
         if order.limit_price is not None and not inst.is_valid_price(order.limit_price):
             return "invalidPrice"
         if order.is_trigger:
-            if order.stop_price is None or not inst.is_valid_price(order.stop_price):
+            if not order.is_trailing and (order.stop_price is None or not inst.is_valid_price(order.stop_price)):
                 return "invalidPrice"
             signal = TRIGGER_SIGNALS.get(str(signal_raw or "last").strip().lower())
             if signal is None:
@@ -539,8 +661,10 @@ class Exchange:
                            "takerReducedQuantity": None})
         return events
 
-    def _place_active(self, order: Order, quote: Quote, now: int, events: bool) -> dict[str, object]:
-        """Place a non-trigger order: take liquidity from the book, rest the remainder, or cancel it (IoC)."""
+    def _place_active(self, order: Order, quote: Quote, now: int, events: bool,
+                      reason: str = "new_user_order") -> dict[str, object]:
+        """Place a non-trigger order (or the order a fired trigger becomes): take liquidity from the book, rest the
+        remainder, or cancel it (IoC)."""
         assert order.symbol is not None
         kind = order.engine_type if order.is_trigger else order.order_type
         if kind == "mkt":
@@ -580,7 +704,7 @@ class Exchange:
         # ccxt's recorded Kraken traffic: an order that executed on placement has ONE OrderPlaced whose snapshot
         # already carries the fill ("quantity": "0", "filled": "0.1"); no OrderUpdated for the immediate fills.
         order_events = self._take(order, plan, "taker", now, history=False)
-        self._history(order, now, "OrderPlaced", reason="new_user_order", reducedQuantity=text(reduced) or "",
+        self._history(order, now, "OrderPlaced", reason=reason, reducedQuantity=text(reduced) or "",
                       algoId="", origin="Api")
         if order_events and reduced is not None:
             order_events[0]["takerReducedQuantity"] = float(reduced)
@@ -598,8 +722,11 @@ class Exchange:
         return out
 
     def _place_trigger(self, order: Order, quote: Quote, now: int) -> dict[str, object]:
-        """Accept a stop or take-profit order and start watching its trigger price."""
+        """Accept a stop, take-profit or trailing-stop order and start watching its trigger price (a trailing stop's
+        starts at its deviation from the signal price)."""
         assert order.symbol is not None
+        if order.is_trailing:
+            order.stop_price = self._trail_price(order, quote)
         order.state = UNTRIGGERED
         order.status = "placed"
         self._record(order)
@@ -622,6 +749,8 @@ class Exchange:
         """Fire triggers and fill resting limit orders that the current prices reach."""
         for order in list(self.working[symbol].values()):
             if order.state == UNTRIGGERED:
+                if order.is_trailing:
+                    self._trail(order, quote, time_ms)
                 price = quote.signal_price(order.trigger_signal or "last")
                 assert order.stop_price is not None
                 fired = price >= order.stop_price if order.trigger_side == "above" else price <= order.stop_price
@@ -652,16 +781,36 @@ class Exchange:
                 self._history(order, time_ms, "OrderUpdated", old=old, reason=reason, reducedQuantity="",
                               algoId="", origin="Api")
 
+    def _trail(self, order: Order, quote: Quote, time_ms: int) -> None:
+        """Move a trailing stop's trigger price after a favourable move of its signal (never back): send-order's
+        trailingStopMaxDeviation "Is the maximum distance the trailing stop's trigger price may trail behind the
+        requested trigger signal. It defines the threshold at which the trigger price updates." Each move is an
+        OrderTriggerUpdated (reason `trailing_stop_price_updated`, orders/status updateReason
+        TRAILING_STOP_PRICE_UPDATED; the history reason string is our choice)."""
+        assert order.stop_price is not None
+        price = self._trail_price(order, quote)
+        if price > order.stop_price if order.side == "sell" else price < order.stop_price:
+            old = order.history_trigger_json(self.account_uid, self.account_id)
+            order.stop_price = price
+            order.last_update_ms = time_ms
+            self.revision += 1
+            self._trigger_history(order, time_ms, "OrderTriggerUpdated", old=old,
+                                  reason="trailing_stop_price_updated", algoId="", origin="Api")
+
     def _fire_trigger(self, order: Order, quote: Quote, time_ms: int) -> None:
-        """Turn a triggered stop / take-profit into a limit or market order."""
+        """Turn a triggered stop / take-profit / trailing stop into a limit or market order. It goes through the
+        finite book as any order (rule 6): without a limit it is an IoC with 1% protection whose remainder is
+        cancelled; a reduce-only one is cut to the position or refused (`wouldNotReducePosition`), never opening or
+        reversing a position; a refused one shows TRIGGER_ACTIVATION_FAILURE in orders/status."""
         assert order.symbol is not None
         self.working[order.symbol].pop(order.order_id, None)
         order.state = "pending"  # between trigger and placement: neither untriggered nor placed yet
         order.triggered_ms = time_ms
         order.last_update_ms = time_ms
         self._trigger_history(order, time_ms, "OrderTriggerActivated")
-        result = self._place_active(order, quote, time_ms, events=True)
+        result = self._place_active(order, quote, time_ms, events=True, reason=TRIGGERED_REASON)
         if order.state == REJECTED:
+            order.activation_failed = True
             logger.debug("simulator: triggered order {} rejected: {}", order.order_id, result.get("status"))
 
     def _execute(self, order: Order, qty: Decimal, price: Decimal, liquidity: str, time_ms: int) -> Fill:
@@ -693,10 +842,20 @@ class Exchange:
             realized_pnl=realized,
         )
         self.fills.append(fill)
+        if self.reduce_only_orphans == "cancel":
+            self._cancel_orphans(order.symbol, time_ms)
         logger.debug("simulator: fill {} {} {} @ {} ({})", order.symbol, order.side, fmt(qty), fmt(price), liquidity)
         for listener in self.listeners:
             listener(fill)
         return fill
+
+    def _cancel_orphans(self, symbol: str, time_ms: int) -> None:
+        """With `reduce_only_orphans="cancel"` only: cancel the untriggered reduce-only orders of a market that can no
+        longer reduce its position (flat, or on their own side). Kraken documents no such cancellation, so by default
+        (`"stay"`, the harsher reading) they stay until cancelled or fired (and then are refused or cut)."""
+        for other in list(self.working[symbol].values()):
+            if other.state == UNTRIGGERED and other.reduce_only and self._clamp_reduce_only(other) == 0:
+                self._cancel(other, time_ms, "would_not_reduce_position")
 
     # -- cancel / edit -------------------------------------------------------------------
     def _find(self, params: Params, id_key: str) -> Order | None:
@@ -805,7 +964,16 @@ class Exchange:
             return out
 
     def _edit(self, params: Params, now: int, id_key: str) -> dict[str, object]:
-        """Edit one order at `now`."""
+        """Edit one order at `now` (https://docs.kraken.com/api-reference/order-management/edit-order).
+
+        `size` is read by `qtyMode` (default RELATIVE: the open size becomes `size`; ABSOLUTE: the total including
+        past fills, which must stay above what filled). An untriggered stop / take-profit must carry `stopPrice`
+        ("Required if old orderType is stp"; take_profit too, the harsher reading) and a stop-limit its `limitPrice`
+        ("for stp orders, limitPrice is also required"), unless `edit_requires_stop_price` is off. A trailing stop
+        refuses both prices (`cannotEditTriggerPriceOfTrailingStop`, `cannotEditLimitPriceOfTrailingStop`); sending
+        its trailing parameters (changed or not) recalculates its trigger price. A refused edit leaves the order as
+        it was and is recorded as OrderEditRejected / OrderTriggerEditRejected.
+        """
         order = self._find(params, id_key)
         out: dict[str, object] = {"receivedTime": iso(now)}
         if order is None or not order.working:
@@ -813,32 +981,44 @@ class Exchange:
             return out
         assert order.symbol is not None
         out["orderId"] = order.order_id
-        inst = self.instruments[order.symbol]
-        size = parse_decimal(params.get("size")) if params.get("size") is not None else order.size
-        limit = parse_decimal(params.get("limitPrice")) if params.get("limitPrice") is not None else order.limit_price
-        stop = parse_decimal(params.get("stopPrice")) if params.get("stopPrice") is not None else order.stop_price
-        if size is None or not inst.is_valid_size(size) or size <= order.filled:
-            out.update(status="invalidSize", orderEvents=[])
-            return out
-        if params.get("stopPrice") is not None and order.state != UNTRIGGERED:
-            out.update(status="orderForEditNotAStop", orderEvents=[])
-            return out
-        for price in (limit, stop):
-            if params.get("limitPrice") is not None and limit is None:
-                out.update(status="invalidPrice", orderEvents=[])
-                return out
-            if price is not None and not inst.is_valid_price(price):
-                out.update(status="invalidPrice", orderEvents=[])
-                return out
+        if order.cli_ord_id is not None:
+            out["cliOrdId"] = order.cli_ord_id
         was_trigger = order.state == UNTRIGGERED
+        attempt = dataclasses.replace(order, raw=dict(order.raw))
+        status, recalc = self._edit_refusal(order, attempt, params)
+        if status is None and recalc:
+            attempt.stop_price = self._trail_price(attempt, self.market.quote(order.symbol))
+        if status is None and not order.reduce_only and attempt.remaining > order.remaining:
+            price = attempt.limit_price or attempt.stop_price or self.market.quote(order.symbol).mark
+            more = attempt.remaining - order.remaining
+            needed = self._required_margin(order.symbol, order.side or "buy", more, price)
+            if needed > self.available_margin():
+                status = "insufficientAvailableFunds"
+        if status is not None:
+            error = EDIT_ERRORS.get(status, "")
+            if was_trigger:
+                self._trigger_history(order, now, "OrderTriggerEditRejected",
+                                      attempted=attempt.history_trigger_json(self.account_uid, self.account_id),
+                                      reason=status, orderError=error)
+            elif status != "invalidArgument":
+                self.order_history.append(HistoryEvent(self._new_id(), now, "OrderEditRejected", {
+                    "oldOrder": order.history_json(self.account_uid),
+                    "attemptedOrder": attempt.history_json(self.account_uid), "orderError": error}, order.symbol))
+            out.update(status=status, orderEvents=[])
+            return out
         old = order.trigger_event_json() if was_trigger else order.event_json()
-        old_hist = order.history_json(self.account_uid)
-        order.size, order.limit_price, order.stop_price = size, limit, stop
+        old_hist = (order.history_trigger_json(self.account_uid, self.account_id) if was_trigger
+                    else order.history_json(self.account_uid))
+        order.size, order.limit_price, order.stop_price = attempt.size, attempt.limit_price, attempt.stop_price
+        order.trailing_deviation, order.trailing_unit = attempt.trailing_deviation, attempt.trailing_unit
         order.last_update_ms = now
         self.revision += 1
         new = order.trigger_event_json() if was_trigger else order.event_json()
         events: list[dict[str, object]] = [{"type": "EDIT", "old": old, "new": new, "reducedQuantity": None}]
-        if not was_trigger:
+        if was_trigger:
+            self._trigger_history(order, now, "OrderTriggerUpdated", old=old_hist, reason="edited_by_user",
+                                  algoId="", origin="Api")
+        else:
             self._history(order, now, "OrderUpdated", old=old_hist, reason="edited_by_user", reducedQuantity="",
                           algoId="", origin="Api")
         quote = self.market.quote(order.symbol)
@@ -850,6 +1030,54 @@ class Exchange:
                 self._match_book(order.symbol, quote, now)
         out.update(status="edited", orderEvents=events)
         return out
+
+    def _edit_refusal(self, order: Order, attempt: Order, params: Params) -> tuple[str | None, bool]:
+        """Apply an edit's parameters to `attempt` (a copy of `order`); the editStatus that refuses it (or None) and
+        whether a trailing stop's trigger price must be recalculated."""
+        assert order.symbol is not None
+        inst = self.instruments[order.symbol]
+        untriggered = order.state == UNTRIGGERED
+        mode = str(params.get("qtyMode") or self.edit_qty_mode).strip().upper()
+        if mode not in QTY_MODES:
+            return "invalidArgument", False
+        if params.get("size") is not None:
+            size = parse_decimal(params.get("size"))
+            if size is None or not inst.is_valid_size(size):
+                return "invalidSize", False
+            total = order.filled + size if mode == "RELATIVE" else size
+            if total <= order.filled:  # ABSOLUTE at or below what filled: nothing would stay open (harsher reading)
+                return "invalidSize", False
+            attempt.size = total
+        stop_raw, limit_raw = params.get("stopPrice"), params.get("limitPrice")
+        if stop_raw is not None:
+            if not untriggered:
+                return "orderForEditNotAStop", False
+            if order.is_trailing:
+                return "cannotEditTriggerPriceOfTrailingStop", False
+            attempt.stop_price = parse_decimal(stop_raw)
+            if attempt.stop_price is None or not inst.is_valid_price(attempt.stop_price):
+                return "invalidPrice", False
+        if limit_raw is not None:
+            if untriggered and order.is_trailing:
+                return "cannotEditLimitPriceOfTrailingStop", False
+            attempt.limit_price = parse_decimal(limit_raw)
+            if attempt.limit_price is None or not inst.is_valid_price(attempt.limit_price):
+                return "invalidPrice", False
+        if untriggered and not order.is_trailing and self.edit_requires_stop_price:
+            if stop_raw is None or (order.limit_price is not None and limit_raw is None):
+                return "invalidPrice", False
+        deviation_raw, unit_raw = params.get("trailingStopMaxDeviation"), params.get("trailingStopDeviationUnit")
+        if not (untriggered and order.is_trailing) or (deviation_raw is None and unit_raw is None):
+            return None, False  # "Only relevant for trailing stop orders": ignored on the others
+        if deviation_raw is not None:
+            attempt.trailing_deviation = parse_decimal(deviation_raw)
+        if unit_raw is not None:
+            attempt.trailing_unit = str(unit_raw).strip().upper()
+        if attempt.trailing_deviation is None or attempt.trailing_unit not in TRAILING_UNITS:
+            return "invalidArgument", False
+        if self._deviation_error(attempt.trailing_deviation, attempt.trailing_unit, inst) is not None:
+            return "invalidPrice", False
+        return None, True
 
     def batch(self, instructions: Iterable[Params], process_before_ms: int | None = None) -> list[dict[str, object]]:
         """Run batchorder instructions (send / edit / cancel) in order; returns `batchStatus`.
@@ -908,10 +1136,13 @@ class Exchange:
 
     # -- queries -------------------------------------------------------------------
     def open_orders(self) -> list[Order]:
-        """Working orders (resting and untriggered), oldest first."""
+        """Working orders (resting and untriggered), newest first: get-open-orders "The list is sorted descending by
+        receivedTime"."""
         with self.lock:
             self.sync()
-            return sorted((o for book in self.working.values() for o in book.values()), key=lambda o: o.received_ms)
+            oldest_first = sorted((o for book in self.working.values() for o in book.values()),
+                                  key=lambda o: o.received_ms)
+            return oldest_first[::-1]
 
     def orders_status(self, order_ids: list[str], cli_ord_ids: list[str], window_ms: int = 5_000) -> list[Order]:
         """Orders that are working or closed within `window_ms` (Kraken's 5 s), optionally filtered by ids.

@@ -20,9 +20,33 @@ CANCELLED = "cancelled"
 REJECTED = "rejected"
 WORKING_STATES = (OPEN, UNTRIGGERED)
 
-ORDER_TYPES = ("lmt", "post", "mkt", "ioc", "stp", "take_profit")
-TRIGGER_TYPES = ("stp", "take_profit")
+ORDER_TYPES = ("lmt", "post", "mkt", "ioc", "stp", "take_profit", "trailing_stop")
+TRIGGER_TYPES = ("stp", "take_profit", "trailing_stop")
 TRIGGER_SIGNALS = {"last": "last", "mark": "mark", "index": "index", "spot": "index"}
+TRAILING_UNITS = ("PERCENT", "QUOTE_CURRENCY")
+# Kraken send-order: trailingStopMaxDeviation "Possible values: >= 0.1 and <= 50 ... Maximum value of 50%, minimum
+# value of 0.1% for 'PERCENT'" (https://docs.kraken.com/api-reference/order-management/send-order).
+TRAILING_MIN = Decimal("0.1")
+TRAILING_MAX = Decimal("50")
+# Undocumented: how many decimals a PERCENT deviation may have (OrderError
+# TRAILING_STOP_PERCENT_DEVIATION_EXCEEDS_MAX_DECIMAL_PLACES exists). The harsher reading: one, the minimum's own.
+TRAILING_PERCENT_PLACES = 1
+# openorders `triggerSignal` values (get-open-orders: mark, last, spot); index is Kraken's spot price
+OPEN_ORDER_SIGNALS = {"mark": "mark", "last": "last", "index": "spot"}
+# orders/status `OrderError` enum (https://docs.kraken.com/api/docs/futures-api/trading/get-order-status)
+DOCUMENTED_ORDER_ERRORS = frozenset({
+    "MARKET_SUSPENDED", "MARKET_NOT_FOUND", "INVALID_PRICE", "INVALID_QUANTITY", "SMALL_ORDER_LIMIT_EXCEEDED",
+    "INSUFFICIENT_MARGIN", "WOULD_CAUSE_LIQUIDATION", "CLIENT_ORDER_ID_IN_USE", "CLIENT_ORDER_ID_TOO_LONG",
+    "MAX_POSITION_EXCEEDED", "PRICE_COLLAR", "PRICE_DISLOCATION", "EDIT_HAS_NO_EFFECT",
+    "ORDER_FOR_CANCELLATION_NOT_FOUND", "ORDER_FOR_EDIT_NOT_FOUND", "ORDER_CANNOT_HAVE_TRIGGER_PRICE",
+    "POST_WOULD_EXECUTE", "IOC_WOULD_NOT_EXECUTE", "WOULD_EXECUTE_SELF", "WOULD_NOT_REDUCE_POSITION",
+    "REJECTED_AFTER_EXECUTION", "MARKET_IS_POST_ONLY", "ORDER_LIMIT_EXCEEDED", "FIXED_LEVERAGE_TOO_HIGH",
+    "CANNOT_EDIT_TRIGGER_PRICE_OF_TRAILING_STOP", "CANNOT_EDIT_LIMIT_PRICE_OF_TRAILING_STOP",
+    "TRAILING_STOP_ORDER_LIMIT_EXCEEDED", "TRAILING_STOP_PERCENT_DEVIATION_EXCEEDS_MAX_DECIMAL_PLACES",
+    "TRAILING_STOP_QUOTE_DEVIATION_NOT_MULTIPLE_OF_TICK_SIZE", "TRAILING_STOP_MAX_DEVIATION_TOO_LARGE",
+    "TRAILING_STOP_MAX_DEVIATION_TOO_SMALL", "INSUFFICIENT_HEADROOM_AROUND_CURRENT_PRICE_TO_EDIT_TRAILING_STOP",
+    "NO_REFERENCE_PRICE_AVAILABLE_FOR_CALCULATING_TRAILING_STOP_TRIGGER_PRICE", "INSUFFICIENT_CLOSING_MARGIN",
+})
 
 
 # sendStatus status -> the OrderError enum that `orders/status` (`error`) and the history (`orderError`) carry
@@ -43,10 +67,38 @@ ORDER_ERRORS = {
 
 
 def order_error(status: str | None, reason: str | None = None) -> str | None:
-    """Kraken's OrderError for a rejected order's send status (None when the enum has no match)."""
-    if status in ORDER_ERRORS:
-        return ORDER_ERRORS[status]
-    return reason.upper() if reason and reason.upper() in ORDER_ERRORS.values() else None
+    """Kraken's OrderError for a rejected order: its reason when that is one of the enum's values (e.g.
+    TRAILING_STOP_MAX_DEVIATION_TOO_LARGE behind the send status invalidPrice), else the one for its send status
+    (None when the enum has no match)."""
+    if reason and reason.upper() in DOCUMENTED_ORDER_ERRORS:
+        return reason.upper()
+    return ORDER_ERRORS.get(status or "")
+
+
+def trailing_deviation(raw: object) -> Decimal | None:
+    """A request's trailingStopMaxDeviation as a Decimal (None if absent or not a number)."""
+    return parse_decimal(raw)
+
+
+def trailing_argument_error(params: Mapping[str, Any]) -> str | None:
+    """Kraken's error for a trailing_stop request lacking its trailing parameters, or None (also `invalidArgument`
+    for a relative limit, `limitPriceOffsetValue` / `limitPriceOffsetUnit`, which the simulator does not model).
+
+    send-order: trailingStopMaxDeviation and trailingStopDeviationUnit are each "Required if the order type is
+    trailing_stop"; the unit is one of PERCENT, QUOTE_CURRENCY. A missing one is `requiredArgumentMissing`, a value
+    that is not a number or not in the enum `invalidArgument` (the documented generic errors; which one Kraken picks
+    is not documented).
+    """
+    if params.get("limitPriceOffsetValue") is not None or params.get("limitPriceOffsetUnit") is not None:
+        return "invalidArgument"  # documented but not simulated: refused rather than placed as a stop-market
+    if str(params.get("orderType", "")).strip().lower() != "trailing_stop":
+        return None
+    deviation, unit = params.get("trailingStopMaxDeviation"), params.get("trailingStopDeviationUnit")
+    if deviation in (None, "") or unit in (None, ""):
+        return "requiredArgumentMissing"
+    if trailing_deviation(deviation) is None or str(unit).strip().upper() not in TRAILING_UNITS:
+        return "invalidArgument"
+    return None
 
 
 def iso(ms: int) -> str:
@@ -131,6 +183,9 @@ class Order:
     reason: str | None = None
     order_tag: str | None = None
     collar_price: Decimal | None = None
+    trailing_deviation: Decimal | None = None  # trailing_stop: trailingStopMaxDeviation
+    trailing_unit: str | None = None  # trailing_stop: PERCENT or QUOTE_CURRENCY
+    activation_failed: bool = False  # a trigger whose order was refused when it fired (TRIGGER_ACTIVATION_FAILURE)
     raw: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -140,8 +195,13 @@ class Order:
 
     @property
     def is_trigger(self) -> bool:
-        """True for stop and take-profit orders."""
+        """True for stop, take-profit and trailing-stop orders."""
         return self.order_type in TRIGGER_TYPES
+
+    @property
+    def is_trailing(self) -> bool:
+        """True for trailing-stop orders."""
+        return self.order_type == "trailing_stop"
 
     @property
     def working(self) -> bool:
@@ -156,7 +216,7 @@ class Order:
     @property
     def trigger_side(self) -> str:
         """`above` or `below`: where the watched price must go to fire the trigger."""
-        if self.order_type == "stp":
+        if self.order_type in ("stp", "trailing_stop"):
             return "above" if self.side == "buy" else "below"
         return "below" if self.side == "buy" else "above"
 
@@ -169,6 +229,13 @@ class Order:
             return "lmt" if self.limit_price is not None else "ioc"
         return self.order_type or ""
 
+    @property
+    def effective_limit(self) -> Decimal | None:
+        """The order's limit: a market order's (or a fired stop without limit's) is its 1% protection price."""
+        if self.order_type == "mkt" or (self.is_trigger and self.limit_price is None and self.triggered_ms is not None):
+            return self.collar_price
+        return self.limit_price
+
     # -- Kraken shapes ----------------------------------------------------------
     def event_json(self) -> dict[str, object]:
         """The order as it appears inside sendorder/editorder/cancel `orderEvents`."""
@@ -180,7 +247,7 @@ class Order:
             "side": self.side,
             "quantity": num(self.remaining),
             "filled": num(self.filled),
-            "limitPrice": num(self.limit_price if self.order_type != "mkt" else self.collar_price),
+            "limitPrice": num(self.effective_limit),
             "stopPrice": num(self.stop_price),
             "reduceOnly": self.reduce_only,
             "timestamp": iso(self.received_ms),
@@ -188,7 +255,9 @@ class Order:
         }
 
     def trigger_event_json(self) -> dict[str, object]:
-        """The untriggered order as `orderTrigger` inside order events."""
+        """The untriggered order as `orderTrigger` inside order events (send-order's PlaceTriggerEvent,
+        CancelTriggerEvent and RejectTriggerEvent: uid, clientId, type, symbol, side, quantity, limitPrice,
+        triggerPrice, triggerSide, triggerSignal, reduceOnly, timestamp, lastUpdateTimestamp, startTime)."""
         return {
             "uid": self.order_id,
             "clientId": self.cli_ord_id,
@@ -199,16 +268,19 @@ class Order:
             "limitPrice": num(self.limit_price),
             "triggerPrice": num(self.stop_price),
             "triggerSide": f"trigger_{self.trigger_side}",
-            "triggerSignal": f"{self.trigger_signal}_price",
+            "triggerSignal": f"{self.trigger_signal}_price".replace("index_", "spot_"),
             "reduceOnly": self.reduce_only,
             "timestamp": iso(self.received_ms),
             "lastUpdateTimestamp": iso(self.last_update_ms or self.received_ms),
+            "startTime": None,
         }
 
     def open_order_json(self) -> dict[str, object]:
-        """The order as `/openorders` lists it."""
+        """The order as `/openorders` lists it (get-open-orders: orderType `lmt`, `stop`, `take_profit`; stopPrice and
+        triggerSignal (`mark`, `last`, `spot`) for trigger orders). An untriggered trailing stop is listed as
+        `trailing_stop` with its current trigger price as stopPrice (undocumented: our choice)."""
         if self.is_trigger and self.state == UNTRIGGERED:
-            order_type = "stop" if self.order_type == "stp" else "take_profit"
+            order_type = {"stp": "stop", "take_profit": "take_profit"}.get(self.order_type or "", "trailing_stop")
         else:
             order_type = "lmt"
         out: dict[str, object] = {
@@ -228,36 +300,43 @@ class Order:
             out["cliOrdId"] = self.cli_ord_id
         if self.state == UNTRIGGERED:
             out["stopPrice"] = text(self.stop_price)
-            out["triggerSignal"] = f"{self.trigger_signal}_price"
+            out["triggerSignal"] = OPEN_ORDER_SIGNALS.get(self.trigger_signal or "last", "last")
             if self.limit_price is None:
                 out.pop("limitPrice")
         return out
 
     def status_json(self) -> dict[str, object]:
-        """The order as `/orders/status` reports it."""
+        """The order as `/orders/status` reports it.
+
+        get-order-status: `order` {type TRIGGER_ORDER|ORDER, orderId, cliOrdId, symbol, side, quantity, filled,
+        limitPrice, reduceOnly, timestamp, lastUpdateTimestamp, priceTriggerOptions {triggerPrice, triggerSide,
+        triggerSignal, triggerTime} (required, null for a plain order)}, `status`, `updateReason`, `error`.
+        """
         order: dict[str, object] = {
-            "type": "TRIGGER_ORDER" if self.state == UNTRIGGERED else "ORDER",
+            "type": "TRIGGER_ORDER" if self.state == UNTRIGGERED or self.activation_failed else "ORDER",
             "orderId": self.order_id,
             "cliOrdId": self.cli_ord_id,
             "symbol": self.symbol,
             "side": self.side,
             "quantity": num(self.remaining),
             "filled": num(self.filled),
-            "limitPrice": num(self.limit_price if self.order_type != "mkt" else self.collar_price),
+            "limitPrice": num(self.effective_limit),
             "reduceOnly": self.reduce_only,
             "timestamp": iso(self.received_ms),
             "lastUpdateTimestamp": iso(self.last_update_ms or self.received_ms),
+            "priceTriggerOptions": None,
         }
         if self.is_trigger:
             order["priceTriggerOptions"] = {
                 "triggerPrice": num(self.stop_price),
                 "triggerSide": f"TRIGGER_{self.trigger_side.upper()}",
-                "triggerSignal": f"{(self.trigger_signal or 'last').upper()}_PRICE",
+                "triggerSignal": f"{(self.trigger_signal or 'last').upper()}_PRICE".replace("INDEX_", "SPOT_"),
+                "triggerTime": iso(self.triggered_ms) if self.triggered_ms is not None else None,
             }
-            order["triggerTime"] = iso(self.triggered_ms) if self.triggered_ms is not None else None
         # Documented enum: ENTERED_BOOK, FULLY_EXECUTED, REJECTED, CANCELLED, TRIGGER_PLACED,
         # TRIGGER_ACTIVATION_FAILURE. A partially filled open order is ENTERED_BOOK (updateReason PARTIAL_FILL); an
-        # IoC / market order whose remainder was cancelled is CANCELLED with its `filled` quantity.
+        # IoC / market order whose remainder was cancelled is CANCELLED with its `filled` quantity; a trigger whose
+        # order was refused when it fired (e.g. reduce-only with no position) is TRIGGER_ACTIVATION_FAILURE.
         if self.state == OPEN:
             status = "ENTERED_BOOK"
         elif self.state == UNTRIGGERED:
@@ -266,6 +345,8 @@ class Order:
             status = "FULLY_EXECUTED"
         elif self.state == CANCELLED:
             status = "CANCELLED"
+        elif self.activation_failed:
+            status = "TRIGGER_ACTIVATION_FAILURE"
         else:
             status = "REJECTED"
         return {
@@ -276,9 +357,12 @@ class Order:
         }
 
     def history_json(self, account_uid: str) -> dict[str, object]:
-        """The order as `/history/v2/orders` events carry it."""
+        """The order as `/history/v2/orders` events carry it. A triggered order's `timestamp` is its activation time
+        (ccxt's recorded traffic: the order of trigger a0f221cd... placed at 1769618096759, activated at
+        1769618102000, shows `timestamp` 1769618102000 in its OrderUpdated)."""
         types = {"lmt": "Limit", "post": "Post", "ioc": "IoC", "mkt": "IoC"}
-        limit = self.collar_price if self.order_type == "mkt" else self.limit_price
+        limit = self.effective_limit
+        placed = self.triggered_ms if self.triggered_ms is not None else self.received_ms
         return {
             "uid": self.order_id,
             "accountUid": account_uid,
@@ -286,18 +370,20 @@ class Order:
             "direction": "Buy" if self.side == "buy" else "Sell",
             "quantity": text(self.remaining),
             "filled": text(self.filled),
-            "timestamp": str(self.received_ms),
+            "timestamp": str(placed),
             "limitPrice": text(limit) or "",
             "orderType": types.get(self.engine_type, "Limit"),
             "clientId": self.cli_ord_id or "",
             "reduceOnly": self.reduce_only,
-            "lastUpdateTimestamp": str(self.last_update_ms or self.received_ms),
+            "lastUpdateTimestamp": str(self.last_update_ms or placed),
         }
 
     def history_trigger_json(self, account_uid: str, account_id: str) -> dict[str, object]:
-        """The trigger order as `/history/v2/triggers` events carry it."""
+        """The trigger order as `/history/v2/triggers` events carry it (get-trigger-events; a trailing stop also
+        carries `trailingStopOptions` {maxDeviation, unit Percent|QuoteCurrency}; ccxt's recorded plain stops have
+        none, so a plain stop carries none)."""
         signals = {"last": "LastPrice", "mark": "MarkPrice", "index": "SpotPrice"}
-        return {
+        out: dict[str, object] = {
             "uid": self.order_id,
             "accountId": account_id,
             "accountUid": account_uid,
@@ -316,6 +402,12 @@ class Order:
             },
             "lastUpdateTimestamp": str(self.last_update_ms or self.received_ms),
         }
+        if self.is_trailing:
+            out["trailingStopOptions"] = {
+                "maxDeviation": text(self.trailing_deviation),
+                "unit": "Percent" if self.trailing_unit == "PERCENT" else "QuoteCurrency",
+            }
+        return out
 
     def to_state(self) -> dict[str, object]:
         """Every field, JSON-able and exact, for the state file."""
@@ -341,6 +433,9 @@ class Order:
             "reason": self.reason,
             "order_tag": self.order_tag,
             "collar_price": dec_state(self.collar_price),
+            "trailing_deviation": dec_state(self.trailing_deviation),
+            "trailing_unit": self.trailing_unit,
+            "activation_failed": self.activation_failed,
             "raw": self.raw,
         }
 
@@ -372,6 +467,9 @@ class Order:
             reason=data["reason"],
             order_tag=data["order_tag"],
             collar_price=dec_load(data["collar_price"]),
+            trailing_deviation=dec_load(data.get("trailing_deviation")),  # absent from files written before them
+            trailing_unit=data.get("trailing_unit"),
+            activation_failed=bool(data.get("activation_failed", False)),
             raw=raw,
         )
 
@@ -391,6 +489,8 @@ class Order:
             "limitPrice": text(self.limit_price),
             "stopPrice": text(self.stop_price),
             "triggerSignal": self.trigger_signal,
+            "trailingStopMaxDeviation": text(self.trailing_deviation),
+            "trailingStopDeviationUnit": self.trailing_unit,
             "reduceOnly": self.reduce_only,
             "time": self.received_ms,
             "lastUpdateTime": self.last_update_ms or self.received_ms,

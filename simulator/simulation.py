@@ -102,6 +102,11 @@ class Simulator:
             "market_fill": cfg.market_fill,
             "resting_fill": cfg.resting_fill,
             "history_lag_ms": cfg.history_lag_ms,
+            "edit_requires_stop_price": cfg.edit_requires_stop_price,
+            "edit_qty_mode": cfg.edit_qty_mode,
+            "trailing_range": cfg.trailing_range,
+            "dead_man_scope": cfg.dead_man_scope,
+            "reduce_only_orphans": cfg.reduce_only_orphans,
         }
 
     def _build(self, start_ms: int | None, saved: dict[str, Any] | None = None) -> None:
@@ -128,7 +133,9 @@ class Simulator:
             self.market, self.clock, self.instruments, Decimal(repr(cfg.initial_balance)), seed=cfg.seed,
             cli_ord_id_scope=cfg.cli_ord_id_scope, honour_process_before=cfg.honour_process_before,
             market_fill=cfg.market_fill, resting_fill=cfg.resting_fill, history_lag_ms=cfg.history_lag_ms,
-            history_page_max=cfg.history_page_max,
+            history_page_max=cfg.history_page_max, edit_requires_stop_price=cfg.edit_requires_stop_price,
+            edit_qty_mode=cfg.edit_qty_mode, trailing_range=cfg.trailing_range, dead_man_scope=cfg.dead_man_scope,
+            reduce_only_orphans=cfg.reduce_only_orphans,
         )
         if saved is not None:
             assert self.state_store is not None
