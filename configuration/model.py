@@ -262,7 +262,8 @@ class ProtectionConfig(Section):
     take_profit_abs: Money | None = Field(default=None, gt=0, le=10**12)
     trigger_signal: Literal["mark", "index", "last"] = "mark"  # the price Kraken watches (mark: hard to spike)
     # a trailing stop-loss instead of a fixed one: Kraken's trailing_stop, this percent behind the best price since
-    trailing_stop_pct: Money | None = Field(default=None, gt=0, le=50)
+    # send-order: trailingStopMaxDeviation ">= 0.1 and <= 50"; one decimal at most (the simulator's harsher reading)
+    trailing_stop_pct: Money | None = Field(default=None, ge=Decimal("0.1"), le=50, decimal_places=1)
     # the dead man's switch: every heartbeat_interval_s the gateway asks Kraken to cancel ALL orders (stops and
     # take-profits too) if no further heartbeat comes within dead_man_timeout_s; 0 turns it off
     dead_man_timeout_s: StrictInt = Field(default=0, ge=0, le=86_400)

@@ -153,3 +153,10 @@ def test_a_trailing_stop_replaces_the_default_fixed_stop_loss(tmp_path: Path) ->
     loaded = load_config(write(tmp_path, "[protection]\nenabled = true\ntrailing_stop_pct = 1.5\n"))
     protection = loaded.config.protection
     assert protection.stop_loss_pct is None and protection.trailing_stop_pct == 1.5
+
+
+@pytest.mark.parametrize("value", ["0.05", "1.25", "51"])
+def test_a_trailing_deviation_kraken_would_refuse_is_refused_at_load(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, f"[protection]\ntrailing_stop_pct = {value}\n"))
+    assert any("protection.trailing_stop_pct" in line for line in caught.value.errors), caught.value.errors
