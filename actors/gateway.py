@@ -231,7 +231,8 @@ def conclude(tracked: Tracked, evidence: Evidence) -> Conclusion:
     if ExchangeStatus.CANCELLED in statuses:
         return Conclusion(OrderState.CANCELED, filled, "cancelled on the exchange")
     if ExchangeStatus.REJECTED in statuses and filled == 0:
-        if tracked.state in _LIVE:  # it rested first: a trigger order refused when it fired (nothing left to reduce)
+        rested = tracked.state in _LIVE or ExchangeStatus.OPEN in {h.status for h in evidence.history}
+        if rested:  # it rested first (placed, or a trigger placed): refused when it fired (nothing left to reduce)
             return Conclusion(OrderState.CANCELED, filled, "accepted, then refused by the exchange when it triggered")
         return Conclusion(OrderState.REJECTED, filled, "rejected by the exchange")
     if ExchangeStatus.OPEN in {s.status for s in evidence.statuses}:

@@ -39,7 +39,8 @@ class ProtectionSettings:
     trigger_signal: str = "mark"
     trailing_stop_pct: Decimal | None = None  # the stop-loss trails the best price by this percent (Kraken's
     # trailing_stop) instead of resting at a fixed price
-    retry_ms: int = 10_000  # a cancel or a claim not effective yet is asked again after this (wall ms)
+    retry_ms: int = 2_000  # a cancel or a claim not effective yet is asked again after this (wall ms): well inside
+    # one reconciliation interval, the longest a protective order may outlive its position
     max_refusals: int = 5  # refusals of one kind for one position before the symbol stops asking and says so
 
     @classmethod

@@ -9,7 +9,7 @@ import pytest
 from actors.gateway import Evidence, Tracked, conclude
 from actors.protection import ProtectionSettings, protective_hash, trigger_price
 from actors.symbol import SymbolSettings, SymbolTrader
-from exchange.reports import ExchangeStatus, OrderStatusReport
+from exchange.reports import ExchangeStatus, HistoryReport, OrderStatusReport
 from messages import (
     CancelOrder,
     ControlRecord,
@@ -288,6 +288,22 @@ def test_an_order_that_rested_and_was_refused_when_it_triggered_ends_canceled_no
     result = conclude(Tracked(intent=intent, state=before), Evidence(statuses=[status]))
     assert result.state is expected
     assert is_advance(before, expected)
+
+
+def test_an_unknown_send_found_placed_then_refused_when_it_triggered_ends_canceled() -> None:
+    """The send's answer was lost (UNKNOWN); the histories show the trigger placed, then its order refused when it
+    fired: it was on the exchange, so it ends CANCELED, never REJECTED ("never placed"; found by the long soak)."""
+    intent = _stop_intent()
+    placed = HistoryReport(uid="h1", time_ms=T0, name="OrderTriggerPlaced", status=ExchangeStatus.OPEN,
+                           exchange_order_id="x1", client_order_id=intent.client_order_id, symbol=BTC,
+                           side=Side.SELL, quantity=Decimal("0.02"), filled=Decimal(0), reason="new_user_order")
+    refused = HistoryReport(uid="h2", time_ms=T0 + 1, name="OrderRejected", status=ExchangeStatus.REJECTED,
+                            exchange_order_id="x1", client_order_id=intent.client_order_id, symbol=BTC,
+                            side=Side.SELL, quantity=Decimal("0.02"), filled=Decimal(0), reason="would_not_reduce")
+    result = conclude(Tracked(intent=intent, state=OrderState.UNKNOWN), Evidence(history=[placed, refused]))
+    assert result.state is OrderState.CANCELED
+    only_refused = conclude(Tracked(intent=intent, state=OrderState.UNKNOWN), Evidence(history=[refused]))
+    assert only_refused.state is OrderState.REJECTED
 
 
 def _entry_with_levels(trader: SymbolTrader, stop: str | None, take: str | None):
