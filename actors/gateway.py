@@ -166,6 +166,7 @@ class Tracked:
     gone: bool = False  # accepted but no longer listed among open orders: being looked up
     want_amount: Decimal | None = None  # a protective order's size as its symbol asked (ResizeOrder)
     resize_after: int = 0  # exchange ms: a resize already sent may still land until then; not sent again before
+    cancel_wanted: tuple[Reason | None, str] | None = None  # a cancel that failed: asked again at every look
 
     @property
     def client_order_id(self) -> str:
@@ -665,6 +666,9 @@ class OrderGateway:
                     continue
                 if booked or (tracked.filled > 0 and tracked.state is OrderState.ACCEPTED):
                     self._update(tracked, OrderState.PARTIALLY_FILLED, None, "filling", booked)
+                if tracked.cancel_wanted is not None:  # its fills of this look are reported above
+                    self._cancel(tracked, *tracked.cancel_wanted)
+                    continue
                 if tracked.intent.order_type == "limit" and now - tracked.placed_at > self.settings.limit_timeout_s:
                     self._cancel(tracked, Reason.CANCELED_BY_TIMEOUT,
                                  f"unfilled after {self.settings.limit_timeout_s:.0f}s")
@@ -770,10 +774,13 @@ class OrderGateway:
     def _cancel(self, tracked: Tracked, reason: Reason | None, detail: str) -> str:
         if not tracked.exchange_order_id:
             return f"{tracked.client_order_id}: no exchange order id yet"
+        tracked.cancel_wanted = None
         try:
             status, filled_at_cancel = self.api.cancel(tracked.exchange_order_id)
-        except Exception as exc:
-            logger.warning("gateway: cancel of {} failed: {}: {}", tracked.client_order_id, type(exc).__name__, exc)
+        except Exception as exc:  # idempotent: asked again at the next look while the order still rests
+            tracked.cancel_wanted = (reason, detail)
+            logger.warning("gateway: cancel of {} failed: {}: {}; asked again at the next look",
+                           tracked.client_order_id, type(exc).__name__, exc)
             return f"{tracked.client_order_id}: cancel failed ({type(exc).__name__}), will retry"
         if status.lower() not in ("cancelled", "canceled"):
             tracked.gone = True

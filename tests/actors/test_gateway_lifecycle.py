@@ -18,6 +18,7 @@ from actors.gateway import GatewaySettings, OrderGateway
 from exchange.budget import Bucket, CostBudget
 from exchange.private_api import iso_ms
 from messages import (
+    CancelOrder,
     IntentRecord,
     OrderIntent,
     OrderState,
@@ -268,6 +269,22 @@ def test_unfilled_limit_order_is_cancelled_after_its_timeout() -> None:
     gw.poll()
     assert exchange.placed_orders()[0].status == "canceled"
     assert states(reports)[-1] == "CANCELED" and reports[-1].reason == Reason.CANCELED_BY_TIMEOUT.value
+
+
+def test_a_cancel_that_fails_is_asked_again_at_the_next_look_until_the_order_is_gone() -> None:
+    """A cancel is idempotent: one lost to a fault is sent again at every look while the order still rests (found by
+    the protection soak: a closed position's take-profit waited for its symbol's next ask)."""
+    exchange, gw, reports, clock = setup()
+    gw.place_all([intent(order_type="limit")])
+    cid = exchange.placed_orders()[0].client_order_id
+    assert cid is not None
+    exchange.fail["cancelorder"] = ccxt.ExchangeNotAvailable("unavailable")
+    assert "will retry" in gw.cancel_one(CancelOrder(symbol=BTC, client_order_id=cid))
+    gw.poll()  # still failing: still resting, still wanted
+    assert exchange.placed_orders()[0].status == "open"
+    del exchange.fail["cancelorder"]
+    gw.poll()
+    assert exchange.placed_orders()[0].status == "canceled" and states(reports)[-1] == "CANCELED"
 
 
 def test_a_fill_just_before_the_timeout_cancel_is_booked() -> None:
