@@ -713,11 +713,18 @@ class SymbolTrader:
         Level-triggered: called after every order update and position sync, it asks again for what is not done
         yet, so a lost cancel, a refused placement or a restart is mended at the next look."""
         settings = self.settings.protection
-        if not settings.enabled or self.position is None:
+        if self.position is None:
             return
         contracts = self.effective_contracts()
         live = [o for o in self.orders.values() if o.protective]
+        if not settings.enabled and not live:
+            return
         anchor = self.anchor
+        if not settings.enabled:  # turned off: nothing new, but a closed position's orders still go (none outlives it)
+            if contracts == 0:
+                for order in live:
+                    self._cancel_protective(order, "the position is flat")
+            return
         if anchor is None or contracts == 0 or (contracts > 0) != (anchor.side is Side.BUY):
             for order in live:
                 self._cancel_protective(order, "the position is flat" if contracts == 0

@@ -362,3 +362,17 @@ def test_a_strategy_giving_a_bad_level_has_its_signal_refused_never_traded() -> 
     decision = trader.on_candles(Candles(symbol=BTC, candles=tuple(candles), live=True))
     assert decision is not None and decision.reason is Reason.BAD_SIGNAL and "must be below" in decision.detail
     assert ports.placed == []
+
+
+def test_protection_turned_off_after_a_restart_still_cancels_the_closed_positions_orders() -> None:
+    """Stops placed by a run with protection on, then a restart with it off: nothing new is placed, but once the
+    position is flat its stop is cancelled (else it would outlive it and block every entry)."""
+    ports = FakePorts()
+    _, stop, _ = protected_long(ports)
+    record = IntentRecord(**{name: getattr(stop, name) for name in IntentRecord.INTENT_FIELDS},
+                          state=OrderState.ACCEPTED, updated_at=T0)
+    bootstrap = SymbolBootstrap(symbol=BTC, recent_hashes=frozenset(), open_intents=(record,),
+                                control=ControlRecord(symbol=BTC))
+    restarted = make_trader(ports, protection=ProtectionSettings(enabled=False), bootstrap=bootstrap)
+    assert [c.client_order_id for c in ports.cancels] == [stop.client_order_id]
+    assert restarted.status().protection_enabled is False
