@@ -47,7 +47,8 @@ def main() -> int:
     for scope in scopes:
         run_folder = folder / scope
         run_folder.mkdir(parents=True, exist_ok=True)
-        settings = SoakSettings(cli_ord_id_scope=scope, speed=args.speed, protection=args.protection)
+        settings = SoakSettings(cli_ord_id_scope=scope, speed=args.speed, protection=args.protection,
+                                reconcile_interval_s=10.0 if args.protection else 5.0)
         report = SoakRun(run_folder, kills=args.kills, min_life_s=args.min_life, max_life_s=args.max_life,
                          seed=args.seed, settings=settings).run()
         print(report.summary())

@@ -90,7 +90,12 @@ class SoakSettings:
     late_ms: tuple[float, float] = (2_000.0, 60_000.0)  # `late` processing delay drawn in this range (sim clock)
     hold_ms: tuple[float, float] = (300.0, 3_000.0)  # how long a held client waits before its connection drops
     protection: bool = False  # [protection] on: a stop-loss and take-profit on the exchange for every position
-    reconcile_interval_s: float = 5.0  # the bot's (wall seconds); the protection promises allow one of these
+    # The bot's (wall seconds); the protection promises allow one of these. A stop whose send's outcome is unknown
+    # cannot be replaced before it is proven absent (else two stops): processBefore + clock_skew + history_lag
+    # (38 exchange s here, about 2 s of wall at speed 20) plus the lookups' back-off, again after a restart. An
+    # interval not well above that cannot be kept without guessing, so the protection soaks use 10 s (the shipped
+    # config: 60 s against a 12 s window).
+    reconcile_interval_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.history_lag_ms > self.history_lag_s * 1000:

@@ -45,7 +45,7 @@ def test_short_soak_with_protection_never_two_stops_never_an_orphan_never_unprot
     """Issue 12: stop-losses and take-profits on the exchange under every fault the soak injects and kills aimed
     right after a send (protective placements included): never two stops resting at once on a market, none left
     on a flat market, no open position without its stop, each for more than one reconciliation of a run."""
-    settings = SoakSettings(cli_ord_id_scope="open", protection=True)
+    settings = SoakSettings(cli_ord_id_scope="open", protection=True, reconcile_interval_s=10.0)
     report = SoakRun(tmp_path, kills=6, min_life_s=2.0, max_life_s=4.0, seed=5, aimed=1.0,
                      settings=settings).run()
     print(report.summary())
