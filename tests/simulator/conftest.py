@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import ccxt
 import pytest
@@ -36,3 +37,20 @@ def client(sim: SimulatorHandle) -> ccxt.krakenfutures:
     exchange = sim.client(timeout_ms=5_000)
     exchange.load_markets()
     return exchange
+
+
+def boot(**overrides: Any) -> SimulatorHandle:
+    """A stepped-clock simulator (rate limit off) with some rules switched."""
+    return start_simulator(**{"clock": "stepped", "seed": 7, "rate_limit": False, **overrides})
+
+
+@pytest.fixture
+def switched(request: pytest.FixtureRequest) -> Iterator[tuple[SimulatorHandle, ccxt.krakenfutures]]:
+    """A simulator started with the overrides given by `@pytest.mark.parametrize(..., indirect=True)`."""
+    handle = boot(**request.param)
+    try:
+        client = handle.client(timeout_ms=5_000)
+        client.load_markets()
+        yield handle, client
+    finally:
+        handle.stop()

@@ -10,14 +10,11 @@ import ccxt
 import pytest
 
 from exchange.private_api import iso_ms
-from simulator import SimulatorConfig, SimulatorHandle, resolve_symbol, start_simulator
+from simulator import SimulatorConfig, SimulatorHandle, resolve_symbol
 from simulator.instruments import synthetic_instrument, synthetic_markets
+from tests.simulator.conftest import boot
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def boot(**overrides: Any) -> SimulatorHandle:
-    return start_simulator(**{"clock": "stepped", "seed": 7, "rate_limit": False, **overrides})
 
 
 @pytest.fixture

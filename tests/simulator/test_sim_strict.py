@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 
 from simulator import AdminClient, SimulatorHandle, sign, start_simulator
 from simulator.orders import iso
+from tests.simulator.conftest import boot
 
 BTC, ETH, LTC = "BTC/USD:USD", "ETH/USD:USD", "LTC/USD:USD"
 LTC_SIDE = Decimal("412.5")  # the whole displayed side of LTC's book: 7.5 * (1 + 2 + ... + 10)
@@ -22,21 +22,6 @@ LTC_SIDE = Decimal("412.5")  # the whole displayed side of LTC's book: 7.5 * (1 
 pytestmark = pytest.mark.timeout(30)
 
 
-def boot(**overrides: Any) -> SimulatorHandle:
-    """A stepped-clock simulator (rate limit off) with some rules switched."""
-    return start_simulator(**{"clock": "stepped", "seed": 7, "rate_limit": False, **overrides})
-
-
-@pytest.fixture
-def switched(request: pytest.FixtureRequest) -> Iterator[tuple[SimulatorHandle, ccxt.krakenfutures]]:
-    """A simulator started with the overrides given by `@pytest.mark.parametrize(..., indirect=True)`."""
-    handle = boot(**request.param)
-    try:
-        client = handle.client(timeout_ms=5_000)
-        client.load_markets()
-        yield handle, client
-    finally:
-        handle.stop()
 
 
 def now(sim: SimulatorHandle) -> int:

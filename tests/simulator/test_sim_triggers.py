@@ -10,7 +10,6 @@ both sides. The clock is stepped: prices move only when a test moves them, so no
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ from typing import Any
 import ccxt
 import pytest
 
-from simulator import SimulatorHandle, start_simulator
+from simulator import SimulatorHandle
 from simulator.orders import Order
+from tests.simulator.conftest import boot
 
 BTC, ETH, LTC = "BTC/USD:USD", "ETH/USD:USD", "LTC/USD:USD"
 LTC_SIDE = 412.5  # the whole displayed side of LTC's book: 7.5 * (1 + 2 + ... + 10)
@@ -27,21 +27,6 @@ LTC_SIDE = 412.5  # the whole displayed side of LTC's book: 7.5 * (1 + 2 + ... +
 pytestmark = pytest.mark.timeout(30)
 
 
-def boot(**overrides: Any) -> SimulatorHandle:
-    """A stepped-clock simulator (rate limit off) with some rules switched."""
-    return start_simulator(**{"clock": "stepped", "seed": 7, "rate_limit": False, **overrides})
-
-
-@pytest.fixture
-def switched(request: pytest.FixtureRequest) -> Iterator[tuple[SimulatorHandle, ccxt.krakenfutures]]:
-    """A simulator started with the overrides given by `@pytest.mark.parametrize(..., indirect=True)`."""
-    handle = boot(**request.param)
-    try:
-        client = handle.client(timeout_ms=5_000)
-        client.load_markets()
-        yield handle, client
-    finally:
-        handle.stop()
 
 
 def price(sim: SimulatorHandle, symbol: str, kind: str = "mark") -> float:
