@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -17,17 +16,6 @@ from tests.simulator.conftest import boot
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def small_batches() -> Iterator[tuple[SimulatorHandle, ccxt.krakenfutures]]:
-    handle = boot(batch_max_instructions=3)
-    try:
-        client = handle.client(timeout_ms=5_000)
-        client.load_markets()
-        yield handle, client
-    finally:
-        handle.stop()
-
-
 def sends(count: int, prefix: str) -> list[dict[str, Any]]:
     return [{"order": "send", "order_tag": str(n + 1), "orderType": "mkt", "symbol": "PF_XBTUSD", "side": "buy",
              "size": "0.001", "cliOrdId": f"{prefix}-{n}"} for n in range(count)]
@@ -37,9 +25,10 @@ def test_the_default_limit_is_100_instructions() -> None:
     assert SimulatorConfig().batch_max_instructions == 100 and SimulatorConfig().extra_markets == 0
 
 
+@pytest.mark.parametrize("switched", [{"batch_max_instructions": 3}], indirect=True)
 def test_a_batch_over_the_limit_is_refused_whole_with_an_error_and_places_nothing(
-        small_batches: tuple[SimulatorHandle, ccxt.krakenfutures]) -> None:
-    sim, client = small_batches
+        switched: tuple[SimulatorHandle, ccxt.krakenfutures]) -> None:
+    sim, client = switched
     before = iso_ms(sim.admin.now()["now"] + 5_000)
     with pytest.raises(ccxt.BadRequest, match="invalidArgument"):
         client.privatePostBatchorder({"batchOrder": sends(4, "big"), "ProcessBefore": before})
