@@ -4,14 +4,17 @@ scrubbed."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import textwrap
 import traceback
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from loguru import logger
 
+from configuration.formatting import plain_numbers, short_ids
 from configuration.masking import MASK as _MASK
 from configuration.masking import mask_url
 
@@ -40,7 +43,58 @@ def _patch(record: Any) -> None:
         text = "".join(traceback.format_exception(exception.type, exception.value, exception.traceback)).rstrip()
         message = f"{message}\n{text}"
         record["exception"] = None
-    record["message"] = scrub(message)
+    record["message"] = plain_numbers(scrub(message))
+
+
+# The console line: `13:02:45 | INFO  | message` (the local clock time, the level in 5 columns).
+_LEVEL_WORDS = {"WARNING": "WARN", "CRITICAL": "CRIT", "SUCCESS": "OK"}
+CONSOLE_PREFIX_WIDTH = len("00:00:00 | LEVEL | ")
+
+
+def console_line(record: Any, width: int | None = None) -> str:
+    """A record as the console shows it: time HH:MM:SS, level, the message with client order ids shortened to
+    their first 8 hex digits (the log file keeps them in full). With `width`, every line of it fits: a longer
+    one continues on the next line, indented under the message; nothing is cut off."""
+    level = record["level"].name
+    prefix = f"{record['time']:%H:%M:%S} | {_LEVEL_WORDS.get(level, level)[:5]:<5} | "
+    text = short_ids(str(record["message"]))
+    lines = text.splitlines() or [""]
+    if width is None or width <= CONSOLE_PREFIX_WIDTH + 20:
+        return "\n".join([prefix + lines[0], *lines[1:]])
+    indent = " " * len(prefix)
+    out: list[str] = []
+    for number, line in enumerate(lines):
+        first = prefix if number == 0 else indent
+        wrapped = textwrap.wrap(line, width=width, initial_indent=first, subsequent_indent=indent,
+                                break_long_words=True, break_on_hyphens=False, drop_whitespace=True) or [first]
+        out.extend(part.rstrip() for part in wrapped)
+    return "\n".join(out)
+
+
+def terminal_width(stream: TextIO) -> int | None:
+    """The console's width: `COLUMNS` if set, else the terminal's; None when the stream is not a terminal
+    (piped to a file: lines are written whole)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        if stream.isatty():
+            return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        pass
+    return None
+
+
+class ConsoleSink:
+    """The stderr sink: each record as `console_line` writes it, at the terminal's width of the moment
+    (`sys.stderr` looked up at each line, so a redirected stderr gets it)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+
+    def write(self, message: Any) -> None:
+        stream = self.stream or sys.stderr
+        stream.write(console_line(message.record, terminal_width(stream)) + "\n")
 
 
 class InterceptHandler(logging.Handler):
@@ -65,8 +119,9 @@ def setup_logging(level: str = "INFO", file: Path | None = None, rotation: str =
     logger.remove()
     logger.configure(patcher=_patch)
     # diagnose=False: loguru would print every frame's local variables in tracebacks (keys, tokens)
-    logger.add(sys.stderr, level=level, format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {message}",
-               backtrace=False, diagnose=False)
+    # The console is compact (HH:MM:SS, short order ids, wrapped at the terminal's width); the file has it all.
+    logger.add(ConsoleSink().write, level=level, format="{message}", colorize=False, backtrace=False,
+               diagnose=False)
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
         logger.add(file, level=level, rotation=rotation, retention=retention, enqueue=False, backtrace=False,
