@@ -115,7 +115,7 @@ def validate_config(raw: dict[str, Any], path: Path) -> LoadedConfig:
         config = AppConfig.model_validate(raw)
     except ValidationError as exc:
         errors.extend(describe_errors(exc, AppConfig))
-    params = _validate_strategy(raw, errors)
+    params = _validate_strategy(raw, errors, path.parent)
     if config is not None:
         errors.extend(_cross_checks(config))
     if errors or config is None or params is None:
@@ -155,16 +155,24 @@ def config_warnings(config: AppConfig) -> list[str]:
     return warnings
 
 
-def _validate_strategy(raw: dict[str, Any], errors: list[str]) -> StrategyParams | None:
+def strategy_search_path(path_key: str, base_dir: Path) -> list[Path]:
+    """Where `[strategy] name = "package.module:Class"` is imported from: `[strategy] path` (relative to the
+    configuration file's folder; empty: that folder), then the current folder (then the installed packages)."""
+    folder = Path(path_key).expanduser()
+    return [folder if folder.is_absolute() else (base_dir / folder).resolve(), Path.cwd()]
+
+
+def _validate_strategy(raw: dict[str, Any], errors: list[str], base_dir: Path) -> StrategyParams | None:
     section = raw.get("strategy", {})
     if not isinstance(section, dict):
         return None  # already reported by the model
     name = section.get("name", AppConfig().strategy.name)
     params = section.get("params", {})
-    if not isinstance(name, str) or not isinstance(params, dict):
+    path_key = section.get("path", "")
+    if not isinstance(name, str) or not isinstance(params, dict) or not isinstance(path_key, str):
         return None
     try:
-        cls = strategy_class(name)
+        cls = strategy_class(name, strategy_search_path(path_key, base_dir))
     except UnknownStrategyError as exc:
         errors.append(f"strategy.name: {exc}")
         return None

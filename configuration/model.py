@@ -158,10 +158,15 @@ class RiskConfig(Section):
 
 
 class StrategyConfig(Section):
-    """The strategy each symbol actor runs, by name, with its parameters."""
+    """The strategy each symbol actor runs, by name, with its parameters.
 
-    name: StrictStr = Field(default="ma_crossover", max_length=100)
+    `name` is a built-in strategy or your own class as `package.module:ClassName` (see strategies/README.md);
+    `path` is the folder such a module is imported from (relative to the configuration file's folder; empty: that
+    folder), searched before the current folder and the installed packages."""
+
+    name: StrictStr = Field(default="ma_crossover", max_length=200)
     params: dict[str, Any] = Field(default_factory=dict)
+    path: Text = ""
 
 
 class SupervisionConfig(Section):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +13,7 @@ from messages import Candle, PositionSide, SignalKind, timeframe_ms
 from strategies import MovingAverageCrossover, ScriptedParams, ScriptedStrategy, build_strategy, scripted_signal
 
 MINUTE = timeframe_ms("1m")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def candles(closes: list[float], start: int = 0) -> list[Candle]:
@@ -71,3 +75,113 @@ def test_strategy_parameters_are_strict_bounded_integers(value: object) -> None:
 
     with pytest.raises(ValidationError):
         MovingAverageCrossoverParams(fast=value)
+
+
+# --- a user's own strategy, named package.module:ClassName in [strategy] name -------------------------------------
+
+PLUGIN = '''
+from collections.abc import Sequence
+
+from pydantic import Field
+
+from messages import Candle, PositionSide, SignalKind
+from strategies import Strategy, StrategyParams
+
+
+class AboveParams(StrategyParams):
+    level: int = Field(default=100, ge=1)
+
+
+class Above(Strategy):
+    """Long while the close is above `level`."""
+
+    Params = AboveParams
+    params: AboveParams
+
+    @property
+    def warmup(self) -> int:
+        return 1
+
+    def decide(self, candles: Sequence[Candle], position: PositionSide) -> SignalKind | None:
+        above = candles[-1].close > self.params.level
+        if position is PositionSide.FLAT and above:
+            return SignalKind.ENTER_LONG
+        return SignalKind.EXIT if position is PositionSide.LONG and not above else None
+
+
+NOT_A_STRATEGY = 42
+'''
+
+
+def check_config(tmp_path: Path, strategy: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`run.py check-config` on a configuration whose [strategy] section is `strategy`, as a user runs it."""
+    config = tmp_path / "config.toml"
+    config.write_text(f"[strategy]\n{strategy}\n", encoding="utf-8")
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), "check-config", str(config)], cwd=cwd or tmp_path,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def plugin_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "above_strategy.py").write_text(PLUGIN, encoding="utf-8")
+    return folder
+
+
+def test_check_config_imports_a_strategy_named_module_colon_class_from_the_config_folder(plugin_folder: Path) -> None:
+    done = check_config(plugin_folder, 'name = "above_strategy:Above"\nparams = { level = 7 }',
+                        cwd=plugin_folder.parent)  # run from elsewhere: the configuration's folder is searched
+    assert done.returncode == 0, done.stderr
+    assert 'name = "above_strategy:Above"' in done.stdout and "level = 7" in done.stdout
+
+
+def test_strategy_path_names_the_folder_the_strategy_is_imported_from(plugin_folder: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "configs"
+    elsewhere.mkdir()
+    done = check_config(elsewhere, 'name = "above_strategy:Above"\npath = "../mine"')
+    assert done.returncode == 0, done.stderr
+    refused = check_config(elsewhere, 'name = "above_strategy:Above"')
+    assert refused.returncode == 2 and "module 'above_strategy' not found" in refused.stderr
+
+
+@pytest.mark.parametrize(("strategy", "says"), [
+    ('name = "no_such_module:Thing"', "strategy.name: module 'no_such_module' not found"),
+    ('name = "above_strategy:Below"', "strategy.name: module 'above_strategy' has no class 'Below'; Strategy classes "
+                                      "there: Above"),
+    ('name = "above_strategy:NOT_A_STRATEGY"', "strategy.name: 'above_strategy:NOT_A_STRATEGY' is not a Strategy "
+                                               "subclass (it is a int)"),
+    ('name = "above_strategy:AboveParams"', "is not a Strategy subclass (it is the class above_strategy.AboveParams)"),
+    ('name = "above strategy:Above"', "is not a strategy reference: write a built-in name"),
+    ('name = "above_strategy:Above"\nparams = { level = 0 }', "strategy.params.level: must be >= 1, got 0"),
+    ('name = "above_strategy:Above"\nparams = { levle = 5 }', "strategy.params.levle:"),
+])
+def test_check_config_names_what_is_wrong_with_a_strategy_class_without_a_traceback(
+        plugin_folder: Path, strategy: str, says: str) -> None:
+    done = check_config(plugin_folder, strategy)
+    assert done.returncode == 2
+    assert says in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_strategy_module_that_raises_on_import_is_reported_not_raised(tmp_path: Path) -> None:
+    (tmp_path / "broken_strategy.py").write_text("raise RuntimeError('needs an API key')\n", encoding="utf-8")
+    done = check_config(tmp_path, 'name = "broken_strategy:Broken"')
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "strategy.name: module 'broken_strategy' failed to import: RuntimeError: needs an API key" in done.stderr
+
+
+def test_a_strategy_class_is_built_by_its_module_and_class_name(plugin_folder: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from strategies import UnknownStrategyError, strategy_class
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the folder it puts on sys.path goes after the test
+    monkeypatch.delitem(sys.modules, "above_strategy", raising=False)
+
+    cls = strategy_class("above_strategy:Above", [plugin_folder])
+    strategy = build_strategy("above_strategy:Above", {"level": 50})
+    assert isinstance(strategy, cls) and strategy.name == "above_strategy:Above"
+    assert strategy.decide(candles([60.0]), PositionSide.FLAT) is SignalKind.ENTER_LONG
+    with pytest.raises(UnknownStrategyError, match="unknown strategy 'nope'; available: ma_crossover, scripted, "
+                                                   "or your own class as package.module:ClassName"):
+        strategy_class("nope")
