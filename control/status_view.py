@@ -44,19 +44,33 @@ Symbol row (`symbols[]`):
   own fills, fees included.
 
 The table shortens client order ids to their first 8 hex digits and long texts to a column's width;
-`--json` has everything. Fields added later need no change here: other `*pnl*` fields become PnL
-columns and totals, `*notional*`/`*exposure*` fields columns and totals, other `exchange*order*`
-fields count in the orders column, `*unknown*` fields in the state column, and anything else is
+`--json` has everything. Numbers are plain decimals (`180`, never `1.8E+2`).
+
+Width: `render_status(..., width=N)` (by default the terminal's: `COLUMNS`, else stdout's terminal) keeps
+every line within N columns (cut with … where needed). Below 120 columns, or wherever the full table would not
+fit with its text columns cut to 14 characters, the layout is compact: the table keeps symbol, state,
+position, prices, PnL and orders, and each symbol's signal, outcome, candle, rejections and restarts (and a
+state or orders text the row had to cut) go on an indented line under its row; protective orders get a line
+each. Without a width (output piped, no `COLUMNS`) the full layout is printed whole.
+
+Fields added later need no change here: other `*pnl*` fields become PnL columns and totals,
+`*notional*`/`*exposure*` fields columns and totals, other `exchange*order*` fields count in the orders column,
+`*unknown*` fields in the state column, and anything else is
 listed as `name=value` under the table.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
+
+from configuration.formatting import plain_numbers, short_ids
 
 _PORTFOLIO_KNOWN = frozenset(
     {
@@ -105,21 +119,46 @@ _STATE_WORDS = {
     "RESTARTING": "restarting",
 }
 _EPOCH_MS = re.compile(r"\b1\d{12}\b")  # epoch milliseconds between 2001 and 2286
-_UUID = re.compile(r"\b([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
 _MAX_CELL = 32
 _MAX_REASONS = 4
+COMPACT_BELOW = 120  # columns: a narrower terminal gets the compact layout
+_MIN_CELL = 8  # a text column is never cut narrower than this to make a row fit
+_MIN_FULL_CELL = 14  # the full table's text columns, cut narrower than this, are unreadable: compact instead
 
 
-def render_status(status: Mapping[str, Any], *, unicode: bool = True) -> str:
-    """Render a status dict (PortfolioStatus JSON) as a header, one row per symbol, details and totals."""
+def terminal_columns() -> int | None:
+    """The width `status` fits: `COLUMNS` if set, else stdout's terminal width; None when stdout is not a
+    terminal (piped into a file or `grep`: the full layout, whole)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        if sys.stdout.isatty():
+            return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        pass
+    return None
+
+
+def render_status(status: Mapping[str, Any], *, unicode: bool = True,
+                  width: int | None | Literal["terminal"] = "terminal") -> str:
+    """Render a status dict (PortfolioStatus JSON) as a header, one row per symbol, details and totals; with
+    `width`, no line is wider (compact layout below COMPACT_BELOW columns). The default is the terminal's width
+    (`terminal_columns()`: none when stdout is not a terminal); None: the full layout, whole."""
+    if width == "terminal":
+        width = terminal_columns()
     times = "×" if unicode else "x"
+    compact = width is not None and width < COMPACT_BELOW
     rows = [_as_mapping(row) for row in _as_list(status.get("symbols"))]
     as_of = _int(status.get("as_of"))
-    lines = [_headline(rows, as_of)]
+    lines = _headline(rows, as_of, width)
     if rows:
         lines.append("")
-        lines.extend(_table(rows, as_of, times, unicode))
-        details = _details(rows)
+        table = [] if compact else _table(rows, as_of, times, unicode, width)
+        if compact or (width is not None and max(len(line) for line in table) > width):
+            table = _compact_table(rows, as_of, times, unicode, width or COMPACT_BELOW)
+        lines.extend(table)
+        details = _details(rows, width, unicode)
         if details:
             lines.append("")
             lines.extend(details)
@@ -127,13 +166,15 @@ def render_status(status: Mapping[str, Any], *, unicode: bool = True) -> str:
         lines.append("(no symbols)")
     lines.append("")
     lines.extend(_totals(status))
+    if width is not None:
+        lines = [_clip(line, unicode, max(width, 1)) for line in lines]
     return "\n".join(lines)
 
 
 # --- headline ----------------------------------------------------------------------------------
 
 
-def _headline(rows: Sequence[Mapping[str, Any]], as_of: int | None) -> str:
+def _headline(rows: Sequence[Mapping[str, Any]], as_of: int | None, width: int | None) -> list[str]:
     when = f" as of {_utc(as_of, '%Y-%m-%d %H:%M:%S')} UTC" if as_of is not None else ""
     counts: dict[str, int] = {}
     for row in rows:
@@ -141,13 +182,17 @@ def _headline(rows: Sequence[Mapping[str, Any]], as_of: int | None) -> str:
         counts[word] = counts.get(word, 0) + 1
     summary = ", ".join(f"{n} {word}" for word, n in counts.items())
     noun = "symbol" if len(rows) == 1 else "symbols"
-    return f"Trading system{when}: {len(rows)} {noun}" + (f" ({summary})" if summary else "")
+    line = f"Trading system{when}: {len(rows)} {noun}" + (f" ({summary})" if summary else "")
+    if width is None or len(line) <= width:
+        return [line]
+    return [f"Trading system{when}", f"{len(rows)} {noun}" + (f": {summary}" if summary else "")]
 
 
 # --- the symbol table ----------------------------------------------------------------------------
 
 
-def _table(rows: Sequence[Mapping[str, Any]], as_of: int | None, times: str, unicode: bool) -> list[str]:
+def _table(rows: Sequence[Mapping[str, Any]], as_of: int | None, times: str, unicode: bool,
+           width: int | None = None) -> list[str]:
     show_last = any(row.get("last_price") is not None for row in rows)
     pnl_keys = [k for k in ("unrealized_pnl", "realized_pnl") if any(_symbol_value(row, k) is not None for row in rows)]
     pnl_keys += sorted({k for row in rows for k in row if "pnl" in k.lower() and k not in _SYMBOL_KNOWN})
@@ -174,19 +219,108 @@ def _table(rows: Sequence[Mapping[str, Any]], as_of: int | None, times: str, uni
             _orders(row),
             _candle_time(row.get("last_candle_time"), as_of),
             _clip(_signal(row.get("last_signal"), as_of), unicode),
-            _clip(_UUID.sub(r"\1", _text(row.get("last_outcome"))), unicode),
+            _clip(short_ids(_text(row.get("last_outcome"))), unicode),
             _rejections(row.get("rejections"), times),
             _text(row.get("restarts"), default="0"),
         ]
         cells.append(line)
+    shrinkable = ("STATE|ORDERS|LAST SIGNAL|OUTCOME|REJECTIONS",)
+    return _aligned(columns, cells, shrinkable, unicode, width, minimum=_MIN_FULL_CELL)[0]
+
+
+def _aligned(columns: Sequence[tuple[str, bool]], cells: Sequence[Sequence[str]], shrinkable: Sequence[str],
+             unicode: bool, width: int | None, minimum: int = _MIN_CELL) -> tuple[list[str], list[int]]:
+    """Title, rule and rows, aligned, and the columns' widths; with `width`, the widest text columns of the
+    first shrinkable group are cut (…) until a row fits (never below `minimum`), then those of the next group
+    (a group: titles joined by "|"); what still does not fit is left to the final cut."""
     widths = [max(len(title), *(len(line[i]) for line in cells)) for i, (title, _) in enumerate(columns)]
+    if width is not None:
+        for group in shrinkable:
+            titles = set(group.split("|"))
+            while sum(widths) + 2 * (len(widths) - 1) > width:
+                candidates = [i for i, (title, _) in enumerate(columns) if title in titles and widths[i] > minimum]
+                if not candidates:
+                    break
+                widest = max(candidates, key=lambda i: widths[i])
+                widths[widest] -= 1
 
     def fmt(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if right else v.ljust(w) for v, w, (_, right) in zip(values, widths, columns, strict=True)]
+        parts = [_clip(v, unicode, w).rjust(w) if right else _clip(v, unicode, w).ljust(w)
+                 for v, w, (_, right) in zip(values, widths, columns, strict=True)]
         return "  ".join(parts).rstrip()
 
     rule = "─" if unicode else "-"
-    return [fmt([title for title, _ in columns]), fmt([rule * w for w in widths])] + [fmt(line) for line in cells]
+    lines = [fmt([title for title, _ in columns]), fmt([rule * w for w in widths])] + [fmt(line) for line in cells]
+    return lines, widths
+
+
+def _compact_table(rows: Sequence[Mapping[str, Any]], as_of: int | None, times: str, unicode: bool,
+                   width: int) -> list[str]:
+    """The narrow layout: one short row per symbol (symbol, state, position, prices, PnL, orders), and under it
+    an indented line with the last signal, its outcome, the candle, rejections and restarts."""
+    show_last = any(row.get("last_price") is not None for row in rows)
+    pnl_keys = [k for k in ("unrealized_pnl", "realized_pnl") if any(_symbol_value(row, k) is not None for row in rows)]
+    pnl_keys += sorted({k for row in rows for k in row if "pnl" in k.lower() and k not in _SYMBOL_KNOWN})
+    size_keys = sorted({k for row in rows for k in row if _is_exposure_key(k)})
+    columns: list[tuple[str, bool]] = [("SYMBOL", False), ("STATE", False), ("POSITION", False), ("ENTRY", True)]
+    columns += [("LAST", True)] if show_last else []
+    columns += [(_COMPACT_HEADERS.get(k) or _header(k), True) for k in pnl_keys]
+    columns += [(_header(k), True) for k in size_keys]
+    columns += [("ORDERS", False)]
+    cells: list[list[str]] = []
+    notes: list[list[str]] = []
+    sep = " · " if unicode else "; "
+    arrow = " → " if unicode else " -> "
+    for row in rows:
+        position = _as_mapping(row.get("position"))
+        state, orders = _state(row), _orders(row)
+        line = [str(row.get("symbol") or "?"), _without_asides(state), _position(position),
+                _number(position.get("entry_price"), thousands=True)]
+        line += [_number(row.get("last_price"), thousands=True)] if show_last else []
+        line += [_signed(_symbol_value(row, k)) for k in pnl_keys]
+        line += [_money(row.get(k)) for k in size_keys]
+        line += [_without_asides(orders)]
+        cells.append(line)
+        parts = [state, orders]  # dropped below when the table shows them whole
+        signal, outcome = row.get("last_signal"), row.get("last_outcome")
+        if signal is not None:
+            parts.append(_signal(signal, as_of) + arrow + short_ids(_text(outcome)))
+        elif outcome is not None:
+            parts.append("outcome " + short_ids(_text(outcome)))
+        if row.get("last_candle_time") is not None:
+            parts.append("candle " + _candle_time(row.get("last_candle_time"), as_of))
+        rejected = _rejections(row.get("rejections"), times)
+        if rejected != "-":
+            parts.append("rejected " + rejected)
+        restarts = _int(row.get("restarts")) or 0
+        if restarts:
+            parts.append(f"restarts {restarts}")
+        notes.append(parts)
+    table, widths = _aligned(columns, cells, ("STATE|ORDERS", "SYMBOL"), unicode, width)
+    out = table[:2]
+    for row_line, cell, parts in zip(table[2:], cells, notes, strict=True):
+        out.append(row_line)
+        state, orders, *rest = parts
+        shown_whole = [state == cell[1] and len(state) <= widths[1], orders == cell[-1] and len(orders) <= widths[-1]]
+        note = sep.join([text for text, whole in zip((state, orders), shown_whole, strict=True) if not whole] + rest)
+        if note:
+            out.extend(textwrap.wrap(note, width=width, initial_indent="  ", subsequent_indent="    ",
+                                     break_on_hyphens=False) or [])
+    return out
+
+
+def _without_asides(text: str) -> str:
+    """`text` without its parenthesised asides: `halted (3 restarts in 600 s)` -> `halted`."""
+    out: list[str] = []
+    depth = 0
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+        elif not depth:
+            out.append(char)
+    return re.sub(r"\s+", " ", "".join(out)).replace(" ,", ",").strip() or text
 
 
 def _state(row: Mapping[str, Any]) -> str:
@@ -272,7 +406,7 @@ def _rejections(value: Any, times: str) -> str:
     return shown + (f" +{more} more" if more > 0 else "")
 
 
-def _details(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def _details(rows: Sequence[Mapping[str, Any]], width: int | None = None, unicode: bool = True) -> list[str]:
     lines = []
     for row in rows:
         extra = [
@@ -287,12 +421,16 @@ def _details(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         ]
         if extra:
             lines.append(f"{row.get('symbol', '?')}: " + "  ".join(extra))
-        lines.extend(_protection(row))
-    return lines
+        lines.extend(_protection(row, width, unicode))
+    if width is None:
+        return lines
+    return [part for line in lines for part in (textwrap.wrap(line, width=width, subsequent_indent="    ",
+                                                              break_on_hyphens=False) or [line])]
 
 
-def _protection(row: Mapping[str, Any]) -> list[str]:
-    """A symbol's protective orders on the exchange (stop-loss, take-profit), and why they are missing if they are."""
+def _protection(row: Mapping[str, Any], width: int | None = None, unicode: bool = True) -> list[str]:
+    """A symbol's protective orders on the exchange (stop-loss, take-profit), and why they are missing if they are:
+    on one line, or one line per order when that is wider than `width`."""
     symbol = row.get("symbol", "?")
     orders = []
     for item in _as_list(row.get("protection")):
@@ -301,8 +439,11 @@ def _protection(row: Mapping[str, Any]) -> list[str]:
         trigger = f" ({order.get('trigger_signal')})" if order.get("trigger_signal") else ""
         orders.append(f"{kind} {_number(order.get('trigger_price'))}{trigger} {_text(order.get('side'))} "
                       f"{_number(order.get('amount'))} {_text(order.get('state')).lower()} "
-                      + _UUID.sub(r"\1", _text(order.get("client_order_id"))))
-    lines = [f"{symbol}: " + " · ".join(orders)] if orders else []
+                      + short_ids(_text(order.get("client_order_id"))))
+    sep = " · " if unicode else "; "
+    lines = [f"{symbol}: " + sep.join(orders)] if orders else []
+    if orders and width is not None and len(lines[0]) > width:
+        lines = [f"{symbol}: {order}" for order in orders]
     problem = _text(row.get("protection_problem"), default="")
     if problem:
         lines.append(f"{symbol}: protection: {problem}")
@@ -370,6 +511,7 @@ def _symbol_value(row: Mapping[str, Any], key: str) -> Any:
 
 
 _HEADERS = {"unrealized_pnl": "UNREAL PNL", "realized_pnl": "REAL PNL"}
+_COMPACT_HEADERS = {"unrealized_pnl": "UPNL", "realized_pnl": "RPNL"}
 
 
 def _header(key: str) -> str:
@@ -446,7 +588,7 @@ def _or_dash(value: int | None) -> str:
 def _text(value: Any, default: str = "-") -> str:
     if value is None or value == "":
         return default
-    return str(value)
+    return plain_numbers(str(value))
 
 
 def _scalar(value: Any) -> str:
@@ -460,6 +602,8 @@ def _scalar(value: Any) -> str:
 def _clip(text: str, unicode: bool, limit: int = _MAX_CELL) -> str:
     if len(text) <= limit:
         return text
+    if limit < 4:
+        return text[:limit]
     return text[: limit - 1] + "…" if unicode else text[: limit - 3] + "..."
 
 

@@ -7,9 +7,16 @@ from typing import Any
 import pytest
 
 from control import render_status
+from control.status_view import terminal_columns
 from tests.control.conftest import SYMBOLS, sample_status
 
 pytestmark = pytest.mark.timeout(10)
+
+
+@pytest.fixture(autouse=True)
+def no_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The full layout unless a test gives a width: no COLUMNS from the shell running the tests."""
+    monkeypatch.delenv("COLUMNS", raising=False)
 
 
 def status_json() -> dict[str, Any]:
@@ -181,3 +188,74 @@ def test_a_blocked_row_says_why_and_a_halted_one_that_its_strategy_is_off() -> N
     assert "blocked: unknown order (an order with unknown outcome; check the exchange" in row_of(text, "XRP/USD:USD")
     assert "strategy off" in row_of(text, "SOL/USD:USD")
     assert "strategy_off=" not in text and "blocked=" not in text
+
+
+def with_protection(data: dict[str, Any]) -> dict[str, Any]:
+    btc = data["symbols"][1]
+    btc["protection_enabled"] = True
+    btc["protection"] = [
+        {"kind": "STOP_LOSS", "client_order_id": "7d1c1a7e-0000-4000-8000-000000000009", "side": "sell",
+         "amount": "0.02", "trigger_price": "49000", "trigger_signal": "mark", "state": "ACCEPTED"},
+        {"kind": "TAKE_PROFIT", "client_order_id": "8e2d2b8f-0000-4000-8000-000000000010", "side": "sell",
+         "amount": "0.02", "trigger_price": "71000", "trigger_signal": "mark", "state": "ACCEPTED"},
+    ]
+    btc["protection_problem"] = "take-profit refused 5 times: the position is NOT protected on the exchange; see why"
+    return data
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 119, 120, 160])
+def test_no_line_is_wider_than_the_terminal(width: int) -> None:
+    text = render_status(with_protection(status_json()), width=width)
+    too_wide = [line for line in text.splitlines() if len(line) > width]
+    assert not too_wide, "\n".join(too_wide)
+
+
+def test_below_120_columns_the_layout_is_compact_and_keeps_what_the_full_one_says() -> None:
+    text = render_status(with_protection(status_json()), width=100)
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("SYMBOL"))
+    assert "CANDLE UTC" not in header and "OUTCOME" not in header and "ORDERS" in header
+    btc = row_of(text, "BTC/USD:USD")
+    assert "long 0.002" in btc and "60,123.5" in btc and "+1.25" in btc and "-0.40" in btc
+    under = " ".join(line.strip() for line in lines[lines.index(btc) + 1:lines.index(btc) + 3])
+    assert "ENTER_LONG @ 12:00 → FILLED 7d1c1a7e" in under
+    assert "candle 12:02" in under and "POSITION_OPEN×3 RISK_LIMIT×1" in under
+    assert "sell reduce ACCEPTED; exch 2 (1 not ours)" in under  # cut in the row, whole under it
+    sol = row_of(text, "SOL/USD:USD")
+    assert "halted (3 restarts in 600 s) · restarts 3" in lines[lines.index(sol) + 1]
+    assert "BTC/USD:USD: stop-loss 49000 (mark) sell 0.02 accepted 7d1c1a7e" in lines
+    assert "BTC/USD:USD: take-profit 71000 (mark) sell 0.02 accepted 8e2d2b8f" in lines
+    assert "NOT protected on the exchange" in text
+    assert "Trading system as of 2024-05-01 12:03:03 UTC" in lines
+
+
+def test_at_120_columns_and_more_the_layout_is_the_full_one() -> None:
+    text = render_status(status_json(), width=400)
+    assert text == render_status(status_json(), width=None)
+    data = {"symbols": [{"symbol": "BTC/USD:USD", "state": "TRADING", "restarts": 0}], "as_of": 1_714_564_983_000}
+    header = next(line for line in render_status(data, width=120).splitlines() if line.startswith("SYMBOL"))
+    assert "STATE" in header and "POSITION" in header and "ORDERS" in header and "CANDLE UTC" in header
+
+
+def test_the_width_comes_from_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    assert terminal_columns() == 100
+    assert max(len(line) for line in render_status(status_json()).splitlines()) <= 100
+    monkeypatch.delenv("COLUMNS")
+    assert terminal_columns() is None  # pytest's stdout is no terminal: the full layout, whole
+
+
+def test_numbers_are_plain_decimals_never_exponents() -> None:
+    data = with_protection(status_json())
+    btc = data["symbols"][1]
+    btc["position"]["contracts"] = "1.8E+2"
+    btc["position"]["entry_price"] = "6.0E+4"
+    btc["last_outcome"] = "SENT buy 1.8E+2"
+    btc["protection"][0]["trigger_price"] = "4.9E+4"
+    btc["protection"][0]["amount"] = "1.80E+2"
+    for width in (None, 100):
+        text = render_status(data, width=width)
+        assert "E+" not in text, text
+        assert "long 180" in row_of(text, "BTC/USD:USD") and "60,000" in row_of(text, "BTC/USD:USD")
+        assert "SENT buy 180" in text
+        assert "stop-loss 49000 (mark) sell 180 accepted" in text
