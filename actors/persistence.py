@@ -40,7 +40,8 @@ from messages import (
     Tick,
     now_ms,
 )
-from persistence import StorageError, Store, describe_database
+from messages.control import ReportQuery
+from persistence import StorageError, Store, describe_database, queries
 
 UNBOOKED_WINDOW_MS = 7 * 24 * 3_600_000  # filled intents whose fills are not stored are looked for this far back
 MAX_PENDING_WRITES = 100_000  # beyond this, the oldest unwritten events are dropped (and said so)
@@ -204,6 +205,8 @@ class PersistenceActor(pykka.ThreadingActor):
                 return self.store.realized_pnl()
             case QueryEvents():
                 return self.store.events(message.symbol, message.kind, message.reason, message.limit)
+            case ReportQuery():  # the operator's read-only reports (trades, orders, pnl, why)
+                return queries.answer(self.store, message)
             case _:
                 raise TypeError(f"persistence: unexpected message {type(message).__name__}")
 

@@ -189,3 +189,37 @@ class PortfolioStatus(Message):
     realized_pnl: Decimal | None = None
     unrealized_pnl: Decimal | None = None
     as_of: int = Field(default_factory=now_ms)
+
+
+class ReportKind(StrEnum):
+    """The operator's read-only reports (`trades`, `orders`, `pnl`, `why`, `markets` on the command line)."""
+
+    TRADES = "trades"
+    ORDERS = "orders"
+    PNL = "pnl"
+    WHY = "why"
+    MARKETS = "markets"
+
+
+class ReportQuery(Message):
+    """Ask the running system for one report; the persistence actor answers all but `markets` from the database
+    (persistence/queries.py), the system answers `markets` from the exchange's listing. Nothing changes."""
+
+    report: ReportKind
+    symbol: str | None = None  # only this market (`why` needs one)
+    since: int | None = None  # epoch ms: only rows at or after it
+    limit: int = Field(default=50, ge=1, le=10_000)
+    open_only: bool = False  # orders: only those not final
+    by: str = "symbol"  # pnl: "symbol" or "day" (UTC)
+
+
+class ReportReply(Message):
+    """A report's answer: rows of plain values (Decimal, aware UTC datetime, str, bool, None) and, for pnl, the
+    total; or why there is none (`ok` False, `code` UNKNOWN_SYMBOL or REFUSED, `detail` says it)."""
+
+    ok: bool = True
+    code: ControlCode = ControlCode.DONE
+    detail: str = ""
+    rows: tuple[dict[str, Any], ...] = ()
+    total: dict[str, Any] | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)  # report-specific facts, e.g. pnl's `by`, the traded symbols
