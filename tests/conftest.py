@@ -14,8 +14,10 @@ import pytest
 from actors import TradingSystem, gateway_settings_for
 from configuration import AppConfig
 from exchange import load_market_specs
-from messages import Ping
+from testkit.system import make_config, settle
 from tests.fakes import FakeExchange
+
+__all__ = ["make_config", "settle"]  # from the testkit, where strategy authors get them too
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -83,29 +85,6 @@ def sqlite_url(tmp_path: Path) -> str:
 def _stop_all_actors() -> Iterator[None]:
     yield
     pykka.ActorRegistry.stop_all(timeout=10)
-
-
-def make_config(**sections: dict[str, Any]) -> AppConfig:
-    """An AppConfig with quick timers, overridden per section: make_config(risk={"max_open_positions": 3})."""
-    base: dict[str, Any] = {
-        "trading": {"symbols": ["BTC/USD:USD"], "position_sync_interval_s": 3600, "tick_interval_s": 3600},
-        "supervision": {"backoff_initial_s": 0.01, "backoff_max_s": 0.05},
-        "strategy": {"name": "scripted"},
-    }
-    for name, values in sections.items():
-        base.setdefault(name, {}).update(values)
-    return AppConfig.model_validate(base)
-
-
-def settle(system: TradingSystem, rounds: int = 2) -> None:
-    """Wait until every message sent so far has been handled (each actor's mailbox drained, twice)."""
-    for _ in range(rounds):
-        for ref in system.symbol_actors().values():
-            if ref is not None:
-                ref.ask(Ping(), timeout=10)
-        for ref in (system.gateway, system.gateway, system.portfolio, system.persistence, system.persistence):
-            assert ref is not None
-            ref.ask(Ping(), timeout=10)
 
 
 StartSystem = Callable[..., TradingSystem]

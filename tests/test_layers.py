@@ -10,6 +10,7 @@ The order, lowest first (what each layer may use is everything below it):
     control         the control endpoint, its client and CLI (talks to a ControlTarget it never imports)
     actors          the actors and the wiring: runner, endpoint (starts the simulator), preflight
     run.py          the command line
+    testkit         what strategy authors test with: the symbol actor, the whole system, the simulator
 
 Every import counts: at the top of a module, inside a function, under `if TYPE_CHECKING:`.
 """
@@ -30,6 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("control",),
     ("actors",),
     ("run",),  # run.py
+    ("testkit",),  # installed with the package; imports any layer, none imports it (tests may)
 )
 RANK = {package: rank for rank, layer in enumerate(LAYERS) for package in layer}
 NOT_LAYERED = {"tests", "benchmarks"}  # they may import anything

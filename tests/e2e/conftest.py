@@ -9,22 +9,18 @@ from typing import Any
 
 import pytest
 
-from actors import TradingSystem, gateway_settings_for
+from actors import TradingSystem
 from configuration import AppConfig
-from exchange import load_market_specs, make_kraken_client
-from exchange.budget import CostBudget
-from exchange.clock import ServerClock
-from messages import GetStatus, Ping, Signal, SignalKind, SymbolState
+from messages import Ping, Signal, SignalKind
 from simulator import SimulatorHandle, start_simulator
-from tests.conftest import make_config, settle
+from testkit.system import CLIENT_TIMEOUT_MS, FAST_WINDOWS, build_live_system, ccxt_client, quiet, ready
+from tests.conftest import make_config
 from tests.e2e.corrupting_proxy import CorruptingProxy
-from tests.helpers import wait_until
+
+__all__ = ["BTC", "CLIENT_TIMEOUT_MS", "ETH", "FAST_WINDOWS", "SOL", "Path", "build_live_system", "ccxt_client",
+           "quiet", "ready"]  # the system builders live in the testkit, where strategy authors use them too
 
 BTC, ETH, SOL = "BTC/USD:USD", "ETH/USD:USD", "SOL/USD:USD"
-CLIENT_TIMEOUT_MS = 1500
-# Short processBefore windows so that unknown outcomes are decided within seconds; the simulator's history
-# lag (3 s by default) stays inside processBefore + skew + lag.
-FAST_WINDOWS = {"process_before_s": 1.0, "clock_skew_s": 0.5, "history_lag_s": 3.5}
 
 
 @pytest.fixture
@@ -35,41 +31,7 @@ def sim() -> Iterator[SimulatorHandle]:
     handle.stop()
 
 
-def ccxt_client(sim: SimulatorHandle, private: bool = True) -> Any:
-    """The real ccxt.krakenfutures client, only its base URL (and keys) changed."""
-    if private:
-        return make_kraken_client(sim.base_url, sim.api_key, sim.api_secret, timeout_ms=CLIENT_TIMEOUT_MS)
-    return make_kraken_client(sim.base_url, timeout_ms=CLIENT_TIMEOUT_MS)
-
-
 LiveStart = Callable[..., TradingSystem]
-
-
-def build_live_system(sim: SimulatorHandle, config: AppConfig, database_url: str, candles: bool = False,
-                      private: Any = None, **kwargs: Any) -> TradingSystem:
-    """A TradingSystem whose gateway (and market data) drive ccxt against the simulator.
-
-    `private`: the gateway's ccxt client (default: one straight to the simulator; e.g. one through the proxy).
-    """
-    private = private or ccxt_client(sim)
-    public = ccxt_client(sim, private=False)
-    markets = load_market_specs(public, config.trading.symbols)
-    private.load_markets()
-    # the bot's clock runs at the simulator's speed, as run.py's paper mode wires it (a stepped clock: 1)
-    clock = ServerClock(public, rate=sim.simulator.config.speed if sim.simulator.config.clock == "real" else 1.0)
-    return TradingSystem(
-        config=config,
-        database_url=database_url,
-        private_exchange=private,
-        public_exchange=public if candles else None,
-        markets=markets,
-        candle_clock=clock,
-        budget=CostBudget(),
-        gateway_settings=gateway_settings_for(
-            config, clock_rate=clock.rate,
-            **{"poll_interval_s": 0.1, **FAST_WINDOWS, **kwargs.pop("gateway_overrides", {})}),
-        **kwargs,
-    ).start()
 
 
 @pytest.fixture
@@ -112,22 +74,6 @@ def proxied_system(sim: SimulatorHandle, proxy: CorruptingProxy, sqlite_url: str
         system.stop()
 
 
-def ready(system: TradingSystem) -> TradingSystem:
-    """Wait until every symbol actor has reconciled."""
-    settle(system)
-    for symbol, ref in system.symbol_actors().items():
-        wait_until(lambda ref=ref: ref.ask(GetStatus(), timeout=5).state is not SymbolState.SYNCING, timeout=10,
-                   message=f"{symbol} reconciled")
-    return system
-
-
-def quiet(system: TradingSystem, timeout: float = 20.0) -> None:
-    """Wait until every message is handled and no order is being sent or resolved."""
-    settle(system)
-    wait_until(lambda: system.wait_in_flight(0.5) == 0, timeout=timeout, message="orders resolved")
-    settle(system)
-
-
 def signal(symbol: str = BTC, t: int = 1_800_000_000_000, kind: SignalKind = SignalKind.ENTER_LONG,
            price: str = "70000") -> Signal:
     return Signal(symbol=symbol, kind=kind, candle_time=t, price=Decimal(price))
@@ -142,5 +88,3 @@ def ping_all(system: TradingSystem) -> None:
     for ref in system.symbol_actors().values():
         ref.ask(Ping(), timeout=5)
 
-
-__all__ = ["BTC", "ETH", "SOL", "Path"]
