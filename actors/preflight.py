@@ -47,6 +47,7 @@ def preflight(
     failure a warning (a run retries it) while garbage or unlisted symbols stay problems."""
     env = os.environ if environ is None else environ
     report = PreflightReport(warnings=config_warnings(loaded.config))
+    _check(report, lambda: check_control_port(loaded))  # first: `run` refuses a taken port before anything starts
     storage_ok = _check(report, lambda: check_folder("storage_dir", loaded.storage_dir))
     if loaded.config.logging.file:
         _check(report, lambda: check_file("logging.file", loaded.resolve(loaded.config.logging.file)))
@@ -57,7 +58,6 @@ def preflight(
         free = _check(report, lambda: check_no_other_instance(loaded))
     if free:  # never create or migrate tables under a running instance
         _check(report, lambda: check_database(loaded))
-        _check(report, lambda: check_control_port(loaded))
     keys_ok = _check(report, lambda: check_keys(loaded, env))
     if exchange and keys_ok:
         _check(report, lambda: check_exchange(loaded, env, unreachable_is_problem, report))
@@ -147,12 +147,13 @@ def check_no_other_instance(loaded: LoadedConfig) -> str:
 
 def check_database(loaded: LoadedConfig) -> str:
     """The database is reachable, writable, and its schema is created or migrated (as a start would)."""
-    from persistence.database import DatabaseUrlError
+    from persistence.database import DatabaseUnavailableError, DatabaseUrlError, require_driver
     from persistence.database import check_database as open_and_migrate
     from persistence.instance_lock import AlreadyRunningError, InstanceLock
 
     try:
         database = loaded.database
+        require_driver(database)  # before the lock, which talks to PostgreSQL through the driver too
     except DatabaseUrlError as exc:
         raise Problem(f"database.url: {exc}") from None
     lock = InstanceLock(loaded.storage_dir, database)  # first: never create or migrate tables under a running instance
@@ -161,6 +162,8 @@ def check_database(loaded: LoadedConfig) -> str:
         where = open_and_migrate(database, sqlite_synchronous=loaded.config.database.sqlite_synchronous)
     except AlreadyRunningError as exc:
         raise Problem(str(exc)) from None
+    except DatabaseUnavailableError as exc:
+        raise Problem(f"database.url: {exc} (set [database] url in {loaded.path})") from None
     except DatabaseUrlError as exc:
         raise Problem(f"database.url: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - SchemaVersionError and anything a driver raises
@@ -171,12 +174,17 @@ def check_database(loaded: LoadedConfig) -> str:
 
 
 def check_control_port(loaded: LoadedConfig) -> str:
-    """The control endpoint's address can be bound (bound and released at once)."""
+    """The control endpoint's address can be bound (bound and released at once).
+
+    `run` checks it before anything else starts (no simulator, no database, no lock): a taken port is refused in
+    a moment, naming the file and its `[control] port`, and the process holding it when /proc tells.
+    """
     control = loaded.config.control
     try:
         infos = socket.getaddrinfo(control.host, control.port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise Problem(f"control.host: cannot resolve {control.host!r} ({exc}); use 127.0.0.1") from None
+        raise Problem(f"[control] host = {control.host!r} cannot be resolved ({exc}); set [control] host in "
+                      f"{loaded.path} to 127.0.0.1") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the control server binds
@@ -184,10 +192,48 @@ def check_control_port(loaded: LoadedConfig) -> str:
             sock.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise Problem(f"control.port: {control.host}:{control.port} is already in use (another program, or "
-                              "a trading system with this configuration); choose another control.port") from None
-            raise Problem(f"control.host: cannot listen on {control.host}:{control.port} ({_why(exc)})") from None
+                raise Problem(port_in_use_line(loaded)) from None
+            raise Problem(f"[control] host = {control.host!r}: cannot listen on {control.host}:{control.port} "
+                          f"({_why(exc)}); set [control] host and port in {loaded.path}") from None
     return f"control: {control.host}:{control.port} is free"
+
+
+def port_in_use_line(loaded: LoadedConfig) -> str:
+    """What to say when the control port is taken: the file, the section and key, who holds it, the two ways out."""
+    port = loaded.config.control.port
+    holder = listening_process(port)
+    by = f"by pid {holder[0]} ({holder[1]})" if holder else "by another program"
+    return (f"[control] port = {port} is in use ({by}; a trading system already running with this configuration "
+            f"shows in `kraken-actors status`); set [control] port in {loaded.path} to a free port, or stop the "
+            "other process")
+
+
+def listening_process(port: int, proc: Path = Path("/proc")) -> tuple[int, str] | None:
+    """(pid, command name) of the process listening on TCP `port`, when /proc shows it (Linux, same user); else
+    None. Only the command name: a command line may carry a secret."""
+    inodes: set[str] = set()
+    for table in ("net/tcp", "net/tcp6"):
+        try:
+            lines = (proc / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    inodes.discard("socket:[0]")
+    if not inodes:
+        return None
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in (entry / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    return int(entry.name), (entry / "comm").read_text().strip() or "?"
+        except OSError:  # another user's process, or gone meanwhile
+            continue
+    return None
 
 
 # --- keys and the exchange ---------------------------------------------------------------------
@@ -269,5 +315,7 @@ __all__ = [
     "check_folder",
     "check_keys",
     "check_no_other_instance",
+    "listening_process",
+    "port_in_use_line",
     "preflight",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tomllib
@@ -142,6 +143,9 @@ def config_warnings(config: AppConfig) -> list[str]:
     """Choices that run but deserve a word before they do (one line each, key first): `check-config` prints them,
     with or without --connect, and so does every `run` (through preflight)."""
     warnings = []
+    if config.database.url.startswith(("postgres://", "postgresql://")) and not _installed("psycopg2"):
+        warnings.append("database.url: PostgreSQL needs its driver, psycopg2, which is not installed here: install "
+                        "the postgres extra: pip install 'kraken-actors[postgres]'")
     protection = config.protection
     if protection.enabled and protection.dead_man_timeout_s > 0:
         warnings.append(
@@ -160,6 +164,14 @@ def strategy_search_path(path_key: str, base_dir: Path) -> list[Path]:
     configuration file's folder; empty: that folder), then the current folder (then the installed packages)."""
     folder = Path(path_key).expanduser()
     return [folder if folder.is_absolute() else (base_dir / folder).resolve(), Path.cwd()]
+
+
+def _installed(module: str) -> bool:
+    """True when `module` can be imported here (found, not blocked)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: blocked (None in sys.modules) or without a spec
+        return False
 
 
 def _validate_strategy(raw: dict[str, Any], errors: list[str], base_dir: Path) -> StrategyParams | None:
@@ -287,9 +299,12 @@ def render_config(loaded: LoadedConfig, environ: os._Environ[str] | dict[str, st
     data["database"]["url"] = mask_url(data["database"]["url"])
     lines = [f"# effective configuration from {loaded.path}", f"# database: {mask_url(loaded.database_url)}"]
     ex = loaded.config.exchange
-    for label, var in (("API key", ex.api_key_env), ("API secret", ex.api_secret_env)):
-        state = "set (value hidden)" if env.get(var) else "not set"
-        lines.append(f"# {label}: environment variable {var} is {state}")
+    if loaded.config.mode == "paper" and not ex.url:
+        lines.append("# API keys: none needed (paper mode generates its own for the built-in simulator)")
+    else:
+        for label, var in (("API key", ex.api_key_env), ("API secret", ex.api_secret_env)):
+            state = "set (value hidden)" if env.get(var) else "not set"
+            lines.append(f"# {label}: environment variable {var} is {state}")
     lines.append("")
     lines.extend(_toml_lines(data, ()))
     return mask_url("\n".join(lines))  # a password in any URL (exchange.url too) stays hidden

@@ -55,13 +55,24 @@ def _open_sqlite(database: DatabaseUrl, synchronous: str) -> peewee.SqliteDataba
     )
 
 
-def _open_postgres(database: DatabaseUrl) -> peewee.PostgresqlDatabase:
+POSTGRES_DRIVER_MISSING = (
+    "PostgreSQL needs its driver, psycopg2, which is not installed here: install the postgres extra: "
+    "pip install 'kraken-actors[postgres]' (from a checkout: pip install -e '.[postgres]')"
+)
+
+
+def require_driver(database: DatabaseUrl) -> None:
+    """Raise DatabaseUrlError naming the extra to install when the URL's database needs a driver that is missing."""
+    if database.kind != "postgresql":
+        return
     try:
         import psycopg2  # noqa: F401
     except ImportError:
-        raise DatabaseUrlError(
-            "PostgreSQL needs a driver: pip install -e '.[postgres]' (installs psycopg2-binary)"
-        ) from None
+        raise DatabaseUrlError(POSTGRES_DRIVER_MISSING) from None
+
+
+def _open_postgres(database: DatabaseUrl) -> peewee.PostgresqlDatabase:
+    require_driver(database)
     try:
         params = parse_db_url(database.url)
     except ValueError as exc:  # e.g. a port that is not a number

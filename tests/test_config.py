@@ -75,7 +75,8 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_secrets_are_masked(tmp_path: Path) -> None:
-    path = write(tmp_path, "[database]\nurl = \"postgresql://bot:hunter2secret@db.example:5432/trading\"\n")
+    path = write(tmp_path, "mode = \"demo\"\n"  # paper mode needs no keys, so says nothing about them
+                           "[database]\nurl = \"postgresql://bot:hunter2secret@db.example:5432/trading\"\n")
     result = check_config(path, env={"KRAKEN_FUTURES_API_KEY": "key-abcdef123456",
                                      "KRAKEN_FUTURES_API_SECRET": "c2VjcmV0LXNlY3JldA=="})
     assert result.returncode == 0

@@ -182,7 +182,7 @@ def test_control_port_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        assert_refused(both(capsys, write(tmp_path, port=port)), f"control.port: 127.0.0.1:{port} is already in use")
+        assert_refused(both(capsys, write(tmp_path, port=port)), f"[control] port = {port} is in use")
 
 
 # --- keys and exchange --------------------------------------------------------------------------
@@ -291,7 +291,7 @@ def test_every_problem_is_listed_at_once(tmp_path: Path, capsys: pytest.CaptureF
         code, _, err = cli(capsys, "check-config", "--connect", str(path))
     assert code == 2
     assert all(any(line.startswith(f"  - {key}") for line in err.splitlines())
-               for key in ("database.url", "control.port", "trading.symbols")), err
+               for key in ("database.url", "[control] port", "trading.symbols")), err
 
 
 def test_a_refused_run_starts_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
