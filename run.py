@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """The command line of the trading system: run, check-config, control commands, simulator.
 
-`python run.py` is `python run.py run --config config.toml`.
+Installed as the console script `kraken-actors` (setup.cfg: `kraken-actors = run:main`); `python run.py` in a
+checkout is the same. Without a command it is `kraken-actors run --config config.toml`; `config.toml` is looked
+for in the current folder, and the paths inside it (storage/, the log, the database) are relative to the file.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +18,8 @@ if TYPE_CHECKING:
     from actors.preflight import PreflightReport
     from configuration import LoadedConfig
 
-DEFAULT_CONFIG = "config.toml"
+DEFAULT_CONFIG = "config.toml"  # in the current folder
+PROG = "kraken-actors"  # the console script; `python run.py` in a checkout is the same command line
 
 
 def _load(path: str) -> LoadedConfig | None:
@@ -71,12 +75,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Check what a start needs, then start the trading system and run until Ctrl-C, SIGTERM or `run.py stop`."""
+    """Check what a start needs (the control port first), then start the trading system and run until Ctrl-C,
+    SIGTERM or `kraken-actors stop`."""
     loaded = _load(args.config)
     if loaded is None:
         return 2
-    from actors.preflight import preflight
+    from actors.preflight import Problem, check_control_port, preflight
 
+    try:  # first, in a moment: a taken port would otherwise refuse the start only after everything else is up
+        check_control_port(loaded)
+    except Problem as exc:
+        print(f"{loaded.path}: cannot start:\n  - {exc}", file=sys.stderr)
+        return 2
     report = preflight(loaded, unreachable_is_problem=False)
     if not report.ok:
         _report_problems(loaded.path, report, what="cannot start")
@@ -98,7 +108,7 @@ def cmd_simulator(args: argparse.Namespace, rest: list[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
-        prog="run.py",
+        prog=PROG,
         description="Actor-model Kraken Futures trading system: one signal, at most one order.",
     )
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="configuration file (default: config.toml)")
@@ -125,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser(
         "simulator",
-        help="run the Kraken Futures simulator standalone (see `run.py simulator --help`)",
+        help="run the Kraken Futures simulator standalone (see `kraken-actors simulator --help`)",
         add_help=False,
     )
     sim.set_defaults(func=None)
@@ -133,7 +143,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run the chosen command."""
+    """Parse the command line and run the chosen command (the console script `kraken-actors` calls this).
+
+    A reader that goes away (`check-config | head -1`) ends the command quietly, whichever command it is.
+    """
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        _drop_stdout()
+        return 0
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush cannot complain about the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (a captured stdout): nothing left to flush into a pipe
+        pass
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if argv and argv[0] == "simulator":
