@@ -25,6 +25,8 @@ import pykka
 from loguru import logger
 
 from actors.endpoint import open_endpoint
+from actors.preflight import Problem, check_control_port
+from actors.startup import COMMAND, control_lines, read_controls
 from actors.system import CoreActorDeath, CoreActorDied, TradingSystem
 from configuration import LoadedConfig, setup_logging
 from control import ControlError, start_control_endpoint
@@ -106,6 +108,7 @@ class TradingProcess:
     def start(self) -> None:
         """Take the lock, open the exchange, start the actors and the control endpoint: in that order, each by its
         own function; `stop` undoes them in reverse (run_trading calls it in its `finally`)."""
+        check_control_port(self.loaded)  # first: a taken port refuses the start before anything is started
         self.lock = take_instance_lock(self.loaded)
         self.endpoint = open_endpoint(self.loaded)
         clients = connect_exchange(self.loaded, self.endpoint, self.stopping)
@@ -114,10 +117,25 @@ class TradingProcess:
         freeze_startup_heap()
         cfg = self.loaded.config
         logger.info(
-            "trading {} in {} mode on {}; strategy {}; database {}; stop with Ctrl-C or `python run.py stop`",
+            "trading {} in {} mode on {}; strategy {}; database {}; stop with Ctrl-C or `{} stop`",
             ", ".join(cfg.trading.symbols), cfg.mode, self.endpoint.description, cfg.strategy.name,
-            self.loaded.database.masked,
+            self.loaded.database.masked, COMMAND,
         )
+        self.log_controls()
+
+    def log_controls(self) -> None:
+        """Say which symbols are paused or halted (durable: from an earlier run), since when, by whom, how to lift."""
+        system = self.system
+        if system is None or system.persistence is None:
+            return
+        persistence = system.persistence
+        try:
+            records = read_controls(system.markets, lambda query: persistence.ask(query, block=True, timeout=10))
+        except Exception as exc:  # noqa: BLE001 - a start is not refused for a log line; status shows the flags
+            logger.warning("paused/halted symbols unreadable at start-up ({!r}); `{} status` shows them", exc, COMMAND)
+            return
+        for line in control_lines(records):
+            (logger.warning if not line.endswith(": none") else logger.info)("{}", line)
 
     # --- the ControlTarget the control endpoint drives --------------------------------------
 
@@ -283,8 +301,12 @@ def run_trading(
             return 2
         except StartCancelled:
             return 0
+        except Problem as exc:
+            logger.error("cannot start: {}: {}", loaded.path, exc)
+            return 2
         except ControlError as exc:
-            logger.error("cannot start the control endpoint: {}", exc)
+            logger.error("cannot start the control endpoint: {}; set [control] port in {} to a free port, or stop "
+                         "the other process", exc, loaded.path)
             return 2
         except (CredentialsError, UnknownSymbolError, DatabaseUrlError, SchemaVersionError) as exc:
             logger.error("cannot start: {}", exc)
