@@ -21,12 +21,14 @@ from loguru import logger
 from actors.timers import ActorTimers
 from messages import (
     AbandonIntent,
+    AccountLogEntries,
     ArchiveHistory,
     ClaimIntent,
     ClaimResult,
     Event,
     FindIntents,
     Flush,
+    GetAccountLogCursor,
     LoadOpenIntents,
     LoadSymbol,
     OrderUpdate,
@@ -34,6 +36,7 @@ from messages import (
     PlaceOrders,
     PurgeIntents,
     QueryEvents,
+    QueryMoney,
     QueryPnl,
     RecordSends,
     SetControl,
@@ -54,7 +57,7 @@ def _is_told(message: Any) -> bool:
     """True for the messages this actor only ever gets by `tell` (a claim with a reply future is told)."""
     if isinstance(message, (ClaimIntent, RecordSends)):
         return message.reply is not None
-    return isinstance(message, (Event, OrderUpdate, AbandonIntent, ArchiveHistory, Flush, Tick))
+    return isinstance(message, (Event, OrderUpdate, AccountLogEntries, AbandonIntent, ArchiveHistory, Flush, Tick))
 
 
 class DatabaseUnusable(RuntimeError):
@@ -95,7 +98,7 @@ class PersistenceActor(pykka.ThreadingActor):
         super().__init__()
         self.database = database
         self.store = Store(database)
-        self._pending: list[Event | OrderUpdate | ClaimIntent | RecordSends] = []
+        self._pending: list[Event | OrderUpdate | ClaimIntent | RecordSends | AccountLogEntries] = []
         self._flush_scheduled = False
         self.failures = WriteFailures(give_up_after_s)
         self.retry_interval_s = retry_interval_s
@@ -143,7 +146,7 @@ class PersistenceActor(pykka.ThreadingActor):
                     self._flush_scheduled = True
                     self.actor_ref.tell(Flush())
                 return None
-            case Event() | OrderUpdate():
+            case Event() | OrderUpdate() | AccountLogEntries():  # fees and funding in order after the fills
                 self._pending.append(message)
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
@@ -203,6 +206,10 @@ class PersistenceActor(pykka.ThreadingActor):
                 return removed
             case QueryPnl():
                 return self.store.realized_pnl()
+            case GetAccountLogCursor():
+                return self.store.account_log_cursor()
+            case QueryMoney():
+                return self.store.pnl_totals()
             case QueryEvents():
                 return self.store.events(message.symbol, message.kind, message.reason, message.limit)
             case ReportQuery():  # the operator's read-only reports (trades, orders, pnl, why)
@@ -259,7 +266,7 @@ class PersistenceActor(pykka.ThreadingActor):
             for item in batch:  # a claim or send record that could not be stored is refused now, never retried
                 if isinstance(item, (ClaimIntent, RecordSends)) and item.reply is not None:
                     item.reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
-            kept: list[Event | OrderUpdate | ClaimIntent | RecordSends] = [
+            kept: list[Event | OrderUpdate | ClaimIntent | RecordSends | AccountLogEntries] = [
                 item for item in batch if not isinstance(item, (ClaimIntent, RecordSends))]
             if len(kept) > MAX_PENDING_WRITES:
                 dropped = len(kept) - MAX_PENDING_WRITES

@@ -29,6 +29,10 @@ DERIVATIVES_COSTS: dict[str, int] = {
 FILLS_WITH_LAST_FILL_TIME_COST = 25
 BATCH_BASE_COST = 9
 HISTORY_COSTS: dict[str, int] = {"orders": 1, "triggers": 1, "executions": 1}
+# history/v3/account-log costs by its `count` (default 500): Kraken's "Futures Rate Limits" guide,
+# https://docs.kraken.com/api/docs/guides/futures-rate-limits ("accountlog (count: 1 - 25) 1 ... 5001 - 100000 10")
+ACCOUNT_LOG_COSTS: tuple[tuple[int, int], ...] = ((25, 1), (50, 2), (1000, 3), (5000, 6), (100_000, 10))
+ACCOUNT_LOG_DEFAULT_COUNT = 500
 DERIVATIVES_POOL = (500, 10.0)  # units, seconds to refill fully
 HISTORY_POOL = (100, 600.0)
 
@@ -40,6 +44,15 @@ def derivatives_cost(endpoint: str, fills_since: bool = False, batch_size: int =
     if endpoint == "fills" and fills_since:
         return FILLS_WITH_LAST_FILL_TIME_COST
     return DERIVATIVES_COSTS.get(endpoint, 1)
+
+
+def account_log_cost(count: int | None) -> int:
+    """History tokens one account-log request of `count` entries spends (no count: Kraken's default, 500)."""
+    wanted = ACCOUNT_LOG_DEFAULT_COUNT if count is None else count
+    for most, cost in ACCOUNT_LOG_COSTS:
+        if wanted <= most:
+            return cost
+    return ACCOUNT_LOG_COSTS[-1][1]
 
 
 class Bucket:
@@ -93,9 +106,10 @@ class CostBudget:
         """Wait for and spend the cost of one /derivatives request; return the seconds waited."""
         return self.derivatives.take(derivatives_cost(endpoint, fills_since, batch_size))
 
-    def spend_history(self, endpoint: str = "orders") -> float:
-        """Wait for and spend one history request's tokens."""
-        return self.history.take(HISTORY_COSTS.get(endpoint, 1))
+    def spend_history(self, endpoint: str = "orders", count: int | None = None) -> float:
+        """Wait for and spend one history request's tokens (the account log's depend on its `count`)."""
+        cost = account_log_cost(count) if endpoint == "account-log" else HISTORY_COSTS.get(endpoint, 1)
+        return self.history.take(cost)
 
     def history_available(self) -> bool:
         """True when a history request could go now without waiting."""

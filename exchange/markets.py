@@ -13,6 +13,31 @@ class UnknownSymbolError(ValueError):
     """A configured symbol is not listed by the exchange."""
 
 
+def margin_levels_from_ccxt(market: dict[str, Any]) -> tuple[tuple[Decimal, Decimal], ...]:
+    """Kraken's `marginLevels` of an instrument (get-instruments docs) as (notional threshold, initial margin rate).
+
+    A flexible future's levels are by `numNonContractUnits` (the position's value); an inverse one's by
+    `contracts`: there every level applies from 0 at the highest listed rate (the harsher reading). Unreadable or
+    absent: () (MarketSpec then assumes no leverage)."""
+    info = market.get("info") or {}
+    levels = info.get("marginLevels") if isinstance(info, dict) else None
+    if not isinstance(levels, list):
+        return ()
+    parsed: list[tuple[Decimal, Decimal]] = []
+    try:
+        for level in levels:
+            rate = Decimal(str(level["initialMargin"]))
+            if "numNonContractUnits" in level:
+                parsed.append((Decimal(str(level["numNonContractUnits"])), rate))
+            else:
+                parsed.append((Decimal(0), rate))
+    except (KeyError, TypeError, ArithmeticError, ValueError):
+        return ()
+    if any(not (t.is_finite() and r.is_finite()) or r <= 0 or t < 0 for t, r in parsed):
+        return ()
+    return tuple(sorted(parsed))
+
+
 def market_spec_from_ccxt(market: dict[str, Any]) -> MarketSpec:
     """Build a MarketSpec from a ccxt market (precision mode TICK_SIZE: precision values are steps)."""
     precision = market.get("precision") or {}
@@ -25,6 +50,7 @@ def market_spec_from_ccxt(market: dict[str, Any]) -> MarketSpec:
         price_tick=Decimal(str(precision.get("price") or "0.01")),
         min_amount=Decimal(str(limits.get("min") or amount_step)),
         contract_size=Decimal(str(market.get("contractSize") or 1)),
+        margin_levels=margin_levels_from_ccxt(market),
     )
 
 

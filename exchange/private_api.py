@@ -29,13 +29,17 @@ from loguru import logger
 from exchange.budget import CostBudget
 from exchange.client import BATCH_PROCESS_BEFORE
 from exchange.reports import (
+    AccountLogPage,
     DeadMansSwitchStatus,
     FillReport,
     HistoryReport,
+    MarginReport,
     OpenOrderReport,
     OrderStatusReport,
     SendReport,
     UnreadableAnswer,
+    parse_account_log,
+    parse_accounts_margin,
     parse_batch_status,
     parse_cancel_status,
     parse_dead_mans_switch,
@@ -57,6 +61,11 @@ FILLS_PAGE = 100  # Kraken's fills endpoint returns the newest 100 (get-fills do
 MAX_FILL_PAGES = 50
 HISTORY_PAGE = 500
 MAX_HISTORY_PAGES = 40
+# The account log's first page is small (25 entries cost 1 history token, Kraken's rate-limit guide), later pages
+# large (500 cost 3): a look with little new costs the least, a long gap the fewest tokens per entry.
+ACCOUNT_LOG_FIRST_PAGE = 25
+ACCOUNT_LOG_PAGE = 500
+MAX_ACCOUNT_LOG_PAGES = 20
 SETTLED_CACHE = 512  # milliseconds whose executions were read after they settled (immutable): kept, not re-read
 
 
@@ -272,10 +281,53 @@ class PrivateApi:
         raise UnreadableAnswer(f"history: the search since {iso_ms(since_ms)} needs more than "
                                f"{MAX_HISTORY_PAGES} pages")
 
-    def _read_history(self, call: Callable[[], Any], endpoint: str = "orders") -> Any:
+    def account_log(self, *, from_id: int | None = None, since_ms: int | None = None) -> AccountLogPage:
+        """Every account-log entry from entry id `from_id` (inclusive: Kraken does not say, so the entry is read again
+        and deduplicated rather than missed), else since `since_ms`, oldest first, paged by id; raises if cut short.
+
+        Each page asks `sort=asc`, a `count`, and `from` (the newest id read so far on later pages); a page shorter
+        than its count is the last. Entries that cannot be read are in `skipped`, with the reason."""
+        fees: dict[int, Any] = {}
+        funding: dict[int, Any] = {}
+        skipped: list[str] = []
+        ids: set[int] = set()
+        base: dict[str, Any] = {"sort": "asc"}
+        if from_id is not None:
+            base["from"] = from_id
+        elif since_ms is not None:
+            base["since"] = since_ms
+        params = {**base, "count": ACCOUNT_LOG_FIRST_PAGE}
+        for _ in range(MAX_ACCOUNT_LOG_PAGES):
+            asked = dict(params)
+            page = parse_account_log(self._read_history(partial(self.exchange.historyGetAccountLog, asked),
+                                                        "account-log", count=asked["count"]), self.symbol_of)
+            fresh = [i for i in page.ids if i not in ids]
+            for fee in page.fees:
+                fees.setdefault(fee.entry_id, fee)
+            for payment in page.funding:
+                funding.setdefault(payment.entry_id, payment)
+            skipped.extend(page.skipped)
+            ids.update(page.ids)
+            if page.entries < asked["count"] or not page.ids:
+                break
+            if not fresh:
+                raise UnreadableAnswer(f"account-log: from {asked.get('from')} answered entries read before; "
+                                       "paging stalls")
+            params = {"sort": "asc", "from": max(page.ids), "count": ACCOUNT_LOG_PAGE}
+        else:
+            raise UnreadableAnswer(f"account-log: the search needs more than {MAX_ACCOUNT_LOG_PAGES} pages")
+        return AccountLogPage(fees=sorted(fees.values(), key=lambda f: f.entry_id),
+                              funding=sorted(funding.values(), key=lambda f: f.entry_id),
+                              skipped=skipped, ids=sorted(ids), entries=len(ids))
+
+    def margin(self) -> MarginReport:
+        """The flex account's available margin (accounts)."""
+        return parse_accounts_margin(self._read("accounts", self.exchange.privateGetAccounts))
+
+    def _read_history(self, call: Callable[[], Any], endpoint: str = "orders", count: int | None = None) -> Any:
         for attempt in range(READ_ATTEMPTS):
             if self.budget is not None:
-                self.budget.spend_history(endpoint)
+                self.budget.spend_history(endpoint, count)
             try:
                 return call()
             except TRANSIENT:

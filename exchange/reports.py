@@ -615,3 +615,148 @@ def parse_dead_mans_switch(answer: Any, timeout_s: int) -> DeadMansSwitchStatus:
         raise UnreadableAnswer(f"cancelallordersafter: asked to disarm, the answer still shows a countdown: "
                                f"{str(answer)[:200]}")
     return DeadMansSwitchStatus(current_ms=current, trigger_ms=trigger)
+
+
+# --- the account log (history/v3/account-log) and the accounts endpoint -------------------------------------------
+#
+# get-account-log (https://docs.kraken.com/api-reference/account-history/get-account-log): `{accountUid, logs[]}`,
+# paged by time (`since`, `before`) or by entry id (`from`, `to`), `sort` asc|desc, `count` (default 500). Each entry:
+# {id (integer), date (ISO-8601), asset, info, booking_uid, margin_account, old_balance, new_balance,
+# contract, execution, fee, funding_rate, realized_funding, realized_pnl, trade_price, mark_price, ...}
+# (ccxt's recorded answer in shared/peers/ccxt-krakenfutures, fetchLedger, shows the same fields). What we read:
+# - info "futures trade" with a `fee` and an `execution`: the fee of that execution (the cash leg, `asset` the
+#   currency it is paid in; a positive fee is a cost). The position leg (`asset` == the contract) carries fee null.
+# - info "funding rate change" with `realized_funding`: a funding payment of `contract`, in `asset`
+#   (positive: received; the recorded answer's balance rises by it).
+# Every other entry (transfers, conversions, position legs) is not ours to read. An entry of those two kinds that
+# cannot be read is skipped with its reason (AccountLogPage.skipped), never guessed.
+
+ACCOUNT_LOG_TRADE = "futures trade"
+ACCOUNT_LOG_FUNDING = "funding rate change"
+
+
+@dataclass(frozen=True)
+class TradeFeeReport:
+    """The fee of one execution, from its account-log entry."""
+
+    entry_id: int
+    execution: str  # the execution uid: our fill's fill_id
+    symbol: str
+    fee: Decimal  # paid (positive: a cost)
+    currency: str
+    time_ms: int
+
+
+@dataclass(frozen=True)
+class FundingReport:
+    """One funding payment, from its account-log entry."""
+
+    entry_id: int
+    symbol: str
+    amount: Decimal  # received (+) or paid (-)
+    currency: str
+    rate: Decimal | None
+    time_ms: int
+
+
+@dataclass(frozen=True)
+class AccountLogPage:
+    """One page of the account log: what we read, what we skipped and why, and the entry ids the page spans."""
+
+    fees: list[TradeFeeReport]
+    funding: list[FundingReport]
+    skipped: list[str]
+    ids: list[int]  # every readable entry id of the page (of any kind), for paging
+    entries: int = 0  # how many entries the page held (readable or not)
+
+
+def _entry_id(value: Any) -> int:
+    if isinstance(value, bool) or value is None:
+        raise UnreadableAnswer(f"id is not an integer: {value!r}")
+    try:
+        number = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise UnreadableAnswer(f"id is not an integer: {value!r}"[:200]) from None
+    if not number.is_finite() or number != number.to_integral_value() or number < 0:
+        raise UnreadableAnswer(f"id is not an integer: {value!r}"[:200])
+    return int(number)
+
+
+def parse_account_log(answer: Any, symbol_of: SymbolOf) -> AccountLogPage:
+    """A page of history/v3/account-log: trade fees and funding payments; an unreadable entry is skipped with its
+    reason. An answer without a `logs` list is UnreadableAnswer (a page that cannot be read is not "nothing")."""
+    if not isinstance(answer, Mapping):
+        raise UnreadableAnswer(f"account-log: the answer is not a JSON object: {str(answer)[:200]}")
+    if "result" in answer and str(answer.get("result", "")).lower() != "success":
+        raise UnreadableAnswer(f"account-log: result is {answer.get('result')!r}: {str(answer)[:200]}")
+    logs = answer.get("logs")
+    if not isinstance(logs, list):
+        raise UnreadableAnswer(f"account-log: the answer has no logs list: {str(answer)[:200]}")
+    fees: list[TradeFeeReport] = []
+    funding: list[FundingReport] = []
+    skipped: list[str] = []
+    ids: list[int] = []
+    for raw in logs:
+        if not isinstance(raw, Mapping):
+            skipped.append(f"an entry is not an object: {str(raw)[:120]}")
+            continue
+        try:
+            entry_id = _entry_id(raw.get("id"))
+        except UnreadableAnswer as exc:
+            skipped.append(f"an entry without a readable id ({exc}): {str(dict(raw))[:160]}")
+            continue
+        ids.append(entry_id)
+        info = str(raw.get("info") or "").strip().lower()
+        try:
+            if info == ACCOUNT_LOG_TRADE and raw.get("fee") is not None:
+                fees.append(TradeFeeReport(
+                    entry_id=entry_id,
+                    execution=_text(raw.get("execution"), "execution"),
+                    symbol=_symbol(raw.get("contract"), symbol_of, "contract"),
+                    fee=decimal(raw.get("fee"), "fee", allow_negative=True),
+                    currency=_text(raw.get("asset"), "asset").upper(),
+                    time_ms=time_ms(raw.get("date"), "date"),
+                ))
+            elif info == ACCOUNT_LOG_FUNDING and raw.get("realized_funding") is not None:
+                rate = raw.get("funding_rate")
+                funding.append(FundingReport(
+                    entry_id=entry_id,
+                    symbol=_symbol(raw.get("contract"), symbol_of, "contract"),
+                    amount=decimal(raw.get("realized_funding"), "realized_funding", allow_negative=True),
+                    currency=_text(raw.get("asset"), "asset").upper(),
+                    rate=None if rate is None else decimal(rate, "funding_rate", allow_negative=True),
+                    time_ms=time_ms(raw.get("date"), "date"),
+                ))
+        except UnreadableAnswer as exc:
+            skipped.append(f"entry {entry_id} ({info}): {exc}")
+    return AccountLogPage(fees=fees, funding=funding, skipped=skipped, ids=ids, entries=len(logs))
+
+
+@dataclass(frozen=True)
+class MarginReport:
+    """What the accounts endpoint says of the flex (multi-collateral) account's margin."""
+
+    available: Decimal  # availableMargin: margin equity less the initial margin of positions and orders
+    initial: Decimal | None
+    portfolio_value: Decimal | None
+
+
+def parse_accounts_margin(answer: Any) -> MarginReport:
+    """accounts (get-accounts docs): `accounts.flex.availableMargin` (and initialMargin, portfolioValue);
+    UnreadableAnswer when there is no flex account or its availableMargin is not a number."""
+    if not isinstance(answer, Mapping):
+        raise UnreadableAnswer(f"accounts: the answer is not a JSON object: {str(answer)[:200]}")
+    if str(answer.get("result", "")).lower() != "success":
+        raise UnreadableAnswer(f"accounts: result is {answer.get('result')!r}, not success: {str(answer)[:200]}")
+    accounts = answer.get("accounts")
+    flex = accounts.get("flex") if isinstance(accounts, Mapping) else None
+    if not isinstance(flex, Mapping):
+        raise UnreadableAnswer(f"accounts: no flex account in the answer: {str(answer)[:200]}")
+    available = decimal(flex.get("availableMargin"), "accounts: flex.availableMargin", allow_negative=True)
+
+    def optional(key: str) -> Decimal | None:
+        value = flex.get(key)
+        return None if value is None or value == "" else decimal(value, f"accounts: flex.{key}", allow_negative=True)
+
+    return MarginReport(available=available, initial=optional("initialMargin"),
+                        portfolio_value=optional("portfolioValue"))

@@ -86,6 +86,14 @@ from messages.control import (
 from messages.events import Event, EventKind, Reason
 from messages.lifecycle import Candles, Ping, RestartSymbol, SendHistory, SymbolDied, Tick
 from messages.market import TIMEFRAME_MS, Candle, MarketSpec, timeframe_ms
+from messages.money import (
+    AccountLogEntries,
+    AccountMargin,
+    FundingPayment,
+    GetAccountLogCursor,
+    QueryMoney,
+    TradeFee,
+)
 from messages.orders import (
     FINAL_STATES,
     TRANSITIONS,
@@ -146,6 +154,12 @@ from messages.wiring import ConnectGateway, ConnectMarketData, GetMarketDataStat
 
 __all__ = [
     "AbandonIntent",
+    "AccountLogEntries",
+    "AccountMargin",
+    "FundingPayment",
+    "GetAccountLogCursor",
+    "QueryMoney",
+    "TradeFee",
     "ArchiveHistory",
     "CancelOrder",
     "ResizeOrder",

@@ -42,6 +42,8 @@ class Reason(StrEnum):
     GIVEN_UP = "GIVEN_UP"  # an operator's `resolve` gave up on an undecided order
     BAD_MARKET_DATA = "BAD_MARKET_DATA"  # a candle or ticker that is not a finite, consistent price: dropped
     BAD_SIGNAL = "BAD_SIGNAL"  # a strategy's signal that does not validate (e.g. a stop above a long's entry)
+    INSUFFICIENT_MARGIN = "INSUFFICIENT_MARGIN"  # an entry's initial margin exceeds the account's available margin
+    MARGIN_UNKNOWN = "MARGIN_UNKNOWN"  # the available margin has not been read (or not lately): entries refused
 
 
 class EventKind(StrEnum):

@@ -85,6 +85,9 @@ class MarketSpec(Message):
     price_tick: Decimal = Field(gt=0)
     min_amount: Decimal = Decimal(0)
     contract_size: Decimal = Decimal(1)
+    # The initial-margin schedule: (position notional from which it applies, initial margin rate), ascending
+    # (Kraken's instruments `marginLevels`, numNonContractUnits / initialMargin). Empty: not listed.
+    margin_levels: tuple[tuple[Decimal, Decimal], ...] = ()
 
     def contracts_for_notional(self, notional: Decimal, price: Decimal) -> Decimal:
         """Return the contracts worth `notional` at `price`, rounded down to the amount step."""
@@ -93,6 +96,14 @@ class MarketSpec(Message):
         raw = notional / (price * self.contract_size)
         steps = (raw / self.amount_step).to_integral_value(rounding=ROUND_DOWN)
         return (steps * self.amount_step).normalize()
+
+    def initial_margin_rate(self, notional: Decimal) -> Decimal:
+        """The initial margin rate of a position worth `notional`: the highest level it reaches; no schedule
+        listed: 1 (no leverage, the harsher reading)."""
+        if not self.margin_levels:
+            return Decimal(1)
+        reached = [rate for threshold, rate in self.margin_levels if notional >= threshold]
+        return max(reached or [self.margin_levels[0][1]])
 
     def notional_of(self, contracts: Decimal, price: Decimal) -> Decimal:
         """Return the quote-currency notional of `contracts` at `price`."""

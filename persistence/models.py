@@ -8,7 +8,8 @@ from typing import Any
 import peewee
 
 # 2: intents keep limit_price, sent_at, process_before and sends; 3: booked, fills_complete, PnL totals
-SCHEMA_VERSION = 4  # 4: intents carry a protective order's trigger price and signal, an entry's own levels
+# 4: intents carry a protective order's trigger price and signal, an entry's own levels
+SCHEMA_VERSION = 5  # 5: fees from the account log (fill.fee_currency, trade_fee), funding payments, pnl_total.funding
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,14 @@ class Models:
     Event: Any
     ControlState: Any
     PnlTotal: Any
+    TradeFee: Any
+    Funding: Any
 
     @property
     def all(self) -> list[type[peewee.Model]]:
         """Every model, in creation order."""
-        return [self.SchemaInfo, self.Intent, self.Order, self.Fill, self.Event, self.ControlState, self.PnlTotal]
+        return [self.SchemaInfo, self.Intent, self.Order, self.Fill, self.Event, self.ControlState, self.PnlTotal,
+                self.TradeFee, self.Funding]
 
 
 def build_models(database: peewee.Database) -> Models:
@@ -112,7 +116,8 @@ def build_models(database: peewee.Database) -> Models:
         side = peewee.CharField(max_length=4)
         amount = peewee.TextField()
         price = peewee.TextField()
-        fee = peewee.TextField(default="0")
+        fee = peewee.TextField(default="0")  # the sum of its account-log fee entries; 0 until one is there
+        fee_currency = peewee.CharField(max_length=16, null=True)  # None: no fee entry seen yet (0 is not proven)
         exchange_order_id = peewee.CharField(max_length=100, null=True, index=True)
         client_order_id = peewee.CharField(max_length=100, null=True, index=True)
         time = peewee.BigIntegerField()
@@ -143,9 +148,30 @@ def build_models(database: peewee.Database) -> Models:
         symbol = peewee.CharField(primary_key=True, max_length=64)
         position = peewee.TextField(default="0")  # signed contracts
         entry = peewee.TextField(default="0")  # average entry price of the open position
-        realized = peewee.TextField(default="0")  # realized PnL, fees subtracted
+        realized = peewee.TextField(default="0")  # realized PnL, fees subtracted (funding not)
         fees = peewee.TextField(default="0")
         fill_count = peewee.IntegerField(default=0)
         updated_at = peewee.BigIntegerField(default=0)
+        funding = peewee.TextField(default="0")  # funding received (+) or paid (-)
 
-    return Models(SchemaInfo, Intent, Order, Fill, Event, ControlState, PnlTotal)
+    class TradeFee(Base):
+        """An execution's fee from Kraken's account log; unique by the log entry id (counted once)."""
+
+        entry_id = peewee.BigIntegerField(unique=True)
+        execution = peewee.CharField(max_length=100, index=True)  # the fill's fill_id
+        symbol = peewee.CharField(max_length=64)
+        fee = peewee.TextField()
+        currency = peewee.CharField(max_length=16)
+        time = peewee.BigIntegerField()
+
+    class Funding(Base):
+        """A funding payment from Kraken's account log; unique by the log entry id."""
+
+        entry_id = peewee.BigIntegerField(unique=True)
+        symbol = peewee.CharField(max_length=64, index=True)
+        amount = peewee.TextField()  # received (+) or paid (-)
+        currency = peewee.CharField(max_length=16)
+        rate = peewee.TextField(null=True)
+        time = peewee.BigIntegerField(index=True)
+
+    return Models(SchemaInfo, Intent, Order, Fill, Event, ControlState, PnlTotal, TradeFee, Funding)

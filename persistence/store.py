@@ -18,6 +18,7 @@ from loguru import logger
 from playhouse.migrate import SchemaMigrator, migrate
 
 from messages import (
+    AccountLogEntries,
     ClaimIntent,
     ClaimResult,
     ControlRecord,
@@ -166,11 +167,25 @@ class _Totals:
     realized: Decimal = Decimal(0)  # fees subtracted
     fees: Decimal = Decimal(0)
     fill_count: int = 0
+    funding: Decimal = Decimal(0)  # received (+) or paid (-)
 
     def add(self, side: str, amount: Decimal, price: Decimal, fee: Decimal) -> _Totals:
         """The book after one fill: the same steps, in the same order, as the full scan it replaces."""
         position, entry, pnl = _average_cost_step(self.position, self.entry, self.realized - fee, side, amount, price)
-        return _Totals(position, entry, pnl, self.fees + fee, self.fill_count + 1)
+        return _Totals(position, entry, pnl, self.fees + fee, self.fill_count + 1, self.funding)
+
+    def charged(self, fee: Decimal) -> _Totals:
+        """The book after a stored fill's fee arrived (from the account log, after the fill)."""
+        return replace(self, realized=self.realized - fee, fees=self.fees + fee)
+
+    def funded(self, amount: Decimal) -> _Totals:
+        """The book after a funding payment (received: positive)."""
+        return replace(self, funding=self.funding + amount)
+
+    def row(self, symbol: str, now: int) -> tuple[object, ...]:
+        """The parameters of the pnl_total upsert."""
+        return (symbol, str(self.position), str(self.entry), str(self.realized), str(self.fees), self.fill_count, now,
+                str(self.funding))
 
 
 def _average_cost_step(position: Decimal, entry: Decimal, pnl: Decimal, side: str, amount: Decimal,
@@ -291,12 +306,22 @@ class _Sql:
             f'UPDATE "order" SET "state" = {p}, "reason" = {p}, "detail" = {p}, "filled" = {p}, "updated_at" = {p}, '
             f'"average_price" = {p}, "amount" = {p}, "exchange_order_id" = {p} WHERE "id" = {p}'
         )
-        fill = ("fill_id", "symbol", "side", "amount", "price", "fee", "exchange_order_id", "client_order_id", "time")
+        fill = ("fill_id", "symbol", "side", "amount", "price", "fee", "exchange_order_id", "client_order_id", "time",
+                "fee_currency")
         self.fill_insert = (f'INSERT INTO "fill" ({_columns(fill)}) VALUES ({marks(len(fill))}) '
                             'ON CONFLICT ("fill_id") DO NOTHING')
         event = ("time", "kind", "symbol", "reason", "intent_hash", "detail")
         self.event_insert = f'INSERT INTO "event" ({_columns(event)}) VALUES ({marks(len(event))})'
-        totals = ("symbol", "position", "entry", "realized", "fees", "fill_count", "updated_at")
+        totals = ("symbol", "position", "entry", "realized", "fees", "fill_count", "updated_at", "funding")
+        self.fees_of_execution = f'SELECT "fee", "currency" FROM "trade_fee" WHERE "execution" = {p}'
+        trade_fee = ("entry_id", "execution", "symbol", "fee", "currency", "time")
+        self.trade_fee_insert = (f'INSERT INTO "trade_fee" ({_columns(trade_fee)}) VALUES ({marks(len(trade_fee))}) '
+                                 'ON CONFLICT ("entry_id") DO NOTHING')
+        self.fill_fee = f'SELECT "symbol", "fee", "fee_currency" FROM "fill" WHERE "fill_id" = {p}'
+        self.fill_fee_update = f'UPDATE "fill" SET "fee" = {p}, "fee_currency" = {p} WHERE "fill_id" = {p}'
+        funding = ("entry_id", "symbol", "amount", "currency", "rate", "time")
+        self.funding_insert = (f'INSERT INTO "funding" ({_columns(funding)}) VALUES ({marks(len(funding))}) '
+                               'ON CONFLICT ("entry_id") DO NOTHING')
         self.totals_upsert = (
             f'INSERT INTO "pnl_total" ({_columns(totals)}) VALUES ({marks(len(totals))}) '
             'ON CONFLICT ("symbol") DO UPDATE SET '
@@ -427,6 +452,18 @@ class Store:
             if default is not None:
                 column.constraints = [*(column.constraints or ()), peewee.SQL(f"DEFAULT {default}")]
             added.append(migrator.alter_add_column(table, name, column, allow_not_null=True))
+        # 5: a fill's fee currency (None: no account-log entry yet) and the totals' funding
+        later = ((self.models.Fill, "fee_currency", None), (self.models.PnlTotal, "funding", "'0'"))
+        for model, name, default in later:
+            table = model._meta.table_name
+            if not self.database.table_exists(table):
+                continue  # created whole by create_tables
+            if name in {column.name for column in self.database.get_columns(table)}:
+                continue
+            column = getattr(model, name).clone()
+            if default is not None:
+                column.constraints = [*(column.constraints or ()), peewee.SQL(f"DEFAULT {default}")]
+            added.append(migrator.alter_add_column(table, name, column, allow_not_null=True))
         if added:
             migrate(*added)
 
@@ -514,8 +551,7 @@ class Store:
         now = now_ms()
         with _wrap_driver_errors:
             self._sql.many(self.database.cursor(), self._sql.totals_upsert, [
-                (symbol, str(t.position), str(t.entry), str(t.realized), str(t.fees), t.fill_count, now)
-                for symbol, t in totals.items()
+                t.row(symbol, now) for symbol, t in totals.items()
             ])
 
     def _update_booked(self, rows: list[tuple[object, ...]]) -> None:
@@ -539,7 +575,7 @@ class Store:
         T = self.models.PnlTotal
         self._totals = {
             row.symbol: _Totals(Decimal(row.position), Decimal(row.entry), Decimal(row.realized), Decimal(row.fees),
-                                row.fill_count)
+                                row.fill_count, Decimal(row.funding or "0"))
             for row in T.select()
         }
 
@@ -674,7 +710,7 @@ class Store:
 
     # --- batched writes --------------------------------------------------------------------
 
-    def apply_batch(self, items: Sequence[Event | OrderUpdate | ClaimIntent | RecordSends]
+    def apply_batch(self, items: Sequence[Event | OrderUpdate | ClaimIntent | RecordSends | AccountLogEntries]
                     ) -> list[ClaimResult | None]:
         """Write claims, order updates, fills and events in one transaction (one commit, one fsync), in order.
 
@@ -707,6 +743,8 @@ class Store:
                     elif isinstance(item, OrderUpdate):
                         self._apply_order_update(cursor, item, now, batch)
                         batch.events.append(_order_event(item))
+                    elif isinstance(item, AccountLogEntries):
+                        self._apply_account_log(cursor, item, batch)
                     else:
                         batch.events.append(item)
                 self._write_batch(cursor, batch, now)
@@ -722,10 +760,7 @@ class Store:
         sql = self._sql
         sql.many(cursor, sql.intent_update, [self._intents[h].params() for h in batch.intents])
         sql.many(cursor, sql.order_update, [self._orders[oid].params() for oid in batch.orders])
-        sql.many(cursor, sql.totals_upsert, [
-            (symbol, str(t.position), str(t.entry), str(t.realized), str(t.fees), t.fill_count, now)
-            for symbol, t in ((symbol, self._totals[symbol]) for symbol in batch.totals)
-        ])
+        sql.many(cursor, sql.totals_upsert, [self._totals[symbol].row(symbol, now) for symbol in batch.totals])
         sql.many(cursor, sql.event_insert, [_event_params(e) for e in batch.events])
 
     def _apply_order_update(self, cursor: Any, update: OrderUpdate, now: int, batch: _Batch) -> None:
@@ -747,12 +782,13 @@ class Store:
         self._upsert_order(cursor, update, now, batch)
         for f in update.fills:
             cid = f.client_order_id or update.client_order_id
+            fee, currency = self._logged_fee(cursor, f.fill_id, f.fee)
             cursor.execute(self._sql.fill_insert, (
-                f.fill_id, f.symbol, f.side.value, str(f.amount), str(f.price), str(f.fee),
-                f.exchange_order_id or update.exchange_order_id, cid, f.time))
+                f.fill_id, f.symbol, f.side.value, str(f.amount), str(f.price), str(fee),
+                f.exchange_order_id or update.exchange_order_id, cid, f.time, currency))
             if cursor.rowcount != 1:
                 continue  # stored before: counted then, never twice
-            totals = self._totals.get(f.symbol, _Totals()).add(f.side.value, f.amount, f.price, f.fee)
+            totals = self._totals.get(f.symbol, _Totals()).add(f.side.value, f.amount, f.price, fee)
             self._put(self._totals, f.symbol, totals)
             batch.totals[f.symbol] = None
             if cid is None:
@@ -764,6 +800,50 @@ class Store:
                 self._put_intent(replace(booked, booked=total,
                                          fills_complete=booked.status.is_final and total >= booked.filled))
                 batch.intents[booked.intent_hash] = None
+
+    def _logged_fee(self, cursor: Any, fill_id: str, reported: Decimal) -> tuple[Decimal, str | None]:
+        """A fill's fee from the account-log entries stored for its execution (they may come before the fill); none
+        there: the reported fee, its currency unknown (not proven: the entry fills it in when it comes)."""
+        cursor.execute(self._sql.fees_of_execution, (fill_id,))
+        rows = cursor.fetchall()
+        if not rows:
+            return reported, None
+        return sum((Decimal(fee) for fee, _ in rows), Decimal(0)), str(rows[-1][1])
+
+    def _apply_account_log(self, cursor: Any, entries: AccountLogEntries, batch: _Batch) -> None:
+        """Store new fee and funding entries (each entry id once) and count them in the symbol's totals: a fee on
+        its fill (stored already; a fill stored later takes it from the trade_fee table), funding on its symbol."""
+        sql = self._sql
+        for fee in entries.fees:
+            cursor.execute(sql.trade_fee_insert, (fee.entry_id, fee.execution, fee.symbol, str(fee.fee), fee.currency,
+                                                  fee.time))
+            if cursor.rowcount != 1:
+                continue  # this entry was stored before: counted then
+            cursor.execute(sql.fill_fee, (fee.execution,))
+            found = cursor.fetchone()
+            if found is None:
+                continue  # the fill is not stored yet: it takes the fee when it is
+            symbol, old_fee, old_currency = found
+            total = (Decimal(old_fee or "0") if old_currency is not None else Decimal(0)) + fee.fee
+            reported = Decimal(old_fee or "0") if old_currency is None else Decimal(0)  # an unproven fee, replaced
+            cursor.execute(sql.fill_fee_update, (str(total), fee.currency, fee.execution))
+            self._put(self._totals, symbol, self._totals.get(symbol, _Totals()).charged(fee.fee - reported))
+            batch.totals[symbol] = None
+        for payment in entries.funding:
+            cursor.execute(sql.funding_insert, (payment.entry_id, payment.symbol, str(payment.amount),
+                                                payment.currency, None if payment.rate is None else str(payment.rate),
+                                                payment.time))
+            if cursor.rowcount != 1:
+                continue
+            self._put(self._totals, payment.symbol, self._totals.get(payment.symbol, _Totals()).funded(payment.amount))
+            batch.totals[payment.symbol] = None
+
+    def account_log_cursor(self) -> int | None:
+        """The newest account-log entry id stored (fees and funding), None when there is none."""
+        newest = [self.database.execute_sql(f'SELECT max("entry_id") FROM "{table}"').fetchone()[0]
+                  for table in ("trade_fee", "funding")]
+        found = [int(value) for value in newest if value is not None]
+        return max(found) if found else None
 
     def _upsert_order(self, cursor: Any, update: OrderUpdate, now: int, batch: _Batch) -> None:
         row = self._order_for(cursor, update)
@@ -1031,14 +1111,21 @@ class Store:
         return {symbol: Decimal(realized) for symbol, realized in T.select(T.symbol, T.realized).tuples()}
 
     def pnl_totals(self) -> dict[str, dict[str, object]]:
-        """The running totals per symbol: position, average entry, realized (fees subtracted), fees, fill count."""
+        """The running totals per symbol: position, average entry, realized (fees subtracted, funding not), fees,
+        fill count; and gross (before fees and funding), funding (received +), net = gross - fees + funding."""
         T = self.models.PnlTotal
-        return {
-            row.symbol: {"position": Decimal(row.position), "entry": Decimal(row.entry),
-                         "realized": Decimal(row.realized), "fees": Decimal(row.fees), "fill_count": row.fill_count,
-                         "updated_at": row.updated_at}
-            for row in T.select()
-        }
+        result: dict[str, dict[str, object]] = {}
+        for row in T.select():
+            realized, fees, funding = Decimal(row.realized), Decimal(row.fees), Decimal(row.funding or "0")
+            result[row.symbol] = {"position": Decimal(row.position), "entry": Decimal(row.entry),
+                                  "realized": realized, "fees": fees, "fill_count": row.fill_count,
+                                  "updated_at": row.updated_at, "gross": realized + fees, "funding": funding,
+                                  "net": realized + funding}
+        return result
+
+    def net_pnl(self) -> Decimal:
+        """Realized PnL of every symbol, net of fees and funding."""
+        return sum((Decimal(str(t["net"])) for t in self.pnl_totals().values()), Decimal(0))
 
     # --- retention -------------------------------------------------------------------------
 

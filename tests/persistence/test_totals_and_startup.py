@@ -184,7 +184,7 @@ def test_migration_from_version_2_builds_the_same_totals_and_booked_flags(store:
     _downgrade_to_version_2(store)
     store.close()
     migrated = reopen()
-    assert migrated.schema_version() == SCHEMA_VERSION == 4
+    assert migrated.schema_version() == SCHEMA_VERSION == 5
     # The old realized_pnl scanned every fill ordered by time, then id: the migration starts from exactly that.
     by_time = sorted(migrated.fills(), key=lambda f: (f["time"], f["id"]))
     assert migrated.realized_pnl() == full_scan_pnl(by_time)
