@@ -73,6 +73,14 @@ def test_the_readmes_first_command_runs_as_written(tmp_path: Path) -> None:
                                 text=True, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "BTC/USD:USD" in status.stdout
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # `status | head -1` whose head has gone: quiet, no traceback
+        try:
+            piped = subprocess.run([str(script), "status"], cwd=checkout, env=clean_env(), stdout=write_end,
+                                   stderr=subprocess.PIPE, text=True, timeout=60)
+        finally:
+            os.close(write_end)
+        assert piped.returncode == 0 and piped.stderr == "", piped.stderr
         stop = subprocess.run([str(script), "stop"], cwd=checkout, env=clean_env(), capture_output=True, text=True,
                               timeout=60)
         assert stop.returncode == 0, stop.stdout + stop.stderr
