@@ -192,6 +192,8 @@ def check_control_port(loaded: LoadedConfig) -> str:
             sock.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
+                if (loaded.storage_dir / "instance.lock").is_file():  # only an existing lock: a refusal creates nothing
+                    check_no_other_instance(loaded)  # an instance of this configuration runs: say that, with its pid
                 raise Problem(port_in_use_line(loaded)) from None
             raise Problem(f"[control] host = {control.host!r}: cannot listen on {control.host}:{control.port} "
                           f"({_why(exc)}); set [control] host and port in {loaded.path}") from None
