@@ -24,6 +24,7 @@ from exchange.private_api import PrivateApi
 from exchange.reports import AccountLogPage
 from messages import AccountLogEntries, AccountMargin, Fill, FundingPayment, TradeFee
 
+HANDED_KEPT = 10_000  # entry ids remembered as handed on (persistence counts each id once in any case)
 LOOKBACK_MS = 3_600_000  # a store with no entry yet reads the log from this far before the first read
 
 
@@ -53,6 +54,7 @@ class AccountMoney:
         self.awaiting: dict[str, float] = {}  # fill id -> when it was booked (monotonic)
         self.warned: set[str] = set()
         self.cursor: int | None = None  # the newest entry id read
+        self.handed: dict[int, None] = {}  # entry ids handed on lately (`from` is read inclusive: the newest again)
         self.started = False
         self.last_read: float | None = None
         self.margin_wanted = True  # never read yet
@@ -100,9 +102,14 @@ class AccountMoney:
         if page.ids:
             self.cursor = max(page.ids) if self.cursor is None else max(self.cursor, *page.ids)
         fees = tuple(TradeFee(entry_id=f.entry_id, execution=f.execution, symbol=f.symbol, fee=f.fee,
-                              currency=f.currency, time=f.time_ms) for f in page.fees)
+                              currency=f.currency, time=f.time_ms) for f in page.fees if f.entry_id not in self.handed)
         funding = tuple(FundingPayment(entry_id=p.entry_id, symbol=p.symbol, amount=p.amount, currency=p.currency,
-                                       rate=p.rate, time=p.time_ms) for p in page.funding)
+                                       rate=p.rate, time=p.time_ms)
+                        for p in page.funding if p.entry_id not in self.handed)
+        for entry_id in [*(f.entry_id for f in fees), *(p.entry_id for p in funding)]:
+            self.handed[entry_id] = None
+        while len(self.handed) > HANDED_KEPT:
+            self.handed.pop(next(iter(self.handed)))
         for fee in fees:
             self.awaiting.pop(fee.execution, None)
             self.warned.discard(fee.execution)

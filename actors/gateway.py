@@ -39,6 +39,7 @@ import ccxt
 import pykka
 from loguru import logger
 
+from actors.account_money import AccountLogSettings, AccountMoney
 from actors.heartbeat import DeadMansSwitch
 from actors.timers import ActorTimers
 from exchange.budget import CostBudget
@@ -53,6 +54,7 @@ from exchange.reports import (
     UnreadableAnswer,
 )
 from messages import (
+    AccountLogEntries,
     CancelOrder,
     CancelOrders,
     ConnectGateway,
@@ -61,6 +63,7 @@ from messages import (
     Fill,
     FindIntents,
     Flush,
+    GetAccountLogCursor,
     GetInFlight,
     IntentRecord,
     OrderBlocked,
@@ -126,6 +129,10 @@ class GatewaySettings:
     block_after_lookups: int = 3  # after this many undecided lookups the symbol shows BLOCKED
     dead_man_timeout_s: int = 0  # [protection] Kraken's dead man's switch (our seconds); 0: off
     heartbeat_interval_s: float = 20.0  # how often it is pushed back
+    # the account log (fees, funding; actors/account_money.py), real seconds: while fills await their fee, and
+    # otherwise (at least twice per hour of the exchange's clock: Kraken charges funding hourly)
+    account_log_interval_s: float = 20.0
+    funding_interval_s: float = 300.0
 
     def exchange_ms(self, seconds: float) -> int:
         """Real seconds as a span on the exchange's clock."""
@@ -283,12 +290,32 @@ class OrderGateway:
         refresh_clock: Callable[[], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], int] = now_ms,
+        record_money: Callable[[AccountLogEntries], None] = lambda entries: None,
+        account_log_cursor: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.api = exchange if isinstance(exchange, PrivateApi) else PrivateApi(exchange, budget)
         self.settings = settings or GatewaySettings()
-        self.report_to = report
+        # fees, funding and margin (actors/account_money.py): every fill reported or recorded awaits its fee
+        self.money = AccountMoney(self.api, record=record_money, route=route, cursor=account_log_cursor,
+                                  exchange_now=exchange_clock or wall, clock=clock, settings=AccountLogSettings(
+                                      interval_s=self.settings.account_log_interval_s,
+                                      funding_interval_s=min(self.settings.funding_interval_s,
+                                                             1800 / max(self.settings.clock_rate, 1e-9))))
+
+        def report_fills(update: OrderUpdate) -> None:
+            report(update)
+            self.money.booked(update.fills)
+
+        def record_fills(updates: Sequence[OrderUpdate]) -> str | None:
+            failed = record_sends(updates)
+            if failed is None:
+                for update in updates:
+                    self.money.booked(update.fills)
+            return failed
+
+        self.report_to = report_fills
         self.route = route
-        self.record_sends = record_sends
+        self.record_sends = record_fills
         self.find_intents = find_intents
         self.exchange_now = exchange_clock or wall
         self.refresh_clock = refresh_clock
@@ -624,6 +651,8 @@ class OrderGateway:
         live = [t for t in self.orders.values() if t.state in _LIVE]
         if live or self.watch:
             self.follow(live)
+        self.money.read_margin()  # after fills (and until it is first read)
+        self.money.read_log()  # fees of the fills booked, funding
 
     def follow(self, live: list[Tracked] | None = None) -> None:
         """One look at open orders and new fills: book fills, notice orders that left the book, time out limits."""
@@ -1096,6 +1125,8 @@ class OrderGateway:
                 adopted.append(view)
                 self._report_external(view)
         positions = self.fetch_positions(follow_first=False)
+        self.money.read_margin(force=True)  # entries wait for it: the portfolio refuses them until it is read
+        self.money.read_log(force=True)
         if isinstance(positions, PositionsUnavailable):
             return ReconciliationReport(ok=False, reason=message.reason, detail=f"positions unreadable: "
                                         f"{positions.detail}", open_orders=tuple(views), adopted=tuple(adopted))
@@ -1195,6 +1226,8 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
             exchange, settings=settings, report=self._report, route=self._route, record_sends=self._record_sends,
             find_intents=self._find_intents, budget=budget, exchange_clock=exchange_clock,
             refresh_clock=getattr(exchange_clock, "refresh", None),
+            record_money=lambda entries: self._tell(self.persistence, entries),
+            account_log_cursor=self._account_log_cursor,
         )
         self.portfolio: pykka.ActorRef[PortfolioActor] | None = None
         self.persistence: pykka.ActorRef[PersistenceActor] | None = None
@@ -1347,6 +1380,12 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
         return None
+
+    def _account_log_cursor(self) -> int | None:
+        """The newest account-log entry id persistence holds (None: none, or no persistence in a test)."""
+        if self.persistence is None:
+            return None
+        return self.persistence.ask(GetAccountLogCursor(), block=True, timeout=self.ask_timeout_s)
 
     def _find_intents(self, cids: Sequence[str]) -> list[IntentRecord]:
         if self.persistence is None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # for the types of the references only (these modules import 
     from actors.persistence import PersistenceActor
 from messages import (
     AbandonIntent,
+    AccountMargin,
     ArchiveHistory,
     Candles,
     ClaimGivenUp,
@@ -219,6 +220,8 @@ class Portfolio:
                 self._on_order_update(message)
             case PositionsSnapshot():
                 self._on_snapshot(message)
+            case AccountMargin():  # the gateway's read of the account's available margin
+                self.risk.on_margin(message)
             case ReconciliationReport():
                 self._on_reconciliation(message)
             case OrderBlocked():
@@ -284,6 +287,12 @@ class Portfolio:
                 claim.reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
             return
         if not decision.granted:
+            if decision.reason in (Reason.INSUFFICIENT_MARGIN.value, Reason.MARGIN_UNKNOWN.value):
+                logger.warning("{}: entry {} refused: {}", claim.intent.symbol, claim.intent.client_order_id,
+                               decision.detail)
+                self._record(Event(kind=EventKind.SIGNAL_REJECTED, symbol=claim.intent.symbol,
+                                   reason=Reason(decision.reason), intent_hash=claim.intent.intent_hash,
+                                   detail=decision.detail))
             if claim.reply is not None:
                 claim.reply.set(ClaimResult(claimed=False, refused=decision))
             return
@@ -499,6 +508,7 @@ class Portfolio:
             total_notional=self.risk.total_notional(),
             max_total_notional=limits.max_total_notional,
             reconciled=self.reconciled,
+            available_margin=self.risk.margin.available if self.risk.margin is not None else None,
         )
 
     def _record(self, event: Event) -> None:

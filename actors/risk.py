@@ -1,4 +1,12 @@
-"""Portfolio-wide risk: open-position slots and notional, reserved one request at a time."""
+"""Portfolio-wide risk: open-position slots, notional and margin, reserved one request at a time.
+
+Margin (`RiskBook.check_margin`): an entry needs its initial margin — its notional times the market's initial
+margin rate for the position it would make (Kraken's `marginLevels`, the highest level reached; no schedule: no
+leverage) plus a taker-fee allowance — within the account's available margin as the exchange last reported it
+(accounts: flex `availableMargin`, read by the gateway at reconciliation and after fills), less the initial margin
+of the entries reserved and not yet ended (the harsher reading: one already resting on the exchange is counted
+there too). A margin never read is not proven: every entry is refused (MARGIN_UNKNOWN). Exits never ask for room.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from messages import (
+    AccountMargin,
     IntentRecord,
     MarketSpec,
     OrderState,
@@ -18,6 +27,11 @@ from messages import (
     RiskDecision,
     RiskRequest,
 )
+
+# Room an entry keeps for its taker fee beside the initial margin (0.1 % of its notional, above Kraken's listed taker
+# fees: the exchange asks initial margin plus the fee of what an order opens, so an entry refused here is not sent
+# to be refused there).
+FEE_ALLOWANCE = Decimal("0.001")
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,9 @@ class RiskBook:
     _positions_total: Decimal = field(init=False, default=Decimal(0))
     _provisional_total: Decimal = field(init=False, default=Decimal(0))
     _reserved_total: Decimal = field(init=False, default=Decimal(0))
+    check_margin: bool = False  # the running system checks margin; a book built without it (tests) does not
+    margin: AccountMargin | None = None  # the exchange's latest report; None: never read
+    _reserved_margin: dict[str, Decimal] = field(init=False, default_factory=dict)  # intent hash -> its margin
 
     def __post_init__(self) -> None:
         positions, reservations, provisional = self.positions, self.reservations, self.provisional
@@ -85,12 +102,14 @@ class RiskBook:
 
     def _reserve(self, intent_hash: str, symbol: str, notional: Decimal) -> None:
         self._unreserve(intent_hash)
+        self._reserved_margin[intent_hash] = self.initial_margin(symbol, notional)
         self.reservations[intent_hash] = (symbol, notional)
         self._reserved_total += notional
         self._hold(symbol, 1)
 
     def _unreserve(self, intent_hash: str) -> None:
         held = self.reservations.pop(intent_hash, None)
+        self._reserved_margin.pop(intent_hash, None)
         if held is not None:
             self._reserved_total -= held[1]
             self._hold(held[0], -1)
@@ -129,6 +148,40 @@ class RiskBook:
         """Notional of positions (at entry price) plus unsynced fills plus reservations (O(1))."""
         return self._positions_total + self._provisional_total + self._reserved_total
 
+    # --- margin ----------------------------------------------------------------------------
+
+    def initial_margin(self, symbol: str, notional: Decimal) -> Decimal:
+        """The margin an entry of `notional` needs: initial margin at the rate of the position it makes, plus the
+        fee allowance. A market we have no spec of: no leverage."""
+        market = self.markets.get(symbol)
+        position = self.positions.get(symbol)
+        held = self._position_notional(position) if position is not None else Decimal(0)
+        rate = market.initial_margin_rate(held + notional) if market is not None else Decimal(1)
+        return notional * rate + notional * FEE_ALLOWANCE
+
+    def on_margin(self, margin: AccountMargin) -> None:
+        """The exchange's latest available margin."""
+        self.margin = margin
+
+    def reserved_margin(self) -> Decimal:
+        """Initial margin of the entries reserved and not ended yet."""
+        return sum(self._reserved_margin.values(), Decimal(0))
+
+    def _margin_denial(self, request: RiskRequest) -> RiskDecision | None:
+        if not self.check_margin:
+            return None
+        if self.margin is None:
+            return RiskDecision(granted=False, reason=Reason.MARGIN_UNKNOWN.value,
+                                detail="the account's available margin has not been read from the exchange yet "
+                                       "(it is read at reconciliation and after fills): entries wait for it")
+        needed = self.initial_margin(request.symbol, request.notional)
+        reserved = self.reserved_margin()
+        if needed + reserved > self.margin.available:
+            return RiskDecision(granted=False, reason=Reason.INSUFFICIENT_MARGIN.value,
+                                detail=f"initial margin {needed:.2f} + reserved {reserved:.2f} > available margin "
+                                       f"{self.margin.available:.2f} (accounts, flex availableMargin)")
+        return None
+
     # --- deciding --------------------------------------------------------------------------
 
     def reserve(self, request: RiskRequest) -> RiskDecision:
@@ -148,6 +201,9 @@ class RiskBook:
             return self._deny(
                 f"total notional {total:.2f} + {request.notional:.2f} > max_total_notional {limits.max_total_notional}"
             )
+        denied = self._margin_denial(request)
+        if denied is not None:
+            return denied
         self._reserve(request.intent_hash, request.symbol, request.notional)
         return RiskDecision(granted=True)
 

@@ -38,6 +38,7 @@ from messages import (
     Pause,
     Ping,
     PortfolioStatus,
+    QueryMoney,
     QueryPnl,
     Reason,
     Resolve,
@@ -184,6 +185,15 @@ def merge_status(supervised: PortfolioStatus, live: dict[str, SymbolStatus | Non
     })
 
 
+def with_money(status: PortfolioStatus, totals: dict[str, dict[str, Any]]) -> PortfolioStatus:
+    """The status with each symbol's and the total gross PnL, fees, funding and net PnL (Store.pnl_totals)."""
+    keys = ("gross", "fees", "funding", "net")
+    money = {symbol: {key: Decimal(str(row[key])) for key in keys} for symbol, row in sorted(totals.items())}
+    total = {key: sum((row[key] for row in money.values()), Decimal(0)) for key in keys}
+    return status.model_copy(update={"money": money, "gross_pnl": total["gross"], "fees": total["fees"],
+                                     "funding": total["funding"], "net_pnl": total["net"]})
+
+
 def gateway_settings_for(config: AppConfig, *, clock_rate: float = 1.0, **changes: Any) -> GatewaySettings:
     """The gateway's settings as the configuration gives them (`changes`: GatewaySettings fields to set otherwise,
     e.g. a tighter poll interval in a benchmark)."""
@@ -236,6 +246,7 @@ def start_portfolio(config: AppConfig, markets: dict[str, MarketSpec], trader_fa
                 max_total_notional=config.risk.max_total_notional,
             ),
             markets=markets,
+            check_margin=True,  # an entry needs its initial margin within the exchange's available margin
         ),
         restart_policy=RestartPolicy(
             max_restarts=restart.max_restarts,
@@ -417,6 +428,8 @@ class TradingSystem:
         assert self.portfolio is not None and self.persistence is not None, "not started"
         supervised: PortfolioStatus = self.portfolio.ask(GetStatus(), block=True, timeout=self.ask_timeout_s)
         realized: dict[str, Decimal] = self.persistence.ask(QueryPnl(), block=True, timeout=self.ask_timeout_s)
+        supervised = with_money(supervised, self.persistence.ask(QueryMoney(), block=True,
+                                                                 timeout=self.ask_timeout_s))
         live: dict[str, SymbolStatus | None] = {}
         for symbol, ref in self.symbol_actors().items():
             if ref is not None:

@@ -213,6 +213,9 @@ class FakeExchange:
         self.fail_positions: BaseException | None = None
         self.fail: dict[str, BaseException] = {}  # endpoint (fills, history, orders/status, cancelorder) -> error
         self.calls: list[str] = []  # every endpoint called, in order
+        # the flex account's availableMargin the accounts endpoint reports (get-accounts); a test lowers it to see
+        # an entry refused for margin
+        self.available_margin = "1000000"
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -284,6 +287,13 @@ class FakeExchange:
                      "status": "untouched" if o.filled == 0 else "partiallyFilled"}
                     for o in self.orders.values() if o.status == "open"]
             return self._answer(now, openOrders=rows)
+
+    def privateGetAccounts(self, params: dict | None = None) -> dict[str, Any]:
+        """accounts: the flex (multi-collateral) account with its availableMargin (get-accounts docs)."""
+        self._enter("accounts")
+        return self._answer(self.now_ms(), accounts={"flex": {"type": "multiCollateralMarginAccount",
+                                                              "availableMargin": self.available_margin},
+                                                     "cash": {"type": "cashAccount", "balances": {}}})
 
     def privateGetOpenpositions(self, params: dict | None = None) -> dict[str, Any]:
         self._enter("openpositions", self.fail_positions)
