@@ -288,11 +288,9 @@ class Portfolio:
             return
         if not decision.granted:
             if decision.reason in (Reason.INSUFFICIENT_MARGIN.value, Reason.MARGIN_UNKNOWN.value):
+                # the symbol records the refusal (SIGNAL_REJECTED with this reason); the log says it here too
                 logger.warning("{}: entry {} refused: {}", claim.intent.symbol, claim.intent.client_order_id,
                                decision.detail)
-                self._record(Event(kind=EventKind.SIGNAL_REJECTED, symbol=claim.intent.symbol,
-                                   reason=Reason(decision.reason), intent_hash=claim.intent.intent_hash,
-                                   detail=decision.detail))
             if claim.reply is not None:
                 claim.reply.set(ClaimResult(claimed=False, refused=decision))
             return

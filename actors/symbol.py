@@ -471,7 +471,10 @@ class SymbolTrader:
                 signal, intent.intent_hash, Reason.PERSISTENCE_UNAVAILABLE, f"intent not stored, not sent: {exc}"
             )
         if result.refused is not None:
-            return self._reject(signal, intent.intent_hash, Reason.RISK_LIMIT, result.refused.detail)
+            reason = Reason.RISK_LIMIT
+            if result.refused.reason in (Reason.INSUFFICIENT_MARGIN.value, Reason.MARGIN_UNKNOWN.value):
+                reason = Reason(result.refused.reason)  # the portfolio's margin check says its own reason
+            return self._reject(signal, intent.intent_hash, reason, result.refused.detail)
         if not result.claimed:
             if risk is not None:
                 self.ports.release_risk(RiskRelease(symbol=self.symbol, intent_hash=intent.intent_hash))
