@@ -80,13 +80,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
     if loaded is None:
         return 2
-    from actors.preflight import Problem, check_control_port, preflight
+    from configuration.control_port import ControlPortError, check_control_port
 
-    try:  # first, in a moment: a taken port would otherwise refuse the start only after everything else is up
+    try:  # first, in a moment (no actors imported yet): else a taken port is found after everything else is up
         check_control_port(loaded)
-    except Problem as exc:
-        print(f"{loaded.path}: cannot start:\n  - {exc}", file=sys.stderr)
+    except ControlPortError as exc:
+        line = str(exc)
+        if exc.in_use and (loaded.storage_dir / "instance.lock").is_file():  # maybe an instance of this config
+            from actors.preflight import Problem, check_no_other_instance
+
+            try:
+                check_no_other_instance(loaded)
+            except Problem as running:
+                line = str(running)
+        print(f"{loaded.path}: cannot start:\n  - {line}", file=sys.stderr)
         return 2
+    from actors.preflight import preflight
+
     report = preflight(loaded, unreachable_is_problem=False)
     if not report.ok:
         _report_problems(loaded.path, report, what="cannot start")

@@ -9,15 +9,15 @@ turns its failure into a line. The configuration's own warnings (`config_warning
 
 from __future__ import annotations
 
-import errno
 import os
-import socket
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from configuration.control_port import ControlPortError, listening_process, port_in_use_line
+from configuration.control_port import check_control_port as control_port_free
 from configuration.loading import LoadedConfig, config_warnings
 from configuration.logs import scrub
 
@@ -174,68 +174,17 @@ def check_database(loaded: LoadedConfig) -> str:
 
 
 def check_control_port(loaded: LoadedConfig) -> str:
-    """The control endpoint's address can be bound (bound and released at once).
+    """The control endpoint's address can be bound (configuration/control_port.py, which `run` asks first of all).
 
-    `run` checks it before anything else starts (no simulator, no database, no lock): a taken port is refused in
-    a moment, naming the file and its `[control] port`, and the process holding it when /proc tells.
+    A port held by an instance of this very configuration says so, with its pid (through the existing lock file
+    only: a refused start creates nothing).
     """
-    control = loaded.config.control
     try:
-        infos = socket.getaddrinfo(control.host, control.port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise Problem(f"[control] host = {control.host!r} cannot be resolved ({exc}); set [control] host in "
-                      f"{loaded.path} to 127.0.0.1") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the control server binds
-        try:
-            sock.bind(address)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                if (loaded.storage_dir / "instance.lock").is_file():  # only an existing lock: a refusal creates nothing
-                    check_no_other_instance(loaded)  # an instance of this configuration runs: say that, with its pid
-                raise Problem(port_in_use_line(loaded)) from None
-            raise Problem(f"[control] host = {control.host!r}: cannot listen on {control.host}:{control.port} "
-                          f"({_why(exc)}); set [control] host and port in {loaded.path}") from None
-    return f"control: {control.host}:{control.port} is free"
-
-
-def port_in_use_line(loaded: LoadedConfig) -> str:
-    """What to say when the control port is taken: the file, the section and key, who holds it, the two ways out."""
-    port = loaded.config.control.port
-    holder = listening_process(port)
-    by = f"by pid {holder[0]} ({holder[1]})" if holder else "by another program"
-    return (f"[control] port = {port} is in use ({by}; a trading system already running with this configuration "
-            f"shows in `kraken-actors status`); set [control] port in {loaded.path} to a free port, or stop the "
-            "other process")
-
-
-def listening_process(port: int, proc: Path = Path("/proc")) -> tuple[int, str] | None:
-    """(pid, command name) of the process listening on TCP `port`, when /proc shows it (Linux, same user); else
-    None. Only the command name: a command line may carry a secret."""
-    inodes: set[str] = set()
-    for table in ("net/tcp", "net/tcp6"):
-        try:
-            lines = (proc / table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
-                inodes.add(f"socket:[{fields[9]}]")
-    inodes.discard("socket:[0]")
-    if not inodes:
-        return None
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            for fd in (entry / "fd").iterdir():
-                if os.readlink(fd) in inodes:
-                    return int(entry.name), (entry / "comm").read_text().strip() or "?"
-        except OSError:  # another user's process, or gone meanwhile
-            continue
-    return None
+        return control_port_free(loaded)
+    except ControlPortError as exc:
+        if exc.in_use and (loaded.storage_dir / "instance.lock").is_file():
+            check_no_other_instance(loaded)
+        raise Problem(str(exc)) from None
 
 
 # --- keys and the exchange ---------------------------------------------------------------------
