@@ -506,7 +506,7 @@ class Portfolio:
             total_notional=self.risk.total_notional(),
             max_total_notional=limits.max_total_notional,
             reconciled=self.reconciled,
-            available_margin=self.risk.margin.available if self.risk.margin is not None else None,
+            margin=self.risk.margin.available if self.risk.margin is not None else None,
         )
 
     def _record(self, event: Event) -> None:

@@ -14,6 +14,10 @@ Portfolio (top level):
 - `realized_pnl`: decimal|null, sum of the symbols' realized PnL.
 - `unrealized_pnl`: decimal|null, sum of the symbols' unrealized PnL (null when no symbol knows its own).
 - `as_of`: int, epoch ms when the report was made.
+- `gross_pnl`, `fees`, `funding`, `net_pnl`: decimal|null, realized PnL before fees and funding, fees paid (from
+  Kraken's account log), funding received (+) or paid (-), net = gross - fees + funding; `money`: per symbol
+  `{gross, fees, funding, net}`; `margin`: decimal|null, the account's available margin as last read (null: not
+  read yet, entries are refused). Shown on one `Money` line.
 
 Symbol row (`symbols[]`):
 - `symbol`: str, ccxt unified market, e.g. `"BTC/USD:USD"`.
@@ -84,6 +88,7 @@ _PORTFOLIO_KNOWN = frozenset(
         "as_of",
     }
 )
+_MONEY_KEYS = ("gross_pnl", "fees", "funding", "net_pnl", "margin", "money")  # the Money line (issue 13)
 _SYMBOL_KNOWN = frozenset(
     {
         "symbol",
@@ -480,11 +485,19 @@ def _totals(status: Mapping[str, Any]) -> list[str]:
         lines.append(
             ("Reconciled", "yes" if status.get("reconciled") else "not yet: nothing trades until it is")
         )
-    pnl = [k for k in sorted(status) if "pnl" in k.lower()]
+    pnl = [k for k in sorted(status) if "pnl" in k.lower() and k not in _MONEY_KEYS]
     if pnl:
         lines.append(("PnL", "  ".join(f"{_pnl_name(k)} {_signed(status.get(k))}" for k in pnl)))
+    if any(status.get(k) not in (None, {}) for k in _MONEY_KEYS):
+        per_symbol = _as_mapping(status.get("money"))
+        lines.append(("Money", "  ".join(
+            [f"gross {_signed(status.get('gross_pnl'))}  fees {_money(status.get('fees'))}  funding "
+             f"{_signed(status.get('funding'))}  net {_signed(status.get('net_pnl'))}  margin "
+             f"{_money(status.get('margin'))}"]
+            + [f"{sym}: net {_signed(_as_mapping(row).get('net'))} (fees {_money(_as_mapping(row).get('fees'))}, "
+               f"funding {_signed(_as_mapping(row).get('funding'))})" for sym, row in sorted(per_symbol.items())])))
     for key in sorted(status):
-        if key in _PORTFOLIO_KNOWN or key in extra_exposure or key in pnl:
+        if key in _PORTFOLIO_KNOWN or key in extra_exposure or key in pnl or key in _MONEY_KEYS:
             continue
         lines.append((_label(key), _scalar(status.get(key))))
     width = max((len(label) for label, _ in lines), default=0)

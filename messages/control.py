@@ -190,14 +190,15 @@ class PortfolioStatus(Message):
     unrealized_pnl: Decimal | None = None
     as_of: int = Field(default_factory=now_ms)
     # Money (issue 13): realized PnL before fees and funding, fees paid, funding received (+) / paid (-), and net =
-    # gross - fees + funding, in total and per symbol (`money`, from the writer's totals); the account's available
-    # margin as the exchange last reported it (None: not read yet, entries refused)
+    # gross - fees + funding, in total and per symbol (`money`: symbol -> {gross, fees, funding, net}, from the
+    # writer's totals); `margin`: the account's available margin as the exchange last reported it (accounts, flex
+    # availableMargin; None: not read yet, entries are refused)
     gross_pnl: Decimal | None = None
     fees: Decimal | None = None
     funding: Decimal | None = None
     net_pnl: Decimal | None = None
     money: dict[str, dict[str, Decimal]] = Field(default_factory=dict)
-    available_margin: Decimal | None = None
+    margin: Decimal | None = None
 
 
 class ReportKind(StrEnum):

@@ -101,13 +101,15 @@ def test_pnl_by_symbol_is_the_stores_running_totals_split_into_gross_and_fees(tr
     rows = {r["symbol"]: r for r in report["rows"]}
     totals = traded.pnl_totals()
     for symbol in (BTC, ETH):
-        assert rows[symbol]["net"] == totals[symbol]["realized"]  # no funding recorded: net = realized, fees in
+        assert rows[symbol]["net"] == totals[symbol]["realized"]  # no funding paid: net = realized, fees in
+        assert rows[symbol]["net"] == totals[symbol]["net"]
+        assert rows[symbol]["gross"] == totals[symbol]["gross"]
         assert rows[symbol]["fees"] == totals[symbol]["fees"]
         assert rows[symbol]["position"] == totals[symbol]["position"]
     assert rows[BTC]["gross"] == Decimal("0.002") * (51000 - 50000) + Decimal("0.002") * (51500 - 52000)
     assert rows[BTC]["fees"] == Decimal("0.05") + Decimal("0.051") + Decimal("0.052") + Decimal("0.0515")
     assert rows[ETH]["gross"] == 0 and rows[ETH]["net"] == Decimal("-0.15")
-    assert rows[BTC]["funding"] == 0 and report["funding_recorded"] is False
+    assert rows[BTC]["funding"] == 0 and report["funding_recorded"] is True  # schema 5 has the funding table
     assert report["total"]["net"] == sum(r["net"] for r in rows.values())
     assert report["total"]["fills"] == 5
 
