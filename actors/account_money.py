@@ -111,6 +111,9 @@ class AccountMoney:
         while len(self.handed) > HANDED_KEPT:
             self.handed.pop(next(iter(self.handed)))
         for fee in fees:
+            if fee.currency != "USD":
+                logger.warning("{}: fee of fill {} paid in {} (account-log entry {}): counted in its USD PnL as it "
+                               "is, unconverted", fee.symbol, fee.execution, fee.currency, fee.entry_id)
             self.awaiting.pop(fee.execution, None)
             self.warned.discard(fee.execution)
         for payment in funding:
