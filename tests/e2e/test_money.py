@@ -49,6 +49,23 @@ def probe_account_log(sim: SimulatedExchange) -> None:
         pytest.skip(f"the simulator does not serve /api/history/v3/account-log yet ({type(exc).__name__}: {exc})")
 
 
+def funding_charged(client: Any) -> list[Decimal]:
+    """Every funding payment in the simulator's account log, read through ccxt as Kraken's answer."""
+    payments: list[Decimal] = []
+    seen: set[int] = set()
+    start = 0
+    while True:
+        logs = client.historyGetAccountLog({"sort": "asc", "from": start, "count": 500})["logs"]
+        fresh = [e for e in logs if int(e["id"]) not in seen]
+        for e in fresh:
+            seen.add(int(e["id"]))
+            if e.get("info") == "funding rate change" and e.get("realized_funding") is not None:
+                payments.append(Decimal(str(e["realized_funding"])))
+        if len(logs) < 500 or not fresh:
+            return payments
+        start = max(int(e["id"]) for e in logs)
+
+
 @contextmanager
 def paper(sim: SimulatedExchange, folder: Path, **sections: Any) -> Iterator[tuple[PaperSystem, str]]:
     trading = {"symbols": [BTC], "timeframe": "1h", "order_notional": 500, **sections.pop("trading", {})}
@@ -96,12 +113,14 @@ def test_a_paper_runs_net_realized_pnl_equals_the_balance_change_to_the_cent() -
             assert sim.position(BTC) == 0, "every round trip closed"
             fills = sim.fills()
             assert len(fills) >= 8
+            charged = funding_charged(client)
+            assert charged, "the simulator charged funding while positions were held (its account log shows it)"
             store = stored(url)
             try:
                 def every_fee_and_funding_booked() -> bool:
                     rows = store.fills()
                     return len(rows) == len(fills) and all(r["fee_currency"] is not None for r in rows) and \
-                        store.pnl_totals().get(BTC, {}).get("funding", 0) != 0
+                        store.pnl_totals().get(BTC, {}).get("funding") == sum(charged, Decimal(0))
 
                 wait_until(every_fee_and_funding_booked, timeout=30,
                            message="every fill's fee and the funding read from the account log and stored")
@@ -118,7 +137,7 @@ def test_a_paper_runs_net_realized_pnl_equals_the_balance_change_to_the_cent() -
             store.close()
     change = after - before
     assert totals["fees"] == fees > 0  # fees from the account log, on every fill
-    assert totals["funding"] != 0  # funding was charged while positions were held
+    assert totals["funding"] == sum(charged, Decimal(0))  # every funding payment, once
     assert totals["gross"] != 0
     assert net == totals["gross"] - totals["fees"] + totals["funding"]
     assert net.quantize(Decimal("0.01")) == change.quantize(Decimal("0.01")), \
