@@ -88,6 +88,7 @@ from messages import (
     now_ms,
 )
 from messages._base import Message
+from messages.control import BeginStop, Holdings, ReadHoldings
 
 if TYPE_CHECKING:  # for the types of the references only (they import this module)
     from actors.persistence import PersistenceActor
@@ -327,6 +328,8 @@ class OrderGateway:
         self.external: dict[str, OpenOrderReport] = {}  # exchange order id -> adopted as EXTERNAL
         self.mismatches: dict[tuple[str, str], str] = {}
         self.fill_cursor_ms: int | None = None
+        self.stop_begun = False  # a stop has begun: nothing new is sent (BeginStop); cancels still go
+        self.stop_allows_flatten = False  # stop --flatten: its reduce-only market exits still go
 
     @property
     def fail_open(self) -> bool:
@@ -393,6 +396,8 @@ class OrderGateway:
         exchange's clock is already within `send_margin_s` of it (then it is not sent: NOT_PLACED). Every other
         send (no processBefore claimed, or a re-send) records SUBMITTED with a fresh processBefore first.
         """
+        if self.stop_begun:
+            intents = self._held_at_stop(intents)
         if not intents:
             return []
         now_ex = self.exchange_now()
@@ -449,6 +454,45 @@ class OrderGateway:
             # one order alone goes by sendorder (same cost, its processBefore a documented query parameter)
             results.extend([self._send_one(chunk[0])] if len(chunk) == 1 else self._send_batch(chunk))
         return results
+
+    def begin_stop(self, allow_flatten: bool = False) -> None:
+        """A stop has begun: from now on no order is sent and none resized; cancels (and with `allow_flatten`,
+        reduce-only market exits) still go. An intent claimed but not sent stays claimed-not-sent: the next start
+        proves it absent, as after a crash."""
+        self.stop_begun, self.stop_allows_flatten = True, allow_flatten
+        logger.info("gateway: stop begun; nothing new is sent{}", " but the flatten" if allow_flatten else "")
+
+    def _held_at_stop(self, intents: Sequence[OrderIntent]) -> list[OrderIntent]:
+        """The intents still allowed once the stop began; the others are logged and left unsent."""
+        allowed = [i for i in intents if self.stop_allows_flatten and i.reduce_only and i.order_type == "market"
+                   and not i.is_protective]
+        for intent in intents:
+            if intent not in allowed:
+                logger.warning("{} {} not sent: the stop has begun (the next start proves it absent)",
+                               intent.symbol, intent.client_order_id)
+        return allowed
+
+    def holdings(self, traded: Iterable[str]) -> Holdings:
+        """What rests on the exchange now, read fresh: open orders on the traded symbols (ours by kind), positions."""
+        from actors.stop_report import held_orders
+
+        ours = {t.exchange_order_id: t for t in self.orders.values() if t.exchange_order_id}
+
+        def kind_of(order: OpenOrderReport) -> Any:
+            tracked = ours.get(order.exchange_order_id) or self.orders.get(order.client_order_id or "")
+            return tracked.intent.kind if tracked is not None else None
+
+        problems = []
+        orders: tuple[Any, ...] = ()
+        try:
+            orders = held_orders(self.api.open_orders(), kind_of, traded)
+        except Exception as exc:
+            problems.append(f"open orders unreadable: {type(exc).__name__}: {exc}")
+        found = self.fetch_positions(follow_first=False)
+        positions = found.positions if isinstance(found, PositionsSnapshot) else ()
+        if isinstance(found, PositionsUnavailable):
+            problems.append(f"positions unreadable: {found.detail}")
+        return Holdings(orders=orders, positions=tuple(p for p in positions if p.is_open), problem="; ".join(problems))
 
     def _submitted(self, tracked: Tracked, sent_at: int, process_before: int) -> None:
         tracked.sends += 1
@@ -849,6 +893,8 @@ class OrderGateway:
         return self._resize(tracked, message.amount)
 
     def _resize(self, tracked: Tracked, amount: Decimal) -> str:
+        if self.stop_begun:
+            return f"{tracked.client_order_id}: not resized: the stop has begun"
         if amount == tracked.intent.amount:
             return f"{tracked.client_order_id}: already {amount}"
         assert tracked.exchange_order_id is not None
@@ -1291,6 +1337,12 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
                 return self._guarded("resize", lambda: self.gateway.resize(message))
             case Resolve():
                 return self._guarded("resolve", lambda: self.gateway.give_up(message))
+            case BeginStop():
+                self.gateway.begin_stop(message.allow_flatten)
+                return True
+            case ReadHoldings():
+                return self._guarded("holdings", lambda: self.gateway.holdings(self.symbols)) or Holdings(
+                    problem="the gateway failed reading the exchange; see the log")
             case GetInFlight():
                 return self.gateway.in_flight() + len(self._orders)  # orders gathered for the next send count too
             case Ping():  # a barrier: orders gathered before it are sent before it is answered

@@ -91,6 +91,7 @@ class TradingProcess:
         self.system: TradingSystem | None = None
         self.control_server: Any = None
         self.stopping = threading.Event()
+        self.stop_told = False  # the stop's first part ran (a stop command): the gateway sends nothing new
         self.death: CoreActorDeath | None = None
 
     def _on_fatal(self, death: CoreActorDeath) -> None:
@@ -150,14 +151,21 @@ class TradingProcess:
         return self.system.control(message)
 
     def shutdown(self, message: Shutdown) -> Any:
-        """Stop the process cleanly, as Ctrl-C does."""
+        """Stop the process cleanly, as Ctrl-C does: the gateway sends nothing new from now on; with --cancel-orders
+        or --flatten those are done first (their results waited for); the reply says what stays on the exchange."""
         from messages import ControlReply, Event, EventKind
 
-        logger.warning("stop requested by {}", message.source)
-        if self.system is not None and self.system.persistence is not None:
-            self.system.persistence.tell(Event(kind=EventKind.CONTROL, detail=f"stop by {message.source}"))
-        self.stopping.set()
-        return ControlReply(ok=True, detail="stopping")
+        what = " with --flatten" if message.flatten else " with --cancel-orders" if message.cancel_orders else ""
+        logger.warning("stop{} requested by {}", what, message.source)
+        system = self.system
+        if system is not None and system.persistence is not None:
+            system.persistence.tell(Event(kind=EventKind.CONTROL, detail=f"stop{what} by {message.source}"))
+        try:
+            reply = system.begin_stop(message, IN_FLIGHT_WAIT_S) if system is not None else None
+            self.stop_told = reply is not None
+        finally:
+            self.stopping.set()  # the stop goes on whatever the first part came to
+        return reply or ControlReply(ok=True, detail="stopping")
 
     # --- stopping ---------------------------------------------------------------------------
 
@@ -171,6 +179,9 @@ class TradingProcess:
             self.control_server = None
         system = self.system
         if system is not None:
+            if not self.stop_told and system.gateway is not None and system.gateway.is_alive():  # Ctrl-C, SIGTERM
+                self.stop_told = True
+                self._step("beginning the stop", lambda: system.begin_stop(Shutdown(source="signal")))
             self._step("stopping the feeds", system.stop_feeds)
             if system.gateway is not None and system.gateway.is_alive():
                 left = self._step("waiting for orders in flight", lambda: system.wait_in_flight(IN_FLIGHT_WAIT_S))

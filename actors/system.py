@@ -19,6 +19,7 @@ from actors.persistence import DATABASE_GIVE_UP_S, PersistenceActor
 from actors.portfolio import PortfolioActor, PortfolioSettings
 from actors.protection import ProtectionSettings
 from actors.risk import RiskBook, RiskLimits
+from actors.stop_report import describe_left
 from actors.supervision import RestartPolicy
 from actors.symbol import SymbolActor, SymbolPorts, SymbolSettings, SymbolTrader
 from configuration import AppConfig
@@ -49,6 +50,7 @@ from messages import (
     Unhalt,
     now_ms,
 )
+from messages.control import BeginStop, Holdings, ReadHoldings, Shutdown
 from persistence import open_database
 from strategies import Strategy, build_strategy
 
@@ -192,6 +194,25 @@ def with_money(status: PortfolioStatus, totals: dict[str, dict[str, Any]]) -> Po
     total = {key: sum((row[key] for row in money.values()), Decimal(0)) for key in keys}
     return status.model_copy(update={"money": money, "gross_pnl": total["gross"], "fees": total["fees"],
                                      "funding": total["funding"], "net_pnl": total["net"]})
+
+
+def cancel_summary(outcomes: list[str]) -> str:
+    """"2 orders cancelled", and which could not be, from the gateway's per-order outcomes."""
+    cancelled = sum(1 for o in outcomes if o.endswith(": canceled"))
+    others = [o for o in outcomes if not o.endswith(": canceled") and o != "no open orders"]
+    text = f"{cancelled} order{'s' if cancelled != 1 else ''} cancelled"
+    return text + (f"; {'; '.join(others)}" if others else "")
+
+
+def protection_notes(symbols: tuple[str, ...], rows: dict[str, SymbolStatus]) -> list[str]:
+    """After a cancel: where protection is on and a position is open, its stop-loss/take-profit come back."""
+    notes = []
+    for symbol in symbols:
+        row = rows.get(symbol)
+        if row is not None and row.protection_enabled and row.position is not None and row.position.is_open:
+            notes.append(f"{symbol}: the stop-loss/take-profit will be placed again while the position is open "
+                         "(protection is on); `flatten` closes it")
+    return notes
 
 
 def gateway_settings_for(config: AppConfig, *, clock_rate: float = 1.0, **changes: Any) -> GatewaySettings:
@@ -465,7 +486,7 @@ class TradingSystem:
                 outcomes.append(f"{symbol}: flatten sent: {decision.intent.side.value} {decision.intent.amount} "
                                 f"reduce-only market (cliOrdId {decision.intent.client_order_id})")
             elif decision.reason is Reason.NO_POSITION:
-                outcomes.append(f"{symbol}: nothing to flatten")
+                outcomes.append(f"nothing to flatten: {symbol} is flat")
                 flat += 1
             else:
                 outcomes.append(f"{symbol}: {decision.detail or decision.reason}")
@@ -518,15 +539,114 @@ class TradingSystem:
         if isinstance(message, (Flatten, Resolve, CancelOrders)) and message.symbol is not None \
                 and message.symbol not in self.markets:
             return ControlReply.unknown_symbol(message.symbol, self.markets)
-        if isinstance(message, Flatten):
-            return self._flatten(message)
         if isinstance(message, Resolve):
             return self._resolve(message)
-        if not isinstance(message, CancelOrders):
+        if isinstance(message, (Pause, Resume)):
+            return self._pause_or_resume(message)
+        if not isinstance(message, (Flatten, CancelOrders)):
             return self.portfolio.ask(message, block=True, timeout=self.ask_timeout_s)
+        paused = ""
+        if message.pause:  # durably first, as `pause` does: no new entry follows the cancel or flatten
+            reply = self.portfolio.ask(Pause(symbol=message.symbol, source=message.source), block=True,
+                                       timeout=self.ask_timeout_s)
+            if not reply.ok:
+                return reply
+            paused = f"paused {', '.join(reply.symbols)} first (`resume` lifts it); "
+        reply = self._flatten(message) if isinstance(message, Flatten) else self._cancel(message)
+        rows = self._status_rows()
+        notes = []
+        if not message.pause:
+            trading = [s for s in reply.symbols if s not in rows or not (rows[s].paused or rows[s].halted)]
+            if trading:
+                notes.append(f"new entries may follow on {', '.join(trading)} (the strategy keeps trading): pass "
+                             "--pause to pause first")
+        if isinstance(message, CancelOrders):
+            notes.extend(protection_notes(reply.symbols, rows))
+        detail = paused + reply.detail + "".join(f". {note}" for note in notes)
+        return reply.model_copy(update={"detail": detail})
+
+    def _cancel(self, message: CancelOrders) -> ControlReply:
+        """Cancel every open order on the symbol(s) at the gateway, which waits for each result; count them."""
+        assert self.gateway is not None and self.persistence is not None
         self.persistence.tell(Event(kind=EventKind.CONTROL, symbol=message.symbol,
                                     detail=f"cancel {message.symbol or 'all symbols'} by {message.source}"))
         outcomes = self.gateway.ask(message, block=True, timeout=CANCEL_TIMEOUT_S) or ["cancel failed: see the log"]
         ok = not any("failed" in o or "unreadable" in o for o in outcomes)
         symbols = (message.symbol,) if message.symbol else tuple(sorted(self.markets))
-        return ControlReply(ok=ok, detail="; ".join(outcomes), symbols=symbols)
+        return ControlReply(ok=ok, detail=cancel_summary(outcomes), symbols=symbols)
+
+    def _status_rows(self) -> dict[str, SymbolStatus]:
+        """Each symbol's status row, or none when the status cannot be had (the replies then say less)."""
+        try:
+            return {row.symbol: row for row in self.status().symbols}
+        except Exception as exc:  # noqa: BLE001 - a reply's extra words are not worth failing the command
+            logger.warning("control: status unavailable for the reply ({!r})", exc)
+            return {}
+
+    def _pause_or_resume(self, message: Pause | Resume) -> ControlReply:
+        """Pause or resume through the portfolio; the reply says which symbols already were so."""
+        assert self.portfolio is not None
+        before = self._status_rows()
+        reply: ControlReply = self.portfolio.ask(message, block=True, timeout=self.ask_timeout_s)
+        if not reply.ok:
+            return reply
+        wanted = isinstance(message, Pause)
+        already = [s for s in reply.symbols if s in before and before[s].paused is wanted]
+        changed = [s for s in reply.symbols if s not in already]
+        word = "paused" if wanted else "resumed"
+        parts = [f"{word} {', '.join(changed)}"] if changed else []
+        if already:
+            parts.append(f"already {'paused' if wanted else 'not paused'}: {', '.join(already)}")
+        code = ControlCode.NOTHING_TO_DO if not changed else ControlCode.DONE
+        return reply.model_copy(update={"detail": "; ".join(parts), "code": code})
+
+    # --- the stop ------------------------------------------------------------------------------
+
+    def begin_stop(self, message: Shutdown, in_flight_wait_s: float = 10.0) -> ControlReply:
+        """The first part of a stop, before the actors stop: the gateway sends nothing new from now on; with
+        `flatten`, positions are closed (reduce-only market) and every open order cancelled, with `cancel_orders`
+        every open order cancelled, each result waited for; then what stays on the exchange is read, logged and
+        said, with how to close it."""
+        if self.gateway is None:
+            return ControlReply(ok=True, detail="stopping")
+        lines: list[str] = []
+        ok = True
+        try:
+            self.gateway.ask(BeginStop(allow_flatten=message.flatten), block=True, timeout=self.ask_timeout_s)
+        except (pykka.ActorDeadError, pykka.Timeout) as exc:
+            logger.error("stop: the gateway did not take the stop ({}); it stops with the actors", type(exc).__name__)
+            return ControlReply(ok=False, detail=f"stopping; the gateway did not answer ({type(exc).__name__}): "
+                                                 "check open orders and positions on Kraken")
+        acted = message.flatten or message.cancel_orders
+        if acted:
+            self.stop_feeds()  # no new signals while it works
+        if message.flatten:
+            reply = self._flatten(Flatten(symbol=None, source=message.source))
+            ok = ok and reply.ok
+            lines.append(f"flatten: {reply.detail}")
+            self.wait_in_flight(in_flight_wait_s)
+        if acted:
+            outcomes = self._ask_gateway(CancelOrders(symbol=None, source=message.source), CANCEL_TIMEOUT_S)
+            outcomes = outcomes or ["cancel failed: see the log"]
+            ok = ok and not any("failed" in o or "unreadable" in o for o in outcomes)
+            lines.append(f"cancel: {cancel_summary(outcomes)}")
+        holdings = self._ask_gateway(ReadHoldings(), CANCEL_TIMEOUT_S)
+        if not isinstance(holdings, Holdings):
+            holdings = Holdings(problem="the gateway did not answer")
+        lines.append(describe_left(holdings, acted=acted))
+        if holdings.orders or holdings.positions or holdings.problem:
+            ok = False
+        if acted and not ok:
+            lines.append("not everything could be done: the system stops all the same; the lines above say what")
+        for line in lines:
+            (logger.info if ok else logger.warning)("stop: {}", line)
+        # the stop goes on in any case: the reply is DONE, its lines say what was done and what could not be
+        return ControlReply(ok=True, detail="stopping\n  " + "\n  ".join(lines))
+
+    def _ask_gateway(self, message: Any, timeout: float) -> Any:
+        assert self.gateway is not None
+        try:
+            return self.gateway.ask(message, block=True, timeout=timeout)
+        except (pykka.ActorDeadError, pykka.Timeout) as exc:
+            logger.error("stop: the gateway did not answer {} ({})", type(message).__name__, type(exc).__name__)
+            return None

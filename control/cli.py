@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from configuration import ConfigError, LoadedConfig, load_config
-from control.client import DEFAULT_TIMEOUT_S, ControlClient
+from control.client import DEFAULT_TIMEOUT_S, ControlClient, default_source
 from control.errors import (
     CommandRefused,
     ControlError,
@@ -35,16 +35,20 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
 EXIT_FAILED = 4
+STOP_ACTION_TIMEOUT_S = 120.0  # stop --cancel-orders / --flatten: the reply waits for the cancels and the flatten
 
 _HELP = {
     "pause": "stop new orders for SYMBOL or --all (open orders and positions stay)",
     "resume": "undo a pause for SYMBOL or --all",
     "halt": "exits only: no new entries anywhere (or for SYMBOL); exits and cancels still go through",
     "unhalt": "lift a halt (everywhere, or for SYMBOL)",
-    "cancel": "cancel every open order on SYMBOL or on all traded symbols (--all), ours and adopted ones",
-    "flatten": "close positions with reduce-only market orders for SYMBOL or --all (asks first unless --yes)",
+    "cancel": "cancel every open order on SYMBOL or on all traded symbols (--all), ours and adopted ones "
+              "(--pause: pause first, so no new entry follows)",
+    "flatten": "close positions with reduce-only market orders for SYMBOL or --all (asks first unless --yes; "
+               "--pause: pause first, so no new entry follows)",
     "resolve": "after checking the exchange: unblock a BLOCKED SYMBOL (status says why it is blocked)",
-    "stop": "stop the running system cleanly",
+    "stop": "stop the running system cleanly and say what stays on the exchange (--cancel-orders: cancel every "
+            "open order first; --flatten: close positions and cancel every open order first)",
 }
 
 
@@ -63,6 +67,9 @@ def register(subparsers: Any) -> None:
         parser.add_argument("--all", dest="all_symbols", action="store_true", help="every symbol")
         if name == "flatten":
             parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        if name in ("cancel", "flatten"):
+            parser.add_argument("--pause", action="store_true",
+                                help="pause the symbol(s) first (durably, as `pause` does): no new entry follows")
         parser.set_defaults(func=cmd_control, control_command=name, control_parser=parser, symbol_required=True)
     for name in ("halt", "unhalt"):
         parser = subparsers.add_parser(name, help=_HELP[name], description=_HELP[name])
@@ -80,6 +87,11 @@ def register(subparsers: Any) -> None:
                          one_symbol=True)
     stop = subparsers.add_parser("stop", help=_HELP["stop"], description=_HELP["stop"])
     _common(stop)
+    then = stop.add_mutually_exclusive_group()
+    then.add_argument("--cancel-orders", action="store_true",
+                      help="cancel every open order on the traded symbols first (each result waited for)")
+    then.add_argument("--flatten", action="store_true",
+                      help="close positions (reduce-only market) and cancel every open order first")
     stop.set_defaults(func=cmd_control, control_command="stop", control_parser=stop, symbol_required=False)
 
 
@@ -140,16 +152,36 @@ def cmd_control(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     def act(client: ControlClient) -> int:
-        if confirm and not _confirm_flatten(client, symbol):
-            print("flatten: not confirmed; nothing was sent", file=sys.stderr)
-            return EXIT_REFUSED
-        reply = client.command(command, symbol=symbol, all=all_symbols, reason=getattr(args, "reason", "") or "")
+        if confirm:
+            answer = _confirm_flatten(client, symbol)
+            if answer == "nothing":
+                return EXIT_OK
+            if answer != "yes":
+                print("flatten: not confirmed; nothing was sent", file=sys.stderr)
+                return EXIT_REFUSED
+        extra = {key: True for key in ("pause", "cancel_orders", "flatten") if getattr(args, key, False) is True}
+        reply = send_command(client, command, symbol=symbol, all_symbols=all_symbols,
+                             reason=getattr(args, "reason", "") or "", **extra)
         symbols = reply.get("symbols") or []
         suffix = f" [{', '.join(str(s) for s in symbols)}]" if symbols else ""
         print(f"{command}: {reply.get('detail') or 'done'}{suffix}")
         return EXIT_OK
 
+    if command == "stop" and (args.cancel_orders or args.flatten) and args.timeout == DEFAULT_TIMEOUT_S:
+        args.timeout = STOP_ACTION_TIMEOUT_S  # cancels wait for Kraken's cost budget, a flatten for its fills
     return _with_client(args, command, act)
+
+
+def send_command(client: ControlClient, command: str, *, symbol: str | None, all_symbols: bool, reason: str = "",
+                 **flags: bool) -> dict[str, Any]:
+    """Send a control command with its flags (pause, cancel_orders, flatten: only when set, as the wire takes)."""
+    if not flags:
+        return client.command(command, symbol=symbol, all=all_symbols, reason=reason)
+    body: dict[str, Any] = {"command": command, "symbol": symbol, "all": all_symbols, "source": default_source(),
+                            **flags}
+    if reason:
+        body["reason"] = reason
+    return client._request("POST", "/v1/control", body)  # noqa: SLF001 - client.command takes no flags yet
 
 
 def _usage_problem(
@@ -220,32 +252,38 @@ def _fail(name: str, exc: Exception, code: int) -> int:
     return code
 
 
-def _confirm_flatten(client: ControlClient, symbol: str | None) -> bool:
-    """Show what flatten would close and ask; True only on an explicit yes."""
+def _confirm_flatten(client: ControlClient, symbol: str | None) -> str:
+    """Show what flatten would close and ask: "yes" only on an explicit yes; "nothing" (not asked, nothing sent)
+    when the running system knows of no open position there."""
     status = client.status()
     rows = [r for r in status.get("symbols") or [] if isinstance(r, dict)]
     wanted = symbol.strip().upper() if symbol else None
-    open_rows = []
+    open_rows, unknown = [], 0
     for row in rows:
         position = row.get("position") or {}
         if wanted is not None and row.get("symbol") != wanted:
             continue
+        if not position:
+            unknown += 1  # not synced yet: not known to be flat
         if position.get("side") in ("long", "short") and _positive(position.get("contracts")):
             entry = position.get("entry_price")
             at = f" @ {entry}" if entry else ""
             open_rows.append(f"  {row.get('symbol')}: {position.get('side')} {position.get('contracts')}{at}")
     where = wanted or "every symbol"
-    if open_rows:
+    if not open_rows and unknown:
+        print(f"flatten {where}: no open position is known right now; the system will check again.")
+    elif not open_rows:
+        print(f"flatten: nothing to flatten: {wanted + ' is' if wanted else 'every symbol is'} flat; nothing was sent")
+        return "nothing"
+    else:
         print(f"flatten {where}: these positions will be closed with reduce-only market orders:")
         print("\n".join(open_rows))
-    else:
-        print(f"flatten {where}: no open position is known right now; the system will check again.")
     try:
         answer = input("Proceed? [y/N] ")
     except (EOFError, KeyboardInterrupt):
         print()
-        return False
-    return answer.strip().lower() in ("y", "yes")
+        return "no"
+    return "yes" if answer.strip().lower() in ("y", "yes") else "no"
 
 
 def _positive(value: Any) -> bool:

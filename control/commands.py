@@ -43,6 +43,9 @@ class CommandRequest(BaseModel):
     all: StrictBool = False
     source: StrictStr = "api"
     reason: StrictStr = ""  # halt only: why, recorded with the halt
+    pause: StrictBool = False  # cancel and flatten only: pause the symbol(s) first, durably
+    cancel_orders: StrictBool = False  # stop only: cancel every open order first
+    flatten: StrictBool = False  # stop only: close positions and cancel every open order first
 
     @field_validator("command")
     @classmethod
@@ -76,6 +79,10 @@ class CommandRequest(BaseModel):
             raise ValueError("source must not be empty: say who sends the command")
         if self.reason and self.command != "halt":
             raise ValueError("reason is only accepted with the halt command")
+        if self.pause and self.command not in ("cancel", "flatten"):
+            raise ValueError("pause is only accepted with the cancel and flatten commands")
+        if (self.cancel_orders or self.flatten) and self.command != "stop":
+            raise ValueError("cancel_orders and flatten are only accepted with the stop command")
         if self.command == "stop":
             if self.symbol is not None or self.all:
                 raise ValueError("stop stops the whole system: it takes no symbol and no all")
@@ -94,8 +101,9 @@ class CommandRequest(BaseModel):
     def summary(self) -> str:
         """The command and what it applies to, for the log: "pause BTC/USD:USD", "halt all", "stop"."""
         if self.command == "stop":
-            return "stop"
-        return f"{self.command} {self.symbol if self.symbol is not None else 'all'}"
+            return "stop --flatten" if self.flatten else "stop --cancel-orders" if self.cancel_orders else "stop"
+        pause = " --pause" if self.pause else ""
+        return f"{self.command} {self.symbol if self.symbol is not None else 'all'}{pause}"
 
 
 def parse_command(body: bytes) -> CommandRequest:
@@ -167,14 +175,14 @@ def to_message(request: CommandRequest) -> ControlMessage | Shutdown:
         case "unhalt":
             return Unhalt(symbol=symbol, source=source)
         case "cancel":
-            return CancelOrders(symbol=symbol, source=source)
+            return CancelOrders(symbol=symbol, source=source, pause=request.pause)
         case "flatten":
-            return Flatten(symbol=symbol, source=source)
+            return Flatten(symbol=symbol, source=source, pause=request.pause)
         case "resolve":
             assert request.symbol is not None  # the model refuses resolve without a symbol
             return Resolve(symbol=request.symbol, source=source)
         case "stop":
-            return Shutdown(source=source)
+            return Shutdown(source=source, cancel_orders=request.cancel_orders, flatten=request.flatten)
     raise AssertionError(f"unhandled command {request.command!r}")  # pragma: no cover
 
 

@@ -51,6 +51,7 @@ class CancelOrders(Message):
 
     symbol: str | None = None
     source: str = "operator"
+    pause: bool = False  # pause the symbol(s) first (durably, as Pause does), so no new entry follows the cancel
 
 
 class Flatten(Message):
@@ -58,6 +59,7 @@ class Flatten(Message):
 
     symbol: str | None = None
     source: str = "operator"
+    pause: bool = False  # pause the symbol(s) first (durably, as Pause does), so no new entry follows the flatten
 
 
 class Resolve(Message):
@@ -73,9 +75,44 @@ class Resolve(Message):
 
 
 class Shutdown(Message):
-    """Stop the running system cleanly (as Ctrl-C does)."""
+    """Stop the running system cleanly (as Ctrl-C does); with `cancel_orders`, every open order on the traded symbols
+    is cancelled first; with `flatten`, positions are closed (reduce-only market) and every open order cancelled."""
 
     source: str = "operator"
+    cancel_orders: bool = False
+    flatten: bool = False
+
+
+class BeginStop(Message):
+    """To the gateway: a stop has begun, nothing new is sent from now on (no order, no resize); cancels still go.
+    With `allow_flatten`, reduce-only market exits still go (`stop --flatten` closes positions with them)."""
+
+    allow_flatten: bool = False
+
+
+class ReadHoldings(Message):
+    """Ask the gateway what rests on the exchange now: open orders (ours by kind, and external) and positions."""
+
+
+class HeldOrder(Message):
+    """One order resting on the exchange, as a stop reports it; `kind`: entry, exit, stop-loss, take-profit, or
+    external (not placed by this system)."""
+
+    symbol: str
+    kind: str
+    side: Side
+    amount: Decimal
+    client_order_id: str | None = None
+    exchange_order_id: str = ""
+    price: Decimal | None = None
+
+
+class Holdings(Message):
+    """What rests on the exchange, read fresh: open orders and open positions; `problem`: what could not be read."""
+
+    orders: tuple[HeldOrder, ...] = ()
+    positions: tuple[Position, ...] = ()
+    problem: str = ""
 
 
 class GetStatus(Message):
