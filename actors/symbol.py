@@ -29,6 +29,8 @@ from actors.protection import (
     protective_hash,
     trigger_price,
 )
+from actors.refusal_log import RefusalLog
+from configuration.formatting import plain_decimal
 from messages import (
     UNRESOLVED_STATES,
     AbandonIntent,
@@ -238,8 +240,10 @@ class SymbolTrader:
     generation: dict[SignalKind, int] = field(init=False, default_factory=dict)  # next protective hash to claim
     refusals: dict[SignalKind, tuple[int, int]] = field(init=False, default_factory=dict)  # kind -> (count, at)
     protection_problem: str = field(init=False, default="")
+    refusal_log: RefusalLog = field(init=False)  # the console hears a repeated refusal once, then its count
 
     def __post_init__(self) -> None:
+        self.refusal_log = RefusalLog(self.market.symbol)
         self.candles = deque(maxlen=max(self.settings.window, self.strategy.warmup + 1))
         created = self.clock()
         for h in self.bootstrap.recent_hashes:
@@ -496,7 +500,8 @@ class SymbolTrader:
         if not result.handed:  # the gateway was gone: the claim is recovered (and proven) at the next start
             logger.error("{} {} claimed but not handed to the gateway; the next start resolves it", self.symbol,
                          intent.client_order_id)
-        self.last_outcome = f"SENT {intent.side.value} {intent.amount}"
+        self.last_outcome = f"SENT {intent.side.value} {plain_decimal(intent.amount)}"
+        self._log_lines(self.refusal_log.decided(signal.kind.value, self.clock()))
         logger.info(
             "{} {} -> {} {} contracts (cliOrdId {})",
             self.symbol,
@@ -523,8 +528,17 @@ class SymbolTrader:
                 detail=f"{signal.kind.value} candle {signal.candle_time}: {detail}",
             )
         )
-        logger.info("{} {} not traded: {} ({})", self.symbol, signal.kind.value, reason.value, detail)
+        self._log_lines(self.refusal_log.refused(signal.kind.value, reason.value, detail, self.clock()))
         return Decision(signal=signal, reason=reason, detail=detail)
+
+    @staticmethod
+    def _log_lines(lines: list[str]) -> None:
+        for line in lines:
+            logger.info("{}", line)
+
+    def end_refusal_streaks(self) -> None:
+        """Log the count of every refusal that was repeated quietly (conditions changed, or the actor stops)."""
+        self._log_lines(self.refusal_log.end_all())
 
     def on_order_update(self, update: OrderUpdate) -> Decision | None:
         """Apply the gateway's report on one of our orders (moves the transition table does not allow change
@@ -836,6 +850,8 @@ class SymbolTrader:
 
     def on_not_ready(self, message: NotReady) -> None:
         """Remember why this symbol may not trade yet."""
+        if self.not_ready and not message.detail:
+            self.end_refusal_streaks()
         self.not_ready = message.detail
 
     def effective_contracts(self) -> Decimal:
@@ -852,10 +868,14 @@ class SymbolTrader:
 
     def set_paused(self, paused: bool) -> None:
         """Pause (no new orders) or resume."""
+        if self.paused and not paused:
+            self.end_refusal_streaks()
         self.paused = paused
 
     def set_halted(self, halted: bool, reason: str = "") -> None:
         """Halt (exits only) or lift the halt."""
+        if self.halted and not halted:
+            self.end_refusal_streaks()
         self.halted, self.halt_reason = halted, reason if halted else ""
 
     def purge_seen(self) -> None:
@@ -1055,6 +1075,9 @@ class SymbolActor(pykka.ThreadingActor):
                 return True
             case _:
                 raise TypeError(f"{trader.symbol}: unexpected message {type(message).__name__}")
+
+    def on_stop(self) -> None:
+        self.trader.end_refusal_streaks()
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         logger.opt(exception=(exception_type, exception_value, traceback)).error(
