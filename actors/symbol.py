@@ -570,6 +570,7 @@ class SymbolTrader:
         self.last_outcome = f"{update.state.value} {cid}" + (f" ({update.reason})" if update.reason else "")
         if not update.state.is_final:
             return None
+        self._log_end(order, update)
         del self.orders[cid]
         self.blocked.pop(cid, None)
         self._remember_finished(cid, update.state, order.filled, order.reduce_only, order.side)
@@ -580,6 +581,17 @@ class SymbolTrader:
             if self.effective_contracts() != 0:
                 return self.flatten("flatten (after the resting exit was cancelled)")
         return None
+
+    def _log_end(self, order: TrackedOrder, update: OrderUpdate) -> None:
+        """Every way an order ends reaches the console at INFO: filled, cancelled (a limit time-out, an operator,
+        on the exchange), rejected, never placed (proven absent)."""
+        if update.state is OrderState.FILLED and update.fills:
+            return  # the portfolio has just logged the fill that completed it
+        what = LABEL_OF.get(order.kind, "order") if order.kind is not None else "order"
+        why = ": ".join(part for part in (update.reason or "", update.detail) if part)
+        logger.info("{} {} {} {} {}: {} of {} filled{}", self.symbol, order.side.value, what, order.client_order_id,
+                    update.state.value, plain_decimal(order.filled), plain_decimal(order.amount),
+                    f" ({why})" if why else "")
 
     def _filled_more(self, order: TrackedOrder, update: OrderUpdate, delta: Decimal) -> None:
         """An entry's fills make it the anchor of the position's protective orders; a protective order's fills are
