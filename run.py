@@ -96,7 +96,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{loaded.path}: cannot start:\n  - {line}", file=sys.stderr)
         return 2
     from actors.preflight import preflight
+    from configuration import setup_logging
 
+    setup_logging(loaded.config.logging.level)  # the preflight's lines in the console's format too (no file yet)
     report = preflight(loaded, unreachable_is_problem=False)
     if not report.ok:
         _report_problems(loaded.path, report, what="cannot start")
