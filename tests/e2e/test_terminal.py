@@ -19,8 +19,10 @@ import pytest
 from tests.e2e.test_run_paper import REPO, shipped_config_in
 
 TMUX = shutil.which("tmux")
-pytestmark = [pytest.mark.timeout(150),
-              pytest.mark.skipif(TMUX is None, reason="tmux is not installed: the terminal test needs it (apt install tmux)")]
+pytestmark = [
+    pytest.mark.timeout(150),
+    pytest.mark.skipif(TMUX is None, reason="tmux is not installed: the terminal test needs it (apt install tmux)"),
+]
 
 WIDTH, HEIGHT = 100, 40
 FULL_CID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
