@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from configuration import ConfigError, LoadedConfig, load_config
+from configuration.formatting import plain_numbers
 from control.client import DEFAULT_TIMEOUT_S, ControlClient, default_source
 from control.errors import (
     CommandRefused,
@@ -164,7 +165,7 @@ def cmd_control(args: argparse.Namespace) -> int:
                              reason=getattr(args, "reason", "") or "", **extra)
         symbols = reply.get("symbols") or []
         suffix = f" [{', '.join(str(s) for s in symbols)}]" if symbols else ""
-        print(f"{command}: {reply.get('detail') or 'done'}{suffix}")
+        print(f"{command}: {plain_numbers(str(reply.get('detail') or 'done'))}{suffix}")  # never 1.8E+2
         return EXIT_OK
 
     if command == "stop" and (args.cancel_orders or args.flatten) and args.timeout == DEFAULT_TIMEOUT_S:
