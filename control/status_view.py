@@ -170,7 +170,7 @@ def render_status(status: Mapping[str, Any], *, unicode: bool = True,
     else:
         lines.append("(no symbols)")
     lines.append("")
-    lines.extend(_totals(status))
+    lines.extend(_wrapped_totals(_totals(status), width))
     if width is not None:
         lines = [_clip(line, unicode, max(width, 1)) for line in lines]
     return "\n".join(lines)
@@ -456,6 +456,19 @@ def _protection(row: Mapping[str, Any], width: int | None = None, unicode: bool 
 
 
 # --- portfolio totals ----------------------------------------------------------------------------
+
+
+def _wrapped_totals(lines: list[str], width: int | None) -> list[str]:
+    """Totals wider than `width` continue on the next line, under their value (nothing of them is cut)."""
+    if width is None:
+        return lines
+    out = []
+    for line in lines:
+        label = re.match(r"\S+(?: \S+)*?\s{2,}", line)
+        indent = " " * (len(label.group()) if label and len(label.group()) < width // 2 else 4)
+        out.extend(textwrap.wrap(line, width=width, subsequent_indent=indent, break_on_hyphens=False) or [line])
+    return out
+
 
 
 def _totals(status: Mapping[str, Any]) -> list[str]:

@@ -259,3 +259,19 @@ def test_numbers_are_plain_decimals_never_exponents() -> None:
         assert "long 180" in row_of(text, "BTC/USD:USD") and "60,000" in row_of(text, "BTC/USD:USD")
         assert "SENT buy 180" in text
         assert "stop-loss 49000 (mark) sell 180 accepted" in text
+
+
+def test_a_totals_line_wider_than_the_terminal_continues_under_its_value() -> None:
+    data = status_json()
+    words = " ".join(f"part{n}" for n in range(30))
+    data["mode"] = words
+    lines = render_status(data, width=100).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Mode "))
+    column = lines[start].index("part0")
+    continued = [lines[start]]
+    for line in lines[start + 1:]:
+        if not line.startswith(" " * column):
+            break
+        continued.append(line)
+    assert len(continued) > 1 and max(len(line) for line in continued) <= 100
+    assert " ".join(line.strip() for line in continued).endswith(words)
