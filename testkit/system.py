@@ -161,12 +161,13 @@ class PaperSystem:
 
 @contextmanager
 def paper_system(strategy: Strategy | StrategyFactory, *, symbols: Sequence[str] = ("BTC/USD:USD",),
-                 price: float | int | str | Decimal | None = None, database_url: str | None = None,
+                 database_url: str | None = None,
                  exchange: SimulatedExchange | None = None, **sections: dict[str, Any]) -> Iterator[PaperSystem]:
     """Start the whole system around `strategy` on a fresh in-process simulator; stop both afterwards.
 
-    `strategy`: one Strategy instance, shared by every symbol, or a function symbol -> Strategy. `price`: every
-    symbol's price before the start (default: the simulator's), so the warm-up history is flat there.
+    `strategy`: one Strategy instance, shared by every symbol, or a function symbol -> Strategy. Prices stand
+    still (volatility 0) at the simulator's price for the market (`paper.exchange.last_price(symbol)`): the
+    warm-up history the strategy gets at the start is flat there, and moves only when the test closes a candle.
     `sections` override the configuration per section, e.g. trading={"order_notional": 50}, risk={...}.
     `database_url`: default, a SQLite file in a temporary folder. `exchange`: use this simulator (not stopped).
     """
@@ -175,9 +176,6 @@ def paper_system(strategy: Strategy | StrategyFactory, *, symbols: Sequence[str]
     config = make_config(trading=trading, **sections)
     with ExitStack() as stack:
         sim = exchange if exchange is not None else stack.enter_context(SimulatedExchange.start())
-        if price is not None:
-            for symbol in symbols:
-                sim.set_price(symbol, price)
         if database_url is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kraken-actors-test-")))
             database_url = f"sqlite:///{folder / 'trading.db'}"
