@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     from control.cli import register
 
     register(sub)
+    from strategies.skeleton import register as register_new_strategy
+
+    register_new_strategy(sub)  # new-strategy NAME [--dir DIR]
 
     sim = sub.add_parser(
         "simulator",
