@@ -102,6 +102,14 @@ class SimulatorConfig(BaseModel):
     dead_man_scope: Literal["all", "resting"] = "all"
     # untriggered reduce-only orders stay when their position closes ("stay", harsher) or are cancelled ("cancel")
     reduce_only_orphans: Literal["stay", "cancel"] = "stay"
+    # Money (README rules 17-19). Fees: Kraken's lowest tier, maker 0.02 % / taker 0.05 % of the notional
+    # (https://support.kraken.com/hc/en-us/articles/360048917612-Fee-schedule), charged in USD.
+    maker_fee: float = Field(0.0002, ge=0, le=0.01)
+    taker_fee: float = Field(0.0005, ge=0, le=0.01)
+    # Funding: None (default) derives the hourly relative rate from the mark premium (premium / 24, capped at 0.25 %);
+    # a number is a fixed relative hourly rate (0: no funding). Positive: longs pay, shorts receive.
+    funding_rate: float | None = Field(None, ge=-0.0025, le=0.0025)
+    account_log_page_max: int = Field(500, ge=1)  # most entries one account-log answer holds (Kraken's default count)
     # synthetic linear perpetuals listed beside the 8 real ones (PF_X001USD ...), for benchmarks of many symbols
     extra_markets: int = Field(0, ge=0, le=999)
     advance_interval_s: float = Field(0.25, gt=0)

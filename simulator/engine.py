@@ -9,11 +9,12 @@ import random
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any, cast
 
 from loguru import logger
 
+from simulator.account_log import FUNDING, TRADE, AccountLog
 from simulator.clock import Clock
 from simulator.instruments import Instrument
 from simulator.orders import (
@@ -41,8 +42,19 @@ from simulator.orders import (
 )
 from simulator.prices import MarketData, Quote, ceil_tick, floor_tick, fmt, stable_seed
 
+# Kraken Futures fee schedule, lowest tier (30-day volume 0 - 100,000 USD): maker 0.0200 %, taker 0.0500 %, "calculated
+# as a percentage of the notional order value for a matched trade"
+# (https://support.kraken.com/hc/en-us/articles/360048917612-Fee-schedule); multi-collateral fees are "charged in USD"
+# (https://support.kraken.com/hc/en-us/articles/4844392809620-Fees-Charges-for-Multi-Collateral-Futures).
 MAKER_FEE = Decimal("0.0002")
 TAKER_FEE = Decimal("0.0005")
+HOUR_MS = 3_600_000
+# get-instruments: fundingRateCoefficient (24 for the linear perpetuals) and maxRelativeFundingRate ("the absolute
+# value of the maximum permissible funding rate", 0.0025); instruments.py lists both for every market.
+FUNDING_COEFFICIENT = Decimal(24)
+MAX_RELATIVE_FUNDING = Decimal("0.0025")
+FUNDING_RATE_STEP = Decimal("1e-12")
+AMOUNT_STEP = Decimal("1e-8")
 MAX_CLI_ORD_ID = 100
 STATUS_WINDOW_MS = 5_000
 # Kraken send-order docs: `mkt` is "an immediate-or-cancel order with 1% price protection"
@@ -157,6 +169,8 @@ class Exchange:
         trailing_range: str = "both",
         dead_man_scope: str = "all",
         reduce_only_orphans: str = "stay",
+        funding_rate: Decimal | None = None,
+        account_log_page_max: int = 500,
     ) -> None:
         self.lock = threading.RLock()
         self.market = market
@@ -176,6 +190,11 @@ class Exchange:
         self.trailing_range = trailing_range
         self.dead_man_scope = dead_man_scope
         self.reduce_only_orphans = reduce_only_orphans
+        self.funding_rate = funding_rate  # relative hourly rate; None: from the mark premium (README rule 18)
+        self.account_log_page_max = account_log_page_max
+        self.account_log = AccountLog()
+        self.funding_hour = clock.now_ms() // HOUR_MS  # the last hour boundary funding was settled for
+        self.funding_paid = ZERO  # sum of realized funding (positive: received)
         self.seed = seed
         self.ids_drawn = 0
         self.revision = 0  # bumped by every change a state file must capture (besides the clock)
@@ -216,6 +235,8 @@ class Exchange:
     def _on_step(self, time_ms: int) -> None:
         """Match every market's working orders against the prices of one tick."""
         self._check_dead_man(time_ms)
+        if time_ms // HOUR_MS > self.funding_hour:
+            self._settle_funding(time_ms // HOUR_MS)
         for symbol, book in self.working.items():
             if book and symbol not in self.suspended:
                 self._match_book(symbol, self.market.quote(symbol), time_ms)
@@ -238,6 +259,57 @@ class Exchange:
                        if self.dead_man_scope == "all" or o.state != UNTRIGGERED]
             for order in victims:
                 self._cancel(order, time_ms, "dead_man_switch")
+
+    # -- funding -------------------------------------------------------------------
+    def relative_funding_rate(self, symbol: str) -> Decimal:
+        """The hourly relative funding rate of a market now.
+
+        Kraken (Linear Multi-Collateral Perpetual Contract Specifications,
+        https://support.kraken.com/hc/en-us/articles/4844359082772): "If the premium is above zero, then the long
+        positions payout to short positions, and if the premium is below zero, then the short positions pay out to the
+        long positions ... calculated every hour". Our reading: the premium of the mark over the index, divided by the
+        instrument's fundingRateCoefficient (24) and capped at maxRelativeFundingRate (get-instruments); a configured
+        `funding_rate` replaces it with a fixed rate (0: no funding).
+        """
+        if self.funding_rate is not None:
+            return self.funding_rate
+        quote = self.market.quote(symbol)
+        if quote.index <= 0:
+            return ZERO
+        rate = (quote.mark / quote.index - 1) / FUNDING_COEFFICIENT
+        rate = max(-MAX_RELATIVE_FUNDING, min(MAX_RELATIVE_FUNDING, rate))
+        return rate.quantize(FUNDING_RATE_STEP)
+
+    def absolute_funding_rate(self, symbol: str) -> Decimal:
+        """USD per contract per hour (tickers' `fundingRate`, the account log's `funding_rate`: "Absolute funding
+        rate"; ccxt divides it by the mark price to get the relative rate)."""
+        return (self.relative_funding_rate(symbol) * self.market.quote(symbol).mark).quantize(FUNDING_RATE_STEP)
+
+    def _settle_funding(self, hour: int) -> None:
+        """Pay or receive one hour of funding on every open position at the hour boundary `hour * HOUR_MS`.
+
+        Amount = - position size x absolute rate (= - relative rate x position value at the mark): a long pays when
+        the rate is positive, a short receives. Rounded towards the account's loss (1e-8 USD). Each payment is booked
+        to the balance and written as a `funding rate change` account-log entry; a zero amount writes nothing.
+        """
+        self.funding_hour = hour
+        self.revision += 1
+        at = hour * HOUR_MS
+        for symbol, pos in sorted(self.positions.items()):
+            if not pos.size:
+                continue
+            rate = self.absolute_funding_rate(symbol)
+            amount = (-pos.size * rate).quantize(AMOUNT_STEP, rounding=ROUND_FLOOR)
+            if not amount:
+                continue
+            old = self.balance
+            self.balance += amount
+            self.funding_paid += amount
+            self.account_log.add(at, "usd", FUNDING, old, self.balance, contract=symbol.lower(),
+                                 funding_rate=rate, realized_funding=amount,
+                                 mark_price=self.market.quote(symbol).mark,
+                                 old_average_entry_price=pos.avg_price, new_average_entry_price=pos.avg_price)
+            logger.debug("simulator: funding {} {} USD on {}", symbol, fmt(amount), fmt(pos.size))
 
     # -- helpers -----------------------------------------------------------------
     def _new_id(self) -> str:
@@ -818,8 +890,11 @@ class Exchange:
         assert order.symbol is not None and order.side is not None
         signed = qty if order.side == "buy" else -qty
         pos = self.positions.setdefault(order.symbol, Position(order.symbol))
+        old_size, old_avg = pos.size, pos.avg_price
         realized = pos.apply(signed, price, time_ms)
+        # a resting order that is hit pays maker, one that takes liquidity taker (takerAfterEdit: an edit that crossed)
         fee = qty * price * (self.maker_fee if liquidity == "maker" else self.taker_fee)
+        old_balance = self.balance
         self.balance += realized - fee
         self.fees_paid += fee
         order.filled += qty
@@ -842,6 +917,12 @@ class Exchange:
             realized_pnl=realized,
         )
         self.fills.append(fill)
+        mark = self.market.quote(order.symbol).mark
+        legs = dict(contract=order.symbol.lower(), execution=fill.fill_id, trade_price=price, mark_price=mark,
+                    old_average_entry_price=old_avg if old_size else None,
+                    new_average_entry_price=pos.avg_price if pos.size else None)
+        self.account_log.add(time_ms, order.symbol.lower(), TRADE, old_size, pos.size, **legs)
+        self.account_log.add(time_ms, "usd", TRADE, old_balance, self.balance, realized_pnl=realized, fee=fee, **legs)
         if self.reduce_only_orphans == "cancel":
             self._cancel_orphans(order.symbol, time_ms)
         logger.debug("simulator: fill {} {} {} @ {} ({})", order.symbol, order.side, fmt(qty), fmt(price), liquidity)
@@ -1280,6 +1361,15 @@ class Exchange:
                 out["continuationToken"] = base64.b64encode(f"{items[seq][0]}/{seq}".encode()).decode()
             return out
 
+    def account_log_page(self, params: Params, infos: list[str]) -> dict[str, object]:
+        """`GET /api/history/v3/account-log` (README rule 17); ValueError naming a bad parameter."""
+        from simulator.account_log import response
+
+        with self.lock:
+            now = self.sync()
+            entries = self.account_log.query(params, infos, now - self.history_lag_ms, self.account_log_page_max)
+            return response(self.account_uid, entries, now)
+
     def _execution_elements(self, seqs: list[int]) -> list[dict[str, object]]:
         """The fills at these positions of `self.fills` as execution events, in the order asked.
 
@@ -1387,6 +1477,8 @@ class Exchange:
             "initial_balance": str(self.initial_balance),
             "balance": str(self.balance),
             "fees_paid": str(self.fees_paid),
+            "funding_paid": str(self.funding_paid),
+            "funding_hour": self.funding_hour,
             "ids_drawn": self.ids_drawn,
             "dead_man_ms": self.dead_man_ms,
             "cli_ids": {cli: [o.order_id for o in same] for cli, same in self.cli_ids.items()},
@@ -1402,6 +1494,7 @@ class Exchange:
         order_history: list[HistoryEvent],
         trigger_history: list[HistoryEvent],
         order_requests: list[dict[str, object]] | None = None,
+        account_log: AccountLog | None = None,
     ) -> None:
         """Carry on from a saved account; ValueError if it does not fit the configured markets."""
         by_id = {o.order_id: o for o in orders}
@@ -1438,6 +1531,10 @@ class Exchange:
         self.order_history = order_history
         self.trigger_history = trigger_history
         self.order_requests = list(order_requests or [])
+        self.account_log = account_log or AccountLog()
+        self.funding_paid = dec_load_req(account.get("funding_paid", "0"))
+        if account.get("funding_hour") is not None:
+            self.funding_hour = int(account["funding_hour"])
         self.batch_seq = max((int(cast(int, r.get("batch") or 0)) for r in self.order_requests), default=0)
         self.dead_man_ms = None if dead_man is None else int(dead_man)
         self.ids_drawn = ids_drawn
@@ -1468,6 +1565,7 @@ class Exchange:
                 "balances": {
                     "USD": fmt(self.balance),
                     "fees": fmt(self.fees_paid),
+                    "funding": fmt(self.funding_paid),
                     "unrealizedPnl": fmt(unrealized),
                     "initialMargin": fmt(im),
                     "maintenanceMargin": fmt(mm),

@@ -136,6 +136,9 @@ class Simulator:
             history_page_max=cfg.history_page_max, edit_requires_stop_price=cfg.edit_requires_stop_price,
             edit_qty_mode=cfg.edit_qty_mode, trailing_range=cfg.trailing_range, dead_man_scope=cfg.dead_man_scope,
             reduce_only_orphans=cfg.reduce_only_orphans,
+            maker_fee=Decimal(repr(cfg.maker_fee)), taker_fee=Decimal(repr(cfg.taker_fee)),
+            funding_rate=None if cfg.funding_rate is None else Decimal(repr(cfg.funding_rate)),
+            account_log_page_max=cfg.account_log_page_max,
         )
         if saved is not None:
             assert self.state_store is not None

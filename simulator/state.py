@@ -6,14 +6,16 @@ File format (version 2; version 1 files are still read), one JSON object:
 - `format` ("kraken-futures-simulator-state"), `version` (1), `saved_at` (wall clock, ISO-8601, for people);
 - `config`: the settings the state was made with (seed, tick, markets, ...; never API keys), informational;
 - `clock`: `{"now": ms}`, the simulated time a restart continues from;
-- `account`: uid/id, initial balance, balance, fees, id counter, dead man's switch, the client-order-id index
+- `account`: uid/id, initial balance, balance, fees, funding paid and the last funding hour, id counter,
+  dead man's switch, the client-order-id index
   (`cli_ids`: id -> the ids of every order that carried it, oldest first; version 1 held one id), the books
   (`working`: symbol -> order ids in matching order), `positions`;
 - `market`: `now`, `last_tick_ms` and per market `walk` (fair price, mark premium, tick time, genesis) and
   `bars` (the last `state_bar_minutes` minute bars as `[t, o, h, l, c, mark o/h/l/c, spot o/h/l/c, volume]`);
 - `orders` (every order ever received, in arrival order, partially filled working ones with their `filled`), `fills`,
   `order_history` and `trigger_history` (every event, including those still inside the publication lag: the lag
-  is applied when the history is read), `order_requests` (the admin record of every order instruction).
+  is applied when the history is read), `order_requests` (the admin record of every order instruction),
+  `account_log` (every account-log entry, exact decimals; absent in older files: an empty log).
 
 Decimals are exact strings; floats round-trip through JSON. Closed orders, fills, history events and finished
 bars never change, so each is encoded once and its text reused by later saves.
@@ -42,6 +44,7 @@ from typing import Any
 
 from loguru import logger
 
+from simulator.account_log import AccountLog, LogEntry
 from simulator.clock import wall_ms
 from simulator.engine import Exchange, HistoryEvent
 from simulator.orders import Fill, Order, iso
@@ -113,6 +116,7 @@ def apply_state(path: Path, data: Mapping[str, Any], exchange: Exchange) -> None
             [HistoryEvent.from_state(e) for e in data["order_history"]],
             [HistoryEvent.from_state(e) for e in data["trigger_history"]],
             [dict(r) for r in data.get("order_requests", [])],
+            AccountLog([LogEntry.from_state(e) for e in data.get("account_log", [])]),
         )
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -130,6 +134,7 @@ class StateEncoder:
         self._order_history: list[bytes] = []
         self._trigger_history: list[bytes] = []
         self._order_requests: list[bytes] = []
+        self._account_log: list[bytes] = []
         self._bars: dict[str, dict[int, bytes]] = {}
         self._bar_floor: dict[str, int] = {}
 
@@ -142,6 +147,7 @@ class StateEncoder:
             self._order_history.clear()
             self._trigger_history.clear()
             self._order_requests.clear()
+            self._account_log.clear()
             self._bars.clear()
             self._bar_floor.clear()
 
@@ -227,6 +233,7 @@ class StateEncoder:
             (b"order_history", self._extend(self._order_history, exchange.order_history)),
             (b"trigger_history", self._extend(self._trigger_history, exchange.trigger_history)),
             (b"order_requests", self._extend_plain(self._order_requests, exchange.order_requests)),
+            (b"account_log", self._extend(self._account_log, exchange.account_log.entries)),
         )
         for i, (name, entries) in enumerate(sections):
             parts.append((b",\n" if i else b"") + b'"' + name + b'":[\n')
