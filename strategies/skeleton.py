@@ -12,7 +12,6 @@ import argparse
 import importlib.util
 import keyword
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -233,7 +232,8 @@ def cmd_new_strategy(args: argparse.Namespace) -> int:
     except SkeletonError as exc:
         print(f"new-strategy: {exc}", file=sys.stderr)
         return 2
-    command = "kraken-actors" if shutil.which("kraken-actors") else "python run.py"
+    invoked = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    command = "python run.py" if invoked in ("", "run.py", "-c") else invoked  # as the user started it
     print(f"wrote {strategy_file}\nwrote {test_file}")
     print("\n".join(usage_lines(args.name, folder, command)))
     return 0

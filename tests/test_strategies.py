@@ -185,3 +185,20 @@ def test_a_strategy_class_is_built_by_its_module_and_class_name(plugin_folder: P
     with pytest.raises(UnknownStrategyError, match="unknown strategy 'nope'; available: ma_crossover, scripted, "
                                                    "or your own class as package.module:ClassName"):
         strategy_class("nope")
+
+
+def test_the_readme_shows_the_test_new_strategy_writes_and_its_worked_example_runs(tmp_path: Path) -> None:
+    import re
+
+    from strategies.skeleton import TEST_TEMPLATE
+
+    readme = (ROOT / "strategies" / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    assert TEST_TEMPLATE.format(name="breakout", cls="Breakout") in blocks
+    [example] = [b for b in blocks if "class Momentum(Strategy)" in b]
+    namespace: dict[str, object] = {}
+    exec(compile(example, "README momentum example", "exec"), namespace)  # noqa: S102 - our own README
+    momentum = namespace["Momentum"].from_params({"streak": 2})  # type: ignore[attr-defined]
+    assert momentum.decide(candles([100.0, 101.0, 102.0]), PositionSide.FLAT) is SignalKind.ENTER_LONG
+    assert momentum.decide(candles([100.0, 102.0, 101.0]), PositionSide.FLAT) is None
+    assert momentum.decide(candles([102.0, 101.0, 100.0]), PositionSide.LONG) is SignalKind.EXIT
