@@ -9,7 +9,7 @@ import random
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any, cast
 
 from loguru import logger
@@ -891,9 +891,14 @@ class Exchange:
         signed = qty if order.side == "buy" else -qty
         pos = self.positions.setdefault(order.symbol, Position(order.symbol))
         old_size, old_avg = pos.size, pos.avg_price
-        realized = pos.apply(signed, price, time_ms)
-        # a resting order that is hit pays maker, one that takes liquidity taker (takerAfterEdit: an edit that crossed)
-        fee = qty * price * (self.maker_fee if liquidity == "maker" else self.taker_fee)
+        exact = pos.apply(signed, price, time_ms)
+        # Booked to 1e-8 USD so that the balance is exactly the sum of the account log's entries (Kraken's recorded
+        # cash legs show 4 decimals; the finer step is ours): realized PnL towards the account's loss, the fee to the
+        # nearest step. A resting order that is hit pays maker, one that takes liquidity taker (takerAfterEdit too).
+        realized = exact.quantize(AMOUNT_STEP, rounding=ROUND_FLOOR)
+        pos.realized_pnl += realized - exact
+        rate = self.maker_fee if liquidity == "maker" else self.taker_fee
+        fee = (qty * price * rate).quantize(AMOUNT_STEP, rounding=ROUND_HALF_UP)
         old_balance = self.balance
         self.balance += realized - fee
         self.fees_paid += fee

@@ -195,7 +195,7 @@ def test_state_file_is_json_with_a_version_and_no_keys(state_path: Path) -> None
     data = json.loads(text)
     assert data["format"] == "kraken-futures-simulator-state" and data["version"] == STATE_VERSION
     assert set(data) == {"format", "version", "saved_at", "config", "clock", "account", "market", "orders",
-                         "fills", "order_history", "trigger_history", "order_requests"}
+                         "fills", "order_history", "trigger_history", "order_requests", "account_log"}
     assert KEY not in text and SECRET not in text
     assert not list(state_path.parent.glob("*.tmp"))
 
