@@ -14,7 +14,19 @@ import pytest
 import control.cli
 from configuration import ControlConfig, load_config
 from control import ControlServer, main, register, start_control_endpoint, token_file
-from messages.control import CancelOrders, Flatten, Halt, Pause, Resolve, Resume, Shutdown, Unhalt
+from messages.control import (
+    CancelOrders,
+    ControlReply,
+    Flatten,
+    Halt,
+    Pause,
+    PortfolioStatus,
+    Resolve,
+    Resume,
+    Shutdown,
+    Unhalt,
+)
+from messages.positions import Position
 from tests.control.conftest import SYMBOLS, TOKEN, FakeTarget, free_port, sample_status, write_config
 
 pytestmark = pytest.mark.timeout(20)
@@ -107,6 +119,10 @@ def test_pause_prints_the_result(config: Path, target: FakeTarget, capsys: pytes
         (["flatten", "--all", "--yes"], Flatten(symbol=None)),
         (["resolve", "xrp/usd:usd"], Resolve(symbol="XRP/USD:USD")),
         (["stop"], Shutdown()),
+        (["cancel", "BTC/USD:USD", "--pause"], CancelOrders(symbol="BTC/USD:USD", pause=True)),
+        (["flatten", "--all", "--yes", "--pause"], Flatten(symbol=None, pause=True)),
+        (["stop", "--cancel-orders"], Shutdown(cancel_orders=True)),
+        (["stop", "--flatten"], Shutdown(flatten=True)),
     ],
 )
 def test_each_command_sends_its_message(
@@ -407,3 +423,73 @@ def test_resolve_of_an_unknown_symbol_exits_1(config: Path, capsys: pytest.Captu
     code, out, err = run(capsys, "resolve", "DOGE/USD:USD", "--config", str(config))
     assert (code, out) == (1, "")
     assert err.startswith("resolve: unknown symbol 'DOGE/USD:USD'")
+
+
+# --- safe stops and clear control (issue 13) -------------------------------------------------------
+
+
+def test_stop_takes_cancel_orders_or_flatten_not_both(config: Path, target: FakeTarget,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, "stop", "--cancel-orders", "--flatten", "--config", str(config))
+    assert exit_.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert target.saw_nothing
+
+
+def test_pause_is_offered_only_to_cancel_and_flatten(config: Path, target: FakeTarget,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        run(capsys, "resume", "--all", "--pause", "--config", str(config))
+    assert target.saw_nothing
+
+
+def flat_status() -> PortfolioStatus:
+    status = sample_status()
+    return status.model_copy(update={"symbols": tuple(
+        row.model_copy(update={"position": Position.flat(row.symbol)}) for row in status.symbols)})
+
+
+def test_flatten_all_with_nothing_open_says_so_and_neither_asks_nor_sends(
+    config: Path, target: FakeTarget, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(control.cli, "_stdin_is_tty", lambda: True)
+    monkeypatch.setattr(target, "status", flat_status)
+    asked: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "yes")
+    code, out, _ = run(capsys, "flatten", "--all", "--config", str(config))
+    assert code == 0
+    assert out == "flatten: nothing to flatten: every symbol is flat; nothing was sent\n"
+    assert asked == [] and target.received == []
+
+
+def test_flatten_of_a_flat_symbol_says_it_is_flat_without_asking(
+    config: Path, target: FakeTarget, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(control.cli, "_stdin_is_tty", lambda: True)
+    monkeypatch.setattr(target, "status", flat_status)
+    monkeypatch.setattr("builtins.input", lambda prompt: pytest.fail("asked for confirmation"))
+    code, out, _ = run(capsys, "flatten", "BTC/USD:USD", "--config", str(config))
+    assert code == 0 and "nothing to flatten: BTC/USD:USD is flat" in out
+    assert target.received == []
+
+
+def test_stop_prints_every_line_of_what_stays_on_the_exchange(
+    config: Path, target: FakeTarget, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detail = "stopping\n  stays on the exchange: 1 open order (1 stop-loss); 1 open position (BTC/USD:USD long 1)"
+    monkeypatch.setattr(target, "shutdown", lambda message: ControlReply(ok=True, detail=detail))
+    code, out, _ = run(capsys, "stop", "--config", str(config))
+    assert code == 0
+    assert out == f"stop: {detail}\n"
+
+
+def test_stop_with_an_action_waits_longer_than_the_default(config: Path, target: FakeTarget,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    timeouts: list[float] = []
+    real = control.cli.client_for
+    monkeypatch.setattr(control.cli, "client_for", lambda loaded, timeout: timeouts.append(timeout) or real(
+        loaded, timeout=timeout))
+    assert run(capsys, "stop", "--flatten", "--config", str(config))[0] == 0
+    assert timeouts == [control.cli.STOP_ACTION_TIMEOUT_S]

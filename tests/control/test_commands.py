@@ -121,3 +121,40 @@ def test_replies_map_to_http_statuses(reply: ControlReply, status: int) -> None:
 def test_resolve_needs_exactly_one_symbol_and_never_all(fields: dict[str, object]) -> None:
     with pytest.raises(RequestError, match="resolve needs one symbol"):
         parse_command(body(**fields))
+
+
+# --- safe stops and clear control (issue 13) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"command": "cancel", "symbol": "BTC/USD:USD", "pause": True},
+         CancelOrders(symbol="BTC/USD:USD", source="api", pause=True)),
+        ({"command": "flatten", "all": True, "pause": True}, Flatten(symbol=None, source="api", pause=True)),
+        ({"command": "stop", "cancel_orders": True}, Shutdown(source="api", cancel_orders=True)),
+        ({"command": "stop", "flatten": True}, Shutdown(source="api", flatten=True)),
+    ],
+)
+def test_pause_and_the_stop_actions_reach_the_message(fields: dict[str, object], expected: Message) -> None:
+    assert to_message(parse_command(json.dumps(fields).encode())) == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"command": "pause", "all": True, "pause": True}, "pause is only accepted with the cancel and flatten"),
+        ({"command": "cancel", "all": True, "flatten": True}, "only accepted with the stop command"),
+        ({"command": "halt", "cancel_orders": True}, "only accepted with the stop command"),
+        ({"command": "stop", "pause": "yes"}, "pause"),
+    ],
+)
+def test_pause_and_the_stop_actions_are_refused_elsewhere(fields: dict[str, object], words: str) -> None:
+    with pytest.raises(RequestError, match=words):
+        parse_command(json.dumps(fields).encode())
+
+
+def test_the_summary_says_which_stop_and_whether_paused_first() -> None:
+    assert parse_command(b'{"command": "stop", "flatten": true}').summary == "stop --flatten"
+    assert parse_command(b'{"command": "stop", "cancel_orders": true}').summary == "stop --cancel-orders"
+    assert parse_command(b'{"command": "cancel", "all": true, "pause": true}').summary == "cancel all --pause"

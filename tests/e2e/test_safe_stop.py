@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from messages import CancelOrders, Flatten, GetStatus, Ping, SymbolState
+from messages import CancelOrders, ControlCode, Flatten, GetStatus, Pause, Ping, Resume, SymbolState
 from messages.control import Shutdown
 from tests.conftest import make_config
 from tests.e2e.conftest import BTC, ETH, ccxt_client, placed, quiet, ready, signal
@@ -143,3 +143,13 @@ def test_cancel_counts_what_it_cancelled_and_says_protection_comes_back(sim, liv
     assert "stop-loss/take-profit will be placed again while the position is open" in reply.detail
     assert "`flatten` closes it" in reply.detail
     assert Decimal(str(open_positions(sim)[0]["contracts"])) > 0
+
+
+def test_pause_and_resume_say_what_was_already_so(sim, live_system) -> None:
+    system = ready(live_system(config=make_config(trading={"symbols": [BTC, ETH]})))
+    assert system.control(Pause(symbol=BTC, source="test")).detail == f"paused {BTC}"
+    again = system.control(Pause(source="test"))
+    assert again.detail == f"paused {ETH}; already paused: {BTC}"
+    assert system.control(Pause(symbol=BTC, source="test")).code is ControlCode.NOTHING_TO_DO
+    assert system.control(Resume(source="test")).detail == f"resumed {BTC}, {ETH}"
+    assert system.control(Resume(symbol=ETH, source="test")).detail == f"already not paused: {ETH}"
