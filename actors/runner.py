@@ -150,6 +150,13 @@ class TradingProcess:
         assert self.system is not None
         return self.system.control(message)
 
+    def report(self, query: Any) -> Any:
+        """A read-only report (trades, orders, pnl, why, markets): actors/reports.py."""
+        from actors.reports import report_of
+
+        assert self.system is not None
+        return report_of(self.system, query)
+
     def shutdown(self, message: Shutdown) -> Any:
         """Stop the process cleanly, as Ctrl-C does: the gateway sends nothing new from now on; with --cancel-orders
         or --flatten those are done first (their results waited for); the reply says what stays on the exchange."""

@@ -94,6 +94,9 @@ def register(subparsers: Any) -> None:
     then.add_argument("--flatten", action="store_true",
                       help="close positions (reduce-only market) and cancel every open order first")
     stop.set_defaults(func=cmd_control, control_command="stop", control_parser=stop, symbol_required=False)
+    from control import report_cli  # trades, orders, pnl, why, markets (it imports this module)
+
+    report_cli.register(subparsers)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ import json
 import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from control.errors import CommandRefused, NotRunningError, ServerError, UnauthorizedError
 
@@ -70,6 +70,12 @@ class ControlClient:
         if reason:
             body["reason"] = reason
         return self._request("POST", "/v1/control", body)
+
+    def report(self, name: str, **params: str | int | bool | None) -> dict[str, Any]:
+        """A read-only report, `GET /v1/<name>?<params>` (trades, orders, pnl, why, markets; None leaves one out)."""
+        query = urlencode({k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()
+                           if v is not None})
+        return self._request("GET", f"/v1/{name}" + (f"?{query}" if query else ""), None)
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         # http.client, not urllib: urllib would honour HTTP(S)_PROXY and hand the token to a proxy.

@@ -13,13 +13,15 @@ from loguru import logger
 
 from configuration import scrub
 from control.commands import CommandRequest, RequestError, parse_command, reply_status, to_message
-from control.target import ControlTarget
+from control.report_requests import REPORT_ROUTES, parse_report_query, report_body
+from control.target import ControlTarget, ReportTarget
 from control.token import tokens_equal
-from messages.control import ControlReply, Shutdown
+from messages.control import ControlCode, ControlReply, ReportReply, Shutdown
 
 MAX_BODY_BYTES = 64 * 1024
 _MAX_DRAIN_BYTES = 1024 * 1024  # read and drop at most this much of an oversized body, so the client sees the 413
-ROUTES: dict[str, tuple[str, ...]] = {"/v1/status": ("GET",), "/v1/control": ("POST",)}
+ROUTES: dict[str, tuple[str, ...]] = {"/v1/status": ("GET",), "/v1/control": ("POST",),
+                                     **{route: ("GET",) for route in REPORT_ROUTES}}
 ROUTE_LIST: tuple[str, ...] = tuple(f"{method} {path}" for path, methods in ROUTES.items() for method in methods)
 
 
@@ -97,6 +99,8 @@ class ControlService:
             )
         if route == "/v1/status":
             return self.status()
+        if route in REPORT_ROUTES:
+            return self.report(route, urlsplit(path).query, client)
         body = _read_body(content_length, read_body)
         if isinstance(body, Response):
             logger.warning("control: refused a command from {}: {}", client, body.body["error"])
@@ -120,6 +124,30 @@ class ControlService:
             logger.error("control: status failed\n{}", format_traceback(exc))
             return error(500, f"the trading system could not report its status: {_short(exc)}; see its log")
         return Response(200, status.model_dump(mode="json"))
+
+    def report(self, route: str, query_string: str, client: str) -> Response:
+        """GET /v1/trades|orders|pnl|why|markets: a read-only report (control/report_requests.py)."""
+        kind = REPORT_ROUTES[route]
+        try:
+            query = parse_report_query(kind, query_string)
+        except RequestError as exc:
+            logger.warning("control: refused a {} report from {}: {}", kind.value, client, exc)
+            return error(400, str(exc))
+        if not isinstance(self.target, ReportTarget):
+            return error(501, "this trading system does not answer reports; upgrade and restart it")
+        try:
+            reply = self.target.report(query)
+        except Exception as exc:
+            logger.error("control: the {} report failed\n{}", kind.value, format_traceback(exc))
+            return error(500, f"the trading system could not make the {kind.value} report: {_short(exc)}; "
+                              "see its log")
+        if not isinstance(reply, ReportReply):
+            return error(500, f"the trading system answered the {kind.value} report with {type(reply).__name__}")
+        if not reply.ok:
+            status = 404 if reply.code is ControlCode.UNKNOWN_SYMBOL else 409
+            return error(status, reply.detail or f"{kind.value} refused", code=reply.code.value,
+                         **{k: v for k, v in reply.extra.items() if k == "traded"})
+        return Response(200, report_body(kind, reply))
 
     def command(self, body: bytes, client: str) -> Response:
         """POST /v1/control: validate the body, send its control message, answer with the reply."""

@@ -11,6 +11,8 @@ from messages.control import (
     Halt,
     Pause,
     PortfolioStatus,
+    ReportQuery,
+    ReportReply,
     Resolve,
     Resume,
     Shutdown,
@@ -34,4 +36,13 @@ class ControlTarget(Protocol):
 
     def shutdown(self, message: Shutdown) -> ControlReply:
         """Start a clean stop and return at once (the stop itself must not wait on this request)."""
+        ...
+
+
+@runtime_checkable
+class ReportTarget(Protocol):
+    """A running system that also answers the read-only reports (trades, orders, pnl, why, markets)."""
+
+    def report(self, query: ReportQuery) -> ReportReply:
+        """One report; a symbol it does not trade gives ok=False, code UNKNOWN_SYMBOL, naming the traded ones."""
         ...
