@@ -24,6 +24,10 @@ Routes (every request needs the header `Authorization: Bearer <token>`, else 401
     - 411 no Content-Length; 413 body over 64 KiB;
     - 500 `{"error": ...}` the system raised: the command may or may not have taken effect.
 
+`GET /v1/trades|orders|pnl|why|markets?symbol=&since=&limit=&open=&by=`
+    200 `{"report", "traded", "rows", ...}` read-only reports (control/report_requests.py; keys in control/README.md);
+    400 a bad parameter; 404 an unknown symbol (naming the traded ones); 501 a target without reports.
+
 Any other path: 404 `{"error": ..., "routes": [...]}`; a known path with another method: 405 with `Allow`.
 
 Concurrency: a listen backlog of LISTEN_BACKLOG connections and a pool of WORKERS threads; connections
