@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 SHORT_ID_LENGTH = 8
-_CLI_ORD_ID = re.compile(r"(cliOrdId=)([0-9A-Za-z-]{9,})")
+_CLI_ORD_ID = re.compile(r"((?:cliOrdId|orderId)=)([0-9A-Za-z-]{9,})")
 
 
 def plain_decimal(value: Any, *, places: int | None = None) -> str:
@@ -98,7 +98,7 @@ def short_id(value: Any) -> str:
 
 
 def shorten_ids(text: str) -> str:
-    """Every `cliOrdId=<long id>` in a detail text with the id cut to its first 8 characters."""
+    """Every `cliOrdId=` or `orderId=<long id>` in a detail text with the id cut to its first 8 characters."""
     return _CLI_ORD_ID.sub(lambda m: m.group(1) + m.group(2)[:SHORT_ID_LENGTH], text)
 
 

@@ -38,7 +38,8 @@ def test_times_are_utc_for_people_and_iso_8601_for_json() -> None:
 
 def test_short_ids_in_tables() -> None:
     assert short_id(CID) == "7d1c1a7e"
-    assert shorten_ids(f"FILLED buy cliOrdId={CID} filled=1") == "FILLED buy cliOrdId=7d1c1a7e filled=1"
+    assert shorten_ids(f"FILLED buy cliOrdId={CID} orderId={CID} filled=1") == (
+        "FILLED buy cliOrdId=7d1c1a7e orderId=7d1c1a7e filled=1")
 
 
 @dataclass
