@@ -25,7 +25,10 @@ from exchange.reports import AccountLogPage
 from messages import AccountLogEntries, AccountMargin, Fill, FundingPayment, TradeFee
 
 HANDED_KEPT = 10_000  # entry ids remembered as handed on (persistence counts each id once in any case)
-LOOKBACK_MS = 3_600_000  # a store with no entry yet reads the log from this far before the first read
+LOOKBACK_MS = 3_600_000
+# History tokens left for the order history (deciding unknown outcomes, which cannot wait): the account log is read
+# only while more than this is in the pool, so a read never makes the gateway wait for tokens
+HISTORY_RESERVE = 20  # a store with no entry yet reads the log from this far before the first read
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class AccountMoney:
         self.cursor: int | None = None  # the newest entry id read
         self.handed: dict[int, None] = {}  # entry ids handed on lately (`from` is read inclusive: the newest again)
         self.started = False
+        self.since_ms: int | None = None  # with no entry stored yet: read from here (fixed at the first read)
         self.last_read: float | None = None
         self.margin_wanted = True  # never read yet
         self.margin: AccountMargin | None = None
@@ -82,13 +86,18 @@ class AccountMoney:
         """Read the new account-log entries (if due or forced) and hand them to persistence; False if it failed."""
         if not force and not self.due():
             return True
+        budget = self.api.budget
+        if budget is not None and budget.history.available() < HISTORY_RESERVE + 10:
+            logger.debug("gateway: the account log waits for history tokens ({:.0f} left)", budget.history.available())
+            return True  # read at a later look, when the pool has refilled
         self.last_read = self.clock()
         try:
             if not self.started:
                 self.cursor = self.stored_cursor()
+                self.since_ms = self.exchange_now() - LOOKBACK_MS
                 self.started = True
-            since = None if self.cursor is not None else self.exchange_now() - LOOKBACK_MS
-            page = self.api.account_log(from_id=self.cursor, since_ms=since)
+            page = self.api.account_log(from_id=self.cursor, since_ms=None if self.cursor is not None
+                                        else self.since_ms)
         except Exception as exc:  # noqa: BLE001 - read again at the next look
             logger.warning("gateway: the account log could not be read ({}: {}); fees and funding are read at the "
                            "next look", type(exc).__name__, exc)

@@ -146,3 +146,16 @@ def test_an_unreadable_margin_stays_unknown_and_is_read_again() -> None:
     clock.advance(1)
     gateway.poll()
     assert [m.available for m in routed if isinstance(m, AccountMargin)] == [Decimal(500)]
+
+
+def test_with_no_entry_stored_yet_the_log_is_read_from_the_start_not_from_an_hour_before_each_read() -> None:
+    exchange, gateway, recorded, routed, clock = setup()
+    exchange.log_lag_ms = 3 * 3_600_000  # the fee entry shows three hours of exchange time after its fill
+    gateway.reconcile(Reconcile(reason="start"))
+    gateway.place_all([entry()])
+    for _ in range(4):
+        clock.advance(3_600)  # an hour per look (a fast paper clock): nothing in the log yet, then the entry
+        gateway.poll()
+    [fill] = exchange.fills
+    assert [execution for execution, _ in fees(recorded)] == [fill["fill_id"]]
+    assert len({r.get("since") for r in exchange.log_reads if "since" in r}) == 1  # one fixed start

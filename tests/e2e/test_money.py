@@ -32,7 +32,7 @@ BTC, ETH = "BTC/USD:USD", "ETH/USD:USD"
 HOUR_MS = 3_600_000
 START = 1_780_000_000_000 - 1_780_000_000_000 % HOUR_MS + 600_000  # 10 minutes into an hour
 # the gateway reads the account log often (Kraken's history pool still paces it) so the test need not wait
-MONEY_FAST = {"account_log_interval_s": 0.2, "funding_interval_s": 0.5}
+MONEY_FAST = {"account_log_interval_s": 1.0, "funding_interval_s": 2.0}
 
 
 def usd_balance(client: Any) -> Decimal:
