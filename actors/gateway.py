@@ -396,12 +396,13 @@ class OrderGateway:
         exchange's clock is already within `send_margin_s` of it (then it is not sent: NOT_PLACED). Every other
         send (no processBefore claimed, or a re-send) records SUBMITTED with a fresh processBefore first.
         """
-        if self.stop_begun:
-            intents = self._held_at_stop(intents)
-        if not intents:
-            return []
-        now_ex = self.exchange_now()
         results: list[OrderUpdate] = []
+        if self.stop_begun:
+            intents, held = self._held_at_stop(intents)
+            results.extend(held)
+        if not intents:
+            return results
+        now_ex = self.exchange_now()
         claimed: list[Tracked] = []
         recorded: list[Tracked] = []
         for intent in intents:
@@ -457,20 +458,25 @@ class OrderGateway:
 
     def begin_stop(self, allow_flatten: bool = False) -> None:
         """A stop has begun: from now on no order is sent and none resized; cancels (and with `allow_flatten`,
-        reduce-only market exits) still go. An intent claimed but not sent stays claimed-not-sent: the next start
-        proves it absent, as after a crash."""
+        reduce-only market exits) still go. An intent that reaches the send once the stop began ends NOT_PLACED."""
         self.stop_begun, self.stop_allows_flatten = True, allow_flatten
         logger.info("gateway: stop begun; nothing new is sent{}", " but the flatten" if allow_flatten else "")
 
-    def _held_at_stop(self, intents: Sequence[OrderIntent]) -> list[OrderIntent]:
-        """The intents still allowed once the stop began; the others are logged and left unsent."""
+    def _held_at_stop(self, intents: Sequence[OrderIntent]) -> tuple[list[OrderIntent], list[OrderUpdate]]:
+        """The intents still allowed once the stop began, and the others ended NOT_PLACED.
+
+        Proven, not assumed: `_send` only ever gets an intent that is new (this gateway has not sent it, and the
+        instance lock keeps any other process from having done so) or proven absent after its processBefore, so
+        one held here can never execute. Ending it now, durably, keeps a signal from before the stop from being
+        sent by the next start."""
         allowed = [i for i in intents if self.stop_allows_flatten and i.reduce_only and i.order_type == "market"
                    and not i.is_protective]
+        held = []
         for intent in intents:
             if intent not in allowed:
-                logger.warning("{} {} not sent: the stop has begun (the next start proves it absent)",
-                               intent.symbol, intent.client_order_id)
-        return allowed
+                held.append(self._final(self._tracked(intent), OrderState.REJECTED, Reason.NOT_PLACED,
+                                        "not sent: the stop had begun"))
+        return allowed, held
 
     def holdings(self, traded: Iterable[str]) -> Holdings:
         """What rests on the exchange now, read fresh: open orders on the traded symbols (ours by kind), positions."""
@@ -608,7 +614,7 @@ class OrderGateway:
         return self._update(tracked, OrderState.UNKNOWN, Reason.OUTCOME_UNKNOWN, detail)
 
     def _block(self, tracked: Tracked, detail: str) -> None:
-        text = (f"{detail}; after checking the exchange, `python run.py resolve {tracked.symbol}` gives up on "
+        text = (f"{detail}; after checking the exchange, `kraken-actors resolve {tracked.symbol}` gives up on "
                 f"order {tracked.client_order_id}")
         if tracked.blocked != text:
             tracked.blocked = text
