@@ -17,7 +17,7 @@ from typing import Any
 
 from configuration import ConfigError, LoadedConfig, load_config
 from configuration.formatting import plain_numbers
-from control.client import DEFAULT_TIMEOUT_S, ControlClient, default_source
+from control.client import DEFAULT_TIMEOUT_S, ControlClient
 from control.errors import (
     CommandRefused,
     ControlError,
@@ -179,13 +179,8 @@ def cmd_control(args: argparse.Namespace) -> int:
 def send_command(client: ControlClient, command: str, *, symbol: str | None, all_symbols: bool, reason: str = "",
                  **flags: bool) -> dict[str, Any]:
     """Send a control command with its flags (pause, cancel_orders, flatten: only when set, as the wire takes)."""
-    if not flags:
-        return client.command(command, symbol=symbol, all=all_symbols, reason=reason)
-    body: dict[str, Any] = {"command": command, "symbol": symbol, "all": all_symbols, "source": default_source(),
-                            **flags}
-    if reason:
-        body["reason"] = reason
-    return client._request("POST", "/v1/control", body)  # noqa: SLF001 - client.command takes no flags yet
+    return client.command(command, symbol=symbol, all=all_symbols, reason=reason, pause=flags.get("pause", False),
+                          cancel_orders=flags.get("cancel_orders", False), flatten=flags.get("flatten", False))
 
 
 def _usage_problem(

@@ -64,11 +64,19 @@ class ControlClient:
         all: bool = False,  # noqa: A002 - the wire field is called "all"
         source: str | None = None,
         reason: str = "",
+        *,
+        pause: bool = False,
+        cancel_orders: bool = False,
+        flatten: bool = False,
     ) -> dict[str, Any]:
-        """Send a control command; return the system's reply `{"ok", "detail", "symbols"}`."""
+        """Send a control command; return the system's reply `{"ok", "detail", "symbols"}`.
+
+        The flags (pause, cancel_orders, flatten) go on the wire only when set, as the endpoint takes them."""
         body: dict[str, Any] = {"command": command, "symbol": symbol, "all": all, "source": source or default_source()}
         if reason:
             body["reason"] = reason
+        flags = {"pause": pause, "cancel_orders": cancel_orders, "flatten": flatten}
+        body.update({name: True for name, value in flags.items() if value})
         return self._request("POST", "/v1/control", body)
 
     def report(self, name: str, **params: str | int | bool | None) -> dict[str, Any]:
