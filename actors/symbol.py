@@ -343,7 +343,7 @@ class SymbolTrader:
             if order.protective and contracts == 0:  # the closed position's stop could act on the new one
                 return self._reject(signal, hash_hex, Reason.ORDER_PENDING,
                                     f"{LABEL_OF[order.kind]} {order.client_order_id} of the closed position is being "
-                                    f"cancelled (`python run.py cancel {self.symbol}` cancels it by hand)"
+                                    f"cancelled (`kraken-actors cancel {self.symbol}` cancels it by hand)"
                                     if order.kind else "")
             if order.unresolved:
                 return self._reject(
@@ -692,7 +692,7 @@ class SymbolTrader:
 
     def entry_doubt(self) -> str:
         """Why entries are refused while the exchange's view is in doubt ('' when it is not)."""
-        hint = f"; after checking the exchange, `python run.py resolve {self.symbol}` frees it"
+        hint = f"; after checking the exchange, `kraken-actors resolve {self.symbol}` frees it"
         if self.position_mismatch:
             return self.position_mismatch + hint
         for detail in self.mismatches.values():

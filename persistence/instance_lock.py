@@ -68,7 +68,7 @@ class InstanceLock:
             handle.close()
             raise AlreadyRunningError(
                 f"another instance is running (pid {holder}) with the lock {path}; stop it first "
-                f"(python run.py stop) or use another storage folder and database"
+                f"(kraken-actors stop) or use another storage folder and database"
             ) from None
         handle.seek(0)
         handle.truncate()
@@ -113,7 +113,7 @@ class InstanceLock:
         holder = row[0] if row else "another process"
         raise AlreadyRunningError(
             f"another instance is running on this PostgreSQL database ({holder}); stop it first "
-            f"(python run.py stop) or point database.url elsewhere"
+            f"(kraken-actors stop) or point database.url elsewhere"
         )
 
     def release(self) -> None:

@@ -366,7 +366,7 @@ def test_positions_omitting_our_open_position_never_let_a_second_entry_through(
     assert btc_position(sim) == entry and largest_positions(sim)[XBT] == entry
     status = row(system)
     assert status.state is SymbolState.BLOCKED and "the exchange shows position 0" in status.blocked
-    assert f"python run.py resolve {BTC}" in status.blocked
+    assert f"kraken-actors resolve {BTC}" in status.blocked
     assert status.position is not None and status.position.contracts == entry  # the lie was not booked
     rule.clear()
     wait_until(lambda: row(system).state is SymbolState.TRADING, timeout=10, message="consistent view again")
