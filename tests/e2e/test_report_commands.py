@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from exchange.client import make_kraken_client
 from tests.e2e.soak import SYMBOLS, SoakRun, free_port, write_config
 from tests.e2e.test_cli_control import Cli, reconciled, wait_for
 
@@ -94,8 +95,14 @@ def test_trades_orders_pnl_why_and_markets_of_a_running_paper_system(tmp_path: P
         # an unknown symbol names the traded ones
         unknown = cli("why", "NOPE/USD:USD")
         assert unknown.returncode == 1 and "unknown symbol" in unknown.stderr and "BTC/USD:USD" in unknown.stderr
-        assert cli("stop").returncode == 0
+        # stop --flatten, through the endpoint of the running process: it closes the positions and cancels the
+        # orders before it stops, and the exchange (read through ccxt, not the system's word) agrees
+        stopped = cli("stop", "--flatten")
+        assert stopped.returncode == 0 and "nothing stays on the exchange" in stopped.stdout, stopped.stdout
         assert bot.wait(60) == 0
+        exchange = make_kraken_client(run.base_url, run.api_key, run.api_secret)
+        assert exchange.fetch_open_orders() == []
+        assert [p for p in exchange.fetch_positions() if float(p.get("contracts") or 0) != 0] == []
         assert cli("trades").returncode == 3  # nothing running
     finally:
         if bot.poll() is None:
