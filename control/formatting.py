@@ -16,29 +16,27 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-SHORT_ID_LENGTH = 8
+from configuration.formatting import SHORT_ID_LENGTH
+from configuration.formatting import plain_decimal as shared_plain_decimal
+
 _CLI_ORD_ID = re.compile(r"((?:cliOrdId|orderId)=)([0-9A-Za-z-]{9,})")
 
 
 def plain_decimal(value: Any, *, places: int | None = None) -> str:
-    """A number as plain decimal digits, never in exponent form; `places`: rounded to that many decimals.
-
-    Trailing zeros after the point are dropped (`1.500` -> `1.5`, `180.0` -> `180`) unless `places` is given
-    (`1.9` with 2 places -> `1.90`); `-0` shows as `0`. None and
-    text that is not a number come back as `-` and as the text itself."""
+    """A number as plain decimal digits, never in exponent form (configuration.formatting's, shared with the log and
+    status); with `places`, a table column: rounded to exactly that many decimals, zeros kept (`1.9` -> `1.90`)."""
     if value is None or value == "":
         return "-"
+    if places is None:
+        return shared_plain_decimal(value)
     try:
         number = value if isinstance(value, Decimal) else Decimal(str(value))
     except (InvalidOperation, ValueError):
         return str(value)
     if not number.is_finite():
         return str(number)
-    if places is not None:
-        number = number.quantize(Decimal(1).scaleb(-places))
+    number = number.quantize(Decimal(1).scaleb(-places))
     text = format(number, "f")
-    if "." in text and places is None:
-        text = text.rstrip("0").rstrip(".")
     return text.lstrip("-") if number.is_zero() else text
 
 
