@@ -155,7 +155,8 @@ class PersistenceActor(pykka.ThreadingActor):
             case AbandonIntent():
                 self._flush()
                 try:
-                    self.store.abandon_intent(message.intent_hash, message.detail)
+                    self.store.abandon_intent(message.intent_hash, message.detail,
+                                              claimed_sent_at=message.claimed_sent_at)
                 except (StorageError, peewee.PeeweeException) as exc:
                     logger.error("persistence: could not mark intent {} NOT_PLACED: {}; the next start does",
                                  message.intent_hash[:12], exc)

@@ -215,7 +215,8 @@ class Portfolio:
                 self.risk.release(message.intent_hash)
             case ClaimGivenUp():  # after its claim (same sender): releases what it reserved, abandons what it claimed
                 self.risk.release(message.intent_hash)
-                self.ports.tell_persistence(AbandonIntent(intent_hash=message.intent_hash, detail=message.detail))
+                self.ports.tell_persistence(AbandonIntent(intent_hash=message.intent_hash, detail=message.detail,
+                                                            claimed_sent_at=message.sent_at))
             case OrderUpdate():
                 self._on_order_update(message)
             case PositionsSnapshot():

@@ -466,7 +466,7 @@ class SymbolTrader:
             result = self.ports.claim(ClaimIntent(intent=intent, event=event, risk=risk))
         except Exception as exc:
             # given up: a reservation granted late is released, a claim committed late is abandoned, never sent
-            self.ports.give_up(ClaimGivenUp(symbol=self.symbol, intent_hash=intent.intent_hash,
+            self.ports.give_up(ClaimGivenUp(symbol=self.symbol, intent_hash=intent.intent_hash, sent_at=intent.sent_at,
                                             detail=f"claim not confirmed in time: {exc!r}"), entry=risk is not None)
             if isinstance(exc, ClaimUnanswered) and exc.at_portfolio:
                 return self._reject(signal, intent.intent_hash, Reason.RISK_UNAVAILABLE,
@@ -836,7 +836,7 @@ class SymbolTrader:
             try:
                 result = self.ports.claim(ClaimIntent(intent=intent, event=event))
             except Exception as exc:  # noqa: BLE001 - given up, never sent; the same hash is claimed again later
-                self.ports.give_up(ClaimGivenUp(symbol=self.symbol, intent_hash=hash_hex,
+                self.ports.give_up(ClaimGivenUp(symbol=self.symbol, intent_hash=hash_hex, sent_at=intent.sent_at,
                                                 detail=f"claim not confirmed in time: {exc!r}"), entry=False)
                 self._refused(kind, f"claim not confirmed: {exc!r}")
                 return f"{label} not claimed ({type(exc).__name__}); asked again shortly"
@@ -1025,7 +1025,8 @@ class ActorPorts:
         if entry:  # after the claim, through the portfolio: it releases the risk and passes the abandon on
             self._portfolio.tell(given_up)
         else:
-            self._persistence.tell(AbandonIntent(intent_hash=given_up.intent_hash, detail=given_up.detail))
+            self._persistence.tell(AbandonIntent(intent_hash=given_up.intent_hash, detail=given_up.detail,
+                                                 claimed_sent_at=given_up.sent_at))
 
     def release_risk(self, release: RiskRelease) -> None:
         self._portfolio.tell(release)

@@ -140,6 +140,9 @@ class AbandonIntent(Message):
 
     intent_hash: str
     detail: str = ""
+    # The send its claim recorded (sent_at, processBefore in the claim's transaction): that row is abandoned too,
+    # since the give-up took the Handover first and the intent was never handed to the gateway.
+    claimed_sent_at: int | None = None
 
 
 class FindIntents(Message):

@@ -40,3 +40,4 @@ class ClaimGivenUp(Message):
     symbol: str
     intent_hash: str
     detail: str = ""
+    sent_at: int | None = None  # the send the claim itself recorded (its processBefore's start), if it did

@@ -665,15 +665,22 @@ class Store:
             rows.extend(Intent.select().where(Intent.client_order_id.in_(ids[start : start + 500])))
         return self._records(rows)
 
-    def abandon_intent(self, intent_hash: str, detail: str) -> bool:
-        """Mark an intent that was never handed to the exchange NOT_PLACED; False if it went further."""
+    def abandon_intent(self, intent_hash: str, detail: str, *, claimed_sent_at: int | None = None) -> bool:
+        """Mark an intent that was never handed to the exchange NOT_PLACED; False if it went further.
+
+        Never sent: INITIALIZED with no send; or, given `claimed_sent_at`, SUBMITTED by its claim alone (the one send
+        record its claim wrote: that sent_at, no exchange order id) — the give-up took the Handover before the
+        persistence could hand it to the gateway. A row claimed earlier (another sent_at) or sent again is left."""
         Intent = self.models.Intent
+        never_sent = (Intent.status == OrderState.INITIALIZED.value) & Intent.sent_at.is_null()
+        if claimed_sent_at is not None:
+            never_sent |= ((Intent.status == OrderState.SUBMITTED.value) & (Intent.sent_at == claimed_sent_at)
+                           & (Intent.sends <= 1) & Intent.exchange_order_id.is_null())
         with _writing(self.database, f"abandoned intent {intent_hash[:12]}"):
             changed = (
                 Intent.update(status=OrderState.REJECTED.value, reason=Reason.NOT_PLACED.value, updated_at=now_ms(),
                               fills_complete=True)
-                .where((Intent.intent_hash == intent_hash) & (Intent.status == OrderState.INITIALIZED.value)
-                       & Intent.sent_at.is_null())
+                .where((Intent.intent_hash == intent_hash) & never_sent)
                 .execute()
             )
             if changed:

@@ -17,7 +17,8 @@ from simulator.state import StateFileError
 
 def build_parser() -> argparse.ArgumentParser:
     """The simulator's command-line options."""
-    parser = argparse.ArgumentParser(prog="kraken-actors simulator", description="Kraken Futures simulator (paper exchange)")
+    parser = argparse.ArgumentParser(prog="kraken-actors simulator",
+                                     description="Kraken Futures simulator (paper exchange)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8081, help="port to bind, 0 for any free port (default 8081)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of prices and ids (default 0)")

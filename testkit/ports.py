@@ -67,7 +67,8 @@ class FakePorts:
         self.given_up.append(given_up)
         if entry:  # the portfolio releases the reservation and passes the abandon on
             self.released.append(RiskRelease(symbol=given_up.symbol, intent_hash=given_up.intent_hash))
-        self.abandoned.append(AbandonIntent(intent_hash=given_up.intent_hash, detail=given_up.detail))
+        self.abandoned.append(AbandonIntent(intent_hash=given_up.intent_hash, detail=given_up.detail,
+                                              claimed_sent_at=given_up.sent_at))
 
     def release_risk(self, release: RiskRelease) -> None:
         self.released.append(release)

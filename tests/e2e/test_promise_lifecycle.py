@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from actors import TradingSystem
+from actors.risk import RiskBook
 from messages import ClaimIntent, Flatten, QueryEvents, Reason, SignalKind, SymbolState
 from persistence import StorageError, Store, open_database
 from simulator import SimulatorHandle
@@ -182,7 +183,7 @@ def test_claim_answered_too_late_commits_but_ends_not_placed_and_is_never_sent(s
     wait_until(lambda: state_of(sqlite_url, T0) == "REJECTED", timeout=10, message="the late claim given up")
     late = intent_for(sqlite_url, T0)
     assert late is not None and late["reason"] == Reason.NOT_PLACED.value
-    assert late["sent_at"] is None and late["sends"] == 0
+    assert late["exchange_order_id"] is None and late["sends"] <= 1  # at most the send its claim recorded
     cid = late["client_order_id"]
     assert sends(sim, cid) == []
 
@@ -215,11 +216,11 @@ def test_late_claim_left_initialized_by_a_lost_abandon_is_not_placed_after_resta
     original_abandon = Store.abandon_intent
     lost: list[str] = []
 
-    def abandon_fails_once(self: Store, intent_hash: str, detail: str) -> bool:
+    def abandon_fails_once(self: Store, intent_hash: str, detail: str, **kwargs: Any) -> bool:
         if not lost:
             lost.append(intent_hash)
             raise StorageError("disk I/O error (test)")
-        return original_abandon(self, intent_hash, detail)
+        return original_abandon(self, intent_hash, detail, **kwargs)
 
     monkeypatch.setattr(Store, "abandon_intent", abandon_fails_once)
     system = ready(live_system(ask_timeout_s=ASK_TIMEOUT_S))
@@ -229,7 +230,8 @@ def test_late_claim_left_initialized_by_a_lost_abandon_is_not_placed_after_resta
     assert committed.wait(10), "the slow claim never committed"
     wait_until(lambda: lost, timeout=10, message="the abandon write failed")
     late = intent_for(sqlite_url, T0)
-    assert late is not None and late["status"] == "INITIALIZED" and late["sent_at"] is None
+    # left as its claim wrote it: INITIALIZED, or SUBMITTED by the claim alone (processBefore claimed with it)
+    assert late is not None and late["status"] in ("INITIALIZED", "SUBMITTED") and late["exchange_order_id"] is None
     cid = late["client_order_id"]
 
     entry = _enter_and_fill(system, sim, sqlite_url, T0 + MINUTE)
@@ -244,7 +246,7 @@ def test_late_claim_left_initialized_by_a_lost_abandon_is_not_placed_after_resta
     quiet(second)
     late = intent_for(sqlite_url, T0)
     assert late is not None and (late["status"], late["reason"]) == ("REJECTED", Reason.NOT_PLACED.value)
-    assert late["sends"] == 0 and sends(sim, cid) == []
+    assert late["sends"] <= 1 and sends(sim, cid) == []  # the exchange never got it (the claim's own record only)
     assert position(sim, BTC) == Decimal(entry["amount"])
     assert len(placed_sends(sim, entry["client_order_id"])) == 1
     assert check_promise(sim, sqlite_url, second.status()) == []
@@ -350,12 +352,15 @@ HUGE_RISK = {"max_notional_per_order": 10_000_000, "max_total_notional": 10_000_
 
 @pytest.mark.timeout(45)
 def test_rejected_entry_whose_answer_was_lost_is_decided_rejected_and_the_symbol_trades_on(
-        sim, live_system, sqlite_url) -> None:
+        sim, live_system, sqlite_url, monkeypatch) -> None:
     """Case 7: an entry too large for the margin is rejected by the exchange (insufficientAvailableFunds), but its
     answer is lost (accept_then_drop). After the window the search finds it REJECTED (orders/status `REJECTED`,
     upper case, or the history's OrderRejected): the intent ends REJECTED (EXCHANGE_REJECTED), sent once, nothing
     pending, the symbol not blocked; a later signal (priced so that its size fits the margin) goes out and
     fills. The previous design mapped the unmapped upper-case REJECTED to ACCEPTED: stuck forever."""
+    # the exchange's refusal is this case: the local margin check (which refuses such an entry before the send)
+    # is off, as when the margin falls between its last read and the send
+    monkeypatch.setattr(RiskBook, "_margin_denial", lambda self, request: None)
     config = make_config(trading=HUGE, risk=HUGE_RISK)
     system = ready(live_system(config=config))
     sim.admin.schedule_fault("accept_then_drop", endpoint="sendorder", count=1)

@@ -174,3 +174,20 @@ def test_the_cache_stays_bounded_and_a_miss_reads_the_row(db_url: str) -> None:
         assert not store.claim_intent(first).claimed
     finally:
         store.close()
+
+
+def test_a_given_up_claim_recorded_submitted_by_its_claim_alone_is_abandoned(store: Store) -> None:
+    """The give-up took the Handover, so the persistence never handed it to the gateway: the claim's own send
+    record (sent_at, processBefore) does not keep it SUBMITTED until a restart. A row with another sent_at (claimed
+    and sent earlier), or one the exchange already answered, is never abandoned."""
+    mine = make_intent(1, sent_at=1_000, process_before=31_000)
+    earlier = make_intent(2, sent_at=500, process_before=30_500)
+    answered = make_intent(3, sent_at=1_000, process_before=31_000)
+    store.apply_batch([ClaimIntent(intent=i) for i in (mine, earlier, answered)])
+    store.apply_batch([update_for(answered, OrderState.ACCEPTED, exchange_order_id="ex-3")])
+    assert store.abandon_intent(mine.intent_hash, "late answer", claimed_sent_at=1_000)
+    assert not store.abandon_intent(earlier.intent_hash, "late answer", claimed_sent_at=1_000)
+    assert not store.abandon_intent(answered.intent_hash, "late answer", claimed_sent_at=1_000)
+    assert store.intent(mine.intent_hash).state is OrderState.REJECTED
+    assert store.intent(earlier.intent_hash).state is OrderState.SUBMITTED
+    assert store.intent(answered.intent_hash).state is OrderState.ACCEPTED
