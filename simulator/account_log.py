@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from simulator.orders import iso, parse_decimal
+from simulator.orders import iso, whole_param
 
 # every `info` value the account-log page documents (the query's enum)
 INFO_TYPES = frozenset({
@@ -146,14 +146,14 @@ class AccountLog:
         (no maximum documented: the harsher reading caps it at the default), `info` one or more documented types.
         Entries are published `visible_until_ms` late like the order history (harsher reading).
         """
-        since = _whole(params.get("since"), "since")
-        before = _whole(params.get("before"), "before")
-        first = _whole(params.get("from"), "from")
-        last = _whole(params.get("to"), "to")
+        since = whole_param(params.get("since"), "since")
+        before = whole_param(params.get("before"), "before")
+        first = whole_param(params.get("from"), "from")
+        last = whole_param(params.get("to"), "to")
         sort = str(params.get("sort") or "desc").lower()
         if sort not in ("asc", "desc"):
             raise ValueError("sort")
-        count = _whole(params.get("count"), "count")
+        count = whole_param(params.get("count"), "count")
         if count is not None and count < 1:
             raise ValueError("count")
         wanted = {i.strip().lower() for i in infos if i.strip()}
@@ -172,16 +172,6 @@ class AccountLog:
         if sort == "desc":
             selected.reverse()
         return selected[:limit]
-
-
-def _whole(value: object, name: str) -> int | None:
-    """A whole, non-negative number parameter; ValueError naming it otherwise."""
-    if value is None or value == "":
-        return None
-    d = parse_decimal(value)
-    if d is None or d < 0 or d != d.to_integral_value():
-        raise ValueError(name)
-    return int(d)
 
 
 def response(account_uid: str, entries: Sequence[LogEntry], now_ms: int) -> dict[str, object]:

@@ -39,6 +39,7 @@ from simulator.orders import (
     parse_decimal,
     text,
     trailing_argument_error,
+    whole_param,
 )
 from simulator.prices import MarketData, Quote, ceil_tick, floor_tick, fmt, stable_seed
 
@@ -117,16 +118,6 @@ class HistoryEvent:
         if not isinstance(payload, dict):
             raise TypeError("history payload must be an object")
         return cls(str(data["uid"]), int(data["time_ms"]), str(data["name"]), payload, data["symbol"])
-
-
-def _history_ms(value: object, name: str) -> int | None:
-    """An epoch-ms history bound; ValueError naming the parameter if it is not a whole number."""
-    if value is None or value == "":
-        return None
-    d = parse_decimal(value)
-    if d is None or d < 0 or d != d.to_integral_value():
-        raise ValueError(name)
-    return int(d)
 
 
 def _decode_token(token: str) -> int:
@@ -1319,8 +1310,8 @@ class Exchange:
         """
         with self.lock:
             now = self.sync()
-            since = _history_ms(params.get("since"), "since")
-            before = _history_ms(params.get("before"), "before")
+            since = whole_param(params.get("since"), "since")
+            before = whole_param(params.get("before"), "before")
             tradeable = params.get("tradeable")
             desc = str(params.get("sort") or "desc").lower() != "asc"
             count_raw = params.get("count")

@@ -120,6 +120,17 @@ def parse_decimal(value: object) -> Decimal | None:
     return d
 
 
+def whole_param(value: object, name: str) -> int | None:
+    """A whole, non-negative query parameter (epoch ms, an entry id, a count); None if absent; ValueError naming
+    the parameter otherwise."""
+    if value is None or value == "":
+        return None
+    d = parse_decimal(value)
+    if d is None or d < 0 or d != d.to_integral_value():
+        raise ValueError(name)
+    return int(d)
+
+
 def dec_state(value: Decimal | None) -> str | None:
     """A Decimal as an exact string for the state file (round-trips, unlike `fmt`)."""
     return None if value is None else str(value)
