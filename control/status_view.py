@@ -196,12 +196,19 @@ def _headline(rows: Sequence[Mapping[str, Any]], as_of: int | None, width: int |
 # --- the symbol table ----------------------------------------------------------------------------
 
 
-def _table(rows: Sequence[Mapping[str, Any]], as_of: int | None, times: str, unicode: bool,
-           width: int | None = None) -> list[str]:
+def _value_columns(rows: Sequence[Mapping[str, Any]]) -> tuple[bool, list[str], list[str]]:
+    """What both layouts show beside the fixed columns: a last price (if any row has one), the PnL keys and the
+    exposure keys the rows carry."""
     show_last = any(row.get("last_price") is not None for row in rows)
     pnl_keys = [k for k in ("unrealized_pnl", "realized_pnl") if any(_symbol_value(row, k) is not None for row in rows)]
     pnl_keys += sorted({k for row in rows for k in row if "pnl" in k.lower() and k not in _SYMBOL_KNOWN})
     size_keys = sorted({k for row in rows for k in row if _is_exposure_key(k)})
+    return show_last, pnl_keys, size_keys
+
+
+def _table(rows: Sequence[Mapping[str, Any]], as_of: int | None, times: str, unicode: bool,
+           width: int | None = None) -> list[str]:
+    show_last, pnl_keys, size_keys = _value_columns(rows)
     columns: list[tuple[str, bool]] = [("SYMBOL", False), ("STATE", False), ("POSITION", False), ("ENTRY", True)]
     columns += [("LAST", True)] if show_last else []
     columns += [(_header(k), True) for k in pnl_keys]
@@ -263,10 +270,7 @@ def _compact_table(rows: Sequence[Mapping[str, Any]], as_of: int | None, times: 
                    width: int) -> list[str]:
     """The narrow layout: one short row per symbol (symbol, state, position, prices, PnL, orders), and under it
     an indented line with the last signal, its outcome, the candle, rejections and restarts."""
-    show_last = any(row.get("last_price") is not None for row in rows)
-    pnl_keys = [k for k in ("unrealized_pnl", "realized_pnl") if any(_symbol_value(row, k) is not None for row in rows)]
-    pnl_keys += sorted({k for row in rows for k in row if "pnl" in k.lower() and k not in _SYMBOL_KNOWN})
-    size_keys = sorted({k for row in rows for k in row if _is_exposure_key(k)})
+    show_last, pnl_keys, size_keys = _value_columns(rows)
     columns: list[tuple[str, bool]] = [("SYMBOL", False), ("STATE", False), ("POSITION", False), ("ENTRY", True)]
     columns += [("LAST", True)] if show_last else []
     columns += [(_COMPACT_HEADERS.get(k) or _header(k), True) for k in pnl_keys]
