@@ -7,7 +7,7 @@ execution, collateral, contract, funding_rate, realized_funding, conversion_spre
 numbers as JSON numbers (null where not applicable). Query: `since` / `before` (epoch ms), `from` / `to` (entry ids,
 inclusive), `sort` (`asc` | `desc`, default `desc`), `info` (one or more entry types), `count` (default 500).
 
-ccxt's recorded Kraken answers (`/work/shared/peers/ccxt-krakenfutures/response.json`, fetchLedger, and the comments
+ccxt's recorded Kraken answers (`../shared/peers/ccxt-krakenfutures/response.json`, fetchLedger, and the comments
 in ccxt's krakenfutures.fetch_ledger / fetch_funding_history) show the shape of the entries the simulator writes:
 - a fill writes TWO `futures trade` entries sharing `execution` (the fill id): first the position leg (`asset` the
   contract in lower case, `old_balance` / `new_balance` the signed position size), then the cash leg (`asset` `usd`,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +13,8 @@ from loguru import logger
 from exchange.budget import CostBudget, account_log_cost
 from exchange.private_api import PrivateApi
 from exchange.reports import UnreadableAnswer, parse_account_log, parse_accounts_margin
+from tests.exchange.test_batch import peers_dir
 
-PEERS = Path("/work/shared/peers/ccxt-krakenfutures")
 SYMBOLS = {"PF_XBTUSD": "BTC/USD:USD", "PF_DOGEUSD": "DOGE/USD:USD", "PF_XRPUSD": "XRP/USD:USD"}
 
 
@@ -35,9 +34,11 @@ def entry(entry_id: Any, info: str = "futures trade", **fields: Any) -> dict[str
 
 
 def test_the_recorded_answer_gives_the_trade_fee_and_the_funding_payment() -> None:
-    if not (PEERS / "response.json").is_file():
-        pytest.skip(f"ccxt's recorded Kraken traffic is not here ({PEERS}/response.json)")
-    cases = json.loads((PEERS / "response.json").read_text())["methods"]["fetchLedger"]
+    peers = peers_dir()  # ../shared/peers/ccxt-krakenfutures beside the checkout, or KRAKEN_PEERS_DIR
+    if not (peers / "response.json").is_file():
+        pytest.skip(f"ccxt's recorded Kraken traffic not found at {peers}/response.json (set KRAKEN_PEERS_DIR to the "
+                    "ccxt-krakenfutures folder)")
+    cases = json.loads((peers / "response.json").read_text())["methods"]["fetchLedger"]
     page = parse_account_log(cases[0]["httpResponse"], symbol_of)
     [trade_fee] = page.fees  # the position leg (asset == contract, fee null) and the conversion are not fees
     assert (trade_fee.entry_id, trade_fee.execution, trade_fee.symbol) == (9, "a59b8e24-89d8-4553-a084-b2de96dba5d3",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +21,9 @@ from exchange.reports import (
     parse_send_status,
 )
 from messages import PositionSide, Side
+from tests.exchange.test_batch import peers_dir
 
-PEERS = Path("/work/shared/peers/ccxt-krakenfutures")
+PEERS = peers_dir()  # ../shared/peers/ccxt-krakenfutures beside the checkout, or KRAKEN_PEERS_DIR
 SYMBOLS = {"PF_XBTUSD": "BTC/USD:USD", "PF_LTCUSD": "LTC/USD:USD", "PF_ETHUSD": "ETH/USD:USD"}
 
 
