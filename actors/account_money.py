@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from loguru import logger
 
@@ -25,10 +24,10 @@ from exchange.reports import AccountLogPage
 from messages import AccountLogEntries, AccountMargin, Fill, FundingPayment, TradeFee
 
 HANDED_KEPT = 10_000  # entry ids remembered as handed on (persistence counts each id once in any case)
-LOOKBACK_MS = 3_600_000
+LOOKBACK_MS = 3_600_000  # a store with no entry yet reads the log from this far before the first read
 # History tokens left for the order history (deciding unknown outcomes, which cannot wait): the account log is read
-# only while more than this is in the pool, so a read never makes the gateway wait for tokens
-HISTORY_RESERVE = 20  # a store with no entry yet reads the log from this far before the first read
+# only while more than this (and a page's cost) is in the pool, so a read never makes the gateway wait for tokens
+HISTORY_RESERVE = 20
 
 
 @dataclass(frozen=True)
@@ -156,7 +155,3 @@ class AccountMoney:
         self.route(self.margin)
         return self.margin
 
-
-def fills_of(update: Any) -> tuple[Fill, ...]:
-    """The fills an OrderUpdate carries (none for anything else)."""
-    return tuple(getattr(update, "fills", ()) or ())
