@@ -49,6 +49,7 @@ from messages import (  # noqa: E402
     EventKind,
     Fill,
     GetInFlight,
+    IntentRecord,
     OrderIntent,
     OrderState,
     OrderUpdate,
@@ -63,7 +64,7 @@ from messages import (  # noqa: E402
     intent_hash,
 )
 from persistence import Store, open_database  # noqa: E402
-from persistence.store import _Sql  # noqa: E402
+from persistence.store import _Sql, intent_row  # noqa: E402
 from tests.fakes import FakeExchange  # noqa: E402
 
 T0 = 1_800_000_000_000
@@ -192,10 +193,9 @@ def raw_write_floor(folder: str, count: int, rounds: int) -> tuple[list[float], 
     for r in range(rounds):
         claims, updates = round_items(count, r)
         now = T0
-        intents = [(*(c.intent.intent_hash, c.intent.client_order_id, c.intent.symbol, c.intent.kind.value,
-                      c.intent.side.value, c.intent.candle_time, str(c.intent.notional), str(c.intent.amount),
-                      str(c.intent.price), False, "market", None, now), "SUBMITTED", "0", None, None, now,
-                    c.intent.sent_at, c.intent.process_before, 1, False, "0", False) for c in claims]
+        # the store's own column mapping (intent_row), so the floor writes the same row as the claim
+        intents = [(*(intent_row(c.intent)[name] for name in IntentRecord.INTENT_FIELDS), "SUBMITTED", "0", None, None,
+                    now, c.intent.sent_at, c.intent.process_before, 1, False, "0", False) for c in claims]
         claim_events = [(now, "INTENT_CLAIMED", c.intent.symbol, None, c.intent.intent_hash, "claimed") for c in claims]
         t = time.perf_counter()
         cur.execute("BEGIN")
@@ -211,8 +211,8 @@ def raw_write_floor(folder: str, count: int, rounds: int) -> tuple[list[float], 
                                            for u in updates])
         f = [u.fills[0] for u in updates]
         cur.executemany(sql.fill_insert, [(x.fill_id, x.symbol, "buy", "0.1", "100", "0.005", x.exchange_order_id,
-                                           x.client_order_id, now) for x in f])
-        cur.executemany(sql.totals_upsert, [(u.symbol, "0.1", "100", "-0.005", "0.005", 1, now) for u in updates])
+                                           x.client_order_id, now, None) for x in f])
+        cur.executemany(sql.totals_upsert, [(u.symbol, "0.1", "100", "-0.005", "0.005", 1, now, "0") for u in updates])
         cur.executemany(sql.event_insert, [(now, "ORDER_UPDATE", u.symbol, None, u.intent_hash, "FILLED buy")
                                            for u in updates])
         cur.execute("COMMIT")
