@@ -33,6 +33,33 @@ class Cli:
         return json.loads(result.stdout)
 
 
+class CliSession:
+    """A simulator process, the bot as a process of its own (restartable) and the command line against them; the
+    processes are ended when the `with` block ends, however it ends."""
+
+    def __init__(self, folder: Path, seed: int) -> None:
+        self.run = SoakRun(folder, kills=0, seed=seed)
+        self.bots: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> CliSession:
+        self.run.start_simulator()
+        self.cli = Cli(self.run, write_config(self.run.folder, self.run.base_url, free_port(), self.run.settings))
+        return self
+
+    def start_bot(self) -> subprocess.Popen[bytes]:
+        bot = self.run.start_bot()
+        self.bots.append(bot)
+        return bot
+
+    def __exit__(self, *exc: object) -> None:
+        for bot in self.bots:
+            if bot.poll() is None:
+                bot.kill()
+        if self.run.sim is not None:
+            self.run.sim.terminate()
+            self.run.sim.wait(20)
+
+
 def wait_for(condition, timeout: float, what: str):
     return wait_until(condition, timeout=timeout, message=what)
 
@@ -53,12 +80,9 @@ def reconciled(cli: Cli) -> bool:
 
 @pytest.mark.timeout(240)
 def test_pause_resume_halt_flatten_cancel_and_stop_from_the_command_line(tmp_path: Path) -> None:
-    run = SoakRun(tmp_path, kills=0, seed=9)
-    run.start_simulator()
-    config = write_config(tmp_path, run.base_url, free_port(), run.settings)
-    cli = Cli(run, config)
-    bot = run.start_bot()
-    try:
+    with CliSession(tmp_path, seed=9) as session:
+        run, cli = session.run, session.cli
+        bot = session.start_bot()
         wait_for(lambda: reconciled(cli), 30, "the bot to run and reconcile")
         # pause one symbol: it sends nothing more while the others keep trading
         result = cli("pause", "BTC/USD:USD")
@@ -75,7 +99,7 @@ def test_pause_resume_halt_flatten_cancel_and_stop_from_the_command_line(tmp_pat
         assert cli("stop").returncode == 0
         assert bot.wait(60) == 0
         assert cli("status").returncode == 3  # nothing running now, and it says so
-        bot = run.start_bot()
+        bot = session.start_bot()
         wait_for(lambda: reconciled(cli), 30, "the restarted bot to reconcile")
         assert {r["symbol"]: r["state"] for r in cli.status()["symbols"]}["BTC/USD:USD"] == "PAUSED"
         # resume restores it
@@ -107,10 +131,4 @@ def test_pause_resume_halt_flatten_cancel_and_stop_from_the_command_line(tmp_pat
         assert unknown.returncode == 1 and "unknown symbol" in unknown.stderr
         assert cli("stop").returncode == 0
         assert bot.wait(60) == 0
-    finally:
-        if bot.poll() is None:
-            bot.kill()
-        if run.sim is not None:
-            run.sim.terminate()
-            run.sim.wait(20)
     assert "Traceback" not in (tmp_path / "bot.log").read_text()

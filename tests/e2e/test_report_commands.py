@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from exchange.client import make_kraken_client
-from tests.e2e.soak import SYMBOLS, SoakRun, free_port, write_config
-from tests.e2e.test_cli_control import Cli, reconciled, wait_for
+from tests.e2e.soak import SYMBOLS
+from tests.e2e.test_cli_control import CliSession, reconciled, wait_for
 
 
 def fills_in(db: Path) -> list[tuple]:
@@ -37,13 +37,10 @@ def query(db: Path, sql: str) -> list[tuple]:
 
 @pytest.mark.timeout(240)
 def test_trades_orders_pnl_why_and_markets_of_a_running_paper_system(tmp_path: Path) -> None:
-    run = SoakRun(tmp_path, kills=0, seed=5)
-    run.start_simulator()
-    config = write_config(tmp_path, run.base_url, free_port(), run.settings)
-    cli = Cli(run, config)
-    db = run.database()
-    bot = run.start_bot()
-    try:
+    with CliSession(tmp_path, seed=5) as session:
+        run, cli = session.run, session.cli
+        db = run.database()
+        bot = session.start_bot()
         wait_for(lambda: reconciled(cli), 30, "the bot to run and reconcile")
         wait_for(lambda: len(fills_in(db)) >= 4, 90, "a few fills")
         assert cli("pause", "--all").returncode == 0
@@ -104,10 +101,4 @@ def test_trades_orders_pnl_why_and_markets_of_a_running_paper_system(tmp_path: P
         assert exchange.fetch_open_orders() == []
         assert [p for p in exchange.fetch_positions() if float(p.get("contracts") or 0) != 0] == []
         assert cli("trades").returncode == 3  # nothing running
-    finally:
-        if bot.poll() is None:
-            bot.kill()
-        if run.sim is not None:
-            run.sim.terminate()
-            run.sim.wait(20)
     assert "Traceback" not in (tmp_path / "bot.log").read_text()
