@@ -11,12 +11,14 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from configuration import ConfigError, LoadedConfig, load_config
-from configuration.formatting import plain_numbers
+from configuration.formatting import plain_numbers, short_ids
+from configuration.logs import terminal_width
 from control.client import DEFAULT_TIMEOUT_S, ControlClient
 from control.errors import (
     CommandRefused,
@@ -168,7 +170,7 @@ def cmd_control(args: argparse.Namespace) -> int:
                              reason=getattr(args, "reason", "") or "", **extra)
         symbols = reply.get("symbols") or []
         suffix = f" [{', '.join(str(s) for s in symbols)}]" if symbols else ""
-        print(f"{command}: {plain_numbers(str(reply.get('detail') or 'done'))}{suffix}")  # never 1.8E+2
+        print(reply_text(f"{command}: {reply.get('detail') or 'done'}{suffix}", terminal_width(sys.stdout)))
         return EXIT_OK
 
     if command == "stop" and (args.cancel_orders or args.flatten) and args.timeout == DEFAULT_TIMEOUT_S:
@@ -181,6 +183,20 @@ def send_command(client: ControlClient, command: str, *, symbol: str | None, all
     """Send a control command with its flags (pause, cancel_orders, flatten: only when set, as the wire takes)."""
     return client.command(command, symbol=symbol, all=all_symbols, reason=reason, pause=flags.get("pause", False),
                           cancel_orders=flags.get("cancel_orders", False), flatten=flags.get("flatten", False))
+
+
+def reply_text(text: str, width: int | None) -> str:
+    """A control reply as printed: plain numbers (never 1.8E+2); on a terminal of `width` columns, client order
+    ids shortened as on the console and every line wrapped under its own indent (piped: whole, full ids)."""
+    text = plain_numbers(text)
+    if width is None:
+        return text
+    out: list[str] = []
+    for line in short_ids(text).splitlines():
+        indent = " " * (len(line) - len(line.lstrip()) + 2)
+        out.extend(textwrap.wrap(line, width=max(width, 40), subsequent_indent=indent, break_on_hyphens=False)
+                   or [""])
+    return "\n".join(out)
 
 
 def _usage_problem(

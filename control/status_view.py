@@ -65,7 +65,6 @@ listed as `name=value` under the table.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import textwrap
@@ -75,6 +74,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from configuration.formatting import plain_numbers, short_ids
+from configuration.logs import terminal_width
 
 _PORTFOLIO_KNOWN = frozenset(
     {
@@ -134,15 +134,7 @@ _MIN_FULL_CELL = 14  # the full table's text columns, cut narrower than this, ar
 def terminal_columns() -> int | None:
     """The width `status` fits: `COLUMNS` if set, else stdout's terminal width; None when stdout is not a
     terminal (piped into a file or `grep`: the full layout, whole)."""
-    columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) > 0:
-        return int(columns)
-    try:
-        if sys.stdout.isatty():
-            return os.get_terminal_size(sys.stdout.fileno()).columns
-    except (AttributeError, OSError, ValueError):
-        pass
-    return None
+    return terminal_width(sys.stdout)
 
 
 def render_status(status: Mapping[str, Any], *, unicode: bool = True,

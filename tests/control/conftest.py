@@ -34,6 +34,13 @@ SYMBOLS = ("ADA/USD:USD", "BTC/USD:USD", "ETH/USD:USD", "SOL/USD:USD", "XRP/USD:
 AS_OF = 1_714_564_983_000  # 2024-05-01 12:03:03 UTC
 
 
+@pytest.fixture(autouse=True)
+def no_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output as piped (the full layout, replies whole) unless a test gives a width: no COLUMNS from the shell
+    running the tests."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 def sample_status() -> PortfolioStatus:
     """Five symbols: syncing, trading (long, with orders), paused, halted after crashes, blocked by an unknown order."""
     return PortfolioStatus(

@@ -493,3 +493,23 @@ def test_stop_with_an_action_waits_longer_than_the_default(config: Path, target:
         loaded, timeout=timeout))
     assert run(capsys, "stop", "--flatten", "--config", str(config))[0] == 0
     assert timeouts == [control.cli.STOP_ACTION_TIMEOUT_S]
+
+
+def test_a_reply_on_a_terminal_fits_its_width_with_short_ids_and_piped_it_is_whole(
+    config: Path, target: FakeTarget, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cid = "9abcd670-8ef4-b658-75e7-93d61711f39a"
+    detail = ("stopping\n  stays on the exchange: 1 open order (1 take-profit); BTC/USD:USD take-profit sell 0.0014 "
+              f"({cid}). To close them: `kraken-actors stop --cancel-orders` (cancels every open order) or "
+              "`kraken-actors stop --flatten` (closes positions and cancels orders)")
+    monkeypatch.setattr(target, "shutdown", lambda message: ControlReply(ok=True, detail=detail))
+    monkeypatch.setenv("COLUMNS", "100")
+    code, out, _ = run(capsys, "stop", "--config", str(config))
+    assert code == 0
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 100 and len(lines) > 2
+    assert "(9abcd670)" in out and cid not in out
+    assert all(line.startswith("    ") for line in lines[2:])  # continued under its own indent
+    monkeypatch.delenv("COLUMNS")
+    code, out, _ = run(capsys, "stop", "--config", str(config))
+    assert out == f"stop: {detail}\n"  # piped: whole, the full id

@@ -13,12 +13,6 @@ from tests.control.conftest import SYMBOLS, sample_status
 pytestmark = pytest.mark.timeout(10)
 
 
-@pytest.fixture(autouse=True)
-def no_columns(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The full layout unless a test gives a width: no COLUMNS from the shell running the tests."""
-    monkeypatch.delenv("COLUMNS", raising=False)
-
-
 def status_json() -> dict[str, Any]:
     """The sample status as the endpoint sends it."""
     return sample_status().model_dump(mode="json")

@@ -25,7 +25,7 @@ class Cli:
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, str(REPO / "run.py"), *args, "--config", str(self.config)],
                               capture_output=True, text=True, timeout=60, cwd=self.config.parent,
-                              env=env or self.run_.env)
+                              env={k: v for k, v in (env or self.run_.env).items() if k != "COLUMNS"})  # piped
 
     def status(self) -> dict:
         result = self("status", "--json")
