@@ -9,6 +9,7 @@ The order, lowest first (what each layer may use is everything below it):
     simulator       the paper exchange, built on exchange's cost budget and client
     control         the control endpoint, its client and CLI (talks to a ControlTarget it never imports)
     actors          the actors and the wiring: runner, endpoint (starts the simulator), preflight
+    backtest        the actors on a replay of history: data files, download, driver, report, plot
     run.py          the command line
     testkit         what strategy authors test with: the symbol actor, the whole system, the simulator
 
@@ -30,6 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("simulator",),
     ("control",),
     ("actors",),
+    ("backtest",),  # backtests: the actors on a replay of history, the report
     ("run",),  # run.py
     ("testkit",),  # installed with the package; imports any layer, none imports it (tests may)
 )
