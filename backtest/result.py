@@ -58,3 +58,5 @@ class BacktestResult:
     candle_steps: int  # candles delivered (all symbols)
     complete: bool  # False when interrupted (Ctrl-C): the report covers what ran
     open_positions: dict[str, Decimal] = field(default_factory=dict)  # symbol -> contracts still open at the end
+    # the bot's own books (Store.pnl_totals, what `kraken-actors pnl` shows): symbol -> gross, fees, funding, net
+    pnl: dict[str, dict[str, Decimal]] = field(default_factory=dict)

@@ -226,8 +226,8 @@ class Exchange:
     def _on_step(self, time_ms: int) -> None:
         """Match every market's working orders against the prices of one tick."""
         self._check_dead_man(time_ms)
-        if time_ms // HOUR_MS > self.funding_hour:
-            self._settle_funding(time_ms // HOUR_MS)
+        while time_ms // HOUR_MS > self.funding_hour:  # every hour boundary passed, also when ticks are hours apart
+            self._settle_funding(self.funding_hour + 1)  # (a replay of daily candles ticks every 6 h)
         for symbol, book in self.working.items():
             if book and symbol not in self.suspended:
                 self._match_book(symbol, self.market.quote(symbol), time_ms)

@@ -6,6 +6,7 @@ import heapq
 import itertools
 import threading
 from collections import deque
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +30,7 @@ from simulator.state import (
 )
 
 REQUEST_LOG_SIZE = 10_000
+MarketFactory = Callable[[dict[str, Instrument], int], MarketData]  # (markets, start ms) -> their price paths
 
 
 def select_instruments(symbols: list[str] | None, extra_markets: int = 0) -> dict[str, Instrument]:
@@ -49,8 +51,9 @@ def select_instruments(symbols: list[str] | None, extra_markets: int = 0) -> dic
 class Simulator:
     """Everything behind the HTTP server; rebuildable in place by `reset`."""
 
-    def __init__(self, config: SimulatorConfig) -> None:
+    def __init__(self, config: SimulatorConfig, market_factory: MarketFactory | None = None) -> None:
         self.config = config
+        self.market_factory = market_factory  # None: the seeded random walk; e.g. a replay of history (backtests)
         if config.api_key and config.api_secret:
             self.api_key, self.api_secret = config.api_key, config.api_secret
         else:
@@ -120,7 +123,7 @@ class Simulator:
             except (KeyError, TypeError, ValueError) as exc:
                 raise StateFileError(f"simulator state file {self.state_store.path} has no clock time") from exc
         self.clock: Clock = SteppedClock(start) if cfg.clock == "stepped" else RealClock(start, cfg.speed)
-        self.market = MarketData(
+        self.market = self.market_factory(self.instruments, start) if self.market_factory else MarketData(
             self.instruments,
             seed=cfg.seed,
             start_ms=start,

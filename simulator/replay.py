@@ -1,0 +1,167 @@
+"""History as the simulator's price path: each market replays given candles, exactly as given, on a stepped clock.
+
+A candle of timeframe `tf` that opens at `t` becomes four ticks, a quarter of the timeframe apart:
+
+    t: open    t + tf/4: first extreme    t + tf/2: second extreme    t + 3tf/4: close
+
+The extremes come low first when the candle closed at or above its open (open -> low -> high -> close), high
+first otherwise (open -> high -> low -> close): the usual reading of a bar whose inner path is unknown. A resting
+order whose price lies inside the candle's range therefore trades during that candle, and a market order sent after
+the close (at `t + tf`) meets the next candle's open tick: no order ever sees a price it could not have had. The
+bid and ask sit the configured spread apart around that price and the book is the engine's finite one (levels
+of the market's impact size), so a large order walks it as live. Between candles of a gap the price stands still.
+The mark and index prices equal the replayed price (the charts files hold trade prices only): funding comes from
+the simulator's fixed `funding_rate`, which a backtest sets (README, "Backtests").
+
+The candles endpoint serves the given candles unchanged (same strings) for the data's timeframe, and whole-candle
+aggregates of them for longer ones; nothing finer exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Protocol
+
+from simulator.instruments import Instrument
+from simulator.prices import MINUTE_MS, Bar, MarketData, PricePath, fmt
+
+TICKS_PER_CANDLE = 4
+
+
+class ReplayCandle(Protocol):
+    """The candle fields a replay reads (messages.market.Candle has them)."""
+
+    @property
+    def open_time(self) -> int: ...
+    @property
+    def open(self) -> Decimal: ...
+    @property
+    def high(self) -> Decimal: ...
+    @property
+    def low(self) -> Decimal: ...
+    @property
+    def close(self) -> Decimal: ...
+    @property
+    def volume(self) -> Decimal: ...
+
+
+def tick_prices(candle: ReplayCandle) -> tuple[float, float, float, float]:
+    """The four prices one candle is replayed as: open, the two extremes in path order, close."""
+    o, h, low, c = float(candle.open), float(candle.high), float(candle.low), float(candle.close)
+    return (o, low, h, c) if candle.close >= candle.open else (o, h, low, c)
+
+
+class ReplayPath(PricePath):
+    """One market's price path read from candles instead of drawn at random."""
+
+    def __init__(self, instrument: Instrument, candles: Sequence[ReplayCandle], timeframe_ms: int,
+                 spread: float) -> None:
+        if not candles:
+            raise ValueError(f"no candles to replay for {instrument.symbol}")
+        if timeframe_ms % TICKS_PER_CANDLE or timeframe_ms < MINUTE_MS:
+            raise ValueError(f"a replay needs a timeframe of whole minutes, not {timeframe_ms} ms")
+        self.instrument = instrument
+        self.timeframe_ms = timeframe_ms
+        self.tick_ms = timeframe_ms // TICKS_PER_CANDLE
+        self.spread = spread
+        self.by_open: dict[int, ReplayCandle] = {c.open_time: c for c in candles}
+        self.first_open = min(self.by_open)
+        self.last_open = max(self.by_open)
+        first = self.by_open[self.first_open]
+        self.genesis_ms = self.first_open
+        self.history_start_ms = self.first_open
+        self.fair = float(first.open)
+        self.premium = 0.0
+        self.last_tick_ms = self.first_open
+        self.bars: dict[int, Bar] = {}
+        self._hist_oldest_ms = self.first_open
+        self._hist_oldest_open = self.fair
+        self.newest_minute = self.first_open - self.first_open % MINUTE_MS
+        self._volume_per_tick: float = 0.0
+        self._apply_tick(self.first_open)
+
+    def _price_at(self, time_ms: int) -> float | None:
+        """The replayed price of the tick at `time_ms`, or None between candles (a gap)."""
+        offset = time_ms % self.timeframe_ms
+        candle = self.by_open.get(time_ms - offset)
+        if candle is None:
+            return None
+        return tick_prices(candle)[offset // self.tick_ms]
+
+    def _apply_tick(self, time_ms: int) -> None:
+        price = self._price_at(time_ms)
+        if price is not None:
+            self.fair = price
+        candle = self.by_open.get(time_ms - time_ms % self.timeframe_ms)
+        volume = float(candle.volume) / TICKS_PER_CANDLE if candle is not None else 0.0
+        self._apply(time_ms, volume)
+
+    def step(self) -> Any:
+        """Advance to the next tick of the replay."""
+        self.last_tick_ms += self.tick_ms
+        self._apply_tick(self.last_tick_ms)
+
+    def set_fair(self, price: float, time_ms: int) -> Any:
+        """A replay's prices are the data's: refused."""
+        raise ValueError("a replayed market's price is the data's; it cannot be set")
+
+    def ensure_history(self, from_ms: int) -> None:
+        """Nothing before the data exists."""
+
+    def restore_state(self, header: Mapping[str, Any], bars: Sequence[Sequence[Any]]) -> None:
+        """A replay is never resumed from a state file."""
+        raise ValueError("a replay does not resume from a state file")
+
+    def candles(self, kind: str, interval_ms: int, from_ms: int, to_ms: int) -> tuple[list[dict[str, object]], bool]:
+        """The given candles (any price kind: the data has one) that opened in [from_ms, to_ms] by now; for a longer
+        interval, aggregates of whole given candles. Returns (candles, more)."""
+        if interval_ms % self.timeframe_ms:
+            return [], False
+        newest = min(to_ms, self.last_tick_ms)
+        result: list[dict[str, object]] = []
+        start = max(from_ms, self.first_open)
+        bucket = start - start % interval_ms
+        if bucket < from_ms:
+            bucket += interval_ms
+        while bucket <= newest and len(result) < 2000:
+            group = [self.by_open[t] for t in range(bucket, min(bucket + interval_ms, newest + 1), self.timeframe_ms)
+                     if t in self.by_open]
+            if group:
+                result.append(_candle_json(bucket, group, kind))
+            bucket += interval_ms
+        return result, bucket <= newest
+
+
+def _candle_json(time_ms: int, group: list[ReplayCandle], kind: str) -> dict[str, object]:
+    """One candle in Kraken's charts format from consecutive given candles (one: its own strings)."""
+    high = max(c.high for c in group)
+    low = min(c.low for c in group)
+    volume: object = fmt(sum((c.volume for c in group), Decimal(0))) if kind == "trade" else 0
+    return {"time": time_ms, "open": _text(group[0].open), "high": _text(high), "low": _text(low),
+            "close": _text(group[-1].close), "volume": volume}
+
+
+def _text(value: Decimal) -> str:
+    """A price as given (a Decimal keeps the data's digits)."""
+    return format(value, "f")
+
+
+class ReplayMarketData(MarketData):
+    """Every replayed market on one tick grid (a quarter of the data's timeframe)."""
+
+    def __init__(self, instruments: dict[str, Instrument], candles: Mapping[str, Sequence[ReplayCandle]],
+                 timeframe_ms: int, spread: float) -> None:
+        missing = sorted(set(instruments) - set(candles))
+        if missing:
+            raise ValueError(f"no candles to replay for {', '.join(missing)}")
+        self.paths: dict[str, PricePath] = {
+            symbol: ReplayPath(inst, candles[symbol], timeframe_ms, spread) for symbol, inst in instruments.items()
+        }
+        first = min(p.genesis_ms for p in self.paths.values())
+        for path in self.paths.values():  # one grid: markets whose data starts later stand at their first open
+            path.last_tick_ms = first
+        self.tick_ms = timeframe_ms // TICKS_PER_CANDLE
+        self.genesis_ms = first
+        self.now_ms = first
+        self._stats_cache: dict[str, tuple[int, tuple[float, float, float, float]]] = {}
