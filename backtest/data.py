@@ -106,6 +106,8 @@ def find_candle_file(path_or_dir: str | Path, symbol: str, timeframe: str) -> Pa
 
     A folder holding both a CSV and a Parquet file of the market is refused (which one is meant is not clear)."""
     path = Path(path_or_dir)
+    if path.is_file() and path.suffix.lower() not in SUFFIXES:
+        raise CandleFileError(f"{path}: not a candle file name; candle files end in .csv or .parquet")
     if path.is_dir() or path.suffix.lower() not in SUFFIXES:
         candidates = [data_path(path, symbol, timeframe, fmt) for fmt in FORMATS]
         present = [p for p in candidates if p.is_file()]
@@ -118,9 +120,11 @@ def find_candle_file(path_or_dir: str | Path, symbol: str, timeframe: str) -> Pa
                                   f"`{download_command(symbol, timeframe, path)}`")
         return present[0]
     if not path.is_file():
+        fmt = SUFFIXES[path.suffix.lower()]
+        made = data_path(path.parent, symbol, timeframe, fmt)
         raise CandleFileError(f"{path}: no such candle file; make it with "
-                              f"`{download_command(symbol, timeframe, path.parent, SUFFIXES[path.suffix.lower()])}`"
-                              f" (it writes {data_path(path.parent, symbol, timeframe).name})")
+                              f"`{download_command(symbol, timeframe, path.parent, fmt)}`"
+                              + ("" if made.name == path.name else f" (it writes {made.name})"))
     return path
 
 
@@ -323,6 +327,9 @@ def _parquet_decimals(path: Path, name: str, column: Any) -> list[Decimal]:
     """A price or volume column as Decimals: strings and decimals exactly, float64 by its shortest repr."""
     pa, _ = _arrow()
     kind = column.type
+    if pa.types.is_dictionary(kind):  # pandas' categoricals: the values themselves
+        column = column.cast(kind.value_type)
+        kind = column.type
     values = column.to_pylist()
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         convert: Any = None

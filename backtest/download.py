@@ -144,12 +144,16 @@ def download_to_files(
     """Download each market's closed candles in [start_ms, end_ms) into `<data_dir>/<Kraken id>_<timeframe>.<fmt>`.
 
     An existing file of that name is merged: its candles are kept, the downloaded ones at other times added (it
-    must read cleanly, else CandleFileError). One file per symbol; returns their paths in the symbols' order."""
+    must read cleanly, else CandleFileError). One file per symbol; returns their paths in the symbols' order.
+    A symbol without any closed candle in the range (and no file) is a DownloadError; files written before stay."""
     paths: list[Path] = []
     for symbol in dict.fromkeys(unified_symbol(s) for s in symbols):
         path = data_path(data_dir, symbol, timeframe, fmt)
         existing = load_candles(path, symbol, timeframe) if path.is_file() else ()
         fetched = download_candles(client, symbol, timeframe, start_ms, end_ms, progress=progress)
+        if not fetched and not existing:
+            raise DownloadError(f"{symbol} {timeframe}: the exchange has no closed candles from {iso(start_ms)} to "
+                                f"{iso(end_ms)}; choose a range it has (nothing written to {path})")
         merged = {c.open_time: c for c in fetched}
         merged.update({c.open_time: c for c in existing})
         write_candles(path, [merged[t] for t in sorted(merged)])

@@ -169,8 +169,13 @@ def test_a_missing_file_says_the_download_command_that_makes_it(tmp_path: Path) 
     assert "kraken-actors download --symbols BTC/USD:USD --timeframe 1m" in message
     assert f"--data-dir {tmp_path}" in message
     explicit = tmp_path / "elsewhere" / "btc.parquet"
-    with pytest.raises(CandleFileError, match="no such candle file.*kraken-actors download.*--format parquet"):
+    with pytest.raises(CandleFileError, match=r"no such candle file.*kraken-actors download.*--format parquet.*"
+                                              r"\(it writes PF_XBTUSD_1m\.parquet\)"):
         load_candles(explicit, "BTC/USD:USD", "1m")
+    named = data_path(tmp_path, "BTC/USD:USD", "1m", "parquet")
+    with pytest.raises(CandleFileError) as caught:
+        load_candles(named, "BTC/USD:USD", "1m")
+    assert str(caught.value).startswith(f"{named}: no such candle file") and "it writes" not in str(caught.value)
 
 
 def test_both_a_csv_and_a_parquet_file_of_one_market_is_refused(tmp_path: Path) -> None:
@@ -363,3 +368,16 @@ def test_synthetic_candles_start_at_the_price_given_and_refuse_a_misaligned_star
         synthetic_candles("ETH/USD:USD", "1h", T0 + MINUTE, 3)
     with pytest.raises(ValueError, match="lists no market"):
         synthetic_candles("ADA/USD:USD", "1m", T0, 3)
+
+
+def test_a_file_with_another_suffix_is_not_taken_for_a_folder(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "candles.txt", HEADER)
+    assert f"{path}: not a candle file name; candle files end in .csv or .parquet" in error_of(path)
+
+
+def test_parquet_dictionary_encoded_prices_read_as_their_values(tmp_path: Path) -> None:
+    path = tmp_path / "dict.parquet"
+    pq.write_table(pa.table({"time": pa.array([T0], type=pa.int64()),
+                             **{n: pa.array(["5.5"]).dictionary_encode() for n in ("open", "high", "low", "close")},
+                             "volume": pa.array(["2"])}), path)
+    assert load_candles(path, "BTC/USD:USD", "1m") == (candle(T0, "5.5", "5.5", "5.5", "5.5", "2"),)

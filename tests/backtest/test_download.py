@@ -201,3 +201,9 @@ def test_an_unreachable_exchange_is_a_download_error() -> None:
     closed.stop()
     with pytest.raises(DownloadError, match="could not read the exchange's time"):
         download_candles(client, SYMBOL, "1m", T0 - HOUR, T0, progress=False)
+
+
+def test_a_range_without_closed_candles_writes_no_file(client: Any, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="no closed candles from 2025-01-01T00:00:00Z"):
+        download_to_files(client, [SYMBOL], "1m", T0, T0 + HOUR, tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
