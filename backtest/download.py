@@ -79,6 +79,9 @@ def download_candles(
     ccxt parses them (float), written as their shortest decimal text. `progress`: a tqdm bar on a terminal."""
     unified = unified_symbol(symbol)
     tf_ms = timeframe_ms(timeframe)
+    if timeframe == "1w":
+        raise ValueError("1w: Kraken's weekly candles open on Mondays, and a Candle's week is aligned to the epoch "
+                         "(a Thursday); download 1d candles instead")
     if end_ms <= start_ms:
         raise ValueError(f"the end {iso(end_ms)} is not after the start {iso(start_ms)}")
     now = _exchange_time(client, unified) if exchange_now_ms is None else exchange_now_ms

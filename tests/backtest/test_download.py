@@ -162,9 +162,11 @@ def test_network_failures_are_retried_then_reported(client: Any) -> None:
                          sleep=waits.append)
 
 
-def test_a_refusal_by_the_exchange_is_reported(client: Any) -> None:
+def test_a_bad_request_or_a_refusal_by_the_exchange_is_reported(client: Any) -> None:
     with pytest.raises(ValueError, match="not after the start"):
         download_candles(client, SYMBOL, "1m", T0, T0 - HOUR, progress=False)
+    with pytest.raises(ValueError, match="weekly candles open on Mondays"):
+        download_candles(client, SYMBOL, "1w", T0 - 10 * 7 * 24 * HOUR, T0, progress=False)
     with pytest.raises(DownloadError, match="refused the candles"):
         download_candles(client, "PF_ADAUSD", "1m", T0 - HOUR, T0, progress=False)  # not listed there
 
