@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The command line of the trading system: run, check-config, control commands, simulator.
+"""The command line of the trading system: run, check-config, control commands, backtest, download, simulator.
 
 Installed as the console script `kraken-actors` (setup.cfg: `kraken-actors = run:main`); `python run.py` in a
 checkout is the same. Without a command it is `kraken-actors run --config config.toml`; `config.toml` is looked
@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     from strategies.skeleton import register as register_new_strategy
 
     register_new_strategy(sub)  # new-strategy NAME [--dir DIR]
+    from backtest.cli import register as register_backtest
+
+    register_backtest(sub)  # backtest [--from --to ...], download --from [--to]
 
     sim = sub.add_parser(
         "simulator",

@@ -98,7 +98,7 @@ def download_command(symbol: str, timeframe: str, data_dir: str | Path, fmt: str
     """The `kraken-actors download` command line that makes a market's candle file in `data_dir`."""
     fmt_flag = "" if fmt == "csv" else f" --format {fmt}"
     return (f"kraken-actors download --symbols {unified_symbol(symbol)} --timeframe {timeframe} "
-            f"--from YYYY-MM-DD --to YYYY-MM-DD --data-dir {data_dir}{fmt_flag}")
+            f"--from YYYY-MM-DD --to YYYY-MM-DD --data {data_dir}{fmt_flag}")
 
 
 def find_candle_file(path_or_dir: str | Path, symbol: str, timeframe: str) -> Path:

@@ -168,13 +168,13 @@ def _pair(fills: tuple[FillRecord, ...] | list[FillRecord], funding: tuple[Fundi
                     trade = None
         if trade is not None:
             realized += trade.realized
-    trips.sort(key=lambda t: (t.exit_time_ms, t.entry_time_ms, t.symbol))
+    trips.sort(key=lambda t: (t.entry_time_ms, t.exit_time_ms, t.symbol))  # as a trader reads them: by entry
     return _Trades(tuple(trips), realized)
 
 
 def round_trips(fills: tuple[FillRecord, ...] | list[FillRecord],
                 funding: tuple[FundingRecord, ...] | list[FundingRecord] = ()) -> list[RoundTrip]:
-    """The closed trades in these fills, per symbol, sorted by exit time; a fill crossing through 0 is split.
+    """The closed trades in these fills, per symbol, sorted by entry time; a fill crossing through 0 is split.
 
     A trade opens when its symbol's position leaves 0 and closes when it is back at 0; a position still open after
     the last fill is no round trip. `funding` adds each symbol's funding with time in (entry, exit] to its trades.

@@ -14,6 +14,7 @@ from configuration.logs import InterceptHandler, register_secret, scrub, setup_l
 from configuration.masking import looks_like_variable_name, mask_url, url_secrets
 from configuration.model import (
     AppConfig,
+    BacktestConfig,
     ControlConfig,
     DatabaseConfig,
     ExchangeConfig,
@@ -37,6 +38,7 @@ __all__ = [
     "LoadedConfig",
     "LoggingConfig",
     "PaperConfig",
+    "BacktestConfig",
     "RiskConfig",
     "StrategyConfig",
     "SupervisionConfig",

@@ -237,6 +237,26 @@ class PaperConfig(Section):
     state_file: Text = "storage/paper-exchange.json"  # the paper account survives restarts; "" keeps it in memory
 
 
+class BacktestConfig(Section):
+    """`kraken-actors backtest` and `download`: where the candle files are, the period, the replay's money rules.
+
+    The account (`paper.initial_balance`), the seed (`paper.seed`), the strategy, symbols and timeframe are the ones
+    trading uses; the command line overrides any of them for one run.
+    """
+
+    data_dir: Text = "data"  # candle files <Kraken id>_<timeframe>.csv|.parquet (relative to this file)
+    data_format: Literal["csv", "parquet"] = "csv"  # what `download` writes (both are read)
+    start: Text = ""  # UTC, e.g. "2024-01-01" or "2024-01-01T12:00": the first candle ("" = the data's first)
+    end: Text = ""  # UTC, exclusive ("" = the data's last)
+    report_dir: Text = "storage/backtests"  # each run's report.json, equity.png, report.html (relative to this file)
+    spread: Number = Field(default=0.0002, ge=0, lt=0.05)  # the simulated book's bid-ask spread around the price
+    # Hourly relative funding the positions pay (positive: longs pay, shorts receive), as on Kraken's perpetuals; the
+    # candle files hold no mark/index prices to derive it from. 0.0000125/h = 0.03 %/day, a usual level, not a forecast.
+    funding_rate: Number = Field(default=0.0000125, ge=-0.0025, le=0.0025)
+    maker_fee: Number = Field(default=0.0002, ge=0, le=0.01)  # Kraken's lowest tier (simulator/README.md)
+    taker_fee: Number = Field(default=0.0005, ge=0, le=0.01)
+
+
 class RetentionConfig(Section):
     """How long final orders, fills and events stay in the database (0: forever, the default).
 
@@ -322,5 +342,6 @@ class AppConfig(Section):
     logging: LoggingConfig = LoggingConfig()
     control: ControlConfig = ControlConfig()
     paper: PaperConfig = PaperConfig()
+    backtest: BacktestConfig = BacktestConfig()
     retention: RetentionConfig = RetentionConfig()
     protection: ProtectionConfig = ProtectionConfig()

@@ -160,8 +160,11 @@ class AccountLog:
         if wanted - INFO_TYPES:
             raise ValueError("info")
         limit = min(count or DEFAULT_COUNT, page_max)
+        entries = self.entries  # in id order, ids 1, 2, 3...: a `from` id starts the scan there
+        if first is not None and 1 < first <= len(entries) and entries[first - 1].id == first:
+            entries = entries[first - 1:]
         selected = [
-            e for e in self.entries
+            e for e in entries
             if e.time_ms <= visible_until_ms
             and (since is None or e.time_ms >= since)
             and (before is None or e.time_ms < before)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import dataclasses
 import random
 import threading
@@ -1248,10 +1249,10 @@ class Exchange:
         """Newest fills first, at most `limit`, before `last_fill_time_ms` if given."""
         with self.lock:
             self.sync()
-            fills = self.fills
-            if last_fill_time_ms is not None:
-                fills = [f for f in fills if f.time_ms < last_fill_time_ms]
-            return list(reversed(fills))[:limit]
+            fills = self.fills  # in time order (appended as they happen)
+            end = len(fills) if last_fill_time_ms is None else bisect.bisect_left(
+                fills, last_fill_time_ms, key=lambda f: f.time_ms)
+            return fills[max(0, end - limit):end][::-1]
 
     def open_positions(self) -> list[dict[str, object]]:
         """Non-zero positions in Kraken's `openPositions` shape."""

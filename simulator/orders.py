@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -101,6 +102,7 @@ def trailing_argument_error(params: Mapping[str, Any]) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=65_536)  # the same times are written again and again (fills, history pages)
 def iso(ms: int) -> str:
     """Epoch milliseconds as Kraken's ISO-8601 UTC string with milliseconds."""
     dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
@@ -530,7 +532,11 @@ class Fill:
     realized_pnl: Decimal
 
     def to_json(self) -> dict[str, object]:
-        """The fill as `/fills` lists it."""
+        """The fill as `/fills` lists it (a fresh dict: a fill never changes, its text is built once)."""
+        return dict(self._json)
+
+    @functools.cached_property
+    def _json(self) -> dict[str, object]:
         out: dict[str, object] = {
             "fill_id": self.fill_id,
             "symbol": self.symbol,

@@ -167,7 +167,7 @@ def test_a_missing_file_says_the_download_command_that_makes_it(tmp_path: Path) 
     message = str(caught.value)
     assert str(tmp_path / "PF_XBTUSD_1m.csv") in message
     assert "kraken-actors download --symbols BTC/USD:USD --timeframe 1m" in message
-    assert f"--data-dir {tmp_path}" in message
+    assert f"--data {tmp_path}" in message
     explicit = tmp_path / "elsewhere" / "btc.parquet"
     with pytest.raises(CandleFileError, match=r"no such candle file.*kraken-actors download.*--format parquet.*"
                                               r"\(it writes PF_XBTUSD_1m\.parquet\)"):

@@ -114,10 +114,13 @@ def test_a_position_open_at_the_end_is_no_round_trip() -> None:
     assert [(t.symbol, t.entry_time_ms) for t in trips] == [(BTC, T0 + H)]
 
 
-def test_round_trips_pair_each_symbol_on_its_own_and_sort_by_exit_time() -> None:
-    trips = round_trips([fill(1, "buy", "1", "100"), fill(2, "sell", "1", "10", symbol=ETH),
-                         fill(3, "buy", "1", "9", symbol=ETH), fill(5, "sell", "1", "90")])
-    assert [(t.symbol, t.side, t.gross_pnl) for t in trips] == [(ETH, "short", D(1)), (BTC, "long", D(-10))]
+def test_round_trips_pair_each_symbol_on_its_own_and_sort_by_entry_time() -> None:
+    trips = round_trips([fill(2, "buy", "1", "100"), fill(1, "sell", "1", "10", symbol=ETH),
+                         fill(3, "buy", "1", "9", symbol=ETH), fill(5, "sell", "1", "90"),
+                         fill(6, "sell", "1", "9", symbol=ETH), fill(9, "buy", "1", "8", symbol=ETH),
+                         fill(7, "buy", "1", "90"), fill(8, "sell", "1", "91")])
+    assert [(t.symbol, t.side, (t.entry_time_ms - T0) // H, t.gross_pnl) for t in trips] == [
+        (ETH, "short", 1, D(1)), (BTC, "long", 2, D(-10)), (ETH, "short", 6, D(1)), (BTC, "long", 7, D(1))]
 
 
 def test_fills_out_of_time_order_are_paired_in_time_order() -> None:
