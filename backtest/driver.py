@@ -22,6 +22,7 @@ nothing the bot decides depends on how fast it ran: the same data, configuration
 
 from __future__ import annotations
 
+import re
 import tempfile
 import threading
 import time
@@ -50,6 +51,7 @@ from strategies import Strategy, build_strategy
 
 ASK_TIMEOUT_S = 30.0  # one actor's answer; a backtest waits, it never gives up on a slow machine
 SETTLE_ROUNDS_MAX = 200  # polls of one settle before the backtest stops and says what is still in flight
+SYNTHETIC_ID = re.compile(r"PF_X\d{3}USD")  # the simulator's synthetic markets (simulator.instruments)
 NEVER_S = 86_400.0 * 365  # a live timer a backtest drives itself instead (polls, syncs, reconciliation)
 
 
@@ -176,7 +178,9 @@ class Backtest:
             raise BacktestError(f"the simulator lists no market {', '.join(unknown)}")
         by_kraken = {kid: self.candles[symbol] for symbol, kid in kraken.items() if kid is not None}
         start = min(c[0].open_time for c in self.candles.values())
+        synthetic = [int(kid[4:7]) for kid in by_kraken if SYNTHETIC_ID.fullmatch(kid)]  # PF_X001USD...: benchmarks
         cfg = SimulatorConfig(clock="stepped", start_time_ms=start, symbols=list(self.symbols), seed=s.seed,
+                              extra_markets=max(synthetic, default=0),
                               initial_balance=float(s.initial_balance), spread=s.spread, rate_limit=False,
                               funding_rate=s.funding_rate, maker_fee=s.maker_fee, taker_fee=s.taker_fee,
                               history_days=0)
