@@ -22,6 +22,7 @@ nothing the bot decides depends on how fast it ran: the same data, configuration
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 import threading
@@ -35,6 +36,7 @@ from typing import Any
 import pykka
 
 from actors import TradingSystem, gateway_settings_for
+from actors.system import CoreActorDied
 from backtest.result import BacktestResult, EquityPoint, FillRecord, FundingRecord
 from configuration import AppConfig
 from exchange import load_market_specs
@@ -114,6 +116,13 @@ def backtest_config(config: AppConfig) -> AppConfig:
     return AppConfig.model_validate(data)
 
 
+def memory_folder() -> str | None:
+    """Where a backtest's database goes: /dev/shm (memory) where the system has it, else the temporary folder. The
+    database is the bot's own, written as live (each claim durable before its send), rebuilt by every run."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
 def timeframe_ms(timeframe: str) -> int:
     """Milliseconds of a ccxt timeframe such as 1m, 15m, 1h, 1d."""
     units = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
@@ -153,12 +162,15 @@ class Backtest:
 
     def run(self) -> BacktestResult:
         """Start the simulator and the actors, step through every candle (or until `stop`), stop, report."""
-        with tempfile.TemporaryDirectory(prefix="kraken-backtest-") as folder:
+        with tempfile.TemporaryDirectory(prefix="kraken-backtest-", dir=memory_folder()) as folder:
             db_path = self.database_path or Path(folder) / "backtest.db"
             if db_path.exists():
                 raise BacktestError(f"{db_path} exists: a backtest writes a fresh database; choose another path")
             sim = self._simulator()
-            system = self._system(sim, f"sqlite:///{db_path}")
+            try:
+                system = self._system(sim, f"sqlite:///{db_path}")
+            except CoreActorDied as exc:
+                raise BacktestError(f"the trading system did not start: {exc}; the log above says why") from None
             complete = False
             try:
                 refs = self._ready(system)

@@ -54,8 +54,20 @@ class ApiResponse:
     body: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        """The body as compact UTF-8 JSON."""
-        return json.dumps(self.body, separators=(",", ":"), default=str).encode()
+        """The body as compact UTF-8 JSON (an EncodedItems value is spliced in as the array it already is)."""
+        spliced = {k: v for k, v in self.body.items() if isinstance(v, EncodedItems)}
+        if not spliced:
+            return json.dumps(self.body, separators=(",", ":"), default=str).encode()
+        rest = json.dumps({k: v for k, v in self.body.items() if k not in spliced}, separators=(",", ":"), default=str)
+        arrays = "".join(f",{json.dumps(k)}:[{','.join(v.items)}]" for k, v in spliced.items())
+        return (rest[:-1] + arrays + "}").encode() if rest != "{}" else ("{" + arrays[1:] + "}").encode()
+
+
+@dataclass(frozen=True)
+class EncodedItems:
+    """A JSON array whose items are already encoded JSON texts (a fill's text is built once, not per answer)."""
+
+    items: tuple[str, ...]
 
 
 def route(method: str, path: str) -> Route:
@@ -383,7 +395,7 @@ class KrakenApi:
                 last_ms = parse_iso_ms(last)
                 if last_ms is None:
                     return self.error("invalidArgument: lastFillTime", 400)
-            return self._ok(fills=[f.to_json() for f in ex.recent_fills(last_ms)])
+            return self._ok(fills=EncodedItems(tuple(f.json_text for f in ex.recent_fills(last_ms))))
         if e == "openpositions":
             return self._ok(openPositions=ex.open_positions())
         if e == "accounts":

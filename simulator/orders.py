@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -534,6 +535,11 @@ class Fill:
     def to_json(self) -> dict[str, object]:
         """The fill as `/fills` lists it (a fresh dict: a fill never changes, its text is built once)."""
         return dict(self._json)
+
+    @functools.cached_property
+    def json_text(self) -> str:
+        """`to_json` as compact JSON text, built once (the fills endpoint answers the newest 100 every time)."""
+        return json.dumps(self._json, separators=(",", ":"))
 
     @functools.cached_property
     def _json(self) -> dict[str, object]:

@@ -27,7 +27,7 @@ INTERVALS_MS: dict[str, int] = {
     "1w": 7 * DAY_MS,
 }
 # Weekly candles start on Mondays (1970-01-05 was a Monday; the epoch was a Thursday).
-_WEEK_OFFSET_MS = 4 * DAY_MS
+WEEK_OFFSET_MS = 4 * DAY_MS
 PRICE_KINDS = ("trade", "mark", "spot")
 MAX_CANDLES = 2000
 
@@ -331,7 +331,7 @@ class PricePath:
     def candles(self, kind: str, interval_ms: int, from_ms: int, to_ms: int) -> tuple[list[dict[str, object]], bool]:
         """Candles of `kind` whose start lies in [from_ms, to_ms], and whether more were cut off."""
         self.ensure_history(from_ms)
-        offset = _WEEK_OFFSET_MS if interval_ms == INTERVALS_MS["1w"] else 0
+        offset = WEEK_OFFSET_MS if interval_ms == INTERVALS_MS["1w"] else 0
         first_bucket = from_ms - (from_ms - offset) % interval_ms
         if first_bucket < from_ms:
             first_bucket += interval_ms

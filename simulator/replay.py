@@ -1,8 +1,11 @@
 """History as the simulator's price path: each market replays given candles, exactly as given, on a stepped clock.
 
-A candle of timeframe `tf` that opens at `t` becomes four ticks, a quarter of the timeframe apart:
+A candle of timeframe `tf` that opens at `t` becomes four prices, a quarter of the timeframe apart:
 
     t: open    t + tf/4: first extreme    t + tf/2: second extreme    t + 3tf/4: close
+
+The simulator ticks at those quarter points, or every hour when they lie further apart (4h candles and longer), the
+price standing still between them, so every hour boundary's funding meets the price that stood then.
 
 The extremes come low first when the candle closed at or above its open (open -> low -> high -> close), high
 first otherwise (open -> high -> low -> close): the usual reading of a bar whose inner path is unknown. A resting
@@ -14,19 +17,24 @@ The mark and index prices equal the replayed price (the charts files hold trade 
 the simulator's fixed `funding_rate`, which a backtest sets (README, "Backtests").
 
 The candles endpoint serves the given candles unchanged (same strings) for the data's timeframe, and whole-candle
-aggregates of them for longer ones; nothing finer exists.
+aggregates of them for longer ones (weeks open on Mondays, as Kraken's); nothing finer exists. The candle still
+forming holds only what was replayed of it so far (its open, the extremes and close reached, a share of the volume):
+the endpoint never shows a price the clock has not reached.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
 from simulator.instruments import Instrument
-from simulator.prices import MINUTE_MS, Bar, MarketData, PricePath, fmt
+from simulator.prices import INTERVALS_MS, MINUTE_MS, WEEK_OFFSET_MS, Bar, MarketData, PricePath, fmt
 
 TICKS_PER_CANDLE = 4
+HOUR_MS = 3_600_000
 
 
 class ReplayCandle(Protocol):
@@ -63,7 +71,8 @@ class ReplayPath(PricePath):
             raise ValueError(f"a replay needs a timeframe of whole minutes, not {timeframe_ms} ms")
         self.instrument = instrument
         self.timeframe_ms = timeframe_ms
-        self.tick_ms = timeframe_ms // TICKS_PER_CANDLE
+        self.quarter_ms = timeframe_ms // TICKS_PER_CANDLE
+        self.tick_ms = replay_tick_ms(timeframe_ms)
         self.spread = spread
         self.by_open: dict[int, ReplayCandle] = {c.open_time: c for c in candles}
         self.first_open = min(self.by_open)
@@ -78,7 +87,6 @@ class ReplayPath(PricePath):
         self._hist_oldest_ms = self.first_open
         self._hist_oldest_open = self.fair
         self.newest_minute = self.first_open - self.first_open % MINUTE_MS
-        self._volume_per_tick: float = 0.0
         self._apply_tick(self.first_open)
 
     def _price_at(self, time_ms: int) -> float | None:
@@ -87,14 +95,14 @@ class ReplayPath(PricePath):
         candle = self.by_open.get(time_ms - offset)
         if candle is None:
             return None
-        return tick_prices(candle)[offset // self.tick_ms]
+        return tick_prices(candle)[offset // self.quarter_ms]
 
     def _apply_tick(self, time_ms: int) -> None:
         price = self._price_at(time_ms)
         if price is not None:
             self.fair = price
         candle = self.by_open.get(time_ms - time_ms % self.timeframe_ms)
-        volume = float(candle.volume) / TICKS_PER_CANDLE if candle is not None else 0.0
+        volume = float(candle.volume) * self.tick_ms / self.timeframe_ms if candle is not None else 0.0
         self._apply(time_ms, volume)
 
     def step(self) -> Any:
@@ -118,26 +126,70 @@ class ReplayPath(PricePath):
         interval, aggregates of whole given candles. Returns (candles, more)."""
         if interval_ms % self.timeframe_ms:
             return [], False
-        newest = min(to_ms, self.last_tick_ms)
+        offset = WEEK_OFFSET_MS if interval_ms == INTERVALS_MS["1w"] else 0  # Kraken's weeks open on Mondays
+        now = self.last_tick_ms
+        newest = min(to_ms, now)
         result: list[dict[str, object]] = []
         start = max(from_ms, self.first_open)
-        bucket = start - start % interval_ms
+        bucket = start - (start - offset) % interval_ms
         if bucket < from_ms:
             bucket += interval_ms
         while bucket <= newest and len(result) < 2000:
-            group = [self.by_open[t] for t in range(bucket, min(bucket + interval_ms, newest + 1), self.timeframe_ms)
-                     if t in self.by_open]
+            group = [self._as_of(self.by_open[t], now)
+                     for t in range(bucket, min(bucket + interval_ms, now + 1), self.timeframe_ms) if t in self.by_open]
             if group:
                 result.append(_candle_json(bucket, group, kind))
             bucket += interval_ms
         return result, bucket <= newest
+
+    def _as_of(self, candle: ReplayCandle, now_ms: int) -> ReplayCandle:
+        """The candle as far as the replay has reached at `now_ms`: whole once closed; while forming, only the
+        ticks replayed so far (no look-ahead: its high, low, close and volume are those of the path up to now)."""
+        if candle.open_time + self.timeframe_ms <= now_ms:
+            return candle
+        quarters = min(TICKS_PER_CANDLE, (now_ms - candle.open_time) // self.quarter_ms + 1)
+        seen = _decimal_ticks(candle)[:quarters]
+        ticks_done = (now_ms - candle.open_time) // self.tick_ms + 1
+        volume = candle.volume * ticks_done / (self.timeframe_ms // self.tick_ms)
+        return _Partial(candle.open_time, seen[0], max(seen), min(seen), seen[-1], volume)
+
+
+@dataclass(frozen=True)
+class _Partial:
+    """A forming candle as replayed so far."""
+
+    open_time: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+
+def _decimal_ticks(candle: ReplayCandle) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """tick_prices in the candle's own decimals."""
+    up = candle.close >= candle.open
+    return (candle.open, candle.low, candle.high, candle.close) if up else \
+        (candle.open, candle.high, candle.low, candle.close)
+
+
+def replay_tick_ms(timeframe_ms: int) -> int:
+    """The replay's tick: a quarter of the timeframe, at most an hour (so funding meets every hour boundary at the
+    price that stood then; between quarter points the price stands still)."""
+    quarter = timeframe_ms // TICKS_PER_CANDLE
+    return quarter if quarter <= HOUR_MS else math.gcd(quarter, HOUR_MS)
 
 
 def _candle_json(time_ms: int, group: list[ReplayCandle], kind: str) -> dict[str, object]:
     """One candle in Kraken's charts format from consecutive given candles (one: its own strings)."""
     high = max(c.high for c in group)
     low = min(c.low for c in group)
-    volume: object = fmt(sum((c.volume for c in group), Decimal(0))) if kind == "trade" else 0
+    if kind != "trade":
+        volume: object = 0
+    elif len(group) == 1:
+        volume = _text(group[0].volume)
+    else:
+        volume = fmt(sum((c.volume for c in group), Decimal(0)))
     return {"time": time_ms, "open": _text(group[0].open), "high": _text(high), "low": _text(low),
             "close": _text(group[-1].close), "volume": volume}
 
@@ -161,7 +213,7 @@ class ReplayMarketData(MarketData):
         first = min(p.genesis_ms for p in self.paths.values())
         for path in self.paths.values():  # one grid: markets whose data starts later stand at their first open
             path.last_tick_ms = first
-        self.tick_ms = timeframe_ms // TICKS_PER_CANDLE
+        self.tick_ms = replay_tick_ms(timeframe_ms)
         self.genesis_ms = first
         self.now_ms = first
         self._stats_cache: dict[str, tuple[int, tuple[float, float, float, float]]] = {}
