@@ -175,8 +175,6 @@ def test_the_request_log_records_in_process_requests(twins: Twins) -> None:
     assert twins.sim.exchange.order_requests[-1]["status"] == "placed"  # the order record saw them too
 
 
-@pytest.mark.xfail(strict=True, reason="inprocess.InProcessSession.request logs no `error` field; the socket "
-                                       "server (server._Handler._kraken) adds the answer's error string")
 def test_the_request_log_names_the_error_as_over_http(twins: Twins) -> None:
     run_sequence(twins)
     errors = [e.get("error") for e in twins.remote_log()]
@@ -184,9 +182,6 @@ def test_the_request_log_names_the_error_as_over_http(twins: Twins) -> None:
     assert [e.get("error") for e in twins.local_log()] == errors
 
 
-@pytest.mark.xfail(strict=True, reason="inprocess.InProcessSession.request logs the whole URL (scheme and the "
-                                       "in-process host) as `target`; the socket server logs the request target "
-                                       "(path and query) only")
 def test_the_request_log_target_is_the_request_target_as_over_http(twins: Twins) -> None:
     run_sequence(twins)
     assert [e["target"] for e in twins.local_log()] == [e["target"] for e in twins.remote_log()]

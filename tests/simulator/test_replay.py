@@ -14,14 +14,14 @@ import ccxt
 import pytest
 
 from backtest.data import synthetic_candles
-from messages.market import Candle
+from messages.market import TIMEFRAME_MS, Candle
 from simulator.admin import SimulatorAdmin
 from simulator.config import SimulatorConfig
 from simulator.engine import AMOUNT_STEP, FUNDING_RATE_STEP, HOUR_MS
 from simulator.inprocess import in_process_client
 from simulator.instruments import INSTRUMENTS, resolve_symbol
 from simulator.prices import DAY_MS, MINUTE_MS, ceil_tick, floor_tick
-from simulator.replay import ReplayMarketData, ReplayPath, tick_prices
+from simulator.replay import ReplayMarketData, ReplayPath, replay_tick_ms, tick_prices
 from simulator.simulation import Simulator
 
 ETH = "ETH/USD:USD"
@@ -118,6 +118,15 @@ def test_tick_prices_of_a_doji_read_it_as_an_up_candle() -> None:
     assert tick_prices(doji) == (3000.0, 2990.0, 3010.0, 3000.0)
 
 
+@pytest.mark.parametrize("timeframe", list(TIMEFRAME_MS))
+def test_every_timeframe_ticks_on_its_quarters_and_on_every_hour(timeframe: str) -> None:
+    tf_ms = TIMEFRAME_MS[timeframe]
+    tick = replay_tick_ms(tf_ms)
+    assert (tf_ms // 4) % tick == 0  # each quarter point is a tick
+    assert HOUR_MS % tick == 0 and tick <= HOUR_MS  # so is each hour boundary (funding, README rule 26)
+    assert tick == (tf_ms // 4 if tf_ms <= 4 * HOUR_MS else HOUR_MS)
+
+
 # -- the candles endpoint ---------------------------------------------------------------------------
 
 
@@ -134,13 +143,11 @@ def test_fetch_ohlcv_returns_exactly_the_given_candles() -> None:
                     for c in given]
 
 
-@pytest.mark.xfail(strict=True, reason="replay._candle_json prints a single candle's volume with prices.fmt "
-                                       "(normalized: '28.580' becomes '28.58') while the module docstring promises "
-                                       "the given candles unchanged, same strings (prices keep them via _text)")
 def test_volume_strings_are_served_as_given() -> None:
     given = [candle(0, "3000.0", "3010.0", "2990.0", "3005.0", volume="28.580")]
     sim = replay_sim({ETH: given})
     client = client_of(sim)
+    sim.step_to(T0 + MINUTE_MS)  # closed: served whole
     assert served(client, "1m") == [as_given(given[0])]
 
 
@@ -157,24 +164,22 @@ def test_fetch_ohlcv_serves_only_candles_the_clock_has_opened() -> None:
             assert times[-1] == now
 
 
-@pytest.mark.xfail(strict=True, reason="replay.ReplayPath.candles serves the forming candle whole (its final high, "
-                                       "low, close and volume) from its open tick on: a look-ahead live Kraken "
-                                       "never gives; the forming candle should hold only the ticks replayed so far "
-                                       "(or be left out)")
 def test_the_forming_candle_shows_no_price_the_replay_has_not_reached() -> None:
     sim = replay_sim({ETH: [UP, DOWN]})
     client = client_of(sim)
     for quarter in range(8):
         now = T0 + quarter * MINUTE_MS // 4
         sim.step_to(now)
-        forming = [c for c in served(client, "1m") if c["time"] <= now < c["time"] + MINUTE_MS]
-        if not forming:
-            continue
+        (forming,) = [c for c in served(client, "1m") if c["time"] <= now < c["time"] + MINUTE_MS]
         current = [UP, DOWN][quarter // 4]
-        seen = tick_prices(current)[: quarter % 4 + 1]
-        assert Decimal(forming[0]["high"]) <= Decimal(repr(max(seen))), f"at quarter {quarter}"
-        assert Decimal(forming[0]["low"]) >= Decimal(repr(min(seen))), f"at quarter {quarter}"
-        assert Decimal(forming[0]["close"]) == Decimal(repr(seen[-1])), f"at quarter {quarter}"
+        seen = [Decimal(repr(p)) for p in tick_prices(current)[: quarter % 4 + 1]]
+        assert Decimal(forming["open"]) == current.open, f"at quarter {quarter}"
+        assert Decimal(forming["high"]) == max(seen), f"at quarter {quarter}"
+        assert Decimal(forming["low"]) == min(seen), f"at quarter {quarter}"
+        assert Decimal(forming["close"]) == seen[-1], f"at quarter {quarter}"
+        assert Decimal(forming["volume"]) == current.volume * len(seen) / 4, f"at quarter {quarter}"
+    sim.step_to(T0 + 2 * MINUTE_MS)
+    assert served(client, "1m") == [as_given(UP), as_given(DOWN)]  # whole once closed
 
 
 def test_a_longer_interval_is_served_as_whole_candle_aggregates() -> None:
@@ -191,6 +196,18 @@ def test_a_longer_interval_is_served_as_whole_candle_aggregates() -> None:
         assert Decimal(answer["low"]) == min(c.low for c in group)
         assert Decimal(answer["close"]) == group[-1].close
         assert Decimal(answer["volume"]) == sum((c.volume for c in group), Decimal(0))
+
+
+def test_the_forming_aggregate_holds_only_what_was_replayed() -> None:
+    sim = replay_sim({ETH: [UP, DOWN, HIGH_AFTER]})
+    client = client_of(sim)
+    sim.step_to(T0 + MINUTE_MS + MINUTE_MS // 2)  # DOWN replayed up to its second extreme (the low, 2995)
+    (bucket,) = served(client, "5m")
+    assert [Decimal(bucket[k]) for k in ("open", "high", "low", "close", "volume")] == \
+        [UP.open, DOWN.high, UP.low, DOWN.low, UP.volume + DOWN.volume * 3 / 4]
+    sim.step_to(T0 + 3 * MINUTE_MS)
+    (bucket,) = served(client, "5m")
+    assert [Decimal(bucket[k]) for k in ("high", "low", "close")] == [HIGH_AFTER.high, UP.low, HIGH_AFTER.close]
 
 
 def test_a_shorter_interval_than_the_data_is_empty() -> None:
@@ -212,8 +229,6 @@ def test_mark_and_index_candles_are_the_same_prices_without_volume() -> None:
         assert [{**c, "volume": 0} for c in trade] == other
 
 
-@pytest.mark.xfail(strict=True, reason="replay.ReplayPath.candles buckets 1w from the epoch (Thursdays); Kraken's "
-                                       "and the random-walk path's weeks open on Mondays (prices._WEEK_OFFSET_MS)")
 def test_weekly_aggregates_of_daily_data_open_on_mondays() -> None:
     given = synthetic_candles(ETH, "1d", T0, 14, seed=6)  # Tuesday 2023-11-14 to Monday 2023-11-27
     sim = replay_sim({ETH: given}, "1d")
@@ -243,6 +258,21 @@ def test_an_up_and_a_down_candle_are_replayed_in_path_order() -> None:
         assert (quote["bid"], quote["ask"]) == (bid_of(price), ask_of(price)), f"quarter {quarter}"
         engine = sim.market.quote("PF_ETHUSD")
         assert engine.mark == engine.index == price and engine.time_ms == T0 + quarter * MINUTE_MS // 4
+
+
+def test_daily_candles_tick_hourly_and_the_price_stands_between_quarters() -> None:
+    day = candle(0, "3000.0", "3100.0", "2900.0", "3050.0", volume="240", timeframe="1d")
+    sim = replay_sim({ETH: [day]}, "1d")
+    client = client_of(sim)
+    ticks = [Decimal(repr(p)) for p in tick_prices(day)]
+    for hour in range(24):
+        sim.step_to(T0 + hour * HOUR_MS)
+        assert ticker(client)["last"] == ticks[hour // 6], f"hour {hour}"
+        assert sim.market.quote("PF_ETHUSD").time_ms == T0 + hour * HOUR_MS  # a tick every hour
+        if hour == 7:  # the forming day: its open and the low reached at 6 h, 8 of its 24 ticks' volume
+            (forming,) = served(client, "1d")
+            assert [Decimal(forming[k]) for k in ("open", "high", "low", "close", "volume")] == \
+                [day.open, day.open, day.low, day.low, Decimal(240) * 8 / 24]
 
 
 def test_a_gap_between_candles_holds_the_price() -> None:
@@ -378,10 +408,6 @@ def test_funding_of_daily_candles_is_paid_24_times_a_day() -> None:
     assert all(Decimal(str(e["realized_funding"])) < 0 for e in entries)  # a long pays a positive rate
 
 
-@pytest.mark.xfail(strict=True, reason="engine._on_step settles every hour boundary a tick passes with the quote OF "
-                                       "that tick: daily candles tick every 6 h, so the hours T+1h..T+5h are paid "
-                                       "at the first extreme (replayed at T+6h) instead of the open that stood "
-                                       "then; boundaries before a tick should be settled at the price before it")
 def test_funding_between_ticks_is_paid_at_the_price_standing_at_the_boundary() -> None:
     day = candle(0, "3000.0", "3100.0", "2900.0", "3050.0", timeframe="1d")
     sim = replay_sim({ETH: [day]}, "1d", funding_rate=0.0001)
