@@ -1270,13 +1270,14 @@ class ExchangeGatewayActor(pykka.ThreadingActor):
 
     def __init__(self, exchange: Any, *, settings: GatewaySettings | None = None,
                  budget: CostBudget | None = None, symbols: Iterable[str] = (),
-                 exchange_clock: Any = None, ask_timeout_s: float = 5.0) -> None:
+                 exchange_clock: Any = None, ask_timeout_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.symbols = tuple(symbols)
         self.ask_timeout_s = ask_timeout_s
         self.gateway = OrderGateway(
             exchange, settings=settings, report=self._report, route=self._route, record_sends=self._record_sends,
-            find_intents=self._find_intents, budget=budget, exchange_clock=exchange_clock,
+            find_intents=self._find_intents, budget=budget, exchange_clock=exchange_clock, clock=clock,
             refresh_clock=getattr(exchange_clock, "refresh", None),
             record_money=lambda entries: self._tell(self.persistence, entries),
             account_log_cursor=self._account_log_cursor,

@@ -245,11 +245,14 @@ def start_persistence(database_url: str, config: AppConfig, *,
 
 
 def start_gateway(private_exchange: Any, settings: GatewaySettings, *, budget: CostBudget | None,
-                  symbols: list[str], exchange_clock: Any,
-                  ask_timeout_s: float) -> pykka.ActorRef[ExchangeGatewayActor]:
-    """Start the exchange gateway on the private client (the portfolio introduces itself in its own start)."""
+                  symbols: list[str], exchange_clock: Any, ask_timeout_s: float,
+                  clock: Callable[[], float] = time.monotonic) -> pykka.ActorRef[ExchangeGatewayActor]:
+    """Start the exchange gateway on the private client (the portfolio introduces itself in its own start).
+
+    `clock`: the gateway's own seconds (limit time-outs, lookups' back-off): the local monotonic clock, or in a
+    backtest the replay's clock."""
     return ExchangeGatewayActor.start(private_exchange, settings=settings, budget=budget, symbols=symbols,
-                                      exchange_clock=exchange_clock, ask_timeout_s=ask_timeout_s)
+                                      exchange_clock=exchange_clock, ask_timeout_s=ask_timeout_s, clock=clock)
 
 
 def start_portfolio(config: AppConfig, markets: dict[str, MarketSpec], trader_factory: Any, *,
@@ -343,6 +346,7 @@ class TradingSystem:
     database_give_up_s: float = DATABASE_GIVE_UP_S  # a database refusing every write this long stops the process
     database_open_timeout_s: float = 1800.0  # opening the database, a one-time migration included
     archive_dir: str | None = None  # [retention] archive_dir resolved against the config file (default: as written)
+    gateway_clock: Callable[[], float] = time.monotonic  # the gateway's seconds (a backtest: the replay's clock)
     death: CoreActorDeath | None = field(default=None, init=False)
     fatal: threading.Event = field(default_factory=threading.Event, init=False)
     persistence: pykka.ActorRef[PersistenceActor] | None = field(default=None, init=False)
@@ -363,7 +367,7 @@ class TradingSystem:
                 cfg, clock_rate=float(getattr(self.candle_clock, "rate", 1.0)))
             self.gateway = self._started("gateway", start_gateway(
                 self.private_exchange, gateway_settings, budget=self.budget, symbols=list(self.markets),
-                exchange_clock=self.candle_clock, ask_timeout_s=self.ask_timeout_s))
+                exchange_clock=self.candle_clock, ask_timeout_s=self.ask_timeout_s, clock=self.gateway_clock))
             self.portfolio = self._started("portfolio", start_portfolio(
                 cfg, self.markets, make_trader_factory(
                     cfg, self.strategy_factory, exchange_clock=self.candle_clock,

@@ -47,6 +47,7 @@ from persistence.store import Store
 from simulator.config import SimulatorConfig
 from simulator.inprocess import in_process_client
 from simulator.instruments import resolve_symbol
+from simulator.orders import UNTRIGGERED
 from simulator.replay import ReplayMarketData
 from simulator.simulation import Simulator
 from strategies import Strategy, build_strategy
@@ -80,6 +81,10 @@ class SimulatorTime:
     def refresh(self) -> int:
         """The exchange's time now."""
         return self.simulator.clock.now_ms()
+
+    def seconds(self) -> float:
+        """The replay's time in seconds: the gateway's own clock in a backtest (limit time-outs)."""
+        return self.simulator.clock.now_ms() / 1000
 
 
 @dataclass(frozen=True)
@@ -210,7 +215,8 @@ class Backtest:
         factory = self.strategy_factory or (lambda _symbol: build_strategy(cfg.strategy.name, cfg.strategy.params))
         system = TradingSystem(
             config=cfg, database_url=database_url, private_exchange=private, public_exchange=None, markets=markets,
-            strategy_factory=factory, candle_clock=clock, ask_timeout_s=ASK_TIMEOUT_S, budget=None,
+            strategy_factory=factory, candle_clock=clock, gateway_clock=clock.seconds, ask_timeout_s=ASK_TIMEOUT_S,
+            budget=None,
             gateway_settings=gateway_settings_for(cfg, poll_interval_s=NEVER_S, gather_s=0.0, gather_max_s=0.0,
                                                   account_log_interval_s=0.0, funding_interval_s=0.0),
         )
@@ -238,7 +244,8 @@ class Backtest:
             if self.stop.is_set():
                 return False
             sim.step_to(close_ms)
-            if len(exchange.fills) != self._fills_seen or len(exchange.account_log.entries) != self._funding_seen:
+            if (len(exchange.fills) != self._fills_seen or len(exchange.account_log.entries) != self._funding_seen
+                    or _resting_orders(exchange)):  # a resting order is looked at each step (its limit time-out)
                 self._settle(sim, system)
             futures = [(symbol, refs[symbol].ask(Candles(symbol=symbol, candles=(candle,)), block=False))
                        for symbol, candle in batch]
@@ -323,6 +330,12 @@ class Backtest:
             open_positions={_unified(s): p.size for s, p in sorted(exchange.positions.items()) if p.size},
             pnl=pnl,
         )
+
+
+def _resting_orders(exchange: Any) -> bool:
+    """True while a non-trigger order rests on the simulated book (a limit entry or exit waiting to fill)."""
+    with exchange.lock:
+        return any(order.state != UNTRIGGERED for book in exchange.working.values() for order in book.values())
 
 
 def _unified(kraken_symbol: str) -> str:

@@ -14,7 +14,7 @@ the close (at `t + tf`) meets the next candle's open tick: no order ever sees a 
 bid and ask sit the configured spread apart around that price and the book is the engine's finite one (levels
 of the market's impact size), so a large order walks it as live. Between candles of a gap the price stands still.
 The mark and index prices equal the replayed price (the charts files hold trade prices only): funding comes from
-the simulator's fixed `funding_rate`, which a backtest sets (README, "Backtests").
+the simulator's fixed `funding_rate`, which a backtest sets (simulator/README.md, "Replay of history").
 
 The candles endpoint serves the given candles unchanged (same strings) for the data's timeframe, and whole-candle
 aggregates of them for longer ones (weeks open on Mondays, as Kraken's); nothing finer exists. The candle still
@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, Protocol
 
 from simulator.instruments import Instrument
@@ -35,6 +35,7 @@ from simulator.prices import INTERVALS_MS, MINUTE_MS, WEEK_OFFSET_MS, Bar, Marke
 
 TICKS_PER_CANDLE = 4
 HOUR_MS = 3_600_000
+VOLUME_STEP = Decimal("1e-8")  # a forming candle's share of its volume, rounded down
 
 
 class ReplayCandle(Protocol):
@@ -64,7 +65,7 @@ class ReplayPath(PricePath):
     """One market's price path read from candles instead of drawn at random."""
 
     def __init__(self, instrument: Instrument, candles: Sequence[ReplayCandle], timeframe_ms: int,
-                 spread: float) -> None:
+                 spread: float, start_ms: int | None = None) -> None:
         if not candles:
             raise ValueError(f"no candles to replay for {instrument.symbol}")
         if timeframe_ms % TICKS_PER_CANDLE or timeframe_ms < MINUTE_MS:
@@ -82,12 +83,13 @@ class ReplayPath(PricePath):
         self.history_start_ms = self.first_open
         self.fair = float(first.open)
         self.premium = 0.0
-        self.last_tick_ms = self.first_open
+        start = self.first_open if start_ms is None else min(start_ms, self.first_open)
+        self.last_tick_ms = start  # a market whose data starts later stands at its first open until then
         self.bars: dict[int, Bar] = {}
-        self._hist_oldest_ms = self.first_open
+        self._hist_oldest_ms = start
         self._hist_oldest_open = self.fair
-        self.newest_minute = self.first_open - self.first_open % MINUTE_MS
-        self._apply_tick(self.first_open)
+        self.newest_minute = start - start % MINUTE_MS
+        self._apply_tick(start)
 
     def _price_at(self, time_ms: int) -> float | None:
         """The replayed price of the tick at `time_ms`, or None between candles (a gap)."""
@@ -150,7 +152,7 @@ class ReplayPath(PricePath):
         quarters = min(TICKS_PER_CANDLE, (now_ms - candle.open_time) // self.quarter_ms + 1)
         seen = _decimal_ticks(candle)[:quarters]
         ticks_done = (now_ms - candle.open_time) // self.tick_ms + 1
-        volume = candle.volume * ticks_done / (self.timeframe_ms // self.tick_ms)
+        volume = (candle.volume * ticks_done / (self.timeframe_ms // self.tick_ms)).quantize(VOLUME_STEP, ROUND_DOWN)
         return _Partial(candle.open_time, seen[0], max(seen), min(seen), seen[-1], volume)
 
 
@@ -207,12 +209,14 @@ class ReplayMarketData(MarketData):
         missing = sorted(set(instruments) - set(candles))
         if missing:
             raise ValueError(f"no candles to replay for {', '.join(missing)}")
-        self.paths: dict[str, PricePath] = {
-            symbol: ReplayPath(inst, candles[symbol], timeframe_ms, spread) for symbol, inst in instruments.items()
+        empty = sorted(symbol for symbol in instruments if not candles[symbol])
+        if empty:
+            raise ValueError(f"no candles to replay for {', '.join(empty)}")
+        first = min(min(c.open_time for c in candles[symbol]) for symbol in instruments)
+        self.paths: dict[str, PricePath] = {  # one tick grid from the earliest candle of any market
+            symbol: ReplayPath(inst, candles[symbol], timeframe_ms, spread, start_ms=first)
+            for symbol, inst in instruments.items()
         }
-        first = min(p.genesis_ms for p in self.paths.values())
-        for path in self.paths.values():  # one grid: markets whose data starts later stand at their first open
-            path.last_tick_ms = first
         self.tick_ms = replay_tick_ms(timeframe_ms)
         self.genesis_ms = first
         self.now_ms = first

@@ -306,10 +306,6 @@ def test_a_later_market_stands_at_its_first_open_until_its_data_starts() -> None
     assert ticker(client)["last"] == HIGH_AFTER.low
 
 
-@pytest.mark.xfail(strict=True, reason="replay.ReplayPath.__init__ applies the first open's tick (a quarter of its "
-                                       "volume) into its minute bar, and ReplayMarketData rewinds a later market to "
-                                       "the common start, so that tick is applied again when reached: the ticker's "
-                                       "vol24h counts it twice (1.25 for a candle of volume 1)")
 def test_a_later_market_counts_its_volume_once() -> None:
     later = [candle(2, "65000", "65100", "64900", "65050", symbol=BTC, volume="1")]
     sim = replay_sim({ETH: [UP, DOWN, HIGH_AFTER], BTC: later})
