@@ -29,11 +29,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pykka
+from loguru import logger
 
 from actors import TradingSystem, gateway_settings_for
 from actors.system import CoreActorDied
@@ -254,8 +256,11 @@ class Backtest:
                 try:
                     decision = future.get(timeout=ASK_TIMEOUT_S)
                 except pykka.ActorDeadError:
-                    refs.update(system.symbol_actors())
-                    raise BacktestError(f"the {symbol} actor died; see the log above") from None
+                    raise BacktestError(f"the {symbol} actor died at {_iso(close_ms)}; see the log above") from None
+                except Exception as exc:  # the strategy (or the guard chain) raised on this candle: said, not hidden
+                    logger.opt(exception=exc).error("{}: the candle that closed at {} raised", symbol, _iso(close_ms))
+                    raise BacktestError(f"{symbol}: the candle that closed at {_iso(close_ms)} raised "
+                                        f"{type(exc).__name__}: {exc} (traceback in the log above)") from None
                 sent = sent or bool(decision is not None and decision.accepted)
             self.candle_steps += len(batch)
             if sent:
@@ -330,6 +335,11 @@ class Backtest:
             open_positions={_unified(s): p.size for s, p in sorted(exchange.positions.items()) if p.size},
             pnl=pnl,
         )
+
+
+def _iso(ms: int) -> str:
+    """Epoch ms as ISO-8601 UTC."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _resting_orders(exchange: Any) -> bool:

@@ -211,3 +211,33 @@ def test_download_writes_the_files_a_backtest_then_reads(tmp_path: Path) -> None
     ran = backtest(config, "--json", "--no-plot")
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["candle_steps"] == 18 * 60
+
+
+@pytest.mark.timeout(120)
+def test_a_strategy_that_raises_stops_the_backtest_saying_where(tmp_path: Path) -> None:
+    (tmp_path / "boom.py").write_text('''
+from strategies.base import Strategy, StrategyParams
+
+
+class Boom(Strategy):
+    """Raises on its tenth candle."""
+
+    name = "boom"
+    Params = StrategyParams
+
+    @property
+    def warmup(self) -> int:
+        return 1
+
+    def decide(self, candles, position):
+        if len(candles) >= 10:
+            raise ZeroDivisionError("the strategy divided by zero")
+        return None
+''', encoding="utf-8")
+    config = write_config(tmp_path, strategy="boom:Boom", params="")
+    config.write_text(config.read_text().replace('name = "boom:Boom"', f'name = "boom:Boom"\npath = "{tmp_path}"'))
+    done = backtest(config, "--no-plot")
+    assert done.returncode == 1, done.stderr
+    assert "the candle that closed at 2026-11-02T00:10:00Z raised ZeroDivisionError: the strategy divided by zero" \
+        in done.stderr
+    assert "boom.py" in done.stderr  # the traceback, logged
