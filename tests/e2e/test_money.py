@@ -170,11 +170,15 @@ def test_an_entry_beyond_the_available_margin_is_refused_locally_and_an_exit_sti
             entries = [r for r in sim.order_requests() if not r.get("reduceOnly")]
             assert len(entries) == 1, "the other entry was never sent"
             assert not [r for r in sim.order_requests() if r.get("status") == "insufficientAvailableFunds"]
-            store = stored(url)
-            try:
-                refused = store.events(reason=Reason.INSUFFICIENT_MARGIN.value)
-            finally:
-                store.close()
+            def refusals() -> list[Any]:
+                store = stored(url)
+                try:
+                    return list(store.events(reason=Reason.INSUFFICIENT_MARGIN.value))
+                finally:
+                    store.close()
+
+            wait_until(lambda: bool(refusals()), timeout=10, message="the refusal reached the event log")  # a tell
+            refused = refusals()
             assert len(refused) == 1 and "available margin" in refused[0].detail
             held = next(iter(sim.positions()))
             for _ in range(3):  # the exit: reduce-only, never asks for margin
