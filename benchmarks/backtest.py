@@ -12,17 +12,19 @@ symbol (default a month, 43,200 candles) and 10 symbols (8 real markets and synt
 Floor, same run (the machine is shared): the strategy alone in a plain loop over the same candles, no actors, no
 exchange: the window the symbol actor hands it (the last max(SymbolSettings.window, warmup + 1) candles, copied
 to a list each candle), `strategy.decide(window, side)` with the side tracked from its own signals. ratio = floor
-steps/s / steps/s.
+steps/s / steps/s. (A list growing without bound, as tests/e2e/plain_loop.py passes, makes ma_crossover's decide
+O(n) per candle: 2 s for 10,000 candles here, about 37 s for a month; the actor never passes more than its window.)
 
 Split of the cost: an idle run of the same candles with a strategy that never signals (the fastest of 3) gives the
 per-candle cost of the actors and the simulator; per order = (run - idle run - the strategy's own time in the
 floor) / orders, where orders are the intents the bot claimed (entries, exits, protective stops and take-profits;
-cancels of protective orders are part of their cost); "not placed": claimed orders that never reached the
-exchange (NOT_PLACED). "ask µs": a pykka ask round trip to an idle actor just before the run (the machine's
-thread hand-off cost at that moment: every candle step is at least one).
+cancels of protective orders are part of their cost); "refused": claimed orders refused or never sent (status
+REJECTED, e.g. reason NOT_PLACED, or NOT_PLACED). "ask µs": a pykka ask round trip to an idle actor just before
+the run (the machine's thread hand-off cost at that moment: every candle step is at least one). `--cpu N` pins
+the process to one CPU: the actors share one GIL, and a hand-off between two CPUs costs far more than on one.
 
     python benchmarks/backtest.py [--candles 43200] [--multi-candles 4320] [--multi-symbols 10] [--seed 1]
-                                  [--only 1|multi] [--configs 5/20,20/100] [--protection off,on] [--repeat 1]
+                                  [--only 1|multi] [--configs 5/20,20/100] [--protection off,on] [--repeat 1] [--cpu N]
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ class Measured:
     cpu_seconds: float
     round_trips: int
     orders: int
-    not_placed: int  # orders the bot claimed that never reached the exchange (NOT_PLACED)
+    refused: int  # orders the bot claimed that were refused or never reached the exchange (REJECTED, NOT_PLACED)
     fills: int
     complete: bool
 
@@ -168,10 +170,11 @@ def run_backtest(candles: dict[str, tuple[Candle, ...]], case: Case, folder: str
     seconds, cpu = time.perf_counter() - t, time.process_time() - c
     with sqlite3.connect(database) as conn:
         orders = int(conn.execute("SELECT count(*) FROM intent").fetchone()[0])
-        not_placed = int(conn.execute("SELECT count(*) FROM intent WHERE status = 'NOT_PLACED'").fetchone()[0])
+        refused = int(conn.execute("SELECT count(*) FROM intent WHERE status IN ('REJECTED', 'NOT_PLACED')")
+                      .fetchone()[0])
     return Measured(steps=result.candle_steps, seconds=seconds, cpu_seconds=cpu,
                     round_trips=len(round_trips(result.fills, result.funding)), orders=orders,
-                    not_placed=not_placed, fills=len(result.fills), complete=result.complete)
+                    refused=refused, fills=len(result.fills), complete=result.complete)
 
 
 class _Echo(pykka.ThreadingActor):
@@ -207,7 +210,7 @@ def report_block(symbol_count: int, count: int, seed: int, cases: list[Case], fo
     print(f"\n## {symbol_count} symbol(s) x {count} 1m candles = {steps} candle steps "
           f"({count / 1440:.1f} days each; {', '.join(symbols[:3])}{', ...' if symbol_count > 3 else ''})")
     print(f"{'configuration':<37} {'steps':>7} {'s':>7} {'cpu s':>7} {'steps/s':>8} {'floor/s':>9} {'ratio':>6} "
-          f"{'trips':>6} {'orders':>6} {'not placed':>10} {'fills':>6} {'idle step / order':>18} {'ask µs':>7} "
+          f"{'trips':>6} {'orders':>6} {'refused':>7} {'fills':>6} {'idle step / order':>18} {'ask µs':>7} "
           f"{'month 1m':>9}  goal")
     idle: Measured | None = None
     for n, case in enumerate([Case(None, False), *cases]):
@@ -228,7 +231,7 @@ def report_block(symbol_count: int, count: int, seed: int, cases: list[Case], fo
         goal = ("met" if rate >= GOAL_STEPS_PER_S else "NOT met") if symbol_count == 1 else "(1 symbol only)"
         print(f"{case.label:<37} {measured.steps:>7} {measured.seconds:>7.2f} {measured.cpu_seconds:>7.2f} "
               f"{rate:>8.0f} {floor_rate:>9.0f} {floor_rate / rate:>6.1f} {measured.round_trips:>6} "
-              f"{measured.orders:>6} {measured.not_placed:>10} {measured.fills:>6} {cost:>18} {ask_us:>7.0f} "
+              f"{measured.orders:>6} {measured.refused:>7} {measured.fills:>6} {cost:>18} {ask_us:>7.0f} "
               f"{month:>8.1f}s  {goal}"
               f"{'' if measured.complete else '  (incomplete)'}", flush=True)
 
@@ -258,15 +261,21 @@ def main() -> int:
     parser.add_argument("--configs", default="5/20,20/100", help="ma_crossover fast/slow pairs, comma-separated")
     parser.add_argument("--protection", default="off,on", help="protection settings to run: off, on or off,on")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration; the fastest is shown")
+    parser.add_argument("--cpu", type=int, default=None,
+                        help="pin the process (every actor thread) to this one CPU; default: all CPUs")
     args = parser.parse_args()
+    if args.cpu is not None:  # before any thread starts: the actor threads inherit it
+        os.sched_setaffinity(0, {args.cpu})
     logger.remove()  # the actors log every order
     logger.add(sys.stderr, level="ERROR")
     pairs = [tuple(int(x) for x in pair.split("/")) for pair in args.configs.split(",") if pair]
     protections = [p.strip() == "on" for p in args.protection.split(",") if p.strip()]
     cases = [Case((fast, slow), protection) for fast, slow in pairs for protection in protections]
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    cpus = f"pinned to CPU {args.cpu}" if args.cpu is not None else "all CPUs"
     print(f"# backtest benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
-          f"{platform.machine()}, Python {platform.python_version()}, load average {load}, code {source_state()}")
+          f"{platform.machine()}, Python {platform.python_version()}, load average {load}, {cpus}, "
+          f"code {source_state()}")
     print("# floor: the strategy alone in a plain loop (same candles, the actor's window); ratio = floor/s / steps/s")
     print("# idle step: the idle run's time per candle step; order: (run - idle run - floor) / orders; ask µs: a "
           "pykka ask round trip just before the run; month 1m: 43,200 candles per symbol at this rate")
