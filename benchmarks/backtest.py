@@ -23,7 +23,7 @@ REJECTED, e.g. reason NOT_PLACED, or NOT_PLACED). "ask µs": a pykka ask round t
 the run (the machine's thread hand-off cost at that moment: every candle step is at least one). `--cpu N` pins
 the process to one CPU: the actors share one GIL, and a hand-off between two CPUs costs far more than on one.
 
-    python benchmarks/backtest.py [--candles 43200] [--multi-candles 4320] [--multi-symbols 10] [--seed 1]
+    python benchmarks/backtest.py [--candles 43200] [--multi-candles 2880] [--multi-symbols 10] [--seed 1]
                                   [--only 1|multi] [--configs 5/20,20/100] [--protection off,on] [--repeat 1] [--cpu N]
 """
 
@@ -294,8 +294,8 @@ def source_state() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candles", type=int, default=43_200, help="1m candles for the 1-symbol runs (a month)")
-    parser.add_argument("--multi-candles", type=int, default=4_320,
-                        help="1m candles per symbol in the multi-symbol runs (3 days)")
+    parser.add_argument("--multi-candles", type=int, default=2_880,
+                        help="1m candles per symbol in the multi-symbol runs (2 days)")
     parser.add_argument("--multi-symbols", type=int, default=10, help="symbols of the multi-symbol runs")
     parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic candles")
     parser.add_argument("--only", choices=("1", "multi"), default="", help="only the 1-symbol or multi-symbol runs")
