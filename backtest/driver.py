@@ -271,24 +271,27 @@ class Backtest:
         return True
 
     def _settle(self, sim: Simulator, system: TradingSystem) -> None:
-        """Let the gateway look until nothing is in flight, then wait until every report reached its actor."""
+        """Let the gateway look until nothing is in flight and nothing new comes of the reports: a fill reaches the
+        symbol actor, which may claim a stop-loss and take-profit, which persistence hands to the gateway, which
+        sends them; only a round in which all of that happened and nothing is left in flight ends it."""
         gateway, portfolio, persistence = system.gateway, system.portfolio, system.persistence
         assert gateway is not None and portfolio is not None and persistence is not None
+        symbols = [ref for ref in system.symbol_actors().values() if ref is not None]
         for _ in range(SETTLE_ROUNDS_MAX):
             gateway.ask(Ping(), timeout=ASK_TIMEOUT_S)  # orders gathered are sent
             gateway.tell(Tick(name="poll"))
             left = gateway.ask(GetInFlight(), timeout=ASK_TIMEOUT_S)
-            for _ in range(2):
+            for _ in range(2):  # reports, position syncs and their answers, each hop once more
                 for ref in (portfolio, persistence, gateway):
                     ref.ask(Ping(), timeout=ASK_TIMEOUT_S)
+            for symbol_ref in symbols:  # what the symbol actors did with the reports (claims are asks: done)
+                symbol_ref.ask(Ping(), timeout=ASK_TIMEOUT_S)
+            persistence.ask(Ping(), timeout=ASK_TIMEOUT_S)  # claims handed to the gateway
             if left == 0 and gateway.ask(GetInFlight(), timeout=ASK_TIMEOUT_S) == 0:
                 break
         else:
-            raise BacktestError("orders stayed in flight through 200 looks of the gateway; see the log")
-        for symbol_ref in system.symbol_actors().values():
-            if symbol_ref is not None:
-                symbol_ref.ask(Ping(), timeout=ASK_TIMEOUT_S)
-        persistence.ask(Ping(), timeout=ASK_TIMEOUT_S)
+            raise BacktestError(f"orders stayed in flight through {SETTLE_ROUNDS_MAX} looks of the gateway; "
+                                "see the log")
         self._fills_seen = len(sim.exchange.fills)
         self._funding_seen = len(sim.exchange.account_log.entries)
 

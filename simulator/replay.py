@@ -76,6 +76,7 @@ class ReplayPath(PricePath):
         self.tick_ms = replay_tick_ms(timeframe_ms)
         self.spread = spread
         self.by_open: dict[int, ReplayCandle] = {c.open_time: c for c in candles}
+        self._prices: dict[int, tuple[float, float, float, float]] = {}  # a candle's tick prices, made once
         self.first_open = min(self.by_open)
         self.last_open = max(self.by_open)
         first = self.by_open[self.first_open]
@@ -94,10 +95,13 @@ class ReplayPath(PricePath):
     def _price_at(self, time_ms: int) -> float | None:
         """The replayed price of the tick at `time_ms`, or None between candles (a gap)."""
         offset = time_ms % self.timeframe_ms
-        candle = self.by_open.get(time_ms - offset)
-        if candle is None:
-            return None
-        return tick_prices(candle)[offset // self.quarter_ms]
+        prices = self._prices.get(time_ms - offset)
+        if prices is None:
+            candle = self.by_open.get(time_ms - offset)
+            if candle is None:
+                return None
+            prices = self._prices[candle.open_time] = tick_prices(candle)
+        return prices[offset // self.quarter_ms]
 
     def _apply_tick(self, time_ms: int) -> None:
         price = self._price_at(time_ms)

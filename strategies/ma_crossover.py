@@ -45,7 +45,8 @@ class MovingAverageCrossover(Strategy):
     def decide(self, candles: Sequence[Candle], position: PositionSide) -> SignalKind | None:
         if len(candles) < self.warmup:
             return None
-        closes = [c.close for c in candles]
+        window = candles if isinstance(candles, (list, tuple)) else list(candles)  # a deque cannot be sliced
+        closes = [c.close for c in window[-(self.params.slow + 1):]]  # all that the averages below read
         fast_now, slow_now = _sma(closes, self.params.fast), _sma(closes, self.params.slow)
         fast_before, slow_before = _sma(closes[:-1], self.params.fast), _sma(closes[:-1], self.params.slow)
         crossed_up = fast_before <= slow_before and fast_now > slow_now
