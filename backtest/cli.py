@@ -107,19 +107,29 @@ def interrupt_sets(event: threading.Event) -> Iterator[None]:
             signal.signal(signal.SIGINT, previous)
 
 
-def cmd_backtest(args: argparse.Namespace) -> int:
-    """Run one backtest; print the report (text, or --json) and write report.json, equity.png and report.html."""
+def _started(command: str, args: argparse.Namespace, level: str) -> LoadedConfig | None:
+    """The configuration with the flags' changes, logging set up; None after saying what is wrong."""
     try:
         loaded = configured(args)
+        if command == "download":
+            _download_period(args)
     except ConfigError as exc:
         print_config_error(exc)
-        return EXIT_BAD_INPUT
+        return None
     except UsageError as exc:
-        print(f"backtest: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        print(f"{command}: {exc}", file=sys.stderr)
+        return None
     from configuration import setup_logging
 
-    setup_logging("INFO" if args.verbose else "WARNING")
+    setup_logging(level)
+    return loaded
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Run one backtest; print the report (text, or --json) and write report.json, equity.png and report.html."""
+    loaded = _started("backtest", args, "INFO" if args.verbose else "WARNING")
+    if loaded is None:
+        return EXIT_BAD_INPUT
     try:
         return _backtest(loaded, args)
     except UsageError as exc:
@@ -271,23 +281,21 @@ def _run_name(result: Any) -> str:
     return f"{name}-{stamp(result.start_ms)}-{stamp(result.end_ms)}"
 
 
+def _download_period(args: argparse.Namespace) -> tuple[int, int]:
+    """--from and --to (default: now) in epoch ms; UsageError when they are not a period."""
+    start = parse_time(args.start, "--from")
+    end = parse_time(args.end, "--to") if args.end else int(time.time() * 1000)
+    if end <= start:
+        raise UsageError(f"the period ends ({args.end or 'now'}) before it starts ({args.start})")
+    return start, end
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     """Fetch Kraken's charts into candle files (demo/live, or [exchange] url), with a progress bar."""
-    try:
-        loaded = configured(args)
-        start = parse_time(args.start, "--from")
-        end = parse_time(args.end, "--to") if args.end else int(time.time() * 1000)
-        if end <= start:
-            raise UsageError(f"the period ends ({args.end or 'now'}) before it starts ({args.start})")
-    except ConfigError as exc:
-        print_config_error(exc)
+    loaded = _started("download", args, "WARNING")
+    if loaded is None:
         return EXIT_BAD_INPUT
-    except UsageError as exc:
-        print(f"download: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    from configuration import setup_logging
-
-    setup_logging("WARNING")
+    start, end = _download_period(args)
     config = loaded.config
     url = config.exchange.url
     if not url and config.mode == "paper":
