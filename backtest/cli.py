@@ -261,7 +261,9 @@ def _report(loaded: LoadedConfig, args: argparse.Namespace, result: Any, elapsed
     if args.json:
         print(text_json)
     else:
-        print(report.to_text())
+        from configuration.logs import terminal_width
+
+        print(report.to_text(width=max(60, terminal_width(sys.stdout) or 100)))
     rate = result.candle_steps / elapsed_s if elapsed_s > 0 else 0.0
     print(f"backtest: {result.candle_steps} candles ({len(result.symbols)} symbols, "
           f"{iso_ms(result.start_ms)} to {iso_ms(result.end_ms)}) in {elapsed_s:.1f} s, {rate:,.0f} candles/s; "
