@@ -20,11 +20,13 @@ per-candle cost of the actors and the simulator; per order = (run - idle run - t
 floor) / orders, where orders are the intents the bot claimed (entries, exits, protective stops and take-profits;
 cancels of protective orders are part of their cost); "refused": claimed orders refused or never sent (status
 REJECTED, e.g. reason NOT_PLACED, or NOT_PLACED). "ask µs": a pykka ask round trip to an idle actor just before
-the run (the machine's thread hand-off cost at that moment: every candle step is at least one). `--cpu N` pins
-the process to one CPU: the actors share one GIL, and a hand-off between two CPUs costs far more than on one.
+the run (the machine's thread hand-off cost at that moment: every candle step is at least one). By default the
+process is pinned to one CPU, as `kraken-actors backtest` pins itself: the actors share one GIL, and a hand-off
+between two CPUs costs far more than on one (`--cpu all` to compare, `--cpu N` for a given CPU).
 
     python benchmarks/backtest.py [--candles 43200] [--multi-candles 2880] [--multi-symbols 10] [--seed 1]
-                                  [--only 1|multi] [--configs 5/20,20/100] [--protection off,on] [--repeat 1] [--cpu N]
+                                  [--only 1|multi] [--configs 5/20,20/100] [--protection off,on] [--repeat 1]
+                                  [--cpu one|all|N]
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ import pykka  # noqa: E402
 from loguru import logger  # noqa: E402
 
 from actors.symbol import SymbolSettings  # noqa: E402
+from backtest.cli import pin_to_one_cpu  # noqa: E402
 from backtest.data import synthetic_candles  # noqa: E402
 from backtest.driver import Backtest, BacktestSettings  # noqa: E402
 from backtest.report import round_trips  # noqa: E402
@@ -302,10 +305,15 @@ def main() -> int:
     parser.add_argument("--configs", default="5/20,20/100", help="ma_crossover fast/slow pairs, comma-separated")
     parser.add_argument("--protection", default="off,on", help="protection settings to run: off, on or off,on")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration; the fastest is shown")
-    parser.add_argument("--cpu", type=int, default=None,
-                        help="pin the process (every actor thread) to this one CPU; default: all CPUs")
+    parser.add_argument("--cpu", default="one",
+                        help="one (default, as `kraken-actors backtest` runs: pinned to one CPU), all, or a CPU number")
     args = parser.parse_args()
-    if args.cpu is not None:  # before any thread starts: the actor threads inherit it
+    if args.cpu == "one":  # before any thread starts: the actor threads inherit it
+        args.cpu = pin_to_one_cpu()
+    elif args.cpu == "all":
+        args.cpu = None
+    else:
+        args.cpu = int(args.cpu)
         os.sched_setaffinity(0, {args.cpu})
     logger.remove()  # the actors log every order
     logger.add(sys.stderr, level="ERROR")
