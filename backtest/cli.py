@@ -224,10 +224,10 @@ def _progress_bar(backtest: Any, enabled: bool) -> Iterator[None]:
     if not enabled or not sys.stderr.isatty():
         yield
         return
-    from tqdm import tqdm
+    from backtest.progress import progress_bar
 
     done = threading.Event()
-    bar = tqdm(total=backtest.progress.total, unit="step", desc="backtest", file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(backtest.progress.total, "backtest", "close")
 
     def feed() -> None:
         while not done.wait(0.1):

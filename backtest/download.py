@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -15,6 +13,7 @@ from loguru import logger
 
 from actors.market_data import BadMarketData, parse_candle
 from backtest.data import CandleFileError, data_path, load_candles, unified_symbol, write_candles
+from backtest.progress import progress_bar
 from exchange.clock import ServerClock
 from messages.market import Candle, timeframe_ms
 
@@ -29,13 +28,6 @@ class DownloadError(RuntimeError):
 def iso(ms: int) -> str:
     """Epoch milliseconds as a readable UTC time, e.g. 2024-01-02T03:04:00Z."""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _progress_bar(total: int, description: str, enabled: bool) -> Any:
-    """A tqdm bar on stderr counting candles; disabled (silent) unless asked for and stderr is a terminal."""
-    tqdm = importlib.import_module("tqdm").tqdm
-    return tqdm(total=total, desc=description, unit="candle", unit_scale=True, file=sys.stderr,
-                disable=not (enabled and sys.stderr.isatty()), leave=True, dynamic_ncols=True)
 
 
 def _fetch(client: Any, symbol: str, timeframe: str, since: int, to_ms: int, sleep: Callable[[float], None]) -> Any:
@@ -91,7 +83,7 @@ def download_candles(
     expected = max(0, -(-(stop - first) // tf_ms))
     candles: list[Candle] = []
     cursor = first
-    with _progress_bar(expected, f"{unified} {timeframe}", progress) as bar:
+    with progress_bar(expected, f"{unified} {timeframe}", "candle", progress, unit_scale=True) as bar:
         while cursor < stop:
             window_end = min(stop, cursor + MAX_CANDLES_PER_REQUEST * tf_ms)
             rows = _fetch(client, unified, timeframe, cursor, window_end, sleep)

@@ -241,3 +241,32 @@ class Boom(Strategy):
     assert "the candle that closed at 2026-11-02T00:10:00Z raised ZeroDivisionError: the strategy divided by zero" \
         in done.stderr
     assert "boom.py" in done.stderr  # the traceback, logged
+
+
+@pytest.mark.timeout(120)
+def test_a_terminal_shows_a_progress_bar_and_a_pipe_does_not(tmp_path: Path) -> None:
+    import pty
+
+    config = write_config(tmp_path)
+    argv = [sys.executable, str(ROOT / "run.py"), "--config", str(config), "backtest", "--no-plot", "--from",
+            "2026-11-02", "--to", "2026-11-02T12:00", "--out", str(tmp_path / "out")]
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=secondary,
+                               cwd=tmp_path, env=_env())
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal closed: the process ended
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    assert process.wait(timeout=60) == 0
+    text = seen.decode(errors="replace")
+    assert "backtest: 100%" in text and "720/720" in text, text[-500:]
+    piped = backtest(config, "--no-plot", "--from", "2026-11-02", "--to", "2026-11-02T12:00", "--out",
+                     str(tmp_path / "piped"))
+    assert piped.returncode == 0 and "%|" not in piped.stderr
