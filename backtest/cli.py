@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from configuration import ConfigError, LoadedConfig, load_config, validate_config
+from configuration import ConfigError, LoadedConfig, read_config, validate_config
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C: the partial report was written and printed
@@ -60,8 +60,8 @@ def _symbols(values: list[str] | None) -> list[str] | None:
 def configured(args: argparse.Namespace) -> LoadedConfig:
     """The configuration file with the command line's changes (symbols, timeframe, strategy, params), validated as a
     whole, so a bad flag is reported like a bad key."""
-    loaded = load_config(args.config)
-    raw = tomllib.loads(loaded.path.read_text(encoding="utf-8"))
+    path = Path(args.config).expanduser().resolve()
+    raw = read_config(path)
     trading = raw.setdefault("trading", {})
     symbols = _symbols(args.symbols)
     if symbols:
@@ -74,7 +74,7 @@ def configured(args: argparse.Namespace) -> LoadedConfig:
         strategy["params"] = {}
     if args.param:
         strategy.setdefault("params", {}).update(dict(parse_param(p) for p in args.param))
-    return validate_config(raw, loaded.path)
+    return validate_config(raw, path)
 
 
 def print_config_error(exc: ConfigError) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from messages.market import Candle, candle_problem, timeframe_ms
 from simulator.instruments import INSTRUMENTS, Instrument, resolve_symbol, synthetic_instrument
+from simulator.prices import to_decimal
 
 COLUMNS: tuple[str, ...] = ("time", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS: tuple[str, ...] = COLUMNS[1:]  # open, high, low, close and volume: decimals
@@ -336,7 +337,7 @@ def _parquet_decimals(path: Path, name: str, column: Any) -> list[Decimal]:
     elif pa.types.is_decimal(kind) or pa.types.is_integer(kind):
         convert = Decimal
     elif kind == pa.float64():
-        convert = _decimal_of_float
+        convert = to_decimal
     else:
         raise CandleFileError(f"{path}: column {name} has type {kind}; store it as string (exact, like Kraken's "
                               "text), decimal128 (exact) or float64")
@@ -352,11 +353,6 @@ def _parquet_decimals(path: Path, name: str, column: Any) -> list[Decimal]:
                                   "candle's real value")
         result.append(number)
     return result
-
-
-def _decimal_of_float(value: float) -> Decimal:
-    """A float as the decimal its shortest repr shows (0.1 -> Decimal('0.1')); nan and inf stay non-finite."""
-    return Decimal(repr(value)) if math.isfinite(value) else Decimal(str(value))
 
 
 # -- writing ---------------------------------------------------------------------------------------------------------

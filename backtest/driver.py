@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -39,12 +38,15 @@ from loguru import logger
 
 from actors import TradingSystem, gateway_settings_for
 from actors.system import CoreActorDied
+from backtest.data import unified_symbol
+from backtest.download import iso
 from backtest.result import BacktestResult, EquityPoint, FillRecord, FundingRecord
 from configuration import AppConfig
 from exchange import load_market_specs
-from messages import Candles, GetInFlight, GetStatus, Ping, SymbolState, Tick
-from messages.market import Candle
+from messages import Candles, EventKind, GetInFlight, GetStatus, Ping, SymbolState, Tick
+from messages.market import Candle, timeframe_ms
 from persistence import open_database
+from persistence.queries import EXTERNAL, KIND_NAMES, fills_with_kind, funding_payments
 from persistence.store import Store
 from simulator.config import SimulatorConfig
 from simulator.inprocess import in_process_client
@@ -130,15 +132,6 @@ def memory_folder() -> str | None:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
-def timeframe_ms(timeframe: str) -> int:
-    """Milliseconds of a ccxt timeframe such as 1m, 15m, 1h, 1d."""
-    units = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
-    try:
-        return int(timeframe[:-1]) * units[timeframe[-1]]
-    except (KeyError, ValueError):
-        raise BacktestError(f"unknown timeframe {timeframe!r} (use e.g. 1m, 5m, 1h, 1d)") from None
-
-
 class Backtest:
     """One backtest run; `run()` returns its BacktestResult (partial when `stop` is set while it runs)."""
 
@@ -149,7 +142,10 @@ class Backtest:
         self.config = backtest_config(config)
         self.settings = settings or BacktestSettings()
         self.timeframe = self.config.trading.timeframe
-        self.tf_ms = timeframe_ms(self.timeframe)
+        try:
+            self.tf_ms = timeframe_ms(self.timeframe)
+        except ValueError as exc:
+            raise BacktestError(str(exc)) from None
         self.symbols = tuple(self.config.trading.symbols)
         missing = [s for s in self.symbols if not candles.get(s)]
         if missing:
@@ -256,10 +252,10 @@ class Backtest:
                 try:
                     decision = future.get(timeout=ASK_TIMEOUT_S)
                 except pykka.ActorDeadError:
-                    raise BacktestError(f"the {symbol} actor died at {_iso(close_ms)}; see the log above") from None
+                    raise BacktestError(f"the {symbol} actor died at {iso(close_ms)}; see the log above") from None
                 except Exception as exc:  # the strategy (or the guard chain) raised on this candle: said, not hidden
-                    logger.opt(exception=exc).error("{}: the candle that closed at {} raised", symbol, _iso(close_ms))
-                    raise BacktestError(f"{symbol}: the candle that closed at {_iso(close_ms)} raised "
+                    logger.opt(exception=exc).error("{}: the candle that closed at {} raised", symbol, iso(close_ms))
+                    raise BacktestError(f"{symbol}: the candle that closed at {iso(close_ms)} raised "
                                         f"{type(exc).__name__}: {exc} (traceback in the log above)") from None
                 sent = sent or bool(decision is not None and decision.accepted)
             self.candle_steps += len(batch)
@@ -335,27 +331,15 @@ class Backtest:
             initial_balance=self.settings.initial_balance, final_balance=exchange.balance,
             fills=fills, funding=funding, equity=tuple(self.equity), rejections=rejections,
             candle_steps=self.candle_steps, complete=complete,
-            open_positions={_unified(s): p.size for s, p in sorted(exchange.positions.items()) if p.size},
+            open_positions={unified_symbol(s): p.size for s, p in sorted(exchange.positions.items()) if p.size},
             pnl=pnl,
         )
-
-
-def _iso(ms: int) -> str:
-    """Epoch ms as ISO-8601 UTC."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _resting_orders(exchange: Any) -> bool:
     """True while a non-trigger order rests on the simulated book (a limit entry or exit waiting to fill)."""
     with exchange.lock:
         return any(order.state != UNTRIGGERED for book in exchange.working.values() for order in book.values())
-
-
-def _unified(kraken_symbol: str) -> str:
-    from simulator.instruments import INSTRUMENTS
-
-    instrument = INSTRUMENTS.get(kraken_symbol)
-    return instrument.unified_symbol if instrument is not None else kraken_symbol
 
 
 def _steps(candles: Mapping[str, Sequence[Candle]], tf_ms: int) -> list[tuple[int, list[tuple[str, Candle]]]]:
@@ -369,28 +353,17 @@ def _steps(candles: Mapping[str, Sequence[Candle]], tf_ms: int) -> list[tuple[in
 
 def _read_outcomes(store: Store) -> tuple[tuple[FillRecord, ...], tuple[FundingRecord, ...], dict[str, int]]:
     """The fills, funding payments and refusals by reason the bot stored."""
-    from persistence.queries import KIND_NAMES
-
-    m = store.models
-    fill_rows = (m.Fill.select(m.Fill, m.Intent.kind.alias("intent_kind"))
-                 .join(m.Intent, on=(m.Fill.client_order_id == m.Intent.client_order_id), join_type=_left_outer())
-                 .order_by(m.Fill.time, m.Fill.id).dicts())
+    fill = store.models.Fill
     fills = tuple(
         FillRecord(time_ms=int(r["time"]), symbol=r["symbol"], side=r["side"], amount=Decimal(r["amount"]),
                    price=Decimal(r["price"]), fee=Decimal(r["fee"]) if r["fee"] not in (None, "") else Decimal(0),
-                   kind=KIND_NAMES.get(r["intent_kind"] or "", "external"), client_order_id=r["client_order_id"])
-        for r in fill_rows)
-    funding = tuple(
-        FundingRecord(time_ms=int(r["time"]), symbol=r["symbol"], amount=Decimal(r["amount"]))
-        for r in m.Funding.select().order_by(m.Funding.time, m.Funding.id).dicts())
+                   kind=KIND_NAMES.get(r["intent_kind"] or "", EXTERNAL), client_order_id=r["client_order_id"])
+        for r in fills_with_kind(store).order_by(fill.time, fill.id).dicts())
+    funding = tuple(FundingRecord(time_ms=ms, symbol=symbol, amount=amount)
+                    for symbol, amount, ms in funding_payments(store))
+    event = store.models.Event
     rejections: dict[str, int] = {}
-    for row in m.Event.select(m.Event.reason).where(m.Event.kind == "SIGNAL_REJECTED").dicts():
+    for row in event.select(event.reason).where(event.kind == EventKind.SIGNAL_REJECTED.value).dicts():
         reason = row["reason"] or "UNKNOWN"
         rejections[reason] = rejections.get(reason, 0) + 1
     return fills, funding, dict(sorted(rejections.items()))
-
-
-def _left_outer() -> Any:
-    import peewee
-
-    return peewee.JOIN.LEFT_OUTER

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 
 from backtest.result import BacktestResult, EquityPoint, FillRecord, FundingRecord
+from configuration.formatting import plain_decimal
+from exchange.private_api import iso_ms as kraken_iso_ms
 from messages.market import timeframe_ms
 
 ZERO = Decimal(0)
@@ -446,8 +448,7 @@ def _trade_table(rows: Sequence[tuple[str, ...]], width: int) -> list[str]:
 
 def plain(value: Decimal) -> str:
     """A decimal as a plain string without exponent or trailing zeros: `0.5`, `120`, `0` (never `-0`)."""
-    text = format(value.normalize(), "f")
-    return "0" if text in ("-0", "0") else text
+    return plain_decimal(value)
 
 
 def cents(value: Decimal) -> str:
@@ -489,9 +490,8 @@ def utc_datetime(ms: int) -> datetime:
 
 
 def iso_ms(ms: int) -> str:
-    """Epoch milliseconds as ISO-8601 UTC with milliseconds and Z: `2024-01-02T03:04:05.678Z`."""
-    moment = utc_datetime(ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """Epoch milliseconds as ISO-8601 UTC with milliseconds and Z: `2024-01-02T03:04:05.678Z` (Kraken's form)."""
+    return kraken_iso_ms(ms)
 
 
 def utc_text(ms: int) -> str:

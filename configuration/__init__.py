@@ -7,6 +7,7 @@ from configuration.loading import (
     config_warnings,
     describe_errors,
     load_config,
+    read_config,
     render_config,
     validate_config,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "config_warnings",
     "describe_errors",
     "load_config",
+    "read_config",
     "looks_like_variable_name",
     "mask_url",
     "parse_database_url",

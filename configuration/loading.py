@@ -80,6 +80,12 @@ def _clip_line(line: str) -> str:
 def load_config(path: str | Path) -> LoadedConfig:
     """Load and validate a configuration file; raise ConfigError listing every problem."""
     path = Path(path).expanduser().resolve()
+    return validate_config(read_config(path), path)
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A configuration file's TOML as a mapping, not yet validated; ConfigError if it cannot be read or parsed."""
+    path = Path(path).expanduser().resolve()
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_CONFIG_BYTES + 1)
@@ -105,7 +111,7 @@ def load_config(path: str | Path) -> LoadedConfig:
         raise ConfigError(path, ["not usable TOML: arrays or tables nested too deeply"]) from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise ConfigError(path, [f"not usable TOML: {str(exc).split(':')[0]}"]) from None
-    return validate_config(raw, path)
+    return raw
 
 
 def validate_config(raw: dict[str, Any], path: Path) -> LoadedConfig:

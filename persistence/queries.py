@@ -49,15 +49,9 @@ def trades(store: Store, *, symbol: str | None = None, since_ms: int | None = No
 
     `fee` is the fill's stored fee (0 when the exchange reported none); `kind` names the intent the fill belongs
     to (entry, exit, stop-loss, take-profit) or "external"."""
-    m = store.models
-    F, Intent = m.Fill, m.Intent
-    query = (F.select(F, Intent.kind.alias("intent_kind"))
-             .join(Intent, on=(F.client_order_id == Intent.client_order_id), join_type=peewee.JOIN.LEFT_OUTER))
-    if symbol is not None:
-        query = query.where(F.symbol == symbol)
-    if since_ms is not None:
-        query = query.where(F.time >= since_ms)
-    rows = list(query.order_by(F.time.desc(), F.id.desc()).limit(_limit(limit)).dicts())
+    F = store.models.Fill
+    rows = list(fills_with_kind(store, symbol=symbol, since_ms=since_ms)
+                .order_by(F.time.desc(), F.id.desc()).limit(_limit(limit)).dicts())
     return [
         {
             "time": utc(r["time"]),
@@ -73,6 +67,20 @@ def trades(store: Store, *, symbol: str | None = None, since_ms: int | None = No
         }
         for r in reversed(rows)
     ]
+
+
+def fills_with_kind(store: Store, *, symbol: str | None = None, since_ms: int | None = None) -> Any:
+    """The query of fills joined with their intent's kind (`intent_kind`, None for an order placed outside this
+    system; KIND_NAMES names them), unordered: `trades` pages it, a backtest reads it whole."""
+    m = store.models
+    F, Intent = m.Fill, m.Intent
+    query = (F.select(F, Intent.kind.alias("intent_kind"))
+             .join(Intent, on=(F.client_order_id == Intent.client_order_id), join_type=peewee.JOIN.LEFT_OUTER))
+    if symbol is not None:
+        query = query.where(F.symbol == symbol)
+    if since_ms is not None:
+        query = query.where(F.time >= since_ms)
+    return query
 
 
 def orders(store: Store, *, symbol: str | None = None, since_ms: int | None = None, limit: int = 50,
@@ -164,7 +172,7 @@ def pnl(store: Store, *, by: str = "symbol", symbol: str | None = None,
         row.fees += fee
         row.fills += 1
         row.volume += amount * price
-    for sym, amount, ms in _funding(store, symbol, since_ms):
+    for sym, amount, ms in funding_payments(store, symbol, since_ms):
         row_for(sym, ms).funding += amount
     total = _PnlRow()
     for row in rows.values():
@@ -184,12 +192,13 @@ def pnl(store: Store, *, by: str = "symbol", symbol: str | None = None,
     }
 
 
-def _funding(store: Store, symbol: str | None, since_ms: int | None) -> Iterable[tuple[str, Decimal, int]]:
+def funding_payments(store: Store, symbol: str | None = None,
+                     since_ms: int | None = None) -> Iterable[tuple[str, Decimal, int]]:
     """(symbol, amount received, time ms) of every funding payment, when the schema has a funding table."""
     model = getattr(store.models, "Funding", None)
     if model is None:
         return []
-    query = model.select(model.symbol, model.amount, model.time)
+    query = model.select(model.symbol, model.amount, model.time).order_by(model.time, model.id)
     if symbol is not None:
         query = query.where(model.symbol == symbol)
     if since_ms is not None:

@@ -45,12 +45,8 @@ class InProcessSession(requests.Session):
         endpoint = route(method_text.upper(), parts.path).endpoint
         sim.after_request(endpoint)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        entry: dict[str, object] = {"time": received, "method": method_text.upper(), "endpoint": endpoint or parts.path,
-                                    "target": target[:500], "fault": None, "status": answer.status,
-                                    "result": answer.body.get("result")}
-        if answer.body.get("error"):
-            entry["error"] = answer.body["error"]
-        sim.log_request(entry)  # as the socket server logs it (server._Handler._kraken)
+        sim.log_answer({"time": received, "method": method_text.upper(), "endpoint": endpoint or parts.path,
+                        "target": target[:500], "fault": None}, answer)  # as the socket server logs it
         response = requests.Response()
         response.status_code = answer.status
         response._content = answer.encode()

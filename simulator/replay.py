@@ -57,8 +57,8 @@ class ReplayCandle(Protocol):
 
 def tick_prices(candle: ReplayCandle) -> tuple[float, float, float, float]:
     """The four prices one candle is replayed as: open, the two extremes in path order, close."""
-    o, h, low, c = float(candle.open), float(candle.high), float(candle.low), float(candle.close)
-    return (o, low, h, c) if candle.close >= candle.open else (o, h, low, c)
+    o, first, second, c = _decimal_ticks(candle)
+    return float(o), float(first), float(second), float(c)
 
 
 class ReplayPath(PricePath):

@@ -249,11 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
         context = {"received_ms": entry["time"], "fault": entry["fault"]}
         response: ApiResponse = sim.api.handle(self.command, path, query, body, headers, context)
         sim.after_request(r.endpoint)  # order changes reach the state file before the answer leaves
-        entry["status"] = response.status
-        entry["result"] = response.body.get("result")
-        if response.body.get("error"):
-            entry["error"] = response.body["error"]
-        sim.log_request(entry)
+        sim.log_answer(entry, response)
         if kind == "accept_then_drop":
             self._reset_connection()
             return

@@ -12,7 +12,7 @@ from typing import Any
 
 from loguru import logger
 
-from simulator.api import KrakenApi
+from simulator.api import ApiResponse, KrakenApi
 from simulator.auth import Authenticator, generate_credentials
 from simulator.clock import Clock, RealClock, SteppedClock, wall_ms
 from simulator.config import SimulatorConfig
@@ -205,6 +205,14 @@ class Simulator:
     def log_request(self, entry: dict[str, object]) -> None:
         """Remember one served Kraken request (no headers, so no secrets)."""
         self.requests.append(entry)
+
+    def log_answer(self, entry: dict[str, object], response: ApiResponse) -> None:
+        """Remember a request the API answered: its entry with the answer's status, result and error."""
+        entry["status"] = response.status
+        entry["result"] = response.body.get("result")
+        if response.body.get("error"):
+            entry["error"] = response.body["error"]
+        self.log_request(entry)
 
     # -- the `late` fault ------------------------------------------------------------------
     def defer(self, due_ms: int, request: dict[str, Any]) -> None:
